@@ -1,0 +1,226 @@
+//! Command-line structs (argh) and how their flags fold into the config.
+//!
+//! Precedence for every setting: command-line flag, then environment
+//! (`PORTHOLE_TOKEN`), then the config file, then the built-in default.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+
+use crate::config::{
+    self, ClientConfig, ClientSettings, ConfigError, Secret, ServerConfig, ServerSettings,
+    ServiceConfig,
+};
+
+/// Environment variable that supplies the token when `--token` is not given.
+pub const TOKEN_ENV: &str = "PORTHOLE_TOKEN";
+
+#[derive(FromArgs, Debug)]
+/// porthole: expose TCP services behind NAT or a firewall through a public server.
+/// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info).
+pub struct Cli {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Server(ServerArgs),
+    Client(ClientArgs),
+    Check(CheckArgs),
+    Demo(DemoArgs),
+}
+
+#[derive(FromArgs, Debug, Default)]
+/// Run the public server: clients connect to it and it opens a public port per service.
+#[argh(subcommand, name = "server")]
+pub struct ServerArgs {
+    /// config file (RON); flags override its values
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// address to listen on for clients, e.g. 0.0.0.0:7000 or [::]:7000
+    #[argh(option)]
+    pub bind: Option<String>,
+    /// shared secret clients must prove (default: $PORTHOLE_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
+    /// public ports clients may use, e.g. 10000-20000 or 8080 (repeatable)
+    #[argh(option)]
+    pub allow_ports: Vec<String>,
+    /// run without authentication: anyone who reaches the server can expose ports
+    #[argh(switch)]
+    pub insecure_no_auth: bool,
+}
+
+#[derive(FromArgs, Debug, Default)]
+/// Run a client next to private services and expose them through a server.
+#[argh(subcommand, name = "client")]
+pub struct ClientArgs {
+    /// config file (RON); flags override its values
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// server address, e.g. tunnel.example.com:7000
+    #[argh(option)]
+    pub server: Option<String>,
+    /// shared secret (default: $PORTHOLE_TOKEN)
+    #[argh(option)]
+    pub token: Option<String>,
+    /// expose a local port: PORT, REMOTE:PORT or REMOTE:HOST:PORT (repeatable); REMOTE 0 or
+    /// omitted lets the server pick a public port
+    #[argh(option)]
+    pub expose: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Validate a server or client config file and print the resolved settings (secrets masked).
+#[argh(subcommand, name = "check")]
+pub struct CheckArgs {
+    /// config file (RON) to check
+    #[argh(option, short = 'c')]
+    pub config: PathBuf,
+}
+
+#[derive(FromArgs, Debug)]
+/// Start a server, a client and a tiny service on loopback, push traffic through the
+/// tunnel, print what happened, and keep serving until Ctrl-C.
+#[argh(subcommand, name = "demo")]
+pub struct DemoArgs {
+    /// exit after the traffic check instead of serving until Ctrl-C
+    #[argh(switch)]
+    pub once: bool,
+}
+
+/// Resolves the server settings from a file and/or flags.
+pub fn server_settings(
+    args: &ServerArgs,
+    env_token: Option<String>,
+) -> Result<ServerSettings, ConfigError> {
+    let mut cfg = match (&args.config, &args.bind) {
+        (Some(path), _) => config::load_server(path)?,
+        (None, Some(bind)) => ServerConfig::new(bind.clone()),
+        (None, None) => {
+            return Err(cli_error(
+                "give a config file (-c server.ron) or --bind ADDR",
+            ));
+        }
+    };
+    if let Some(bind) = &args.bind {
+        cfg.bind = bind.clone();
+    }
+    if let Some(token) = args.token.clone().or(env_token) {
+        cfg.token = Some(Secret::new(token));
+    }
+    if !args.allow_ports.is_empty() {
+        cfg.allow_ports = args
+            .allow_ports
+            .iter()
+            .map(|r| parse_range(r))
+            .collect::<Result<_, _>>()?;
+    }
+    cfg.insecure_no_auth |= args.insecure_no_auth;
+    cfg.validate()
+}
+
+/// Resolves the client settings from a file and/or flags.
+pub fn client_settings(
+    args: &ClientArgs,
+    env_token: Option<String>,
+) -> Result<ClientSettings, ConfigError> {
+    let token = args.token.clone().or(env_token);
+    let mut cfg = match (&args.config, &args.server) {
+        (Some(path), _) => config::load_client(path)?,
+        (None, Some(server)) => {
+            let token = token
+                .clone()
+                .ok_or_else(|| cli_error("give --token or set PORTHOLE_TOKEN"))?;
+            ClientConfig::new(server.clone(), Secret::new(token))
+        }
+        (None, None) => {
+            return Err(cli_error(
+                "give a config file (-c client.ron) or --server HOST:PORT",
+            ));
+        }
+    };
+    if let Some(server) = &args.server {
+        cfg.server = server.clone();
+    }
+    if let Some(token) = token {
+        cfg.token = Secret::new(token);
+    }
+    for spec in &args.expose {
+        cfg.services.push(parse_expose(spec)?);
+    }
+    cfg.validate()
+}
+
+/// `10000-20000` or `8080`.
+fn parse_range(text: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || {
+        cli_error(&format!(
+            "--allow-ports {text:?}: expected LOW-HIGH or PORT, e.g. 10000-20000"
+        ))
+    };
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    Ok((lo, hi))
+}
+
+/// `PORT`, `REMOTE:PORT` or `REMOTE:HOST:PORT` (HOST may be `[v6]`).
+pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
+    let bad = || {
+        cli_error(&format!(
+            "--expose {spec:?}: expected PORT, REMOTE:PORT or REMOTE:HOST:PORT, e.g. 8080 or 10080:8080"
+        ))
+    };
+    let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
+    let (remote, local) = match spec.split_once(':') {
+        None => (0, format!("127.0.0.1:{}", port(spec)?)),
+        Some((remote, rest)) if rest.parse::<u16>().is_ok() => {
+            (port(remote)?, format!("127.0.0.1:{rest}"))
+        }
+        Some((remote, rest)) => (port(remote)?, rest.to_owned()),
+    };
+    let local_port = local.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+    Ok(ServiceConfig {
+        name: format!("port-{local_port}"),
+        local,
+        remote_port: remote,
+    })
+}
+
+fn cli_error(message: &str) -> ConfigError {
+    ConfigError {
+        origin: PathBuf::from("<command line>"),
+        line: 0,
+        column: 0,
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expose_forms() {
+        let s = parse_expose("8080").expect("valid");
+        assert_eq!(
+            (s.remote_port, s.local.as_str(), s.name.as_str()),
+            (0, "127.0.0.1:8080", "port-8080")
+        );
+        let s = parse_expose("10080:8080").expect("valid");
+        assert_eq!((s.remote_port, s.local.as_str()), (10080, "127.0.0.1:8080"));
+        let s = parse_expose("0:[::1]:22").expect("valid");
+        assert_eq!((s.remote_port, s.local.as_str()), (0, "[::1]:22"));
+        assert!(parse_expose("web").is_err());
+        assert!(parse_expose("99999").is_err());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("10000-20000").expect("valid"), (10000, 20000));
+        assert_eq!(parse_range("8080").expect("valid"), (8080, 8080));
+        assert!(parse_range("a-b").is_err());
+    }
+}

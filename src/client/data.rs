@@ -1,0 +1,153 @@
+//! The client's data links: each is dialled ahead of time, authenticated for the
+//! current session and left idle at the server until a `Start` names a service;
+//! then the client connects to that service's local address and relays. Every
+//! link that gets a visitor is replaced at once, so the pool stays full.
+
+use futures_lite::AsyncWriteExt;
+use smol::net::TcpStream;
+use std::io;
+use std::sync::{Arc, Weak};
+use tracing::{debug, warn};
+
+use super::session::Context;
+use crate::protocol::{Frame, LinkHello, SessionId, VERSION};
+use crate::relay;
+use crate::tasks::TaskSet;
+use crate::transport::Transport;
+use crate::wire::{read_frame, with_timeout, write_frame};
+
+/// Links opened at once on one `OpenData` request; caps what a (buggy or
+/// hostile) server can make the client dial.
+pub const MAX_OPEN_PER_REQUEST: usize = 64;
+/// Data links (idle or relaying) per session; more requests are ignored.
+pub const MAX_LINKS: usize = 4096;
+
+/// The data links of one session; dropping it closes them all.
+pub(crate) struct Links<T: Transport> {
+    inner: Arc<Inner<T>>,
+}
+
+struct Inner<T: Transport> {
+    ctx: Arc<Context<T>>,
+    session_id: SessionId,
+    tasks: TaskSet,
+}
+
+impl<T: Transport> Links<T> {
+    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId) -> Self {
+        Links {
+            inner: Arc::new(Inner {
+                ctx,
+                session_id,
+                tasks: TaskSet::new(),
+            }),
+        }
+    }
+
+    /// Opens `count` more links (capped).
+    pub fn open(&self, count: usize) {
+        open(&self.inner, count);
+    }
+}
+
+impl<T: Transport> Drop for Links<T> {
+    fn drop(&mut self) {
+        self.inner.tasks.cancel_all();
+    }
+}
+
+fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize) {
+    let room = MAX_LINKS.saturating_sub(inner.tasks.len());
+    for _ in 0..count.min(MAX_OPEN_PER_REQUEST).min(room) {
+        // Tasks hold a weak reference, so the set they live in can be dropped.
+        let weak = Arc::downgrade(inner);
+        inner.tasks.spawn(async move {
+            if let Err(e) = serve_link(weak).await {
+                debug!("data link ended: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
+    let (ctx, session_id) = match weak.upgrade() {
+        Some(inner) => (inner.ctx.clone(), inner.session_id),
+        None => return Ok(()),
+    };
+    let limit = ctx.settings.handshake_timeout;
+    let mut link = with_timeout(limit, "opening data link", async {
+        let mut link = ctx.transport.connect(&ctx.settings.server).await?;
+        let hello = Frame::Hello {
+            version: VERSION,
+            link: LinkHello::Data { session_id },
+        };
+        write_frame(&mut link, &hello).await?;
+        let nonce = match read_frame(&mut link).await? {
+            Frame::Challenge { nonce } => nonce,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected challenge, got {other:?}"),
+                ));
+            }
+        };
+        write_frame(
+            &mut link,
+            &Frame::AuthResponse {
+                mac: ctx.key.data_proof(&session_id, &nonce),
+            },
+        )
+        .await?;
+        Ok(link)
+    })
+    .await?;
+    // Idle until a visitor arrives; the session's end cancels this task.
+    let (service, visitor) = match read_frame(&mut link).await? {
+        Frame::Start { service, visitor } => (service, visitor),
+        Frame::Error { code, message } => {
+            return Err(io::Error::other(format!(
+                "server refused data link ({code:?}): {message}"
+            )));
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected start, got {other:?}"),
+            ));
+        }
+    };
+    // Refill first, so the pool is back to size while this visitor is served.
+    if let Some(inner) = weak.upgrade() {
+        open(&inner, 1);
+    }
+    let Some(local) = ctx
+        .settings
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .map(|s| s.local.clone())
+    else {
+        warn!("server started a visitor for unknown service {service:?}");
+        return Ok(());
+    };
+    let target = match with_timeout(
+        limit,
+        "connecting to the local service",
+        TcpStream::connect(local.as_str()),
+    )
+    .await
+    {
+        Ok(stream) => stream,
+        Err(e) => {
+            warn!("service {service}: cannot reach {local}: {e}; visitor {visitor} closed");
+            // Closing the link closes the visitor at the server at once.
+            let _ = link.close().await;
+            return Ok(());
+        }
+    };
+    target.set_nodelay(true)?;
+    debug!("visitor {visitor} -> {service} ({local})");
+    let moved = relay::relay(link, target).await?;
+    debug!("visitor {visitor} of {service} done: {moved:?}");
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The private side: keeps an authenticated control link to the server, registers
+//! the configured services, keeps a pool of data links open and relays each
+//! visitor to its local service.
+//!
+//! [`run`] reconnects with capped exponential backoff and jitter after any
+//! transient failure and registers again (a reconnect within the server's grace
+//! period gets the same ports back). Authentication failures, a version
+//! mismatch and "every service refused" are fatal: retrying cannot fix them.
+
+mod data;
+mod session;
+
+use smol::channel::Sender;
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+use crate::config::ClientSettings;
+use crate::shutdown::Signal;
+use crate::transport::Transport;
+
+/// First reconnect delay; doubled after every failed attempt up to the
+/// configured cap.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// A session that lasted this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+
+/// What happened, for callers that want to know (the demo, tests, the CLI).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The control link is up and authenticated.
+    Connected,
+    /// A service is reachable at `public` (`server-host:port`).
+    Registered {
+        name: String,
+        port: u16,
+        public: String,
+    },
+    /// The server refused a service; the others are unaffected.
+    Refused { name: String, message: String },
+    /// The control link ended; the client will reconnect.
+    Disconnected { reason: String },
+}
+
+/// Why the client gave up.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The server refused our token, or could not prove it knows it.
+    Auth(String),
+    /// Retrying cannot help (version mismatch, every service refused).
+    Fatal(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Auth(m) => write!(f, "authentication failed: {m}"),
+            ClientError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// How one connection attempt ended.
+pub(crate) enum SessionEnd {
+    /// Our shutdown signal fired; goodbye sent.
+    Shutdown,
+    /// Transient: reconnect.
+    Lost(io::Error),
+    /// Give up.
+    Fatal(ClientError),
+}
+
+/// Runs the client until `shutdown` fires (returns `Ok`) or a fatal error.
+pub async fn run<T: Transport>(
+    settings: ClientSettings,
+    transport: T,
+    shutdown: Signal,
+    events: Option<Sender<Event>>,
+) -> Result<(), ClientError> {
+    let client_id = crate::auth::random().map_err(|e| ClientError::Fatal(e.to_string()))?;
+    let ctx = session::Context::new(settings, transport, client_id, events);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        match session::run_once(&ctx, &shutdown).await {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::Fatal(e) => return Err(e),
+            SessionEnd::Lost(e) => {
+                if started.elapsed() >= STABLE_SESSION {
+                    backoff = FIRST_BACKOFF;
+                }
+                let delay = jitter(backoff);
+                warn!(
+                    "connection to {} lost: {e}; reconnecting in {delay:?}",
+                    ctx.settings.server
+                );
+                ctx.emit(Event::Disconnected {
+                    reason: e.to_string(),
+                });
+                backoff = (backoff * 2).min(ctx.settings.reconnect_max_backoff);
+                let waited = futures_lite::future::or(
+                    async {
+                        smol::Timer::after(delay).await;
+                        true
+                    },
+                    async {
+                        shutdown.wait().await;
+                        false
+                    },
+                )
+                .await;
+                if !waited {
+                    info!("client stopped");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A delay between 50% and 100% of `base`, so clients that lost the same server
+/// do not all come back in the same millisecond.
+fn jitter(base: Duration) -> Duration {
+    base.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_full() {
+        for _ in 0..1000 {
+            let d = jitter(Duration::from_secs(2));
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+                "{d:?}"
+            );
+        }
+    }
+}

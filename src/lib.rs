@@ -1,0 +1,43 @@
+//! porthole: a reverse tunnel for TCP services behind NAT or a firewall.
+//!
+//! ```text
+//! visitor ──TCP──▶ public listener ┐                      ┌──▶ local service
+//!                                  │  data links (pooled) │
+//!                          server ─┤══════════════════════╪═ client
+//!                                  └─ control link ◀══════┘   (dials out)
+//! ```
+//!
+//! A client dials the server, authenticates with an HMAC challenge–response over
+//! a shared token ([`auth`]), and registers services; the server opens one public
+//! port per service. Each visitor of a public port is relayed ([`relay`]) through a
+//! pre-opened, separately authenticated data link to the client, which connects
+//! to the local service.
+//!
+//! Module map, dependencies pointing down:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`cli`] | argh command-line structs only |
+//! | [`config`] | RON schema, validation into typed settings |
+//! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
+//! | [`demo`] | the one-process loopback demo |
+//! | [`transport`] | the `Transport` trait and its TCP implementation |
+//! | [`relay`] | joining two streams with half-close semantics |
+//! | [`wire`] | async frame I/O and deadlines |
+//! | [`protocol`] | pure frame codec (fuzzed) |
+//! | [`auth`] | HMAC proofs and nonces |
+//! | [`tasks`], [`shutdown`] | owned task sets, the shutdown signal |
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod protocol;
+pub mod relay;
+pub mod server;
+pub mod shutdown;
+pub mod tasks;
+pub mod transport;
+pub mod wire;

@@ -1,0 +1,159 @@
+//! The `porthole` binary: parses the command line, sets up logging and signals,
+//! runs one mode, and maps the outcome to an exit code (0 ok, 1 runtime failure,
+//! 2 usage or config error).
+
+#![forbid(unsafe_code)]
+
+use argh::FromArgs;
+use futures_lite::StreamExt;
+use std::process::ExitCode;
+use tracing::{error, info};
+
+use porthole::cli::{self, Cli, Command};
+use porthole::config::{self, AnyConfig};
+use porthole::shutdown::{self, Signal, Trigger};
+use porthole::transport::TcpTransport;
+use porthole::{client, demo, server};
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.first().map_or("porthole", String::as_str);
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let cli = match Cli::from_args(&[name], &rest) {
+        Ok(cli) => cli,
+        Err(early) => {
+            return if early.status.is_ok() {
+                println!("{}", early.output);
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{}", early.output);
+                ExitCode::from(EXIT_USAGE)
+            };
+        }
+    };
+    init_logging();
+    match cli.command {
+        Command::Check(args) => check(&args.config),
+        Command::Server(args) => run_server(&args),
+        Command::Client(args) => run_client(&args),
+        Command::Demo(args) => run_demo(args.once),
+    }
+}
+
+fn init_logging() {
+    let level = match std::env::var("PORTHOLE_LOG")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .init();
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load_any(path) {
+        Ok(AnyConfig::Server(s)) => {
+            println!("{}: valid server config\n{s:#?}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(AnyConfig::Client(c)) => {
+            println!("{}: valid client config\n{c:#?}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(&e),
+    }
+}
+
+fn usage_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn runtime_error(e: &dyn std::fmt::Display) -> ExitCode {
+    error!("{e}");
+    ExitCode::from(EXIT_RUNTIME)
+}
+
+/// Fires the returned signal on the first SIGINT or SIGTERM.
+fn signals() -> std::io::Result<Signal> {
+    let (trigger, signal) = shutdown::channel();
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
+    // Detached on purpose: it lives as long as the process and only fires the
+    // trigger, which every component watches.
+    smol::spawn(async move {
+        if let Some(Ok(sig)) = signals.next().await {
+            info!("received {sig:?}, shutting down");
+            Trigger::fire(&trigger);
+        }
+    })
+    .detach();
+    Ok(signal)
+}
+
+fn run_server(args: &cli::ServerArgs) -> ExitCode {
+    let settings = match cli::server_settings(args, std::env::var(cli::TOKEN_ENV).ok()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    smol::block_on(async {
+        let shutdown = match signals() {
+            Ok(s) => s,
+            Err(e) => return runtime_error(&e),
+        };
+        let listener = match server::bind(&settings).await {
+            Ok(l) => l,
+            Err(e) => return runtime_error(&e),
+        };
+        match server::run(listener, settings, TcpTransport, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => runtime_error(&e),
+        }
+    })
+}
+
+fn run_client(args: &cli::ClientArgs) -> ExitCode {
+    let settings = match cli::client_settings(args, std::env::var(cli::TOKEN_ENV).ok()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    smol::block_on(async {
+        let shutdown = match signals() {
+            Ok(s) => s,
+            Err(e) => return runtime_error(&e),
+        };
+        match client::run(settings, TcpTransport, shutdown, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => runtime_error(&e),
+        }
+    })
+}
+
+fn run_demo(once: bool) -> ExitCode {
+    smol::block_on(async {
+        let shutdown = if once {
+            Signal::never()
+        } else {
+            match signals() {
+                Ok(s) => s,
+                Err(e) => return runtime_error(&e),
+            }
+        };
+        match demo::run(once, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => runtime_error(&e),
+        }
+    })
+}

@@ -1,0 +1,204 @@
+//! Everything that happens on a new connection before it is trusted: the
+//! transport handshake, `Hello`, the challenge and the proof. Every read here has
+//! the handshake deadline and the frame cap, so a silent or garbage-spewing peer
+//! costs one task for at most `handshake_timeout` and nothing else.
+
+use smol::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use super::session::Session;
+use crate::auth;
+use crate::protocol::{ErrorCode, Frame, LinkHello, Mac, Nonce, SessionId, VERSION};
+use crate::transport::Transport;
+use crate::wire::{read_frame, with_timeout, write_frame};
+
+/// Handles one accepted connection to the end (for a control link, to the end of
+/// its session). Errors are logged here: a bad peer only loses its own link.
+pub(super) async fn serve_connection<T: Transport>(
+    shared: Arc<Shared<T>>,
+    conn: TcpStream,
+    peer: SocketAddr,
+) {
+    if let Err(e) = handshake(&shared, conn, peer).await {
+        match e.kind() {
+            io::ErrorKind::PermissionDenied => warn!("client {peer}: {e}"),
+            io::ErrorKind::UnexpectedEof => debug!("connection from {peer} closed: {e}"),
+            _ => warn!("connection from {peer} refused: {e}"),
+        }
+    }
+}
+
+async fn handshake<T: Transport>(
+    shared: &Arc<Shared<T>>,
+    conn: TcpStream,
+    peer: SocketAddr,
+) -> io::Result<()> {
+    let limit = shared.settings.handshake_timeout;
+    let mut link = with_timeout(
+        limit,
+        "transport handshake",
+        shared.transport.handshake(conn),
+    )
+    .await?;
+    let hello = with_timeout(limit, "waiting for hello", read_frame(&mut link)).await;
+    let hello = match hello {
+        Ok(frame) => frame,
+        Err(e) => return refuse(&mut link, ErrorCode::ProtocolViolation, e).await,
+    };
+    let (version, kind) = match hello {
+        Frame::Hello { version, link } => (version, link),
+        other => {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected hello, got {other:?}"),
+            );
+            return refuse(&mut link, ErrorCode::ProtocolViolation, e).await;
+        }
+    };
+    if version != VERSION {
+        let e = io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("client speaks protocol version {version}; this server speaks {VERSION}"),
+        );
+        return refuse(&mut link, ErrorCode::UnsupportedVersion, e).await;
+    }
+    let server_nonce: Nonce = auth::random()?;
+    with_timeout(
+        limit,
+        "sending challenge",
+        write_frame(
+            &mut link,
+            &Frame::Challenge {
+                nonce: server_nonce,
+            },
+        ),
+    )
+    .await?;
+    let mac = match with_timeout(limit, "waiting for auth response", read_frame(&mut link)).await {
+        Ok(Frame::AuthResponse { mac }) => mac,
+        Ok(other) => {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected auth response, got {other:?}"),
+            );
+            return refuse(&mut link, ErrorCode::ProtocolViolation, e).await;
+        }
+        Err(e) => return refuse(&mut link, ErrorCode::ProtocolViolation, e).await,
+    };
+    match kind {
+        LinkHello::Control { client_id, nonce } => {
+            let proofs = Proofs {
+                client_nonce: nonce,
+                server_nonce,
+                mac,
+            };
+            control(shared, link, peer, client_id, proofs).await
+        }
+        LinkHello::Data { session_id } => {
+            data(shared, link, peer, session_id, server_nonce, mac).await
+        }
+    }
+}
+
+struct Proofs {
+    client_nonce: Nonce,
+    server_nonce: Nonce,
+    mac: Mac,
+}
+
+async fn control<T: Transport>(
+    shared: &Arc<Shared<T>>,
+    mut link: T::Stream,
+    peer: SocketAddr,
+    client_id: [u8; 16],
+    p: Proofs,
+) -> io::Result<()> {
+    if let Some(key) = &shared.key {
+        if !key.verify_client(&p.client_nonce, &p.server_nonce, &p.mac) {
+            let e = io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "authentication failed: the client's token does not match the server's",
+            );
+            return refuse(&mut link, ErrorCode::AuthFailed, e).await;
+        }
+    }
+    let session_id: SessionId = auth::random()?;
+    let mac = match &shared.key {
+        Some(key) => key.server_proof(&p.client_nonce, &p.server_nonce, &session_id),
+        None => [0; 32],
+    };
+    let ok = Frame::AuthOk {
+        session_id,
+        authenticated: shared.key.is_some(),
+        mac,
+        heartbeat_interval_ms: u32::try_from(shared.settings.heartbeat_interval.as_millis())
+            .unwrap_or(u32::MAX),
+    };
+    with_timeout(
+        shared.settings.handshake_timeout,
+        "sending auth ok",
+        write_frame(&mut link, &ok),
+    )
+    .await?;
+    info!(
+        "client {peer} authenticated (session {})",
+        crate::wire::short_id(&session_id)
+    );
+    Session::run(shared.clone(), link, peer, session_id, client_id).await;
+    Ok(())
+}
+
+async fn data<T: Transport>(
+    shared: &Arc<Shared<T>>,
+    mut link: T::Stream,
+    peer: SocketAddr,
+    session_id: SessionId,
+    server_nonce: Nonce,
+    mac: Mac,
+) -> io::Result<()> {
+    if let Some(key) = &shared.key {
+        if !key.verify_data(&session_id, &server_nonce, &mac) {
+            let e = io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "data link authentication failed",
+            );
+            return refuse(&mut link, ErrorCode::AuthFailed, e).await;
+        }
+    }
+    let Some(session) = shared.registry.session(&session_id) else {
+        let e = io::Error::new(
+            io::ErrorKind::NotFound,
+            "data link names an unknown or ended session",
+        );
+        return refuse(&mut link, ErrorCode::UnknownSession, e).await;
+    };
+    debug!(
+        "data link from {peer} joined session {}",
+        crate::wire::short_id(&session_id)
+    );
+    session.add_link(link);
+    Ok(())
+}
+
+/// Tells the peer why it is refused (best effort, bounded) and returns the cause.
+async fn refuse<S>(link: &mut S, code: ErrorCode, cause: io::Error) -> io::Result<()>
+where
+    S: futures_lite::AsyncWrite + Unpin,
+{
+    let frame = Frame::Error {
+        code,
+        message: crate::protocol::clamp_message(&cause.to_string()),
+    };
+    // The peer may be gone or not reading; never let that hold the task.
+    let _ = with_timeout(
+        std::time::Duration::from_secs(1),
+        "sending error",
+        write_frame(link, &frame),
+    )
+    .await;
+    Err(cause)
+}

@@ -1,0 +1,101 @@
+//! The public side: accepts control and data links from clients, authenticates
+//! them, opens a public listener per registered service and relays each visitor
+//! through a data link of the owning client.
+//!
+//! Ownership: [`run`] owns one task per accepted connection (a control link's task
+//! *is* its session); a [`session::Session`] owns its visitors' relays and its
+//! pool of idle data links; the [`registry::Registry`] owns the public listeners,
+//! which outlive a vanished client for `reconnect_grace` so that it gets its
+//! ports back. Dropping the server future cancels all of it.
+
+mod handshake;
+mod pool;
+mod registry;
+mod session;
+
+use smol::net::TcpListener;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+use crate::auth::Key;
+use crate::config::ServerSettings;
+use crate::shutdown::Signal;
+use crate::tasks::TaskSet;
+use crate::transport::{self, Transport};
+
+/// After a shutdown signal, how long sessions get to say goodbye before their
+/// tasks are cancelled.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does
+/// not spin while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Everything the server's tasks share.
+pub(crate) struct Shared<T: Transport> {
+    pub settings: ServerSettings,
+    pub transport: T,
+    /// `None` only with `--insecure-no-auth`.
+    pub key: Option<Key>,
+    pub registry: Arc<registry::Registry<T>>,
+    pub shutdown: Signal,
+}
+
+/// Binds the control listener named in `settings`.
+pub async fn bind(settings: &ServerSettings) -> io::Result<TcpListener> {
+    TcpListener::bind(settings.bind)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.bind)))
+}
+
+/// Serves clients on `listener` until `shutdown` fires, then tells every client
+/// goodbye and returns.
+pub async fn run<T: Transport>(
+    listener: TcpListener,
+    settings: ServerSettings,
+    transport: T,
+    shutdown: Signal,
+) -> io::Result<()> {
+    let key = settings.token.as_ref().map(|t| Key::new(t.expose()));
+    if key.is_none() {
+        warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
+    }
+    let shared = Arc::new(Shared {
+        registry: Arc::new(registry::Registry::new(settings.bind.ip())),
+        settings,
+        transport,
+        key,
+        shutdown: shutdown.clone(),
+    });
+    info!(
+        "listening for clients on {} ({})",
+        listener.local_addr()?,
+        shared.transport.name()
+    );
+    let connections = TaskSet::new();
+    loop {
+        let accepted =
+            futures_lite::future::or(async { Some(transport::accept(&listener).await) }, async {
+                shutdown.wait().await;
+                None
+            })
+            .await;
+        match accepted {
+            None => break,
+            Some(Ok((stream, peer))) => {
+                connections.spawn(handshake::serve_connection(shared.clone(), stream, peer));
+            }
+            Some(Err(e)) => {
+                warn!("accept failed: {e}");
+                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+    info!("shutting down: closing sessions");
+    drop(listener);
+    connections.join(SHUTDOWN_GRACE).await;
+    shared.registry.clear();
+    info!("server stopped");
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! Live sessions and the public ports they own.
+//!
+//! A public port belongs to a service; a service has an owner session while its
+//! client is connected. When a client vanishes without saying goodbye, its
+//! services *linger* (listener still bound, visitors refused) for
+//! `reconnect_grace`, and a reconnecting client reclaims them: an explicit port is
+//! reclaimed by asking for it again, a server-picked port (`remote_port: 0`) by the
+//! same client process asking for the same service name.
+
+use smol::Task;
+use smol::net::TcpListener;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tracing::{debug, info};
+
+use super::session::Session;
+use crate::protocol::{ClientId, ErrorCode, SessionId};
+use crate::tasks::{TaskSet, lock};
+use crate::transport::{self, Transport};
+
+/// Random ports tried when the server picks one in a large allowed range.
+const PICK_ATTEMPTS: usize = 128;
+
+pub(crate) struct Registry<T: Transport> {
+    bind_ip: IpAddr,
+    sessions: Mutex<HashMap<SessionId, Weak<Session<T>>>>,
+    ports: Mutex<HashMap<u16, Arc<Service<T>>>>,
+    /// Grace-period timers of lingering services.
+    reapers: TaskSet,
+}
+
+pub(crate) struct Service<T: Transport> {
+    pub port: u16,
+    state: Mutex<ServiceState<T>>,
+    /// The accept loop; dropped (cancelled) with the service.
+    listener: Mutex<Option<Task<()>>>,
+}
+
+struct ServiceState<T: Transport> {
+    name: String,
+    client_id: ClientId,
+    owner: Weak<Session<T>>,
+    /// Bumped whenever ownership changes, so a grace timer started for one
+    /// lingering period cannot remove a service reclaimed since.
+    epoch: u64,
+}
+
+/// Why a registration was refused.
+pub(crate) struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl<T: Transport> Service<T> {
+    pub fn name(&self) -> String {
+        lock(&self.state).name.clone()
+    }
+
+    pub fn owner(&self) -> Option<Arc<Session<T>>> {
+        lock(&self.state).owner.upgrade()
+    }
+}
+
+impl<T: Transport> Registry<T> {
+    pub fn new(bind_ip: IpAddr) -> Self {
+        Registry {
+            bind_ip,
+            sessions: Mutex::new(HashMap::new()),
+            ports: Mutex::new(HashMap::new()),
+            reapers: TaskSet::new(),
+        }
+    }
+
+    pub fn add_session(&self, session: &Arc<Session<T>>) {
+        lock(&self.sessions).insert(session.id, Arc::downgrade(session));
+    }
+
+    pub fn session(&self, id: &SessionId) -> Option<Arc<Session<T>>> {
+        lock(&self.sessions).get(id).and_then(Weak::upgrade)
+    }
+
+    /// Binds (or reclaims) a public port for `name` owned by `session`.
+    pub async fn register(
+        self: &Arc<Self>,
+        session: &Arc<Session<T>>,
+        name: &str,
+        port: u16,
+        allowed: &(dyn Fn(u16) -> bool + Sync),
+    ) -> Result<Arc<Service<T>>, Refusal> {
+        if let Some(service) = self.reclaim(session, name, port)? {
+            return Ok(service);
+        }
+        let listener = if port == 0 {
+            self.pick(allowed).await?
+        } else {
+            self.bind(port).await?
+        };
+        let port = listener.local_addr().map_err(internal)?.port();
+        let service = Arc::new(Service {
+            port,
+            state: Mutex::new(ServiceState {
+                name: name.to_owned(),
+                client_id: session.client_id,
+                owner: Arc::downgrade(session),
+                epoch: 0,
+            }),
+            listener: Mutex::new(None),
+        });
+        {
+            let mut ports = lock(&self.ports);
+            if ports.contains_key(&port) {
+                return Err(in_use(port));
+            }
+            ports.insert(port, service.clone());
+        }
+        let task = smol::spawn(accept_visitors(listener, Arc::downgrade(&service)));
+        *lock(&service.listener) = Some(task);
+        Ok(service)
+    }
+
+    /// Takes over a lingering service that this registration asks for again.
+    fn reclaim(
+        &self,
+        session: &Arc<Session<T>>,
+        name: &str,
+        port: u16,
+    ) -> Result<Option<Arc<Service<T>>>, Refusal> {
+        let ports = lock(&self.ports);
+        let found = if port != 0 {
+            ports.get(&port).cloned()
+        } else {
+            ports
+                .values()
+                .find(|s| {
+                    let st = lock(&s.state);
+                    st.owner.strong_count() == 0
+                        && st.client_id == session.client_id
+                        && st.name == name
+                })
+                .cloned()
+        };
+        let Some(service) = found else {
+            return Ok(None);
+        };
+        let mut st = lock(&service.state);
+        if st.owner.strong_count() > 0 {
+            return Err(in_use(port));
+        }
+        st.owner = Arc::downgrade(session);
+        st.name = name.to_owned();
+        st.client_id = session.client_id;
+        st.epoch += 1;
+        drop(st);
+        Ok(Some(service))
+    }
+
+    async fn bind(&self, port: u16) -> Result<TcpListener, Refusal> {
+        TcpListener::bind(SocketAddr::new(self.bind_ip, port))
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AddrInUse => in_use(port),
+                _ => internal(e),
+            })
+    }
+
+    async fn pick(&self, allowed: &(dyn Fn(u16) -> bool + Sync)) -> Result<TcpListener, Refusal> {
+        for _ in 0..PICK_ATTEMPTS {
+            let port = fastrand::u16(1..=u16::MAX);
+            if !allowed(port) || lock(&self.ports).contains_key(&port) {
+                continue;
+            }
+            if let Ok(listener) = self.bind(port).await {
+                return Ok(listener);
+            }
+        }
+        // A small or crowded range: walk it once.
+        for port in 1..=u16::MAX {
+            if allowed(port) && !lock(&self.ports).contains_key(&port) {
+                if let Ok(listener) = self.bind(port).await {
+                    return Ok(listener);
+                }
+            }
+        }
+        Err(Refusal {
+            code: ErrorCode::PortInUse,
+            message: "no free port is left in the server's allow_ports".into(),
+        })
+    }
+
+    /// The session ended. Its services are removed now (`graceful`) or linger for
+    /// `grace` so the client can reclaim them.
+    pub fn end_session(self: &Arc<Self>, session: &Session<T>, graceful: bool, grace: Duration) {
+        lock(&self.sessions).remove(&session.id);
+        let mut lingering = Vec::new();
+        lock(&self.ports).retain(|port, service| {
+            let mut st = lock(&service.state);
+            if !std::ptr::eq(st.owner.as_ptr(), session) {
+                return true;
+            }
+            if graceful {
+                info!("service {} on port {port} closed", st.name);
+                return false;
+            }
+            st.owner = Weak::new();
+            st.epoch += 1;
+            lingering.push((*port, st.epoch));
+            true
+        });
+        if lingering.is_empty() {
+            return;
+        }
+        let registry = Arc::downgrade(self);
+        self.reapers.spawn(async move {
+            smol::Timer::after(grace).await;
+            if let Some(registry) = registry.upgrade() {
+                registry.expire(&lingering);
+            }
+        });
+    }
+
+    fn expire(&self, candidates: &[(u16, u64)]) {
+        let mut ports = lock(&self.ports);
+        for (port, epoch) in candidates {
+            let expired = ports.get(port).is_some_and(|s| {
+                let st = lock(&s.state);
+                st.epoch == *epoch && st.owner.strong_count() == 0
+            });
+            if expired {
+                if let Some(service) = ports.remove(port) {
+                    info!(
+                        "client did not come back: service {} on port {port} closed",
+                        service.name()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Closes every public listener (server shutdown).
+    pub fn clear(&self) {
+        lock(&self.ports).clear();
+        lock(&self.sessions).clear();
+        self.reapers.cancel_all();
+    }
+}
+
+/// Accepts visitors on a public port and hands each to the owning session.
+async fn accept_visitors<T: Transport>(listener: TcpListener, service: Weak<Service<T>>) {
+    loop {
+        let (visitor, addr) = match transport::accept(&listener).await {
+            Ok(v) => v,
+            Err(e) => {
+                debug!("public accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        match service.owner() {
+            Some(session) => session.visit(service.name(), visitor, addr),
+            None => debug!(
+                "visitor {addr} refused: port {} has no client right now",
+                service.port
+            ),
+        }
+    }
+}
+
+fn in_use(port: u16) -> Refusal {
+    Refusal {
+        code: ErrorCode::PortInUse,
+        message: format!("port {port} is already in use on the server"),
+    }
+}
+
+fn internal(e: io::Error) -> Refusal {
+    Refusal {
+        code: ErrorCode::Internal,
+        message: format!("server could not open the port: {e}"),
+    }
+}

@@ -1,0 +1,298 @@
+//! One authenticated client: its control link, its services, its data-link pool
+//! and its visitors.
+//!
+//! The control link is read by the session's own loop (every read under the
+//! heartbeat timeout, so a half-open link is noticed within it) and written by a
+//! writer task fed through a bounded channel, so a visitor asking for a data link
+//! never blocks on a slow control socket.
+
+use futures_lite::io::split;
+use futures_lite::{AsyncWriteExt, FutureExt};
+use smol::channel::{Receiver, Sender, bounded};
+use smol::net::TcpStream;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tracing::{debug, info, warn};
+
+use super::Shared;
+use super::pool::{Pool, Take};
+use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
+use crate::relay;
+use crate::tasks::{TaskSet, lock};
+use crate::transport::Transport;
+use crate::wire::short_id;
+use crate::wire::{read_frame, with_timeout, write_frame};
+
+/// Frames queued for the control writer. Heartbeats and link requests are tiny
+/// and rare; a full queue means the client stopped reading, and the heartbeat
+/// timeout will end the session.
+const CONTROL_QUEUE_LEN: usize = 256;
+
+pub(crate) struct Session<T: Transport> {
+    pub id: SessionId,
+    pub client_id: ClientId,
+    peer: SocketAddr,
+    shared: Arc<Shared<T>>,
+    control: Sender<Frame>,
+    pool: Pool<T::Stream>,
+    /// Relays of this session's visitors; cancelled when the session ends.
+    visitors: TaskSet,
+    /// Names of the services this session registered.
+    services: Mutex<Vec<String>>,
+}
+
+/// How a session ended.
+enum End {
+    /// The client said goodbye: release its ports now.
+    Goodbye,
+    /// Server shutdown: goodbye sent, release everything.
+    Shutdown,
+    /// Link lost or protocol error: keep its ports for the grace period.
+    Lost(io::Error),
+}
+
+impl<T: Transport> Session<T> {
+    /// Runs an authenticated control link until it ends, then cleans up.
+    pub async fn run(
+        shared: Arc<Shared<T>>,
+        link: T::Stream,
+        peer: SocketAddr,
+        id: SessionId,
+        client_id: ClientId,
+    ) {
+        let (tx, rx) = bounded(CONTROL_QUEUE_LEN);
+        let session = Arc::new(Session {
+            id,
+            client_id,
+            peer,
+            shared: shared.clone(),
+            control: tx,
+            pool: Pool::new(),
+            visitors: TaskSet::new(),
+            services: Mutex::new(Vec::new()),
+        });
+        shared.registry.add_session(&session);
+        let (mut reader, writer) = split(link);
+        let writer = smol::spawn(crate::wire::write_frames(writer, rx));
+        let heartbeat = smol::spawn(crate::wire::heartbeats(
+            session.control.clone(),
+            shared.settings.heartbeat_interval,
+        ));
+        let shutdown = shared.shutdown.clone();
+        let end = session
+            .read_loop(&mut reader)
+            .or(async {
+                shutdown.wait().await;
+                End::Shutdown
+            })
+            .await;
+        drop(heartbeat);
+        let graceful = match &end {
+            End::Goodbye => {
+                info!("client {peer} said goodbye (session {})", short_id(&id));
+                true
+            }
+            End::Shutdown => true,
+            End::Lost(e) => {
+                info!("client {peer} gone (session {}): {e}", short_id(&id));
+                false
+            }
+        };
+        if matches!(end, End::Shutdown) {
+            let _ = session.control.try_send(Frame::Goodbye);
+        }
+        session.control.close();
+        let _ = with_timeout(super::SHUTDOWN_GRACE, "flushing control link", async {
+            writer.await;
+            Ok(())
+        })
+        .await;
+        session.pool.close();
+        session.visitors.cancel_all();
+        shared
+            .registry
+            .end_session(&session, graceful, shared.settings.reconnect_grace);
+    }
+
+    async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
+        self: &Arc<Self>,
+        reader: &mut R,
+    ) -> End {
+        let timeout = self.shared.settings.heartbeat_timeout;
+        loop {
+            let frame = match with_timeout(timeout, "heartbeat", read_frame(reader)).await {
+                Ok(frame) => frame,
+                Err(e) => return End::Lost(e),
+            };
+            match frame {
+                Frame::Heartbeat => {}
+                Frame::Register { name, remote_port } => {
+                    let reply = self.register(&name, remote_port).await;
+                    if self.control.send(reply).await.is_err() {
+                        return End::Lost(io::Error::other("control writer stopped"));
+                    }
+                }
+                Frame::Goodbye => return End::Goodbye,
+                Frame::Error { code, message } => {
+                    return End::Lost(io::Error::other(format!(
+                        "client reported {code:?}: {message}"
+                    )));
+                }
+                other => {
+                    let msg = format!("unexpected frame on control link: {other:?}");
+                    let _ = self.control.try_send(Frame::Error {
+                        code: ErrorCode::ProtocolViolation,
+                        message: clamp_message(&msg),
+                    });
+                    return End::Lost(io::Error::new(io::ErrorKind::InvalidData, msg));
+                }
+            }
+        }
+    }
+
+    async fn register(self: &Arc<Self>, name: &str, port: u16) -> Frame {
+        match self.try_register(name, port).await {
+            Ok(port) => {
+                info!(
+                    "client {}: service {name} registered at port {port}",
+                    self.peer
+                );
+                Frame::Registered {
+                    name: name.to_owned(),
+                    port,
+                }
+            }
+            Err((code, message)) => {
+                warn!("client {}: service {name} refused: {message}", self.peer);
+                Frame::RegisterFailed {
+                    name: name.to_owned(),
+                    code,
+                    message: clamp_message(&message),
+                }
+            }
+        }
+    }
+
+    async fn try_register(
+        self: &Arc<Self>,
+        name: &str,
+        port: u16,
+    ) -> Result<u16, (ErrorCode, String)> {
+        let settings = &self.shared.settings;
+        if !valid_name(name) {
+            return Err((
+                ErrorCode::BadService,
+                format!("invalid service name {name:?}"),
+            ));
+        }
+        {
+            let services = lock(&self.services);
+            if services.iter().any(|s| s == name) {
+                return Err((
+                    ErrorCode::BadService,
+                    format!("service {name:?} is already registered"),
+                ));
+            }
+            if services.len() >= settings.max_services_per_client {
+                let max = settings.max_services_per_client;
+                return Err((
+                    ErrorCode::TooManyServices,
+                    format!("at most {max} services per client"),
+                ));
+            }
+        }
+        if port != 0 && !settings.port_allowed(port) {
+            let ranges: Vec<String> = settings
+                .allow_ports
+                .iter()
+                .map(|r| format!("{}-{}", r.start(), r.end()))
+                .collect();
+            return Err((
+                ErrorCode::PortNotAllowed,
+                format!(
+                    "port {port} is outside the server's allow_ports ({})",
+                    ranges.join(", ")
+                ),
+            ));
+        }
+        let allowed = |p: u16| settings.port_allowed(p);
+        let service = self
+            .shared
+            .registry
+            .register(self, name, port, &allowed)
+            .await
+            .map_err(|r| (r.code, r.message))?;
+        lock(&self.services).push(name.to_owned());
+        Ok(service.port)
+    }
+
+    /// A data link authenticated for this session.
+    pub fn add_link(&self, link: T::Stream) {
+        self.pool.add(link);
+    }
+
+    /// A visitor arrived at one of this session's public ports.
+    pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
+        let session = self.clone();
+        self.visitors.spawn(async move {
+            match session.serve_visitor(&service, visitor, addr).await {
+                Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
+                Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
+            }
+        });
+    }
+
+    async fn serve_visitor(
+        &self,
+        service: &str,
+        mut visitor: TcpStream,
+        addr: SocketAddr,
+    ) -> io::Result<relay::Moved> {
+        let mut link = match self.take_link().await {
+            Ok(link) => link,
+            Err(e) => {
+                warn!("visitor {addr} of {service} dropped: {e}");
+                let _ = visitor.close().await;
+                return Err(e);
+            }
+        };
+        let start = Frame::Start {
+            service: service.to_owned(),
+            visitor: addr,
+        };
+        write_frame(&mut link, &start).await?;
+        relay::relay(visitor, link).await
+    }
+
+    async fn take_link(&self) -> io::Result<T::Stream> {
+        let rx: Receiver<T::Stream> = match self.pool.take() {
+            Take::Ready(link) => return Ok(link),
+            Take::Wait(rx) => rx,
+            Take::Refused => {
+                return Err(io::Error::other(
+                    "too many visitors waiting for a data link",
+                ));
+            }
+        };
+        // Ask for one more link per waiting visitor; the client also refills on
+        // its own, so a lost request only costs latency.
+        let _ = self.control.try_send(Frame::OpenData { count: 1 });
+        let limit = self.shared.settings.visitor_timeout;
+        with_timeout(limit, "waiting for a data link", async {
+            rx.recv()
+                .await
+                .map_err(|_| io::Error::other("session ended"))
+        })
+        .await
+    }
+}
+
+/// Service names: 1..=64 bytes of `[A-Za-z0-9_.-]` (the config checks the same).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}

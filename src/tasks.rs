@@ -1,0 +1,84 @@
+//! A set of spawned tasks owned by one object (a session, a server).
+//!
+//! Dropping the set cancels every task in it; a task that finishes removes its own
+//! handle, so a long-lived set does not accumulate finished tasks. This is how
+//! porthole keeps every spawned task owned (no fire-and-forget `.detach()`).
+
+use smol::Task;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+type Tasks = Mutex<HashMap<u64, Task<()>>>;
+
+/// See the module docs.
+#[derive(Default)]
+pub struct TaskSet {
+    tasks: Arc<Tasks>,
+    next_id: Mutex<u64>,
+}
+
+impl TaskSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Spawns `fut` on the executor; it is cancelled when the set is dropped.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut next = lock(&self.next_id);
+        let id = *next;
+        *next += 1;
+        let weak: Weak<Tasks> = Arc::downgrade(&self.tasks);
+        // Holding `tasks` while spawning means the task's own removal (which
+        // takes the same lock) cannot run before its handle is inserted.
+        let mut tasks = lock(&self.tasks);
+        let task = smol::spawn(async move {
+            fut.await;
+            if let Some(tasks) = weak.upgrade() {
+                // Detaching our own, already finishing, handle is harmless.
+                if let Some(me) = lock(&tasks).remove(&id) {
+                    me.detach();
+                }
+            }
+        });
+        tasks.insert(id, task);
+    }
+
+    /// How many tasks are still running.
+    pub fn len(&self) -> usize {
+        lock(&self.tasks).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Cancels every task now.
+    pub fn cancel_all(&self) {
+        let drained: Vec<Task<()>> = lock(&self.tasks).drain().map(|(_, t)| t).collect();
+        drop(drained);
+    }
+
+    /// Waits up to `limit` for the running tasks to finish on their own, then
+    /// cancels whatever is left.
+    pub async fn join(&self, limit: Duration) {
+        let drained: Vec<Task<()>> = lock(&self.tasks).drain().map(|(_, t)| t).collect();
+        let all = async {
+            for task in drained {
+                task.await;
+            }
+            Ok(())
+        };
+        crate::wire::with_timeout(limit, "", all).await.ok();
+    }
+}
+
+/// Locks a mutex, recovering from poisoning: the maps guarded here stay
+/// consistent even if a holder panicked, because every update is one call.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
