@@ -34,7 +34,12 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
+    // The demo tells its own story on stdout; its logs stay quiet unless asked.
+    init_logging(if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Command::Check(args) => check(&args.config),
         Command::Server(args) => run_server(&args),
@@ -43,12 +48,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let level = match std::env::var("PORTHOLE_LOG")
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .as_str()
-    {
+fn init_logging(default: &str) {
+    let wanted = std::env::var("PORTHOLE_LOG").unwrap_or_else(|_| default.to_owned());
+    let level = match wanted.to_ascii_lowercase().as_str() {
         "error" => tracing::Level::ERROR,
         "warn" => tracing::Level::WARN,
         "debug" => tracing::Level::DEBUG,

@@ -658,8 +658,8 @@ mod tests {
         let mut hello = to_bytes(&samples()[0]).expect("encodes");
         hello[3] = b'X';
         assert!(matches!(decode(&hello), Err(DecodeError::BadMagic(_))));
-        let bad_utf8 = [0, 5, tag::REGISTER, 2, 0xff, 0xfe, 0];
-        assert_eq!(decode(&bad_utf8), Err(DecodeError::Truncated));
+        let short_string = [0, 4, tag::REGISTER, 5, b'a', b'b'];
+        assert_eq!(decode(&short_string), Err(DecodeError::Truncated));
         let bad_utf8 = [0, 6, tag::REGISTER, 2, 0xff, 0xfe, 0, 1];
         assert_eq!(decode(&bad_utf8), Err(DecodeError::BadUtf8));
     }

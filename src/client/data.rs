@@ -6,6 +6,7 @@
 use futures_lite::AsyncWriteExt;
 use smol::net::TcpStream;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use tracing::{debug, warn};
 
@@ -31,17 +32,24 @@ struct Inner<T: Transport> {
     ctx: Arc<Context<T>>,
     session_id: SessionId,
     tasks: TaskSet,
+    /// Links authenticated and waiting for a visitor.
+    idle: AtomicUsize,
+    /// How many idle links to keep.
+    target: usize,
 }
 
 impl<T: Transport> Links<T> {
-    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId) -> Self {
-        Links {
-            inner: Arc::new(Inner {
-                ctx,
-                session_id,
-                tasks: TaskSet::new(),
-            }),
-        }
+    /// Starts a pool of `target` idle links.
+    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, target: usize) -> Self {
+        let inner = Arc::new(Inner {
+            ctx,
+            session_id,
+            tasks: TaskSet::new(),
+            idle: AtomicUsize::new(0),
+            target,
+        });
+        open(&inner, target);
+        Links { inner }
     }
 
     /// Opens `count` more links (capped).
@@ -102,6 +110,7 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
     })
     .await?;
     // Idle until a visitor arrives; the session's end cancels this task.
+    let idle = IdleGuard::new(&weak);
     let (service, visitor) = match read_frame(&mut link).await? {
         Frame::Start { service, visitor } => (service, visitor),
         Frame::Error { code, message } => {
@@ -117,8 +126,12 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
         }
     };
     // Refill first, so the pool is back to size while this visitor is served.
+    // Links the server asked for beyond the target are not replaced.
+    drop(idle);
     if let Some(inner) = weak.upgrade() {
-        open(&inner, 1);
+        if inner.idle.load(Ordering::Relaxed) < inner.target {
+            open(&inner, 1);
+        }
     }
     let Some(local) = ctx
         .settings
@@ -150,4 +163,24 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
     let moved = relay::relay(link, target).await?;
     debug!("visitor {visitor} of {service} done: {moved:?}");
     Ok(())
+}
+
+/// Counts a link as idle for as long as it lives.
+struct IdleGuard<T: Transport>(Weak<Inner<T>>);
+
+impl<T: Transport> IdleGuard<T> {
+    fn new(weak: &Weak<Inner<T>>) -> Self {
+        if let Some(inner) = weak.upgrade() {
+            inner.idle.fetch_add(1, Ordering::Relaxed);
+        }
+        IdleGuard(weak.clone())
+    }
+}
+
+impl<T: Transport> Drop for IdleGuard<T> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }

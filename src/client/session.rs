@@ -84,7 +84,7 @@ pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Sig
         })?;
         let (session_id, interval) = with_timeout(limit, "handshake", authenticate(ctx, &mut link))
             .await
-            .map_err(|e| handshake_error(e))?;
+            .map_err(handshake_error)?;
         ctx.emit(Event::Connected);
         register(ctx, &mut link).await?;
         Ok::<_, SessionEnd>((link, session_id, interval))
@@ -93,9 +93,8 @@ pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Sig
         Ok(up) => up,
         Err(end) => return end,
     };
-    let links = Links::new(ctx.clone(), session_id);
     let crate::config::DataLinks::Pooled { size } = ctx.settings.data_links;
-    links.open(size);
+    let links = Links::new(ctx.clone(), session_id, size);
     let timeout = ctx
         .settings
         .heartbeat_timeout
