@@ -1,0 +1,463 @@
+//! Configuration: the RON file schema, its validation into typed settings, and errors
+//! that point at the offending place.
+//!
+//! Owns two layers. The *raw* structs ([`ServerConfig`], [`ClientConfig`]) mirror the
+//! files field for field (every struct denies unknown fields) and are what the CLI
+//! patches with its overrides. `validate` turns them into the *settings* structs
+//! ([`ServerSettings`], [`ClientSettings`]) that the rest of porthole uses.
+//!
+//! Invariants of validated settings: addresses parse as `host:port` and resolved at load
+//! time; a server has a non-empty token unless `insecure_no_auth` was given; timeouts
+//! are non-zero and `heartbeat_timeout > heartbeat_interval`; service names and non-zero
+//! remote ports are unique; every count is within its `MAX_*` bound.
+//!
+//! Every [`ConfigError`] names the file, 1-based line and column, and what to change.
+//! Parse errors take their position from ron; validation errors find theirs by scanning
+//! the source text kept in the raw struct (see [`ValueMap`]).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{SocketAddr, ToSocketAddrs},
+    ops::RangeInclusive,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use ron::{error::SpannedError, extensions::Extensions};
+use serde::{Deserialize, Deserializer, de::IgnoredAny};
+
+/// Most services one client may declare, and most a server may allow per client: each
+/// one is a public listener, so this bounds the sockets one config can make us open.
+pub const MAX_SERVICES: usize = 1024;
+/// Largest pool of idle data links: each is an open socket held on both ends for as long
+/// as the client lives, so a huge pool is a cheap way to exhaust the server's fds.
+pub const MAX_POOL_SIZE: usize = 256;
+/// Longest service name; names appear in logs and on the wire, so keep them short.
+pub const MAX_SERVICE_NAME_LEN: usize = 64;
+/// Origin shown for configs built from command-line flags rather than a file.
+pub const COMMAND_LINE: &str = "<command line>";
+
+// Defaults in one place, so serde and the `new` constructors cannot disagree.
+const HEARTBEAT_INTERVAL_SECS: u64 = 10;
+const HEARTBEAT_TIMEOUT_SECS: u64 = 30;
+const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+const RECONNECT_GRACE_SECS: u64 = 30;
+const VISITOR_TIMEOUT_SECS: u64 = 10;
+const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
+const MAX_SERVICES_PER_CLIENT: usize = 16;
+const POOL_SIZE: usize = 4;
+
+/// A secret string (the token). `Debug` and `Display` print `********` so it never
+/// reaches a log by accident; `expose()` is the one deliberate way to read it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+/// How links reach the server. RON: `transport: Tcp`. An enum so `Tls(...)` can join.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub enum TransportConfig {
+    #[default]
+    Tcp,
+}
+
+/// How visitor bytes travel. RON: `data_links: Pooled(size: 8)`; size is 1..=256.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum DataLinks {
+    Pooled { size: usize },
+}
+
+impl Default for DataLinks {
+    fn default() -> Self {
+        Self::Pooled { size: POOL_SIZE }
+    }
+}
+
+/// Where a raw config was read from, kept so validation can point into it.
+#[derive(Clone)]
+struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+impl fmt::Debug for Source {
+    // The text may hold the token; show only where it came from.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.path.fmt(f)
+    }
+}
+
+/// Raw file shape of `server.ron`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    #[serde(default = "default_allow_ports")]
+    pub allow_ports: Vec<(u16, u16)>,
+    #[serde(default = "default_max_services")]
+    pub max_services_per_client: usize,
+    #[serde(
+        default = "secs::<HEARTBEAT_INTERVAL_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub heartbeat_interval: Duration,
+    #[serde(
+        default = "secs::<HEARTBEAT_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub heartbeat_timeout: Duration,
+    #[serde(
+        default = "secs::<HANDSHAKE_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub handshake_timeout: Duration,
+    /// How long a vanished client's ports stay reserved for it; zero releases at once.
+    #[serde(
+        default = "secs::<RECONNECT_GRACE_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub reconnect_grace: Duration,
+    /// How long a visitor waits for a data link before being dropped.
+    #[serde(
+        default = "secs::<VISITOR_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub visitor_timeout: Duration,
+    #[serde(skip)]
+    source: Option<Source>,
+}
+
+/// Raw file shape of `client.ron`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub server: String,
+    pub token: Secret,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    #[serde(default)]
+    pub data_links: DataLinks,
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    #[serde(
+        default = "secs::<HEARTBEAT_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub heartbeat_timeout: Duration,
+    #[serde(
+        default = "secs::<HANDSHAKE_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub handshake_timeout: Duration,
+    #[serde(
+        default = "secs::<RECONNECT_MAX_BACKOFF_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub reconnect_max_backoff: Duration,
+    #[serde(skip)]
+    source: Option<Source>,
+}
+
+/// One exposed service. `remote_port: 0` (the default) lets the server pick.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub local: String,
+    #[serde(default)]
+    pub remote_port: u16,
+}
+
+/// Validated server settings.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// `None` only when `insecure_no_auth` was given and no token was set.
+    pub token: Option<Secret>,
+    pub transport: TransportConfig,
+    pub allow_ports: Vec<RangeInclusive<u16>>,
+    pub max_services_per_client: usize,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub reconnect_grace: Duration,
+    pub visitor_timeout: Duration,
+}
+
+impl ServerSettings {
+    /// Whether a client may bind `port`. Port 0 is never allowed: it is a request for
+    /// the server to pick, and the server picks from these ranges.
+    pub fn port_allowed(&self, port: u16) -> bool {
+        self.allow_ports.iter().any(|range| range.contains(&port))
+    }
+}
+
+/// Validated client settings.
+#[derive(Clone, Debug)]
+pub struct ClientSettings {
+    /// Kept as text: it is resolved again on every reconnect, since DNS may move.
+    pub server: String,
+    pub token: Secret,
+    pub transport: TransportConfig,
+    pub data_links: DataLinks,
+    pub services: Vec<ServiceSettings>,
+    pub heartbeat_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub reconnect_max_backoff: Duration,
+}
+
+/// A validated service: `local` is `host:port` and resolved at load time.
+#[derive(Clone, Debug)]
+pub struct ServiceSettings {
+    pub name: String,
+    pub local: String,
+    pub remote_port: u16,
+}
+
+/// A config file of either role, validated (what `porthole check` reports on).
+#[derive(Clone, Debug)]
+pub enum AnyConfig {
+    Server(ServerSettings),
+    Client(ClientSettings),
+}
+
+/// A config problem: where it is and what to change.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The file, or `<command line>`.
+    pub origin: PathBuf,
+    /// 1-based; 0 when there is no position (flags, a missing file).
+    pub line: usize,
+    /// 1-based, in characters; 0 when there is no position.
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let origin = self.origin.display();
+        if self.line == 0 {
+            write!(f, "{origin}: {}", self.message)
+        } else {
+            write!(
+                f,
+                "{origin}:{}:{}: {}",
+                self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
+}
+
+fn default_allow_ports() -> Vec<(u16, u16)> {
+    // Unprivileged ports only: a tunnel client should not be able to take port 22 or 80.
+    vec![(1024, 65535)]
+}
+
+fn default_max_services() -> usize {
+    MAX_SERVICES_PER_CLIENT
+}
+
+/// Parses `"500ms"`, `"10s"`, `"2m"` or `"1h"`. Zero is accepted here; whether zero makes
+/// sense is up to validation, which knows the field.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid =
+        || format!("invalid duration {text:?}: expected a number followed by ms, s, m or h");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return Err(invalid());
+    }
+    let too_large = || format!("duration {text:?} is too large");
+    let n: u64 = digits.parse().map_err(|_| too_large())?;
+    let secs_per_unit = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(secs_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(too_large)
+}
+
+/// serde `deserialize_with` helper: a duration written as a string with a unit.
+fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration string such as \"10s\" or \"500ms\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+    }
+    // `any`, not `str`: ron answers `deserialize_str` on a number with a bare
+    // "Expected string"; this way the message says what a duration looks like.
+    de.deserialize_any(Visitor)
+}
+
+fn ron_options() -> ron::Options {
+    // IMPLICIT_SOME lets people write `token: "x"` rather than `token: Some("x")`.
+    ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME)
+}
+
+fn parse_error(origin: &Path, err: SpannedError) -> ConfigError {
+    ConfigError {
+        origin: origin.to_path_buf(),
+        line: err.span.start.line,
+        column: err.span.start.col,
+        message: ron_message(&err.code),
+    }
+}
+
+/// ron's wording for the errors people hit most, rephrased to say what to change.
+fn ron_message(code: &ron::Error) -> String {
+    use ron::Error as E;
+    match code {
+        E::NoSuchStructField {
+            expected, found, ..
+        } => {
+            format!(
+                "unknown field `{found}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        E::NoSuchEnumVariant {
+            expected, found, ..
+        } => {
+            format!(
+                "unknown variant `{found}`; expected one of: {}",
+                expected.join(", ")
+            )
+        }
+        E::MissingStructField { field, .. } => format!("missing field `{field}`; add it"),
+        E::DuplicateStructField { field, .. } => {
+            format!("field `{field}` is given twice; keep one")
+        }
+        E::InvalidValueForType { expected, found } => format!("expected {expected}, found {found}"),
+        other => other.to_string(),
+    }
+}
+
+fn parse<'a, T: Deserialize<'a>>(source: &'a str, origin: &Path) -> Result<T, ConfigError> {
+    ron_options()
+        .from_str(source)
+        .map_err(|e| parse_error(origin, e))
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the config file: {e}"),
+    })
+}
+
+fn source(text: &str, origin: &Path) -> Option<Source> {
+    Some(Source {
+        path: origin.to_path_buf(),
+        text: text.to_owned(),
+    })
+}
+
+/// Parses server RON text; `origin` names it in errors. Does not validate.
+pub fn parse_server(text: &str, origin: &Path) -> Result<ServerConfig, ConfigError> {
+    let mut config: ServerConfig = parse(text, origin)?;
+    config.source = source(text, origin);
+    Ok(config)
+}
+
+/// Parses client RON text; `origin` names it in errors. Does not validate.
+pub fn parse_client(text: &str, origin: &Path) -> Result<ClientConfig, ConfigError> {
+    let mut config: ClientConfig = parse(text, origin)?;
+    config.source = source(text, origin);
+    Ok(config)
+}
+
+/// Reads and parses a server file. CLI overrides go on the result, then `validate`.
+pub fn load_server(path: &Path) -> Result<ServerConfig, ConfigError> {
+    parse_server(&read(path)?, path)
+}
+
+/// Reads and parses a client file. CLI overrides go on the result, then `validate`.
+pub fn load_client(path: &Path) -> Result<ClientConfig, ConfigError> {
+    parse_client(&read(path)?, path)
+}
+
+/// Just enough of either file to tell which it is; unknown fields are ignored here.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(default)]
+    bind: Option<IgnoredAny>,
+    #[serde(default)]
+    server: Option<IgnoredAny>,
+}
+
+/// Reads a file, recognises its role (`bind` => server, `server` => client), parses and
+/// validates it.
+pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
+    let text = read(path)?;
+    let probe: Probe = parse(&text, path)?;
+    let role_error = match (probe.bind.is_some(), probe.server.is_some()) {
+        (true, false) => return parse_server(&text, path)?.validate().map(AnyConfig::Server),
+        (false, true) => return parse_client(&text, path)?.validate().map(AnyConfig::Client),
+        (true, true) => {
+            "has both `bind` (server) and `server` (client); a file configures one role"
+        }
+        (false, false) => {
+            "cannot tell the role: a server config needs `bind`, a client config `server`"
+        }
+    };
+    let source = Some(Source {
+        path: path.to_path_buf(),
+        text,
+    });
+    Err(Locator::new(&source).error(&[""], role_error))
+}
+
+mod locate;
+mod validate;
+
+use locate::Locator;
+
+#[cfg(test)]
+mod tests;

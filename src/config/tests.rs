@@ -1,0 +1,188 @@
+//! Unit tests of the config module: fixtures, positions, defaults, masking.
+
+use super::locate::value_positions;
+use super::*;
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "ron"))
+        .collect();
+    files.sort();
+    // A loop over zero fixtures passes silently; make that a failure.
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
+#[test]
+fn valid_fixtures_load() {
+    for path in fixtures("valid") {
+        if let Err(e) = load_any(&path) {
+            panic!("{} should load: {e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn invalid_fixtures_fail_where_expected() {
+    for path in fixtures("invalid") {
+        let text = std::fs::read_to_string(&path).expect("fixture readable");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("// expect: "))
+            .unwrap_or_else(|| panic!("{}: first line must be `// expect: ...`", path.display()));
+        match load_any(&path) {
+            Ok(_) => panic!("{} should fail", path.display()),
+            Err(e) => assert!(
+                e.to_string().contains(expect),
+                "{}: error {:?} lacks {expect:?}",
+                path.display(),
+                e.to_string()
+            ),
+        }
+    }
+}
+
+#[test]
+fn shipped_examples_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in ["server.ron", "client.ron"] {
+        if let Err(e) = load_any(&dir.join(name)) {
+            panic!("examples/{name} should load: {e}");
+        }
+    }
+}
+
+#[test]
+fn secrets_are_masked() {
+    let secret = Secret::new("hunter2");
+    assert_eq!(format!("{secret:?} {secret}"), "******** ********");
+    assert_eq!(secret.expose(), "hunter2");
+    let config = parse_server(
+        r#"(bind: "127.0.0.1:0", token: "hunter2")"#,
+        Path::new("s.ron"),
+    );
+    let config = config.expect("parses");
+    // The raw struct keeps the source text; its Debug must not print it.
+    assert!(!format!("{config:?}").contains("hunter2"));
+    let settings = config.validate().expect("valid");
+    assert!(!format!("{settings:?}").contains("hunter2"));
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+    assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    for bad in ["", "10", "s", "10x", "1.5s", " 10s", "-1s", "10 s", "10S"] {
+        let err = parse_duration(bad).expect_err(bad);
+        assert!(
+            err.contains("expected a number followed by ms, s, m or h"),
+            "{err}"
+        );
+    }
+    assert!(parse_duration("99999999999999999999s").is_err_and(|e| e.contains("too large")));
+    assert!(parse_duration("18446744073709551615h").is_err_and(|e| e.contains("too large")));
+}
+
+#[test]
+fn duration_must_be_a_string() {
+    let text = "(bind: \"127.0.0.1:0\", token: \"t\", visitor_timeout: 10)";
+    let err = parse_server(text, Path::new("s.ron")).expect_err("integer duration");
+    assert!(
+        err.to_string()
+            .contains("a duration string such as \"10s\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn validation_error_has_line_and_column() {
+    let text = "(\n  bind: \"127.0.0.1:0\",\n  // token: \"old\",\n  token: \"\", // empty\n)";
+    let err = parse_server(text, Path::new("s.ron")).and_then(ServerConfig::validate);
+    let err = err.expect_err("empty token");
+    assert_eq!((err.line, err.column), (4, 10));
+    assert!(
+        err.to_string().starts_with("s.ron:4:10: token is empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn command_line_errors_have_no_position() {
+    let err = ServerConfig::new("127.0.0.1:0")
+        .validate()
+        .expect_err("no token");
+    assert_eq!(err.to_string().split(':').next(), Some(COMMAND_LINE));
+    assert!(
+        err.to_string()
+            .starts_with("<command line>: token is empty"),
+        "{err}"
+    );
+    let err = ClientConfig::new("127.0.0.1:7000", Secret::new("t")).validate();
+    assert!(
+        err.expect_err("no services")
+            .to_string()
+            .starts_with("<command line>: services is empty")
+    );
+}
+
+#[test]
+fn defaults_and_overrides() {
+    let mut config = ServerConfig::new("[::1]:0");
+    config.insecure_no_auth = true;
+    let settings = config
+        .validate()
+        .expect("insecure is allowed without a token");
+    assert!(settings.token.is_none());
+    assert_eq!(settings.heartbeat_timeout, Duration::from_secs(30));
+    assert!(settings.port_allowed(1024) && settings.port_allowed(65535));
+    assert!(!settings.port_allowed(0) && !settings.port_allowed(80));
+    // A token set alongside insecure_no_auth keeps authentication on.
+    let mut config = ServerConfig::new("127.0.0.1:0");
+    (config.insecure_no_auth, config.token) = (true, Some(Secret::new("t")));
+    assert!(config.validate().expect("valid").token.is_some());
+    let client = ClientConfig::new("127.0.0.1:7000", Secret::new("t"));
+    assert_eq!(client.data_links, DataLinks::Pooled { size: 4 });
+}
+
+#[test]
+fn parsed_defaults_match_new() {
+    let mut parsed = parse_server(r#"(bind: "x")"#, Path::new("s.ron")).expect("parses");
+    parsed.source = None;
+    assert_eq!(
+        format!("{parsed:?}"),
+        format!("{:?}", ServerConfig::new("x"))
+    );
+    let text = r#"(server: "x", token: "t")"#;
+    let mut parsed = parse_client(text, Path::new("c.ron")).expect("parses");
+    parsed.source = None;
+    let built = ClientConfig::new("x", Secret::new("t"));
+    assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+}
+
+#[test]
+fn value_positions_skip_comments_and_strings() {
+    let text = "/* (a: [ */ (\n  // services: [\n  x: \"a, b: ]\", y: r#\"(\"#,\n  s: [(n: 1), Some((m: 'c'))],\n)";
+    let found = value_positions(text);
+    let at = |p: &str| {
+        found
+            .iter()
+            .find(|(path, ..)| path == p)
+            .map(|&(_, l, c)| (l, c))
+    };
+    assert_eq!(at(""), Some((1, 13)));
+    assert_eq!(at("x"), Some((3, 6)));
+    assert_eq!(at("y"), Some((3, 20)));
+    assert_eq!(at("s[0].n"), Some((4, 11)));
+    assert_eq!(at("s[1]"), Some((4, 15)));
+    assert_eq!(at("a"), None);
+    assert_eq!(at("services"), None);
+}

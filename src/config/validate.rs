@@ -1,0 +1,288 @@
+//! Validation of the raw config structs into typed settings; every error is placed
+//! at the offending value by [`Locator`].
+
+use super::*;
+
+impl ServerConfig {
+    /// A server config with every default, as built from command-line flags.
+    pub fn new(bind: impl Into<String>) -> Self {
+        Self {
+            bind: bind.into(),
+            token: None,
+            insecure_no_auth: false,
+            transport: TransportConfig::default(),
+            allow_ports: default_allow_ports(),
+            max_services_per_client: MAX_SERVICES_PER_CLIENT,
+            heartbeat_interval: secs::<HEARTBEAT_INTERVAL_SECS>(),
+            heartbeat_timeout: secs::<HEARTBEAT_TIMEOUT_SECS>(),
+            handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
+            reconnect_grace: secs::<RECONNECT_GRACE_SECS>(),
+            visitor_timeout: secs::<VISITOR_TIMEOUT_SECS>(),
+            source: None,
+        }
+    }
+
+    /// Checks every field and resolves `bind`. Errors point at the offending value.
+    pub fn validate(self) -> Result<ServerSettings, ConfigError> {
+        let at = Locator::new(&self.source);
+        let bind = check_address(&at, &["bind"], "bind", &self.bind, true)?;
+        let token = server_token(&at, self.token, self.insecure_no_auth)?;
+        let allow_ports = port_ranges(&at, &self.allow_ports)?;
+        let max = self.max_services_per_client;
+        if !(1..=MAX_SERVICES).contains(&max) {
+            let msg =
+                format!("max_services_per_client {max} is out of range; use 1 to {MAX_SERVICES}");
+            return Err(at.error(&["max_services_per_client"], msg));
+        }
+        for (field, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("heartbeat_timeout", self.heartbeat_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("visitor_timeout", self.visitor_timeout),
+        ] {
+            nonzero(&at, field, value)?;
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            let msg = format!(
+                "heartbeat_timeout ({:?}) must be longer than heartbeat_interval ({:?}); three intervals is a good choice",
+                self.heartbeat_timeout, self.heartbeat_interval
+            );
+            return Err(at.error(&["heartbeat_timeout", "heartbeat_interval"], msg));
+        }
+        Ok(ServerSettings {
+            bind,
+            token,
+            transport: self.transport,
+            allow_ports,
+            max_services_per_client: max,
+            heartbeat_interval: self.heartbeat_interval,
+            heartbeat_timeout: self.heartbeat_timeout,
+            handshake_timeout: self.handshake_timeout,
+            reconnect_grace: self.reconnect_grace,
+            visitor_timeout: self.visitor_timeout,
+        })
+    }
+}
+
+/// A non-empty token always turns authentication on: `insecure_no_auth` only permits
+/// running *without* one, it never discards one that was set (the safer reading).
+fn server_token(
+    at: &Locator,
+    token: Option<Secret>,
+    insecure_no_auth: bool,
+) -> Result<Option<Secret>, ConfigError> {
+    match token.filter(|t| !t.expose().is_empty()) {
+        Some(token) => {
+            if insecure_no_auth {
+                tracing::warn!("insecure_no_auth is set but so is a token; authentication stays on");
+            }
+            Ok(Some(token))
+        }
+        None if insecure_no_auth => Ok(None),
+        None => Err(at.error(
+            &["token", ""],
+            "token is empty: set a shared secret (or PORTHOLE_TOKEN), or pass --insecure-no-auth to run without authentication",
+        )),
+    }
+}
+
+fn port_ranges(
+    at: &Locator,
+    ranges: &[(u16, u16)],
+) -> Result<Vec<RangeInclusive<u16>>, ConfigError> {
+    if ranges.is_empty() {
+        let msg = "allow_ports is empty: list at least one range, e.g. [(10000, 20000)]";
+        return Err(at.error(&["allow_ports"], msg));
+    }
+    let mut out = Vec::with_capacity(ranges.len());
+    for (i, &(lo, hi)) in ranges.iter().enumerate() {
+        let path = format!("allow_ports[{i}]");
+        if lo > hi {
+            let msg = format!(
+                "allow_ports range ({lo}, {hi}) is reversed; write the lower port first: ({hi}, {lo})"
+            );
+            return Err(at.error(&[&path, "allow_ports"], msg));
+        }
+        if lo == 0 {
+            let msg = format!(
+                "allow_ports range ({lo}, {hi}) includes port 0, which cannot be bound; start at 1"
+            );
+            return Err(at.error(&[&path, "allow_ports"], msg));
+        }
+        out.push(lo..=hi);
+    }
+    Ok(out)
+}
+
+fn nonzero(at: &Locator, field: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        let msg = format!("{field} is zero; give a positive duration such as \"10s\"");
+        return Err(at.error(&[field], msg));
+    }
+    Ok(())
+}
+
+/// Checks `text` is `host:port` (IPv6 in brackets) and resolves it; returns the first
+/// address. Blocking DNS is fine: this runs once, at start-up.
+fn check_address(
+    at: &Locator,
+    paths: &[&str],
+    what: &str,
+    text: &str,
+    port_zero_ok: bool,
+) -> Result<SocketAddr, ConfigError> {
+    let fail = |msg: String| at.error(paths, format!("{what} {text:?}{msg}"));
+    let example = "write it as \"host:port\", e.g. \"127.0.0.1:8080\"";
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| fail(format!(" has no port; {example}")))?;
+    if host.is_empty() {
+        return Err(fail(format!(" has no host; {example}")));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(fail(
+            ": put an IPv6 address in brackets, e.g. \"[::1]:7000\"".into(),
+        ));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| fail(format!(": port {port:?} is not a number from 1 to 65535")))?;
+    if port == 0 && !port_zero_ok {
+        return Err(fail(
+            ": port 0 is not allowed here; give the real port".into(),
+        ));
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| fail(format!(" cannot be resolved ({e}); check the host name")))?;
+    addrs
+        .next()
+        .ok_or_else(|| fail(" resolves to no address; check the host name".into()))
+}
+
+impl ClientConfig {
+    /// A client config with every default and no services, as built from flags.
+    pub fn new(server: impl Into<String>, token: Secret) -> Self {
+        Self {
+            server: server.into(),
+            token,
+            transport: TransportConfig::default(),
+            data_links: DataLinks::default(),
+            services: Vec::new(),
+            heartbeat_timeout: secs::<HEARTBEAT_TIMEOUT_SECS>(),
+            handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
+            reconnect_max_backoff: secs::<RECONNECT_MAX_BACKOFF_SECS>(),
+            source: None,
+        }
+    }
+
+    /// Checks every field; `server` and each `local` must resolve now.
+    pub fn validate(self) -> Result<ClientSettings, ConfigError> {
+        let at = Locator::new(&self.source);
+        check_address(&at, &["server"], "server", &self.server, false)?;
+        if self.token.expose().is_empty() {
+            let msg = "token is empty: set the shared secret the server uses (or PORTHOLE_TOKEN)";
+            return Err(at.error(&["token", ""], msg));
+        }
+        let DataLinks::Pooled { size } = self.data_links;
+        if !(1..=MAX_POOL_SIZE).contains(&size) {
+            let msg =
+                format!("data_links: pool size {size} is out of range; use 1 to {MAX_POOL_SIZE}");
+            return Err(at.error(&["data_links.size", "data_links"], msg));
+        }
+        nonzero(&at, "heartbeat_timeout", self.heartbeat_timeout)?;
+        nonzero(&at, "handshake_timeout", self.handshake_timeout)?;
+        nonzero(&at, "reconnect_max_backoff", self.reconnect_max_backoff)?;
+        Ok(ClientSettings {
+            services: services(&at, self.services)?,
+            server: self.server,
+            token: self.token,
+            transport: self.transport,
+            data_links: self.data_links,
+            heartbeat_timeout: self.heartbeat_timeout,
+            handshake_timeout: self.handshake_timeout,
+            reconnect_max_backoff: self.reconnect_max_backoff,
+        })
+    }
+}
+
+fn services(
+    at: &Locator,
+    services: Vec<ServiceConfig>,
+) -> Result<Vec<ServiceSettings>, ConfigError> {
+    if services.is_empty() {
+        let msg = "services is empty: add at least one, e.g. (name: \"web\", local: \"127.0.0.1:8080\", remote_port: 10080)";
+        return Err(at.error(&["services", ""], msg));
+    }
+    if services.len() > MAX_SERVICES {
+        let msg = format!(
+            "{} services given, at most {MAX_SERVICES} are allowed; split them across clients",
+            services.len()
+        );
+        return Err(at.error(&["services"], msg));
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut ports: HashMap<u16, &str> = HashMap::new();
+    for (i, service) in services.iter().enumerate() {
+        check_service(at, i, service)?;
+        let name = service.name.as_str();
+        if let Some(first) = names.insert(name, i) {
+            let msg = format!(
+                "service name {name:?} is used twice (services {} and {}); give each service its own name",
+                first + 1,
+                i + 1
+            );
+            return Err(at.error(
+                &[&format!("services[{i}].name"), &format!("services[{i}]")],
+                msg,
+            ));
+        }
+        let port = service.remote_port;
+        if port == 0 {
+            continue;
+        }
+        if let Some(first) = ports.insert(port, name) {
+            let msg = format!(
+                "service {name:?}: remote_port {port} is already used by service {first:?}; give each service its own port (or 0 to let the server pick)"
+            );
+            return Err(at.error(
+                &[
+                    &format!("services[{i}].remote_port"),
+                    &format!("services[{i}]"),
+                ],
+                msg,
+            ));
+        }
+    }
+    Ok(services
+        .into_iter()
+        .map(|s| ServiceSettings {
+            name: s.name,
+            local: s.local,
+            remote_port: s.remote_port,
+        })
+        .collect())
+}
+
+fn check_service(at: &Locator, i: usize, service: &ServiceConfig) -> Result<(), ConfigError> {
+    let name = &service.name;
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty()
+        || name.chars().count() > MAX_SERVICE_NAME_LEN
+        || !name.chars().all(valid_char)
+    {
+        let msg = format!(
+            "service name {name:?} is invalid: use 1 to {MAX_SERVICE_NAME_LEN} characters from A-Z, a-z, 0-9, '_', '.', '-'"
+        );
+        return Err(at.error(
+            &[&format!("services[{i}].name"), &format!("services[{i}]")],
+            msg,
+        ));
+    }
+    let what = format!("service {name:?}: local");
+    let paths = [
+        &format!("services[{i}].local") as &str,
+        &format!("services[{i}]"),
+    ];
+    check_address(at, &paths, &what, &service.local, false).map(drop)
+}
