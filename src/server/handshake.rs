@@ -7,6 +7,7 @@ use smol::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing::{debug, info, warn};
 
 use super::Shared;
@@ -23,7 +24,8 @@ pub(super) async fn serve_connection<T: Transport>(
     conn: TcpStream,
     peer: SocketAddr,
 ) {
-    if let Err(e) = handshake(&shared, conn, peer).await {
+    let slot = Slot::take(&shared);
+    if let Err(e) = handshake(&shared, conn, slot, peer).await {
         match e.kind() {
             io::ErrorKind::PermissionDenied => warn!("client {peer}: {e}"),
             io::ErrorKind::UnexpectedEof => debug!("connection from {peer} closed: {e}"),
@@ -35,6 +37,7 @@ pub(super) async fn serve_connection<T: Transport>(
 async fn handshake<T: Transport>(
     shared: &Arc<Shared<T>>,
     conn: TcpStream,
+    slot: Slot,
     peer: SocketAddr,
 ) -> io::Result<()> {
     let limit = shared.settings.handshake_timeout;
@@ -96,7 +99,7 @@ async fn handshake<T: Transport>(
                 server_nonce,
                 mac,
             };
-            control(shared, link, peer, client_id, proofs).await
+            control(shared, link, peer, client_id, proofs, slot).await
         }
         LinkHello::Data { session_id } => {
             data(shared, link, peer, session_id, server_nonce, mac).await
@@ -116,6 +119,7 @@ async fn control<T: Transport>(
     peer: SocketAddr,
     client_id: [u8; 16],
     p: Proofs,
+    slot: Slot,
 ) -> io::Result<()> {
     if let Some(key) = &shared.key {
         if !key.verify_client(&p.client_nonce, &p.server_nonce, &p.mac) {
@@ -148,6 +152,8 @@ async fn control<T: Transport>(
         "client {peer} authenticated (session {})",
         crate::wire::short_id(&session_id)
     );
+    // From here on the connection is a session, not a pending handshake.
+    drop(slot);
     Session::run(shared.clone(), link, peer, session_id, client_id).await;
     Ok(())
 }
@@ -201,4 +207,21 @@ where
     )
     .await;
     Err(cause)
+}
+
+/// Counts a connection as a pending handshake while it lives (see
+/// [`super::MAX_PENDING_HANDSHAKES`]).
+pub(super) struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take<T: Transport>(shared: &Shared<T>) -> Slot {
+        shared.handshakes.fetch_add(1, Ordering::Relaxed);
+        Slot(shared.handshakes.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

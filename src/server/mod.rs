@@ -16,6 +16,7 @@ mod session;
 use smol::net::TcpListener;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -28,6 +29,10 @@ use crate::transport::{self, Transport};
 /// After a shutdown signal, how long sessions get to say goodbye before their
 /// tasks are cancelled.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Connections that may be in their handshake at once. Each costs a task and a
+/// socket for at most `handshake_timeout`; past this, a flood of silent
+/// connections is shed at accept instead of exhausting descriptors.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does
 /// not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -40,6 +45,8 @@ pub(crate) struct Shared<T: Transport> {
     pub key: Option<Key>,
     pub registry: Arc<registry::Registry<T>>,
     pub shutdown: Signal,
+    /// Connections still in their handshake.
+    pub handshakes: Arc<AtomicUsize>,
 }
 
 /// Binds the control listener named in `settings`.
@@ -67,6 +74,7 @@ pub async fn run<T: Transport>(
         transport,
         key,
         shutdown: shutdown.clone(),
+        handshakes: Arc::new(AtomicUsize::new(0)),
     });
     info!(
         "listening for clients on {} ({})",
@@ -83,6 +91,13 @@ pub async fn run<T: Transport>(
             .await;
         match accepted {
             None => break,
+            Some(Ok((_, peer)))
+                if shared.handshakes.load(Ordering::Relaxed) >= MAX_PENDING_HANDSHAKES =>
+            {
+                warn!(
+                    "connection from {peer} dropped: {MAX_PENDING_HANDSHAKES} handshakes already pending"
+                );
+            }
             Some(Ok((stream, peer))) => {
                 connections.spawn(handshake::serve_connection(shared.clone(), stream, peer));
             }
