@@ -46,7 +46,8 @@ pub enum Event {
 /// Why the client gave up.
 #[derive(Debug)]
 pub enum ClientError {
-    /// The server refused our token, or could not prove it knows it.
+    /// The server refused our token, or could not prove it knows it. The
+    /// message starts with "authentication failed".
     Auth(String),
     /// Retrying cannot help (version mismatch, every service refused).
     Fatal(String),
@@ -55,7 +56,7 @@ pub enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Auth(m) => write!(f, "authentication failed: {m}"),
+            ClientError::Auth(m) => f.write_str(m),
             ClientError::Fatal(m) => f.write_str(m),
         }
     }

@@ -164,7 +164,7 @@ async fn authenticate<T: Transport>(
             {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
-                    "the server could not prove it knows the token (wrong server, or a different token)",
+                    "authentication failed: the server could not prove it knows the token (wrong server, or a different token)",
                 ));
             }
             let interval = Duration::from_millis(u64::from(heartbeat_interval_ms).max(1));
