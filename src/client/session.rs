@@ -86,15 +86,17 @@ pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Sig
             .await
             .map_err(handshake_error)?;
         ctx.emit(Event::Connected);
-        register(ctx, &mut link).await?;
-        Ok::<_, SessionEnd>((link, session_id, interval))
+        // The pool fills while we register: a visitor may arrive at the first
+        // registered port before the last service is answered.
+        let crate::config::DataLinks::Pooled { size } = ctx.settings.data_links;
+        let links = Links::new(ctx.clone(), session_id, size);
+        register(ctx, &mut link, &links).await?;
+        Ok::<_, SessionEnd>((link, links, interval))
     };
-    let (link, session_id, interval) = match connected.or(stopped(shutdown)).await {
+    let (link, links, interval) = match connected.or(stopped(shutdown)).await {
         Ok(up) => up,
         Err(end) => return end,
     };
-    let crate::config::DataLinks::Pooled { size } = ctx.settings.data_links;
-    let links = Links::new(ctx.clone(), session_id, size);
     let timeout = ctx
         .settings
         .heartbeat_timeout
@@ -212,7 +214,11 @@ fn unexpected(frame: Frame) -> io::Error {
 }
 
 /// Registers every service and waits for every answer.
-async fn register<T: Transport>(ctx: &Context<T>, link: &mut T::Stream) -> Result<(), SessionEnd> {
+async fn register<T: Transport>(
+    ctx: &Context<T>,
+    link: &mut T::Stream,
+    links: &Links<T>,
+) -> Result<(), SessionEnd> {
     let lost = |e: io::Error| SessionEnd::Lost(e);
     for service in &ctx.settings.services {
         let frame = Frame::Register {
@@ -223,6 +229,7 @@ async fn register<T: Transport>(ctx: &Context<T>, link: &mut T::Stream) -> Resul
     }
     let mut answered = 0;
     let mut registered = 0;
+    let mut port_in_use = false;
     let limit = ctx.settings.handshake_timeout;
     while answered < ctx.settings.services.len() {
         match with_timeout(limit, "registration", read_frame(link))
@@ -242,14 +249,27 @@ async fn register<T: Transport>(ctx: &Context<T>, link: &mut T::Stream) -> Resul
                 info!("service {name} is public at {public} -> {local}");
                 ctx.emit(Event::Registered { name, port, public });
             }
-            Frame::RegisterFailed { name, message, .. } => {
+            Frame::RegisterFailed {
+                name,
+                code,
+                message,
+            } => {
                 answered += 1;
+                port_in_use |= code == ErrorCode::PortInUse;
                 warn!("service {name} refused by the server: {message}");
                 ctx.emit(Event::Refused { name, message });
             }
             Frame::Heartbeat => {}
+            Frame::OpenData { count } => links.open(usize::from(count)),
             other => return Err(handshake_error(unexpected(other))),
         }
+    }
+    if registered == 0 && port_in_use {
+        // A port held by our own previous, not yet reaped session (a restart
+        // right after a crash) frees up soon: retry rather than give up.
+        return Err(SessionEnd::Lost(io::Error::other(
+            "every service was refused and a port is in use; retrying",
+        )));
     }
     if registered == 0 {
         return Err(SessionEnd::Fatal(ClientError::Fatal(

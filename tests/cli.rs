@@ -1,0 +1,369 @@
+//! The real `porthole` binary: exit codes and messages of every subcommand, and a
+//! tunnel made of a server process and a client process carrying 8 MiB each way.
+//!
+//! Every child process is owned by a [`Proc`] guard that kills and reaps it on drop;
+//! its stderr is read by a thread into a channel, so a test waits for a log line
+//! with a deadline instead of sleeping, and a chatty child never blocks on a full
+//! pipe.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Deadline for a short-lived command (help, check, demo) to finish.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
+
+fn porthole() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PORTHOLE_TOKEN")
+        .env_remove("PORTHOLE_LOG")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Strips ANSI escape sequences, in case the logger colours its output.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte(@..~)
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- one-shot commands
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`], killing it if it overruns.
+fn run(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn porthole");
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<JoinHandle<String>> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|mut pipe| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            let _ = tx.send(());
+            text
+        })
+    })
+    .collect();
+    // Both pipes reach EOF when the process exits.
+    let started = Instant::now();
+    for _ in 0..2 {
+        let left = COMMAND_DEADLINE.saturating_sub(started.elapsed());
+        if rx.recv_timeout(left).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+    }
+    let status = child.wait().expect("reap porthole");
+    let mut texts = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader thread"));
+    Output {
+        status,
+        stdout: plain(&texts.next().unwrap_or_default()),
+        stderr: plain(&texts.next().unwrap_or_default()),
+    }
+}
+
+fn args(list: &[&str]) -> Command {
+    let mut cmd = porthole();
+    cmd.args(list);
+    cmd
+}
+
+#[test]
+fn help_exits_zero_and_lists_the_subcommands() {
+    let out = run(args(&["--help"]));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    for sub in ["server", "client", "check", "demo"] {
+        assert!(
+            out.stdout.contains(sub),
+            "help mentions {sub}: {}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error_with_exit_code_two() {
+    let out = run(args(&["server", "--no-such-flag"]));
+    assert_eq!(out.status.code(), Some(2), "stdout: {}", out.stdout);
+    assert!(
+        out.stderr.contains("--no-such-flag"),
+        "names the flag: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn check_accepts_the_example_server_config_and_masks_its_token() {
+    let path = "examples/server.ron";
+    let token = token_in(&Path::new(env!("CARGO_MANIFEST_DIR")).join(path));
+    let out = run(args(&["check", "-c", path]));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    assert!(out.stdout.contains("valid server config"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("********"),
+        "token shown masked: {}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains(&token) && !out.stderr.contains(&token),
+        "the token {token:?} leaked into the output"
+    );
+}
+
+/// The value of the (uncommented) `token: "..."` line of a RON file.
+fn token_in(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read example config");
+    let token = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("token:"))
+        .find_map(|line| line.split('"').nth(1))
+        .expect("the example sets a token");
+    // A one- or two-character token would show up in any output by accident.
+    assert!(
+        token.len() >= 4,
+        "example token {token:?} too short to test masking"
+    );
+    token.to_owned()
+}
+
+#[test]
+fn check_rejects_an_unknown_field_naming_the_file_line_and_column() {
+    let path = "tests/fixtures/config/invalid/server_unknown_field.ron";
+    let out = run(args(&["check", "-c", path]));
+    assert_eq!(out.status.code(), Some(2), "stdout: {}", out.stdout);
+    // The fixture's first line says where the error is: `// expect: L:C: ...`.
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .expect("read fixture");
+    let expect = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("// expect: "))
+        .expect("fixture names its expected error");
+    let mut parts = expect.splitn(3, ':');
+    let (line, col) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    assert!(
+        line.parse::<usize>().is_ok() && col.parse::<usize>().is_ok(),
+        "fixture expectation starts with line:col: {expect}"
+    );
+    let position = format!("{path}:{line}:{col}:");
+    assert!(
+        out.stderr.contains(&position),
+        "stderr names {position}: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("unknown field"), "{}", out.stderr);
+}
+
+#[test]
+fn server_without_a_token_refuses_to_start_and_mentions_insecure_no_auth() {
+    let out = run(args(&["server", "--bind", "127.0.0.1:0"]));
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("--insecure-no-auth"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("listening for clients"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn demo_once_answers_every_request_and_exits_zero() {
+    let out = run(args(&["demo", "--once"]));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    assert!(
+        out.stdout.contains("40/40 requests answered"),
+        "{}",
+        out.stdout
+    );
+}
+
+// ---------------------------------------------------------------- long-running processes
+
+/// A running porthole process: killed and reaped on drop. Its stderr lines arrive
+/// on `lines`; `seen` keeps the ones read so far, for failure messages.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn porthole");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        // Ends by itself at EOF, when the child is gone.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(plain(&line)).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; returns the text after it.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let left = limit.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Some(at) = line.find(needle) {
+                        return line[at + needle.len()..].to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} within {limit:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit on its own (its stderr closes first) and
+    /// returns its status and every stderr line.
+    fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            let left = limit.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "process did not exit within {limit:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+        let status = self.child.wait().expect("reap porthole");
+        (status, self.seen.join("\n"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `porthole server` on `127.0.0.1:0`; returns it and the address it reports.
+fn server_process(token: &str) -> (Proc, SocketAddr) {
+    let mut server = Proc::spawn(args(&["server", "--bind", "127.0.0.1:0", "--token", token]));
+    let rest = server.wait_for("listening for clients on ", PROMPTLY * 2);
+    let addr = rest
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {rest:?}"));
+    (server, addr)
+}
+
+/// `porthole client --expose LOCAL_PORT`; returns it and the public address it logs.
+fn client_process(server: SocketAddr, token: &str, local_port: u16) -> (Proc, SocketAddr) {
+    let mut cmd = args(&["client", "--server", &server.to_string(), "--expose"]);
+    cmd.arg(local_port.to_string());
+    cmd.env("PORTHOLE_TOKEN", token);
+    let mut client = Proc::spawn(cmd);
+    let rest = client.wait_for(
+        &format!("service port-{local_port} is public at "),
+        PROMPTLY * 2,
+    );
+    let public = rest
+        .split_whitespace()
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no public address in {rest:?}"));
+    (client, public)
+}
+
+#[test]
+fn server_and_client_processes_carry_eight_mib_each_way_intact() {
+    run_test(async {
+        let service = echo_service().await;
+        let port = service.addr.port();
+        // Waiting on a child's stderr blocks; do it off the async thread.
+        let (server, client, public) = smol::unblock(move || {
+            let (server, addr) = server_process("process-token");
+            let (client, public) = client_process(addr, "process-token", port);
+            (server, client, public)
+        })
+        .await;
+        assert_echoes(public, 0xb1, 8 * 1024 * 1024).await;
+        drop((client, server));
+    });
+}
+
+#[test]
+fn client_process_with_a_wrong_token_exits_one_while_a_good_client_is_served() {
+    run_test(async {
+        let t = echo_tunnel(server_settings()).await;
+        let server = t.server.addr;
+        let local = echo_service().await.addr.port();
+        let (status, log) = smol::unblock(move || {
+            let mut cmd = args(&["client", "--server", &server.to_string()]);
+            cmd.args(["--token", "wrong-token", "--expose", &local.to_string()]);
+            Proc::spawn(cmd).wait_exit(PROMPTLY * 2)
+        })
+        .await;
+        assert_eq!(status.code(), Some(1), "stderr:\n{log}");
+        assert!(log.contains("authentication failed"), "stderr:\n{log}");
+        assert!(!log.contains("is public at"), "stderr:\n{log}");
+        assert_echoes(t.public, 0xb2, 100_000).await;
+        t.client.stop().await;
+        t.server.stop().await;
+    });
+}

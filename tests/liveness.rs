@@ -1,0 +1,257 @@
+//! What happens when a side vanishes: a crashed client (its visitors closed, its
+//! explicit port reclaimed on restart), a restarted server (the client comes back on
+//! its own), and half-open control links noticed by the heartbeat on either side.
+
+mod common;
+
+use common::*;
+use futures_lite::AsyncWriteExt;
+use smol::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use porthole::auth::Key;
+use porthole::client::Event;
+use porthole::protocol::{Frame, LinkHello};
+use porthole::wire::{read_frame, write_frame};
+
+#[test]
+fn crashed_client_closes_its_visitors_and_a_restarted_client_reclaims_its_port() {
+    run_test(async {
+        let server = start_server(server_settings())
+            .await
+            .expect("server starts");
+        let service = echo_service().await;
+        let remote_port = free_port();
+        let settings = client_settings(server.addr, TOKEN, &[("web", service.addr, remote_port)]);
+        let client = start_client(settings.clone());
+        let public = client.registered("web").await;
+        assert_eq!(public.port(), remote_port, "the explicit port was granted");
+
+        // A visitor mid-conversation: proven to be relayed before the crash.
+        let mut visitor = TcpStream::connect(public).await.expect("connect");
+        visitor.write_all(b"ping").await.expect("write");
+        let mut echoed = [0u8; 4];
+        futures_lite::AsyncReadExt::read_exact(&mut visitor, &mut echoed)
+            .await
+            .expect("echo before the crash");
+        assert_eq!(&echoed, b"ping");
+
+        // Crash: cancel the client task, no goodbye.
+        drop(client);
+        assert_closed_within(&mut visitor, PROMPTLY, "visitor of a crashed client").await;
+        // While nobody owns the port, a new visitor is turned away, not left hanging.
+        let mut early = TcpStream::connect(public)
+            .await
+            .expect("port still listening");
+        assert_closed_within(&mut early, PROMPTLY, "visitor of a lingering port").await;
+
+        // The restarted process asks for the same explicit port and gets it back.
+        // The server may still be tearing the old session down when the new one
+        // registers; that race is answered with "in use", so allow a few attempts.
+        let mut attempts = 0;
+        let client = loop {
+            attempts += 1;
+            let client = start_client(settings.clone());
+            match registration(&client, "web").await {
+                Ok(public) => {
+                    assert_eq!(public.port(), remote_port, "same port after restart");
+                    eprintln!("reclaimed on attempt {attempts}");
+                    break client;
+                }
+                Err(message) if message.contains("in use") && attempts < 20 => continue,
+                Err(message) => panic!("restarted client refused after {attempts}: {message}"),
+            }
+        };
+        assert_echoes(public, 21, 100_000).await;
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+/// The first `Registered` (Ok, public address) or `Refused` (Err, message) for `name`.
+async fn registration(client: &Client, name: &str) -> Result<SocketAddr, String> {
+    loop {
+        match client.next_event(PROMPTLY).await {
+            Event::Registered {
+                name: got, public, ..
+            } if got == name => return Ok(public.parse().expect("ip:port")),
+            Event::Refused { name: got, message } if got == name => return Err(message),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn client_reconnects_on_its_own_after_the_server_restarts() {
+    run_test(server_restart(true));
+}
+
+#[test]
+fn client_reconnects_on_its_own_after_the_server_crashes_and_comes_back() {
+    run_test(server_restart(false));
+}
+
+/// Stops the server (a clean shutdown that says goodbye, or a crash: the task is
+/// dropped), starts a new one on the same address, and expects the client to
+/// report the loss and register again by itself.
+async fn server_restart(graceful: bool) {
+    let first = start_server(server_settings())
+        .await
+        .expect("server starts");
+    let addr = first.addr;
+    let service = echo_service().await;
+    let client = start_client(client_settings(addr, TOKEN, &[("echo", service.addr, 0)]));
+    let public = client.registered("echo").await;
+    assert_echoes(public, 31, 10_000).await;
+
+    if graceful {
+        first.stop().await;
+    } else {
+        drop(first);
+    }
+    match client.next_event(PROMPTLY).await {
+        Event::Disconnected { reason } => assert!(!reason.is_empty(), "a reason is given"),
+        other => panic!("expected Disconnected after the server stopped, got {other:?}"),
+    }
+
+    // The same address again: the client only knows this one.
+    let mut settings = server_settings();
+    settings.bind = addr;
+    let second = start_server_retrying(settings).await;
+    let public = client.registered("echo").await;
+    assert_echoes(public, 32, 100_000).await;
+    client.stop().await;
+    second.stop().await;
+}
+
+/// Starts a server on a fixed (previously used) address, retrying a bounded number
+/// of times if the kernel has not released it yet.
+async fn start_server_retrying(settings: porthole::config::ServerSettings) -> Server {
+    let mut last = None;
+    for _ in 0..50 {
+        match start_server(settings.clone()).await {
+            Ok(server) => return server,
+            Err(e) => last = Some(e),
+        }
+        // A retry interval, not synchronisation.
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    panic!("could not rebind {}: {last:?}", settings.bind);
+}
+
+#[test]
+fn server_closes_a_silent_authenticated_control_link_within_the_heartbeat_timeout() {
+    run_test(async {
+        let mut settings = server_settings();
+        settings.heartbeat_interval = Duration::from_millis(100);
+        settings.heartbeat_timeout = Duration::from_millis(300);
+        let server = start_server(settings).await.expect("server starts");
+
+        // Authenticates for real, then never sends another byte (a half-open link as
+        // seen from the server). It keeps reading, so only the timeout can end it.
+        let (mut silent, _session) = raw_control_handshake(server.addr, TOKEN).await;
+        let (took, seen) =
+            assert_closed_within(&mut silent, Duration::from_secs(3), "silent control link").await;
+        assert!(
+            took >= Duration::from_millis(250),
+            "closed after {took:?}: before the heartbeat timeout could have expired"
+        );
+        assert!(!seen.is_empty(), "the server sent heartbeats meanwhile");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() {
+    run_test(async {
+        // A fake server that authenticates the client for real, grants its service,
+        // and then goes silent without closing the socket.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let fake = smol::spawn(async move {
+            let key = Key::new(TOKEN);
+            let (mut controls, mut data_links) = (Vec::new(), Vec::new());
+            // Bounded: the first control link and its reconnect, plus whatever data
+            // links the client dials meanwhile (held open, never answered).
+            for _ in 0..64 {
+                let (mut link, _) = listener.accept().await.expect("accept");
+                match read_frame(&mut link).await.expect("hello") {
+                    Frame::Hello {
+                        link: LinkHello::Control { nonce, .. },
+                        ..
+                    } => {
+                        silent_server_handshake(&key, &mut link, nonce).await;
+                        controls.push(link);
+                        if controls.len() == 2 {
+                            break;
+                        }
+                    }
+                    Frame::Hello { .. } => data_links.push(link),
+                    other => panic!("expected a hello, got {other:?}"),
+                }
+            }
+            controls.len()
+        });
+        let service = echo_service().await;
+        let mut settings = client_settings(addr, TOKEN, &[("echo", service.addr, 0)]);
+        settings.heartbeat_timeout = Duration::from_millis(300);
+        let client = start_client(settings);
+        client.registered("echo").await;
+        let started = std::time::Instant::now();
+        match client.next_event(Duration::from_secs(3)).await {
+            Event::Disconnected { reason } => {
+                assert!(reason.contains("heartbeat"), "reason: {reason}")
+            }
+            other => panic!("expected Disconnected, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "not before the timeout"
+        );
+        // It comes back on its own.
+        client.registered("echo").await;
+        client.stop().await;
+        let controls = within(PROMPTLY, "fake server done", fake).await;
+        assert_eq!(controls, 2, "one control link, then one reconnect");
+    });
+}
+
+/// The server side of a control handshake done by hand after the client's `Hello`,
+/// then `Registered` for the one service; after that, silence.
+async fn silent_server_handshake(key: &Key, link: &mut TcpStream, client_nonce: [u8; 32]) {
+    let server_nonce = porthole::auth::random().expect("rng");
+    write_frame(
+        link,
+        &Frame::Challenge {
+            nonce: server_nonce,
+        },
+    )
+    .await
+    .expect("challenge");
+    match read_frame(link).await.expect("proof") {
+        Frame::AuthResponse { mac } => {
+            assert!(
+                key.verify_client(&client_nonce, &server_nonce, &mac),
+                "client proof"
+            )
+        }
+        other => panic!("expected AuthResponse, got {other:?}"),
+    }
+    let session_id = porthole::auth::random().expect("rng");
+    let ok = Frame::AuthOk {
+        session_id,
+        authenticated: true,
+        mac: key.server_proof(&client_nonce, &server_nonce, &session_id),
+        heartbeat_interval_ms: 100,
+    };
+    write_frame(link, &ok).await.expect("auth ok");
+    match read_frame(link).await.expect("register") {
+        Frame::Register { name, .. } => {
+            write_frame(link, &Frame::Registered { name, port: 1 })
+                .await
+                .expect("registered");
+        }
+        other => panic!("expected Register, got {other:?}"),
+    }
+}
