@@ -134,7 +134,7 @@ async fn start_server_retrying(settings: porthole::config::ServerSettings) -> Se
             Ok(server) => return server,
             Err(e) => last = Some(e),
         }
-        // A retry interval, not synchronisation.
+        // ok-sleep: a bounded retry interval, not synchronisation.
         smol::Timer::after(Duration::from_millis(20)).await;
     }
     panic!("could not rebind {}: {last:?}", settings.bind);

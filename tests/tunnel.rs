@@ -206,7 +206,7 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
             Ok(listener) => return listener,
             Err(e) => last = Some(e),
         }
-        // A retry interval, not synchronisation: nothing in the test waits on it.
+        // ok-sleep: a bounded retry interval, not synchronisation.
         smol::Timer::after(std::time::Duration::from_millis(20)).await;
     }
     panic!("could not bind {addr} again: {last:?}");
