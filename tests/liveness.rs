@@ -134,8 +134,8 @@ async fn start_server_retrying(settings: porthole::config::ServerSettings) -> Se
             Ok(server) => return server,
             Err(e) => last = Some(e),
         }
-        // ok-sleep: a bounded retry interval, not synchronisation.
-        smol::Timer::after(Duration::from_millis(20)).await;
+        // A bounded retry interval, not synchronisation.
+        smol::Timer::after(Duration::from_millis(20)).await; // ok-sleep
     }
     panic!("could not rebind {}: {last:?}", settings.bind);
 }

@@ -206,8 +206,8 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
             Ok(listener) => return listener,
             Err(e) => last = Some(e),
         }
-        // ok-sleep: a bounded retry interval, not synchronisation.
-        smol::Timer::after(std::time::Duration::from_millis(20)).await;
+        // A bounded retry interval, not synchronisation.
+        smol::Timer::after(std::time::Duration::from_millis(20)).await; // ok-sleep
     }
     panic!("could not bind {addr} again: {last:?}");
 }
