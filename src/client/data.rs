@@ -160,7 +160,7 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
     };
     target.set_nodelay(true)?;
     debug!("visitor {visitor} -> {service} ({local})");
-    let moved = relay::relay(link, target).await?;
+    let moved = relay::relay_link::<T>(target, link).await?;
     debug!("visitor {visitor} of {service} done: {moved:?}");
     Ok(())
 }

@@ -262,7 +262,7 @@ impl<T: Transport> Session<T> {
             visitor: addr,
         };
         write_frame(&mut link, &start).await?;
-        relay::relay(visitor, link).await
+        relay::relay_link::<T>(visitor, link).await
     }
 
     async fn take_link(&self) -> io::Result<T::Stream> {
