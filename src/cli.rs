@@ -7,8 +7,8 @@ use argh::FromArgs;
 use std::path::PathBuf;
 
 use crate::config::{
-    self, ClientConfig, ClientSettings, ConfigError, Secret, ServerConfig, ServerSettings,
-    ServiceConfig,
+    self, ClientConfig, ClientSettings, ConfigError, ForwardConfig, ForwardRule, ForwardSettings,
+    Secret, ServerConfig, ServerSettings, ServiceConfig,
 };
 
 /// Environment variable that supplies the token when `--token` is not given.
@@ -27,8 +27,25 @@ pub struct Cli {
 pub enum Command {
     Server(ServerArgs),
     Client(ClientArgs),
+    Forward(ForwardArgs),
     Check(CheckArgs),
     Demo(DemoArgs),
+}
+
+#[derive(FromArgs, Debug, Default)]
+/// Forward TCP ports: every connection to LISTEN is relayed to TARGET (like socat
+/// TCP-LISTEN,fork). Example: porthole forward 0.0.0.0:8080 10.0.0.5:80 [LISTEN TARGET ...]
+#[argh(subcommand, name = "forward")]
+pub struct ForwardArgs {
+    /// config file (RON) with `forwards: [(listen, target)]`
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// deadline for connecting to a target, e.g. 5s (default 10s)
+    #[argh(option)]
+    pub connect_timeout: Option<String>,
+    /// LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80
+    #[argh(positional)]
+    pub pairs: Vec<String>,
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -149,6 +166,30 @@ pub fn client_settings(
     }
     for spec in &args.expose {
         cfg.services.push(parse_expose(spec)?);
+    }
+    cfg.validate()
+}
+
+/// Resolves the forward settings from a file and/or LISTEN TARGET pairs.
+pub fn forward_settings(args: &ForwardArgs) -> Result<ForwardSettings, ConfigError> {
+    let mut cfg = match &args.config {
+        Some(path) => config::load_forward(path)?,
+        None => ForwardConfig::new(),
+    };
+    if args.pairs.len() % 2 != 0 {
+        return Err(cli_error(
+            "forward takes LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80",
+        ));
+    }
+    for pair in args.pairs.chunks(2) {
+        cfg.forwards.push(ForwardRule {
+            listen: pair[0].clone(),
+            target: pair[1].clone(),
+        });
+    }
+    if let Some(text) = &args.connect_timeout {
+        cfg.connect_timeout = config::parse_duration(text)
+            .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
     }
     cfg.validate()
 }

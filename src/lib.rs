@@ -20,9 +20,10 @@
 //! | [`cli`] | argh command-line structs only |
 //! | [`config`] | RON schema, validation into typed settings |
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
+//! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays |
 //! | [`demo`] | the one-process loopback demo |
 //! | [`transport`] | the `Transport` trait and its TCP implementation |
-//! | [`relay`] | joining two streams with half-close semantics |
+//! | [`relay`] | joining two streams with half-close semantics: splice or copy |
 //! | [`wire`] | async frame I/O and deadlines |
 //! | [`protocol`] | pure frame codec (fuzzed) |
 //! | [`auth`] | HMAC proofs and nonces |
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod forward;
 pub mod protocol;
 pub mod relay;
 pub mod server;

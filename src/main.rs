@@ -13,7 +13,7 @@ use porthole::cli::{self, Cli, Command};
 use porthole::config::{self, AnyConfig};
 use porthole::shutdown::{self, Signal, Trigger};
 use porthole::transport::TcpTransport;
-use porthole::{client, demo, server};
+use porthole::{client, demo, forward, server};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args.config),
         Command::Server(args) => run_server(&args),
         Command::Client(args) => run_client(&args),
+        Command::Forward(args) => run_forward(&args),
         Command::Demo(args) => run_demo(args.once),
     }
 }
@@ -72,6 +73,10 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         Ok(AnyConfig::Client(c)) => {
             println!("{}: valid client config\n{c:#?}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(AnyConfig::Forward(f)) => {
+            println!("{}: valid forward config\n{f:#?}", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => usage_error(&e),
@@ -137,6 +142,27 @@ fn run_client(args: &cli::ClientArgs) -> ExitCode {
             Err(e) => return runtime_error(&e),
         };
         match client::run(settings, TcpTransport, shutdown, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => runtime_error(&e),
+        }
+    })
+}
+
+fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
+    let settings = match cli::forward_settings(args) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    smol::block_on(async {
+        let shutdown = match signals() {
+            Ok(s) => s,
+            Err(e) => return runtime_error(&e),
+        };
+        let forwards = match forward::bind(&settings).await {
+            Ok(f) => f,
+            Err(e) => return runtime_error(&e),
+        };
+        match forward::run(forwards, settings.connect_timeout, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(&e),
         }

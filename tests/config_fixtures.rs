@@ -23,15 +23,19 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
 
 #[test]
 fn valid_configs_load() {
-    let (mut servers, mut clients) = (0, 0);
+    let (mut servers, mut clients, mut forwards) = (0, 0, 0);
     for path in fixtures("valid") {
         match load_any(&path) {
             Ok(AnyConfig::Server(_)) => servers += 1,
             Ok(AnyConfig::Client(_)) => clients += 1,
+            Ok(AnyConfig::Forward(_)) => forwards += 1,
             Err(e) => panic!("{} should load: {e}", path.display()),
         }
     }
-    assert!(servers > 0 && clients > 0, "need fixtures of both roles");
+    assert!(
+        servers > 0 && clients > 0 && forwards > 0,
+        "need fixtures of every role"
+    );
 }
 
 #[test]

@@ -247,6 +247,7 @@ pub struct ServiceSettings {
 pub enum AnyConfig {
     Server(ServerSettings),
     Client(ClientSettings),
+    Forward(ForwardSettings),
 }
 
 /// A config problem: where it is and what to change.
@@ -430,6 +431,8 @@ struct Probe {
     bind: Option<IgnoredAny>,
     #[serde(default)]
     server: Option<IgnoredAny>,
+    #[serde(default)]
+    forwards: Option<IgnoredAny>,
 }
 
 /// Reads a file, recognises its role (`bind` => server, `server` => client), parses and
@@ -437,15 +440,28 @@ struct Probe {
 pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
     let text = read(path)?;
     let probe: Probe = parse(&text, path)?;
-    let role_error = match (probe.bind.is_some(), probe.server.is_some()) {
-        (true, false) => return parse_server(&text, path)?.validate().map(AnyConfig::Server),
-        (false, true) => return parse_client(&text, path)?.validate().map(AnyConfig::Client),
-        (true, true) => {
-            "has both `bind` (server) and `server` (client); a file configures one role"
+    let roles = (
+        probe.bind.is_some(),
+        probe.server.is_some(),
+        probe.forwards.is_some(),
+    );
+    let role_error = match roles {
+        (true, false, false) => {
+            return parse_server(&text, path)?.validate().map(AnyConfig::Server);
         }
-        (false, false) => {
-            "cannot tell the role: a server config needs `bind`, a client config `server`"
+        (false, true, false) => {
+            return parse_client(&text, path)?.validate().map(AnyConfig::Client);
         }
+        (false, false, true) => {
+            return parse_forward(&text, path)?
+                .validate()
+                .map(AnyConfig::Forward);
+        }
+        (false, false, false) => {
+            "cannot tell the role: a server config needs `bind`, a client config `server`, \
+             a forward config `forwards`"
+        }
+        _ => "mixes `bind` (server), `server` (client) and `forwards`; a file configures one role",
     };
     let source = Some(Source {
         path: path.to_path_buf(),
@@ -454,8 +470,13 @@ pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
     Err(Locator::new(&source).error(&[""], role_error))
 }
 
+mod forward;
 mod locate;
 mod validate;
+
+pub use forward::{
+    ForwardConfig, ForwardRule, ForwardSettings, MAX_FORWARDS, load_forward, parse_forward,
+};
 
 use locate::Locator;
 

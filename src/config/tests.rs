@@ -51,11 +51,17 @@ fn invalid_fixtures_fail_where_expected() {
 #[test]
 fn shipped_examples_load() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for name in ["server.ron", "client.ron"] {
-        if let Err(e) = load_any(&dir.join(name)) {
-            panic!("examples/{name} should load: {e}");
+    let mut found = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/ is readable") {
+        let path = entry.expect("directory entry").path();
+        if path.extension().is_some_and(|ext| ext == "ron") {
+            found += 1;
+            if let Err(e) = load_any(&path) {
+                panic!("{} should load: {e}", path.display());
+            }
         }
     }
+    assert!(found >= 3, "expected the server, client and forward examples");
 }
 
 #[test]

@@ -124,7 +124,7 @@ fn nonzero(at: &Locator, field: &str, value: Duration) -> Result<(), ConfigError
 
 /// Checks `text` is `host:port` (IPv6 in brackets) and resolves it; returns the first
 /// address. Blocking DNS is fine: this runs once, at start-up.
-fn check_address(
+pub(super) fn check_address(
     at: &Locator,
     paths: &[&str],
     what: &str,

@@ -1,0 +1,128 @@
+//! The `porthole forward` config: a list of listen → target pairs.
+//!
+//! ```ron
+//! (
+//!     forwards: [(listen: "0.0.0.0:8080", target: "10.0.0.5:80")],
+//!     connect_timeout: "10s",
+//! )
+//! ```
+
+use super::validate::check_address;
+use super::*;
+
+/// Most forwards in one process: each is a listener (a descriptor and a task).
+pub const MAX_FORWARDS: usize = 1024;
+const CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// Raw file shape of a forward config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    pub forwards: Vec<ForwardRule>,
+    #[serde(
+        default = "secs::<CONNECT_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub connect_timeout: Duration,
+    #[serde(skip)]
+    source: Option<Source>,
+}
+
+/// One forward: accept on `listen`, connect each connection to `target`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRule {
+    pub listen: String,
+    pub target: String,
+}
+
+/// Validated forward settings.
+#[derive(Clone, Debug)]
+pub struct ForwardSettings {
+    /// (listen address, target `host:port`; the target is resolved per connection).
+    pub forwards: Vec<(SocketAddr, String)>,
+    pub connect_timeout: Duration,
+}
+
+/// Parses forward RON text; `origin` names it in errors. Does not validate.
+pub fn parse_forward(text: &str, origin: &Path) -> Result<ForwardConfig, ConfigError> {
+    let mut config: ForwardConfig = parse(text, origin)?;
+    config.source = source(text, origin);
+    Ok(config)
+}
+
+/// Reads and parses a forward config file. Does not validate.
+pub fn load_forward(path: &Path) -> Result<ForwardConfig, ConfigError> {
+    parse_forward(&read(path)?, path)
+}
+
+impl ForwardConfig {
+    /// A config with no forwards and default timeouts, for the command line.
+    pub fn new() -> Self {
+        ForwardConfig {
+            forwards: Vec::new(),
+            connect_timeout: secs::<CONNECT_TIMEOUT_SECS>(),
+            source: None,
+        }
+    }
+
+    pub fn validate(self) -> Result<ForwardSettings, ConfigError> {
+        let at = Locator::new(&self.source);
+        if self.forwards.is_empty() {
+            return Err(at.error(
+                &["forwards", ""],
+                "no forwards: give at least one (listen, target) pair",
+            ));
+        }
+        if self.forwards.len() > MAX_FORWARDS {
+            let n = self.forwards.len();
+            return Err(at.error(
+                &["forwards"],
+                format!("{n} forwards; at most {MAX_FORWARDS}"),
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(at.error(&["connect_timeout"], "connect_timeout must be above zero"));
+        }
+        let mut forwards = Vec::with_capacity(self.forwards.len());
+        for (i, rule) in self.forwards.iter().enumerate() {
+            let listen_path = format!("forwards[{i}].listen");
+            let target_path = format!("forwards[{i}].target");
+            let listen = check_address(
+                &at,
+                &[&listen_path, "forwards"],
+                "listen",
+                &rule.listen,
+                true,
+            )?;
+            check_address(
+                &at,
+                &[&target_path, "forwards"],
+                "target",
+                &rule.target,
+                false,
+            )?;
+            if listen.port() != 0
+                && forwards
+                    .iter()
+                    .any(|(l, _): &(SocketAddr, String)| *l == listen)
+            {
+                return Err(at.error(
+                    &[&listen_path],
+                    format!("listen {listen} is used by two forwards"),
+                ));
+            }
+            forwards.push((listen, rule.target.clone()));
+        }
+        Ok(ForwardSettings {
+            forwards,
+            connect_timeout: self.connect_timeout,
+        })
+    }
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}

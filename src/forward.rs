@@ -1,0 +1,103 @@
+//! `porthole forward`: a one-hop TCP forwarder on the tunnel's relay engine (the
+//! socat `TCP-LISTEN,fork` replacement, in one process).
+//!
+//! Every accepted connection gets its own task: a non-blocking connect to the
+//! target under `connect_timeout`, then a splice relay with half-close
+//! propagation. A slow or stalled peer only ever holds its own task.
+
+use smol::net::{TcpListener, TcpStream};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+use crate::config::ForwardSettings;
+use crate::relay;
+use crate::shutdown::Signal;
+use crate::tasks::TaskSet;
+use crate::transport;
+use crate::wire::with_timeout;
+
+/// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// One bound forward.
+pub struct Forward {
+    pub listener: TcpListener,
+    pub target: String,
+}
+
+/// Binds every listen address in `settings`.
+pub async fn bind(settings: &ForwardSettings) -> io::Result<Vec<Forward>> {
+    let mut bound = Vec::with_capacity(settings.forwards.len());
+    for (listen, target) in &settings.forwards {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+        bound.push(Forward {
+            listener,
+            target: target.clone(),
+        });
+    }
+    Ok(bound)
+}
+
+/// Forwards until `shutdown` fires; then stops accepting and closes every relay.
+pub async fn run(
+    forwards: Vec<Forward>,
+    connect_timeout: Duration,
+    shutdown: Signal,
+) -> io::Result<()> {
+    let loops = TaskSet::new();
+    for forward in forwards {
+        info!(
+            "forwarding {} -> {}",
+            forward.listener.local_addr()?,
+            forward.target
+        );
+        loops.spawn(accept_loop(forward, connect_timeout));
+    }
+    shutdown.wait().await;
+    info!("forwarder stopped");
+    Ok(())
+}
+
+async fn accept_loop(forward: Forward, connect_timeout: Duration) {
+    let relays = TaskSet::new();
+    let target: Arc<str> = forward.target.into();
+    loop {
+        match transport::accept(&forward.listener).await {
+            Ok((client, peer)) => {
+                let target = target.clone();
+                relays.spawn(async move {
+                    match serve(client, &target, connect_timeout).await {
+                        Ok(moved) => debug!("{peer} -> {target} done: {moved:?}"),
+                        Err(e) => debug!("{peer} -> {target} ended: {e}"),
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+async fn serve(client: TcpStream, target: &str, limit: Duration) -> io::Result<relay::Moved> {
+    let upstream = with_timeout(
+        limit,
+        "connecting to the target",
+        TcpStream::connect(target),
+    )
+    .await
+    .inspect_err(|e| warn!("cannot reach {target}: {e}"))?;
+    upstream.set_nodelay(true)?;
+    relay::relay_tcp(client, upstream).await
+}
+
+/// The address each forward really bound (useful after binding port 0).
+pub fn local_addrs(forwards: &[Forward]) -> io::Result<Vec<SocketAddr>> {
+    forwards.iter().map(|f| f.listener.local_addr()).collect()
+}
