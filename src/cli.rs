@@ -86,6 +86,9 @@ pub struct ClientArgs {
     /// omitted lets the server pick a public port
     #[argh(option)]
     pub expose: Vec<String>,
+    /// accept a server running with --insecure-no-auth (it cannot prove it is the real server)
+    #[argh(switch)]
+    pub insecure_no_auth: bool,
 }
 
 #[derive(FromArgs, Debug)]
@@ -167,6 +170,7 @@ pub fn client_settings(
     for spec in &args.expose {
         cfg.services.push(parse_expose(spec)?);
     }
+    cfg.insecure_no_auth |= args.insecure_no_auth;
     cfg.validate()
 }
 

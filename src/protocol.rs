@@ -17,8 +17,8 @@ pub const VERSION: u8 = 1;
 /// scanner, an HTTP client, a TLS client on a plain port) is told apart at once.
 pub const MAGIC: [u8; 4] = *b"PTHL";
 /// Largest frame (type byte + body) we encode or accept. The largest legal message
-/// is an `Error` with a [`MAX_MESSAGE_LEN`] text, so 2 KiB bounds every buffer a
-/// peer can make us fill, authenticated or not.
+/// is a `RegisterFailed` (1 + 1 + 64 + 2 + 2 + 1024 = 1094 bytes), so 2 KiB bounds
+/// every buffer a peer can make us fill, authenticated or not.
 pub const MAX_FRAME_LEN: usize = 2048;
 /// Longest service name (bytes). Config validation enforces the same bound.
 pub const MAX_NAME_LEN: usize = 64;

@@ -139,7 +139,7 @@ fn visitor_is_closed_after_visitor_timeout_when_the_client_opens_no_data_link() 
 }
 
 #[test]
-fn server_without_auth_accepts_a_client_with_any_token() {
+fn server_without_auth_accepts_only_a_client_that_opted_in() {
     run_test(async {
         let mut config = porthole::config::ServerConfig::new("127.0.0.1:0");
         config.insecure_no_auth = true;
@@ -147,11 +147,27 @@ fn server_without_auth_accepts_a_client_with_any_token() {
         assert!(settings.token.is_none());
         let server = start_server(settings).await.expect("server starts");
         let service = echo_service().await;
-        let client = start_client(client_settings(
-            server.addr,
-            "whatever",
-            &[("open", service.addr, 0)],
-        ));
+
+        // By default a client refuses a server that cannot prove the token: an
+        // impostor could claim "no auth" as well.
+        let cautious = client_settings(server.addr, "whatever", &[("open", service.addr, 0)]);
+        let (_trigger, signal) = porthole::shutdown::channel();
+        let refused = within(
+            PROMPTLY,
+            "cautious client gives up",
+            porthole::client::run(cautious, porthole::transport::TcpTransport, signal, None),
+        )
+        .await;
+        match refused {
+            Err(porthole::client::ClientError::Auth(m)) => {
+                assert!(m.contains("--insecure-no-auth"), "{m}")
+            }
+            other => panic!("expected an auth error, got {other:?}"),
+        }
+
+        let mut opted_in = client_settings(server.addr, "whatever", &[("open", service.addr, 0)]);
+        opted_in.insecure_no_auth = true;
+        let client = start_client(opted_in);
         let public = client.registered("open").await;
         assert_echoes(public, 42, 70_000).await;
         client.stop().await;

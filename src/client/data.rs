@@ -20,6 +20,8 @@ use crate::wire::{read_frame, with_timeout, write_frame};
 /// Links opened at once on one `OpenData` request; caps what a (buggy or
 /// hostile) server can make the client dial.
 pub const MAX_OPEN_PER_REQUEST: usize = 64;
+/// Pause before replacing an idle link that died.
+const REFILL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Data links (idle or relaying) per session; more requests are ignored.
 pub const MAX_LINKS: usize = 4096;
 
@@ -111,28 +113,21 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
     .await?;
     // Idle until a visitor arrives; the session's end cancels this task.
     let idle = IdleGuard::new(&weak);
-    let (service, visitor) = match read_frame(&mut link).await? {
-        Frame::Start { service, visitor } => (service, visitor),
-        Frame::Error { code, message } => {
-            return Err(io::Error::other(format!(
-                "server refused data link ({code:?}): {message}"
-            )));
-        }
-        other => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("expected start, got {other:?}"),
-            ));
+    let (service, visitor) = match wait_for_start(&mut link).await {
+        Ok(start) => start,
+        Err(e) => {
+            // An idle link died (server dropped it, NAT forgot it): replace it
+            // after a pause, so a server that keeps refusing costs one dial a
+            // second, not a busy loop.
+            drop(idle);
+            smol::Timer::after(REFILL_PAUSE).await;
+            refill(&weak);
+            return Err(e);
         }
     };
     // Refill first, so the pool is back to size while this visitor is served.
-    // Links the server asked for beyond the target are not replaced.
     drop(idle);
-    if let Some(inner) = weak.upgrade() {
-        if inner.idle.load(Ordering::Relaxed) < inner.target {
-            open(&inner, 1);
-        }
-    }
+    refill(&weak);
     let Some(local) = ctx
         .settings
         .services
@@ -163,6 +158,31 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
     let moved = relay::relay_link::<T>(target, link).await?;
     debug!("visitor {visitor} of {service} done: {moved:?}");
     Ok(())
+}
+
+async fn wait_for_start<S: futures_lite::AsyncRead + Unpin>(
+    link: &mut S,
+) -> io::Result<(String, std::net::SocketAddr)> {
+    match read_frame(link).await? {
+        Frame::Start { service, visitor } => Ok((service, visitor)),
+        Frame::Error { code, message } => Err(io::Error::other(format!(
+            "server refused data link ({code:?}): {message}"
+        ))),
+        other => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected start, got {other:?}"),
+        )),
+    }
+}
+
+/// Opens one link if fewer than the target are idle. Links the server asked
+/// for beyond the target are not replaced.
+fn refill<T: Transport>(weak: &Weak<Inner<T>>) {
+    if let Some(inner) = weak.upgrade() {
+        if inner.idle.load(Ordering::Relaxed) < inner.target {
+            open(&inner, 1);
+        }
+    }
 }
 
 /// Counts a link as idle for as long as it lives.

@@ -24,6 +24,9 @@ const CONTROL_QUEUE_LEN: usize = 16;
 /// intervals, so a server with a slow heartbeat is not declared dead.
 const MIN_TIMEOUT_INTERVALS: u32 = 3;
 
+/// The fastest heartbeat the client sends, whatever the server announces.
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+
 /// What every connection attempt shares.
 pub(crate) struct Context<T: Transport> {
     pub settings: ClientSettings,
@@ -156,10 +159,16 @@ async fn authenticate<T: Transport>(
             mac,
             heartbeat_interval_ms,
         } => {
+            if !authenticated && !ctx.settings.insecure_no_auth {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "authentication failed: the server runs without authentication \
+                     (--insecure-no-auth) and cannot prove it is the real server; \
+                     pass --insecure-no-auth to the client to accept that",
+                ));
+            }
             if !authenticated {
-                warn!(
-                    "the server runs with --insecure-no-auth: it did not prove it knows the token"
-                );
+                warn!("the server runs with --insecure-no-auth; accepted as asked");
             } else if !ctx
                 .key
                 .verify_server(&client_nonce, &server_nonce, &session_id, &mac)
@@ -169,7 +178,9 @@ async fn authenticate<T: Transport>(
                     "authentication failed: the server could not prove it knows the token (wrong server, or a different token)",
                 ));
             }
-            let interval = Duration::from_millis(u64::from(heartbeat_interval_ms).max(1));
+            // A (hostile or misconfigured) tiny interval must not make us spin.
+            let interval =
+                Duration::from_millis(u64::from(heartbeat_interval_ms)).max(MIN_HEARTBEAT_INTERVAL);
             info!(
                 "connected to {} (session {})",
                 ctx.settings.server,

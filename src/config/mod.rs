@@ -161,6 +161,9 @@ pub struct ServerConfig {
 pub struct ClientConfig {
     pub server: String,
     pub token: Secret,
+    /// Accept a server without authentication (`--insecure-no-auth` on both ends).
+    #[serde(default)]
+    pub insecure_no_auth: bool,
     #[serde(default)]
     pub transport: TransportConfig,
     #[serde(default)]
@@ -232,6 +235,9 @@ pub struct ClientSettings {
     pub heartbeat_timeout: Duration,
     pub handshake_timeout: Duration,
     pub reconnect_max_backoff: Duration,
+    /// Accept a server that runs with `--insecure-no-auth` (it cannot prove it
+    /// knows the token, so an impostor could pose as it).
+    pub insecure_no_auth: bool,
 }
 
 /// A validated service: `local` is `host:port` and resolved at load time.

@@ -61,7 +61,10 @@ fn shipped_examples_load() {
             }
         }
     }
-    assert!(found >= 3, "expected the server, client and forward examples");
+    assert!(
+        found >= 3,
+        "expected the server, client and forward examples"
+    );
 }
 
 #[test]

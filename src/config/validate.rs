@@ -172,6 +172,7 @@ impl ClientConfig {
             heartbeat_timeout: secs::<HEARTBEAT_TIMEOUT_SECS>(),
             handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
             reconnect_max_backoff: secs::<RECONNECT_MAX_BACKOFF_SECS>(),
+            insecure_no_auth: false,
             source: None,
         }
     }
@@ -202,6 +203,7 @@ impl ClientConfig {
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
             reconnect_max_backoff: self.reconnect_max_backoff,
+            insecure_no_auth: self.insecure_no_auth,
         })
     }
 }

@@ -5,7 +5,7 @@ use futures_lite::io::split;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::io;
 
-use super::Moved;
+use super::{Moved, ignore_not_connected};
 
 /// Buffer per direction. 64 KiB moves a full socket buffer per wake-up; smaller
 /// buffers cost measurably more syscalls on bulk transfers.
@@ -36,7 +36,7 @@ where
         let n = from.read(&mut buf).await?;
         if n == 0 {
             // smol's TcpStream::poll_close shuts down the write half (FIN).
-            to.close().await?;
+            to.close().await.or_else(ignore_not_connected)?;
             return Ok(total);
         }
         to.write_all(&buf[..n]).await?;

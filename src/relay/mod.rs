@@ -77,3 +77,13 @@ pub async fn relay_tcp_with(engine: Engine, a: TcpStream, b: TcpStream) -> io::R
         Engine::Copy => copy::relay(a, b).await,
     }
 }
+
+/// Shutting down a socket the peer already reset is not an error worth ending
+/// the other direction for.
+fn ignore_not_connected(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotConnected {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}

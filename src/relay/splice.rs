@@ -13,8 +13,8 @@ use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
-use super::Moved;
 use super::pipe::Pipe;
+use super::{Moved, ignore_not_connected};
 
 type Socket = Arc<Async<TcpStream>>;
 
@@ -76,14 +76,4 @@ async fn drain(pipe: &Pipe, to: &Socket, mut len: usize) -> io::Result<()> {
         len -= n;
     }
     Ok(())
-}
-
-/// Shutting down a socket the peer already reset is not an error worth ending
-/// the other direction for.
-fn ignore_not_connected(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotConnected {
-        Ok(())
-    } else {
-        Err(e)
-    }
 }

@@ -8,6 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::Shared;
@@ -23,8 +24,8 @@ pub(super) async fn serve_connection<T: Transport>(
     shared: Arc<Shared<T>>,
     conn: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
 ) {
-    let slot = Slot::take(&shared);
     if let Err(e) = handshake(&shared, conn, slot, peer).await {
         match e.kind() {
             io::ErrorKind::PermissionDenied => warn!("client {peer}: {e}"),
@@ -40,14 +41,16 @@ async fn handshake<T: Transport>(
     slot: Slot,
     peer: SocketAddr,
 ) -> io::Result<()> {
-    let limit = shared.settings.handshake_timeout;
+    // One deadline for the whole pre-auth exchange, not one per step: a peer
+    // that dribbles one frame per almost-timeout still goes at `handshake_timeout`.
+    let deadline = Instant::now() + shared.settings.handshake_timeout;
     let mut link = with_timeout(
-        limit,
+        left(deadline),
         "transport handshake",
         shared.transport.handshake(conn),
     )
     .await?;
-    let hello = with_timeout(limit, "waiting for hello", read_frame(&mut link)).await;
+    let hello = with_timeout(left(deadline), "waiting for hello", read_frame(&mut link)).await;
     let hello = match hello {
         Ok(frame) => frame,
         Err(e) => return refuse(&mut link, ErrorCode::ProtocolViolation, e).await,
@@ -71,7 +74,7 @@ async fn handshake<T: Transport>(
     }
     let server_nonce: Nonce = auth::random()?;
     with_timeout(
-        limit,
+        left(deadline),
         "sending challenge",
         write_frame(
             &mut link,
@@ -81,7 +84,13 @@ async fn handshake<T: Transport>(
         ),
     )
     .await?;
-    let mac = match with_timeout(limit, "waiting for auth response", read_frame(&mut link)).await {
+    let mac = match with_timeout(
+        left(deadline),
+        "waiting for auth response",
+        read_frame(&mut link),
+    )
+    .await
+    {
         Ok(Frame::AuthResponse { mac }) => mac,
         Ok(other) => {
             let e = io::Error::new(
@@ -129,6 +138,10 @@ async fn control<T: Transport>(
             );
             return refuse(&mut link, ErrorCode::AuthFailed, e).await;
         }
+    }
+    if shared.registry.session_count() >= super::MAX_SESSIONS {
+        let e = io::Error::other("the server is at its session limit; try again later");
+        return refuse(&mut link, ErrorCode::Internal, e).await;
     }
     let session_id: SessionId = auth::random()?;
     let mac = match &shared.key {
@@ -190,6 +203,11 @@ async fn data<T: Transport>(
     Ok(())
 }
 
+/// Time left until `deadline` (zero once it passed).
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
 /// Tells the peer why it is refused (best effort, bounded) and returns the cause.
 async fn refuse<S>(link: &mut S, code: ErrorCode, cause: io::Error) -> io::Result<()>
 where
@@ -214,7 +232,9 @@ where
 pub(super) struct Slot(Arc<AtomicUsize>);
 
 impl Slot {
-    fn take<T: Transport>(shared: &Shared<T>) -> Slot {
+    /// Taken in the accept loop, so the cap holds even for a burst of accepts
+    /// whose tasks have not run yet.
+    pub(super) fn take<T: Transport>(shared: &Shared<T>) -> Slot {
         shared.handshakes.fetch_add(1, Ordering::Relaxed);
         Slot(shared.handshakes.clone())
     }

@@ -33,6 +33,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// socket for at most `handshake_timeout`; past this, a flood of silent
 /// connections is shed at accept instead of exhausting descriptors.
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+/// Control sessions the server holds at once; past this new clients are refused.
+/// Each session can hold listeners and idle links, so this bounds the total.
+pub const MAX_SESSIONS: usize = 4096;
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does
 /// not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -99,7 +102,13 @@ pub async fn run<T: Transport>(
                 );
             }
             Some(Ok((stream, peer))) => {
-                connections.spawn(handshake::serve_connection(shared.clone(), stream, peer));
+                let slot = handshake::Slot::take(&shared);
+                connections.spawn(handshake::serve_connection(
+                    shared.clone(),
+                    stream,
+                    peer,
+                    slot,
+                ));
             }
             Some(Err(e)) => {
                 warn!("accept failed: {e}");

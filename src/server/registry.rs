@@ -12,6 +12,7 @@ use smol::net::TcpListener;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{debug, info};
@@ -21,6 +22,10 @@ use crate::protocol::{ClientId, ErrorCode, SessionId};
 use crate::tasks::{TaskSet, lock};
 use crate::transport::{self, Transport};
 
+/// Public listeners (live and lingering) the whole server keeps open. Lingering
+/// services count too, so clients that register and vanish in a loop cannot run
+/// the server out of descriptors.
+pub const MAX_PUBLIC_PORTS: usize = 4096;
 /// Random ports tried when the server picks one in a large allowed range.
 const PICK_ATTEMPTS: usize = 128;
 
@@ -30,6 +35,7 @@ pub(crate) struct Registry<T: Transport> {
     ports: Mutex<HashMap<u16, Arc<Service<T>>>>,
     /// Grace-period timers of lingering services.
     reapers: TaskSet,
+    epochs: AtomicU64,
 }
 
 pub(crate) struct Service<T: Transport> {
@@ -71,11 +77,32 @@ impl<T: Transport> Registry<T> {
             sessions: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashMap::new()),
             reapers: TaskSet::new(),
+            epochs: AtomicU64::new(0),
         }
     }
 
-    pub fn add_session(&self, session: &Arc<Session<T>>) {
-        lock(&self.sessions).insert(session.id, Arc::downgrade(session));
+    /// Records a new session. Older sessions of the same client process are
+    /// superseded: their services are parked at once (so this session can
+    /// reclaim them) and they are told to end.
+    pub fn add_session(self: &Arc<Self>, session: &Arc<Session<T>>, grace: Duration) {
+        let older: Vec<Arc<Session<T>>> = {
+            let mut sessions = lock(&self.sessions);
+            sessions.insert(session.id, Arc::downgrade(session));
+            sessions
+                .values()
+                .filter_map(Weak::upgrade)
+                .filter(|s| s.client_id == session.client_id && s.id != session.id)
+                .collect()
+        };
+        for old in older {
+            self.end_session(&old, false, grace);
+            old.supersede();
+        }
+    }
+
+    /// Live sessions (for the session cap).
+    pub fn session_count(&self) -> usize {
+        lock(&self.sessions).len()
     }
 
     pub fn session(&self, id: &SessionId) -> Option<Arc<Session<T>>> {
@@ -92,6 +119,12 @@ impl<T: Transport> Registry<T> {
     ) -> Result<Arc<Service<T>>, Refusal> {
         if let Some(service) = self.reclaim(session, name, port)? {
             return Ok(service);
+        }
+        if lock(&self.ports).len() >= MAX_PUBLIC_PORTS {
+            return Err(Refusal {
+                code: ErrorCode::TooManyServices,
+                message: format!("the server already has {MAX_PUBLIC_PORTS} public ports open"),
+            });
         }
         let listener = if port == 0 {
             self.pick(allowed).await?
@@ -152,7 +185,7 @@ impl<T: Transport> Registry<T> {
         st.owner = Arc::downgrade(session);
         st.name = name.to_owned();
         st.client_id = session.client_id;
-        st.epoch += 1;
+        st.epoch = self.next_epoch();
         drop(st);
         Ok(Some(service))
     }
@@ -205,7 +238,7 @@ impl<T: Transport> Registry<T> {
                 return false;
             }
             st.owner = Weak::new();
-            st.epoch += 1;
+            st.epoch = self.next_epoch();
             lingering.push((*port, st.epoch));
             true
         });
@@ -219,6 +252,12 @@ impl<T: Transport> Registry<T> {
                 registry.expire(&lingering);
             }
         });
+    }
+
+    /// Epochs are unique registry-wide, so a grace timer of one service can never
+    /// match a later service on the same port.
+    fn next_epoch(&self) -> u64 {
+        self.epochs.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn expire(&self, candidates: &[(u16, u64)]) {

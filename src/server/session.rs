@@ -13,12 +13,14 @@ use smol::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::pool::{Pool, Take};
 use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
 use crate::relay;
+use crate::shutdown;
 use crate::tasks::{TaskSet, lock};
 use crate::transport::Transport;
 use crate::wire::short_id;
@@ -40,6 +42,8 @@ pub(crate) struct Session<T: Transport> {
     visitors: TaskSet,
     /// Names of the services this session registered.
     services: Mutex<Vec<String>>,
+    /// Ends the session from outside (see [`Session::supersede`]).
+    kill: shutdown::Trigger,
 }
 
 /// How a session ended.
@@ -62,6 +66,7 @@ impl<T: Transport> Session<T> {
         client_id: ClientId,
     ) {
         let (tx, rx) = bounded(CONTROL_QUEUE_LEN);
+        let (kill, killed) = shutdown::channel();
         let session = Arc::new(Session {
             id,
             client_id,
@@ -71,8 +76,13 @@ impl<T: Transport> Session<T> {
             pool: Pool::new(),
             visitors: TaskSet::new(),
             services: Mutex::new(Vec::new()),
+            kill,
         });
-        shared.registry.add_session(&session);
+        // A client that reconnects before we noticed its old link die takes over
+        // the old session's ports instead of finding them "in use".
+        shared
+            .registry
+            .add_session(&session, shared.settings.reconnect_grace);
         let (mut reader, writer) = split(link);
         let writer = smol::spawn(crate::wire::write_frames(writer, rx));
         let heartbeat = smol::spawn(crate::wire::heartbeats(
@@ -86,33 +96,52 @@ impl<T: Transport> Session<T> {
                 shutdown.wait().await;
                 End::Shutdown
             })
+            .or(async {
+                killed.wait().await;
+                End::Lost(io::Error::other(
+                    "superseded by a new connection of the same client",
+                ))
+            })
             .await;
         drop(heartbeat);
+        session.finish(end, writer).await;
+    }
+
+    /// Says goodbye if due, flushes the control link (bounded), closes the pool
+    /// and the visitors, and releases or parks the services.
+    async fn finish(&self, end: End, writer: smol::Task<()>) {
+        let (peer, id) = (self.peer, short_id(&self.id));
         let graceful = match &end {
             End::Goodbye => {
-                info!("client {peer} said goodbye (session {})", short_id(&id));
+                info!("client {peer} said goodbye (session {id})");
                 true
             }
-            End::Shutdown => true,
+            End::Shutdown => {
+                let _ = self.control.try_send(Frame::Goodbye);
+                true
+            }
             End::Lost(e) => {
-                info!("client {peer} gone (session {}): {e}", short_id(&id));
+                info!("client {peer} gone (session {id}): {e}");
                 false
             }
         };
-        if matches!(end, End::Shutdown) {
-            let _ = session.control.try_send(Frame::Goodbye);
-        }
-        session.control.close();
-        let _ = with_timeout(super::SHUTDOWN_GRACE, "flushing control link", async {
+        self.control.close();
+        // Half the server's shutdown grace, so that a server shutdown (which
+        // waits SHUTDOWN_GRACE for sessions) always sees this cleanup finish.
+        let _ = with_timeout(super::SHUTDOWN_GRACE / 2, "flushing control link", async {
             writer.await;
             Ok(())
         })
         .await;
-        session.pool.close();
-        session.visitors.cancel_all();
-        shared
-            .registry
-            .end_session(&session, graceful, shared.settings.reconnect_grace);
+        self.pool.close();
+        self.visitors.cancel_all();
+        let grace = self.shared.settings.reconnect_grace;
+        self.shared.registry.end_session(self, graceful, grace);
+    }
+
+    /// Ends this session as lost (a newer connection of the same client).
+    pub fn supersede(&self) {
+        self.kill.fire();
     }
 
     async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
@@ -129,8 +158,13 @@ impl<T: Transport> Session<T> {
                 Frame::Heartbeat => {}
                 Frame::Register { name, remote_port } => {
                     let reply = self.register(&name, remote_port).await;
-                    if self.control.send(reply).await.is_err() {
-                        return End::Lost(io::Error::other("control writer stopped"));
+                    // Bounded: a client that floods requests and never reads
+                    // must not wedge this loop past its heartbeat timeout.
+                    let sent = with_timeout(timeout, "queueing a reply", async {
+                        self.control.send(reply).await.map_err(io::Error::other)
+                    });
+                    if let Err(e) = sent.await {
+                        return End::Lost(e);
                     }
                 }
                 Frame::Goodbye => return End::Goodbye,
@@ -265,7 +299,20 @@ impl<T: Transport> Session<T> {
         relay::relay_link::<T>(visitor, link).await
     }
 
+    /// An idle data link for a visitor, waiting (bounded) for one if needed.
+    /// Links found dead are closed and skipped, never given to the visitor.
     async fn take_link(&self) -> io::Result<T::Stream> {
+        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
+        loop {
+            let link = self.next_link(deadline).await?;
+            if !T::is_dead(&link) {
+                return Ok(link);
+            }
+            debug!("client {}: skipped a dead idle data link", self.peer);
+        }
+    }
+
+    async fn next_link(&self, deadline: Instant) -> io::Result<T::Stream> {
         let rx: Receiver<T::Stream> = match self.pool.take() {
             Take::Ready(link) => return Ok(link),
             Take::Wait(rx) => rx,
@@ -278,13 +325,20 @@ impl<T: Transport> Session<T> {
         // Ask for one more link per waiting visitor; the client also refills on
         // its own, so a lost request only costs latency.
         let _ = self.control.try_send(Frame::OpenData { count: 1 });
-        let limit = self.shared.settings.visitor_timeout;
-        with_timeout(limit, "waiting for a data link", async {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let got = with_timeout(left, "waiting for a data link", async {
             rx.recv()
                 .await
                 .map_err(|_| io::Error::other("session ended"))
         })
-        .await
+        .await;
+        if got.is_err() {
+            // A link handed over just as the deadline hit goes back to the pool.
+            if let Ok(link) = rx.try_recv() {
+                self.pool.add(link);
+            }
+        }
+        got
     }
 }
 

@@ -33,6 +33,11 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// The plain socket beneath, when the stream adds nothing on top of TCP.
     fn raw_socket(stream: &Self::Stream) -> Option<&TcpStream>;
 
+    /// Whether an idle link is known to be unusable: the peer closed or reset
+    /// it, or sent bytes nobody asked for. Cheap and non-blocking; called before
+    /// an idle data link is given to a visitor.
+    fn is_dead(stream: &Self::Stream) -> bool;
+
     /// A short name for logs (`tcp`, `tls`).
     fn name(&self) -> &'static str;
 }

@@ -1,7 +1,10 @@
 //! Plain TCP: the handshake is a no-op and every stream is a raw socket.
 
+use nix::errno::Errno;
+use nix::sys::socket::{MsgFlags, recv, setsockopt, sockopt};
 use smol::net::TcpStream;
 use std::io;
+use std::os::fd::AsRawFd;
 
 use super::Transport;
 
@@ -15,10 +18,12 @@ impl Transport for TcpTransport {
     async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        keepalive(&stream)?;
         Ok(stream)
     }
 
     async fn handshake(&self, conn: TcpStream) -> io::Result<TcpStream> {
+        keepalive(&conn)?;
         Ok(conn)
     }
 
@@ -26,7 +31,38 @@ impl Transport for TcpTransport {
         Some(stream)
     }
 
+    fn is_dead(stream: &TcpStream) -> bool {
+        socket_is_dead(stream)
+    }
+
     fn name(&self) -> &'static str {
         "tcp"
     }
+}
+
+/// TCP keepalive on every link: idle data links wait at the server for minutes,
+/// and a NAT or firewall on the way may silently forget them. Probes keep the
+/// mapping alive and turn a dead path into a socket error within about
+/// `KEEPALIVE_IDLE_SECS + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_SECS` seconds.
+const KEEPALIVE_IDLE_SECS: u32 = 30;
+const KEEPALIVE_INTERVAL_SECS: u32 = 10;
+const KEEPALIVE_COUNT: u32 = 3;
+
+fn keepalive(stream: &TcpStream) -> io::Result<()> {
+    setsockopt(stream, sockopt::KeepAlive, &true)?;
+    setsockopt(stream, sockopt::TcpKeepIdle, &KEEPALIVE_IDLE_SECS)?;
+    setsockopt(stream, sockopt::TcpKeepInterval, &KEEPALIVE_INTERVAL_SECS)?;
+    setsockopt(stream, sockopt::TcpKeepCount, &KEEPALIVE_COUNT)?;
+    Ok(())
+}
+
+/// Peeks one byte without blocking: nothing to read means alive; EOF, data or
+/// an error (reset, keepalive timeout) means the link must not be used.
+pub(crate) fn socket_is_dead(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    !matches!(
+        recv(stream.as_raw_fd(), &mut byte, flags),
+        Err(Errno::EAGAIN)
+    )
 }

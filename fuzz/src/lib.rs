@@ -1,0 +1,184 @@
+//! The properties the fuzz targets check, as plain functions over bytes.
+//!
+//! They live here rather than in the targets so that the main crate's
+//! `tests/fuzz_regressions.rs` replays every saved input through the very same
+//! checks (it includes this file with `#[path]`). Keep this file free of anything
+//! but `std` and `porthole`, and free of crate-level attributes, for that reason.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use porthole::config::{ClientConfig, ServerConfig, parse_client, parse_server};
+use porthole::protocol::{self, DecodeError, Frame, LEN_PREFIX, MAX_FRAME_LEN};
+
+/// Chunk-size bytes that may follow the mode byte of a `control_frame` input.
+const MAX_SIZE_BYTES: usize = 7;
+
+/// How a stream of bytes ended for the decoder.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// Every frame decoded; this many bytes of an unfinished frame are left.
+    NeedMore(usize),
+    /// The first malformed frame; the link would be closed here.
+    Error(DecodeError),
+}
+
+/// What a stream decodes to: its frames, then how it ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub frames: Vec<Frame>,
+    pub end: End,
+}
+
+/// The `control_frame` target. Byte 0 is the mode `m`: the next `m % 8` bytes are
+/// chunk sizes (each value + 1, used in turn, cycling; none means one byte at a
+/// time), and the rest is the byte stream.
+///
+/// Checks: decoding never panics; every frame consumes at least one byte and at
+/// most a maximal frame, and re-encodes to exactly the bytes it consumed; feeding
+/// the stream in those chunks yields the same frames and the same end as decoding
+/// it in one piece. Returns the one-shot result so tests can check more.
+pub fn control_frame(data: &[u8]) -> Decoded {
+    let Some((&mode, rest)) = data.split_first() else {
+        return decode_all(data);
+    };
+    let size_bytes = (usize::from(mode) % (MAX_SIZE_BYTES + 1)).min(rest.len());
+    let (sizes, stream) = rest.split_at(size_bytes);
+    let whole = decode_all(stream);
+    let chunked = decode_chunked(stream, sizes);
+    assert_eq!(whole, chunked, "chunked decoding differs (sizes {sizes:?})");
+    whole
+}
+
+/// Decodes `stream` in one piece, checking each frame's round trip.
+pub fn decode_all(stream: &[u8]) -> Decoded {
+    let mut frames = Vec::new();
+    let mut pos = 0;
+    loop {
+        let rest = &stream[pos..];
+        match protocol::decode(rest) {
+            Ok(Some((frame, used))) => {
+                check_round_trip(&frame, used, rest);
+                frames.push(frame);
+                pos += used;
+            }
+            Ok(None) => {
+                return Decoded {
+                    frames,
+                    end: End::NeedMore(rest.len()),
+                };
+            }
+            Err(e) => {
+                return Decoded {
+                    frames,
+                    end: End::Error(e),
+                };
+            }
+        }
+    }
+}
+
+/// Feeds `stream` to a growing buffer in chunks, decoding after every chunk and
+/// draining what was consumed, as a reader over a socket would.
+fn decode_chunked(stream: &[u8], sizes: &[u8]) -> Decoded {
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    let mut next_size = sizes.iter().map(|&s| usize::from(s) + 1).cycle();
+    let mut pos = 0;
+    while pos < stream.len() {
+        let size = next_size.next().unwrap_or(1);
+        let end = (pos + size).min(stream.len());
+        buf.extend_from_slice(&stream[pos..end]);
+        pos = end;
+        loop {
+            match protocol::decode(&buf) {
+                Ok(Some((frame, used))) => {
+                    check_round_trip(&frame, used, &buf);
+                    frames.push(frame);
+                    buf.drain(..used);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Decoded {
+                        frames,
+                        end: End::Error(e),
+                    };
+                }
+            }
+        }
+    }
+    Decoded {
+        frames,
+        end: End::NeedMore(buf.len()),
+    }
+}
+
+fn check_round_trip(frame: &Frame, used: usize, input: &[u8]) {
+    assert!(
+        (LEN_PREFIX + 1..=LEN_PREFIX + MAX_FRAME_LEN).contains(&used),
+        "decode consumed {used} bytes for {frame:?}"
+    );
+    let encoded = protocol::to_bytes(frame)
+        .unwrap_or_else(|e| panic!("decoded {frame:?} does not encode: {e}"));
+    assert_eq!(
+        encoded,
+        input[..used],
+        "{frame:?} re-encodes differently from the bytes it was decoded from"
+    );
+}
+
+/// The `config` target: UTF-8 text (anything else is skipped) through
+/// `parse_server` and `parse_client`, and `validate` on whatever parses. Never
+/// panics. Returns how many of the two parsers accepted the text.
+///
+/// `validate` resolves addresses, and a fuzzer must not send DNS queries; so before
+/// validating, every address that the resolver would see is replaced by an IP
+/// literal. The source text (which validation scans for error positions) is kept.
+pub fn config(data: &[u8]) -> usize {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return 0;
+    };
+    let origin = Path::new("fuzz.ron");
+    let mut parsed = 0;
+    if let Ok(mut server) = parse_server(text, origin) {
+        parsed += 1;
+        offline_server(&mut server);
+        let _ = server.validate();
+    }
+    if let Ok(mut client) = parse_client(text, origin) {
+        parsed += 1;
+        offline_client(&mut client);
+        let _ = client.validate();
+    }
+    let _ = porthole::config::parse_duration(text);
+    parsed
+}
+
+/// Stands in for an address that would reach the resolver.
+const OFFLINE_ADDR: &str = "127.0.0.1:7000";
+
+fn offline_server(config: &mut ServerConfig) {
+    make_offline(&mut config.bind);
+}
+
+fn offline_client(config: &mut ClientConfig) {
+    make_offline(&mut config.server);
+    for service in &mut config.services {
+        make_offline(&mut service.local);
+    }
+}
+
+/// Replaces `addr` unless std's `ToSocketAddrs for str` would answer it without
+/// calling the resolver: an IP socket-address literal parses directly, and text
+/// with no `:` or a port that is not a `u16` fails before any lookup. Everything
+/// else, `localhost` included, is replaced: being strict costs a little coverage of
+/// `check_address`'s error messages, being lax would send queries.
+fn make_offline(addr: &mut String) {
+    let offline = addr.parse::<SocketAddr>().is_ok()
+        || addr
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err());
+    if !offline {
+        *addr = OFFLINE_ADDR.to_owned();
+    }
+}
