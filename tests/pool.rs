@@ -1,0 +1,141 @@
+//! Pooled data links under load and failure: thousands of sequential short
+//! visitors, bursts on an empty pool, and idle links killed behind the server's
+//! back, which must be replaced and never handed to a visitor.
+
+mod common;
+
+use common::*;
+use porthole::config::DataLinks;
+use porthole::tasks::TaskSet;
+use smol::channel::{Sender, unbounded};
+use smol::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[test]
+fn five_thousand_sequential_short_visitors_all_succeed() {
+    run_test(async {
+        let service = echo_service().await;
+        let server = start_server(server_settings()).await.expect("server");
+        let client = start_client(client_settings(
+            server.addr,
+            TOKEN,
+            &[("echo", service.addr, 0)],
+        ));
+        let public = client.registered("echo").await;
+        for i in 0..5000u64 {
+            let sent = payload(i, 64);
+            let got = exchange(public, &sent)
+                .await
+                .unwrap_or_else(|e| panic!("visitor {i} failed: {e}"));
+            assert_eq!(got, sent, "visitor {i}");
+        }
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_burst_of_one_hundred_visitors_on_a_one_link_pool_is_all_served() {
+    run_test(async {
+        let service = echo_service().await;
+        let server = start_server(server_settings()).await.expect("server");
+        let mut settings = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
+        settings.data_links = DataLinks::Pooled { size: 1 };
+        let client = start_client(settings);
+        let public = client.registered("echo").await;
+        let visitors: Vec<_> = (0..100u64)
+            .map(|i| smol::spawn(async move { assert_echoes(public, 1000 + i, 4096).await }))
+            .collect();
+        for visitor in visitors {
+            visitor.await;
+        }
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+/// A TCP proxy between client and server that remembers every connection, so a
+/// test can reset the data links while they sit idle in the server's pool.
+struct LinkProxy {
+    addr: SocketAddr,
+    conns: smol::channel::Receiver<TcpStream>,
+    _task: smol::Task<()>,
+}
+
+async fn link_proxy(upstream: SocketAddr) -> LinkProxy {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let (tx, rx) = unbounded();
+    let task = smol::spawn(proxy_loop(listener, upstream, tx));
+    LinkProxy {
+        addr,
+        conns: rx,
+        _task: task,
+    }
+}
+
+async fn proxy_loop(listener: TcpListener, upstream: SocketAddr, conns: Sender<TcpStream>) {
+    let relays = TaskSet::new();
+    while let Ok((down, _)) = listener.accept().await {
+        let Ok(up) = TcpStream::connect(upstream).await else {
+            continue;
+        };
+        // The test gets the upstream side: resetting it kills the link at the
+        // server while the client's side is closed by the relay.
+        let _ = conns.send(up.clone()).await;
+        relays.spawn(async move {
+            let _ = porthole::relay::relay_tcp(down, up).await;
+        });
+    }
+}
+
+#[test]
+fn idle_links_killed_behind_the_servers_back_are_never_given_to_a_visitor() {
+    run_test(async {
+        let service = echo_service().await;
+        let server = start_server(server_settings()).await.expect("server");
+        let proxy = link_proxy(server.addr).await;
+        let mut settings = client_settings(proxy.addr, TOKEN, &[("echo", service.addr, 0)]);
+        settings.data_links = DataLinks::Pooled { size: 4 };
+        let client = start_client(settings);
+        let public = client.registered("echo").await;
+        // One visitor first, so the pool is known to be full and working.
+        assert_echoes(public, 1, 1000).await;
+
+        // Connections through the proxy: the control link, then data links.
+        // Reset every data link we have seen so far (they are idle now, except
+        // the used one, already finished).
+        let mut seen = Vec::new();
+        while let Ok(conn) = proxy.conns.try_recv() {
+            seen.push(conn);
+        }
+        assert!(
+            seen.len() >= 5,
+            "control link + 4 pooled links, saw {}",
+            seen.len()
+        );
+        for conn in seen.iter().skip(1) {
+            reset_on_close(conn);
+        }
+        // Closing our handles is not enough (the relay holds clones); shut the
+        // sockets down for real so the server sees the links die.
+        for conn in seen.iter().skip(1) {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        drop(seen);
+
+        // Every visitor is served by a live link (dead ones are skipped or
+        // replaced), none is handed a dead one and closed.
+        for i in 0..20u64 {
+            within(
+                Duration::from_secs(10),
+                "visitor after idle links died",
+                assert_echoes(public, 100 + i, 2000),
+            )
+            .await;
+        }
+        client.stop().await;
+        server.stop().await;
+    });
+}
