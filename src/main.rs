@@ -110,24 +110,33 @@ fn signals() -> std::io::Result<Signal> {
     Ok(signal)
 }
 
-fn run_server(args: &cli::ServerArgs) -> ExitCode {
-    let settings = match cli::server_settings(args, std::env::var(cli::TOKEN_ENV).ok()) {
-        Ok(s) => s,
-        Err(e) => return usage_error(&e),
-    };
+/// Runs `mode` until it ends or SIGINT/SIGTERM; any error is a runtime failure.
+fn run_until_signal<F, Fut, E>(mode: F) -> ExitCode
+where
+    F: FnOnce(Signal) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     smol::block_on(async {
         let shutdown = match signals() {
             Ok(s) => s,
             Err(e) => return runtime_error(&e),
         };
-        let listener = match server::bind(&settings).await {
-            Ok(l) => l,
-            Err(e) => return runtime_error(&e),
-        };
-        match server::run(listener, settings, TcpTransport, shutdown).await {
+        match mode(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(&e),
         }
+    })
+}
+
+fn run_server(args: &cli::ServerArgs) -> ExitCode {
+    let settings = match cli::server_settings(args, std::env::var(cli::TOKEN_ENV).ok()) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    run_until_signal(|shutdown| async move {
+        let listener = server::bind(&settings).await?;
+        server::run(listener, settings, TcpTransport, shutdown).await
     })
 }
 
@@ -136,16 +145,7 @@ fn run_client(args: &cli::ClientArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    smol::block_on(async {
-        let shutdown = match signals() {
-            Ok(s) => s,
-            Err(e) => return runtime_error(&e),
-        };
-        match client::run(settings, TcpTransport, shutdown, None).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => runtime_error(&e),
-        }
-    })
+    run_until_signal(|shutdown| client::run(settings, TcpTransport, shutdown, None))
 }
 
 fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
@@ -153,19 +153,9 @@ fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    smol::block_on(async {
-        let shutdown = match signals() {
-            Ok(s) => s,
-            Err(e) => return runtime_error(&e),
-        };
-        let forwards = match forward::bind(&settings).await {
-            Ok(f) => f,
-            Err(e) => return runtime_error(&e),
-        };
-        match forward::run(forwards, settings.connect_timeout, shutdown).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => runtime_error(&e),
-        }
+    run_until_signal(|shutdown| async move {
+        let forwards = forward::bind(&settings).await?;
+        forward::run(forwards, settings.connect_timeout, shutdown).await
     })
 }
 

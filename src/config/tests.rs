@@ -1,52 +1,8 @@
-//! Unit tests of the config module: fixtures, positions, defaults, masking.
+//! Unit tests of the config module: positions, defaults, masking. The fixture
+//! files are walked by `tests/config_fixtures.rs` through the public API.
 
 use super::locate::value_positions;
 use super::*;
-
-fn fixtures(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/config")
-        .join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "ron"))
-        .collect();
-    files.sort();
-    // A loop over zero fixtures passes silently; make that a failure.
-    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
-    files
-}
-
-#[test]
-fn valid_fixtures_load() {
-    for path in fixtures("valid") {
-        if let Err(e) = load_any(&path) {
-            panic!("{} should load: {e}", path.display());
-        }
-    }
-}
-
-#[test]
-fn invalid_fixtures_fail_where_expected() {
-    for path in fixtures("invalid") {
-        let text = std::fs::read_to_string(&path).expect("fixture readable");
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("// expect: "))
-            .unwrap_or_else(|| panic!("{}: first line must be `// expect: ...`", path.display()));
-        match load_any(&path) {
-            Ok(_) => panic!("{} should fail", path.display()),
-            Err(e) => assert!(
-                e.to_string().contains(expect),
-                "{}: error {:?} lacks {expect:?}",
-                path.display(),
-                e.to_string()
-            ),
-        }
-    }
-}
 
 #[test]
 fn shipped_examples_load() {
