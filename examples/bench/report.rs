@@ -1,0 +1,145 @@
+//! Per-run results, medians over runs, and the markdown table.
+
+use std::collections::BTreeMap;
+
+/// One run of one mode. `None`: not measured or not meaningful (e.g. idle KB for direct).
+#[derive(Clone, Debug, Default)]
+pub struct RunResult {
+    pub values: BTreeMap<Metric, f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Metric {
+    Up1,
+    Down1,
+    Up8,
+    Down8,
+    LatP50,
+    LatP99,
+    LatAddedP50,
+    ShortPerSec,
+    ShortP99,
+    ShortErrors,
+    RssStart,
+    IdleKbPerConn,
+    CpuPerGb,
+    LogWarnings,
+}
+
+/// How a row is printed.
+struct Row {
+    metric: Metric,
+    label: &'static str,
+    decimals: usize,
+    /// Show "(ratio to direct)".
+    ratio: bool,
+}
+
+const ROWS: &[Row] = &[
+    row(Metric::Up1, "bulk upload, 1 stream (Gbit/s)", 2, true),
+    row(Metric::Down1, "bulk download, 1 stream (Gbit/s)", 2, true),
+    row(Metric::Up8, "bulk upload, 8 streams (Gbit/s)", 2, true),
+    row(Metric::Down8, "bulk download, 8 streams (Gbit/s)", 2, true),
+    row(Metric::LatP50, "64 B echo latency p50 (µs)", 1, true),
+    row(Metric::LatP99, "64 B echo latency p99 (µs)", 1, true),
+    row(
+        Metric::LatAddedP50,
+        "added p50 latency over direct (µs)",
+        1,
+        false,
+    ),
+    row(
+        Metric::ShortPerSec,
+        "short connections (conn/s, 50 workers)",
+        0,
+        true,
+    ),
+    row(Metric::ShortP99, "short connection p99 (ms)", 2, true),
+    row(Metric::ShortErrors, "short connection errors", 0, false),
+    row(
+        Metric::RssStart,
+        "RSS at start, all processes (MB)",
+        1,
+        false,
+    ),
+    row(
+        Metric::IdleKbPerConn,
+        "idle RSS per connection (KB)",
+        1,
+        false,
+    ),
+    row(Metric::CpuPerGb, "relay CPU per GB moved (s)", 2, false),
+    row(Metric::LogWarnings, "warning/error log lines", 0, false),
+];
+
+const fn row(metric: Metric, label: &'static str, decimals: usize, ratio: bool) -> Row {
+    Row {
+        metric,
+        label,
+        decimals,
+        ratio,
+    }
+}
+
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn metric_median(runs: &[RunResult], m: Metric) -> Option<f64> {
+    median(
+        runs.iter()
+            .filter_map(|r| r.values.get(&m).copied())
+            .collect(),
+    )
+}
+
+/// The markdown table: rows = metrics, columns = modes (in run order).
+pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
+    let direct: Option<&Vec<RunResult>> = modes.iter().find(|m| m.0 == "direct").map(|m| &m.1);
+    let mut out = String::from("| metric |");
+    for (name, _) in modes {
+        out += &format!(" {name} |");
+    }
+    out += "\n|---|";
+    out += &"---|".repeat(modes.len());
+    out += "\n";
+    for row in ROWS {
+        out += &format!("| {} |", row.label);
+        let base = direct.and_then(|d| metric_median(d, row.metric));
+        for (name, runs) in modes {
+            let cell = match metric_median(runs, row.metric) {
+                None => "n/a".to_owned(),
+                Some(v) => {
+                    let mut s = format!("{v:.*}", row.decimals);
+                    if let (true, Some(b), false) = (row.ratio, base, name == "direct") {
+                        if b > 0.0 {
+                            s += &format!(" ({:.2}×)", v / b);
+                        }
+                    }
+                    s
+                }
+            };
+            out += &format!(" {cell} |");
+        }
+        out += "\n";
+    }
+    out
+}
