@@ -50,7 +50,7 @@ pub fn run_test<F: Future<Output = ()>>(body: F) {
 pub async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     let fut = async { Some(fut.await) };
     let timeout = async {
-        Timer::after(limit).await;
+        Timer::after(limit).await; // ok-sleep: the deadline itself
         None
     };
     match fut.or(timeout).await {
