@@ -178,11 +178,11 @@ fn server_without_auth_accepts_only_a_client_that_opted_in() {
 /// A link request (`OpenData`) that the server sends while the client is still
 /// waiting for the answer to its second `Register` must not cost the session: the
 /// real server sends one whenever a visitor of an already registered service finds
-/// no idle data link, and during registration the client has opened none yet.
+/// no idle data link.
 ///
 /// A proxy between client and server makes the interleaving deterministic: it holds
-/// the client's second `Register` until a visitor of the first service has made the
-/// server send `OpenData` and the proxy has passed it on.
+/// every data link and the client's second `Register` until a visitor of the first
+/// service has made the server send `OpenData` and the proxy has passed it on.
 #[test]
 fn link_request_during_registration_does_not_drop_the_session() {
     run_test(async {
@@ -206,6 +206,7 @@ fn link_request_during_registration_does_not_drop_the_session() {
         .await
         .expect("proxy running");
         proxy.release.send(()).await.expect("proxy running");
+        proxy.open_links.fire();
         match client.next_event(PROMPTLY).await {
             Event::Registered { name, .. } => assert_eq!(name, "second"),
             other => {
@@ -221,10 +222,12 @@ fn link_request_during_registration_does_not_drop_the_session() {
 /// Forwards connections to `upstream`. The first connection (the control link) is
 /// forwarded frame by frame: the client's second `Register` is held until `release`,
 /// and every `OpenData` from the server is reported on `open_data_seen`. Later
-/// connections (data links) are relayed as plain bytes.
+/// connections (data links) are held until `open_links` fires, then relayed as
+/// plain bytes.
 struct HoldingProxy {
     addr: SocketAddr,
     release: Sender<()>,
+    open_links: porthole::shutdown::Trigger,
     open_data_seen: Receiver<()>,
     _task: smol::Task<()>,
 }
@@ -235,26 +238,34 @@ impl HoldingProxy {
         let addr = listener.local_addr().expect("address");
         let (release, release_rx) = bounded(1);
         let (seen_tx, open_data_seen) = bounded(16);
+        let (open_links, gate) = porthole::shutdown::channel();
         let task = smol::spawn(async move {
             let conns = TaskSet::new();
             let mut control = Some((release_rx, seen_tx));
             while let Ok((down, _)) = listener.accept().await {
-                let Ok(up) = TcpStream::connect(upstream).await else {
-                    continue;
-                };
                 match control.take() {
                     Some((release, seen)) => {
+                        let Ok(up) = TcpStream::connect(upstream).await else {
+                            continue;
+                        };
                         conns.spawn(control_link(down, up, release, seen));
                     }
-                    None => conns.spawn(async move {
-                        let _ = porthole::relay::relay(down, up).await;
-                    }),
+                    None => {
+                        let gate = gate.clone();
+                        conns.spawn(async move {
+                            gate.wait().await;
+                            if let Ok(up) = TcpStream::connect(upstream).await {
+                                let _ = porthole::relay::relay(down, up).await;
+                            }
+                        })
+                    }
                 }
             }
         });
         HoldingProxy {
             addr,
             release,
+            open_links,
             open_data_seen,
             _task: task,
         }
