@@ -43,6 +43,9 @@ pub struct ForwardArgs {
     /// deadline for connecting to a target, e.g. 5s (default 10s)
     #[argh(option)]
     pub connect_timeout: Option<String>,
+    /// data-plane worker threads (default: one per core)
+    #[argh(option)]
+    pub workers: Option<usize>,
     /// LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80
     #[argh(positional)]
     pub pairs: Vec<String>,
@@ -67,6 +70,9 @@ pub struct ServerArgs {
     /// run without authentication: anyone who reaches the server can expose ports
     #[argh(switch)]
     pub insecure_no_auth: bool,
+    /// data-plane worker threads (default: one per core)
+    #[argh(option)]
+    pub workers: Option<usize>,
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -89,6 +95,9 @@ pub struct ClientArgs {
     /// accept a server running with --insecure-no-auth (it cannot prove it is the real server)
     #[argh(switch)]
     pub insecure_no_auth: bool,
+    /// data-plane worker threads (default: one per core)
+    #[argh(option)]
+    pub workers: Option<usize>,
 }
 
 #[derive(FromArgs, Debug)]

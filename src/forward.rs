@@ -70,7 +70,7 @@ async fn accept_loop(forward: Forward, connect_timeout: Duration) {
         match transport::accept(&forward.listener).await {
             Ok((client, peer)) => {
                 let target = target.clone();
-                relays.spawn(async move {
+                relays.spawn_worker(async move {
                     match serve(client, &target, connect_timeout).await {
                         Ok(moved) => debug!("{peer} -> {target} done: {moved:?}"),
                         Err(e) => debug!("{peer} -> {target} ended: {e}"),

@@ -27,6 +27,7 @@
 //! | [`wire`] | async frame I/O and deadlines |
 //! | [`protocol`] | pure frame codec (fuzzed) |
 //! | [`auth`] | HMAC proofs and nonces |
+//! | [`runtime`] | data-plane worker threads, one executor each |
 //! | [`tasks`], [`shutdown`] | owned task sets, the shutdown signal |
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,7 @@ pub mod demo;
 pub mod forward;
 pub mod protocol;
 pub mod relay;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod tasks;

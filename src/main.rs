@@ -40,6 +40,13 @@ fn main() -> ExitCode {
     } else {
         "info"
     });
+    let workers = match &cli.command {
+        Command::Server(a) => a.workers,
+        Command::Client(a) => a.workers,
+        Command::Forward(a) => a.workers,
+        _ => None,
+    };
+    porthole::runtime::init(workers.unwrap_or_else(porthole::runtime::default_workers));
     match cli.command {
         Command::Check(args) => check(&args.config),
         Command::Server(args) => run_server(&args),

@@ -24,10 +24,27 @@ impl TaskSet {
         Self::default()
     }
 
-    /// Spawns `fut` on the executor; it is cancelled when the set is dropped.
+    /// Spawns `fut` on smol's executor (control plane); it is cancelled when the
+    /// set is dropped.
     pub fn spawn<F>(&self, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_with(fut, smol::spawn);
+    }
+
+    /// Spawns `fut` on a data-plane worker (see [`crate::runtime`]).
+    pub fn spawn_worker<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_with(fut, crate::runtime::spawn);
+    }
+
+    fn spawn_with<F, S>(&self, fut: F, spawn: S)
+    where
+        F: Future<Output = ()> + Send + 'static,
+        S: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Task<()>,
     {
         let mut next = lock(&self.next_id);
         let id = *next;
@@ -36,7 +53,7 @@ impl TaskSet {
         // Holding `tasks` while spawning means the task's own removal (which
         // takes the same lock) cannot run before its handle is inserted.
         let mut tasks = lock(&self.tasks);
-        let task = smol::spawn(async move {
+        let task = spawn(Box::pin(async move {
             fut.await;
             if let Some(tasks) = weak.upgrade() {
                 // Detaching our own, already finishing, handle is harmless.
@@ -44,7 +61,7 @@ impl TaskSet {
                     me.detach();
                 }
             }
-        });
+        }));
         tasks.insert(id, task);
     }
 

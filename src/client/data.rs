@@ -71,7 +71,7 @@ fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize) {
     for _ in 0..count.min(MAX_OPEN_PER_REQUEST).min(room) {
         // Tasks hold a weak reference, so the set they live in can be dropped.
         let weak = Arc::downgrade(inner);
-        inner.tasks.spawn(async move {
+        inner.tasks.spawn_worker(async move {
             if let Err(e) = serve_link(weak).await {
                 debug!("data link ended: {e}");
             }

@@ -269,7 +269,7 @@ impl<T: Transport> Session<T> {
     /// A visitor arrived at one of this session's public ports.
     pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
         let session = self.clone();
-        self.visitors.spawn(async move {
+        self.visitors.spawn_worker(async move {
             match session.serve_visitor(&service, visitor, addr).await {
                 Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
                 Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
