@@ -12,6 +12,14 @@ use std::time::Duration;
 
 type Tasks = Mutex<HashMap<u64, Task<()>>>;
 
+/// Which executor a task runs on.
+enum Place {
+    /// smol's executor: accept loops, handshakes, sessions.
+    Control,
+    /// A data-plane worker (see [`crate::runtime`]).
+    Worker,
+}
+
 /// See the module docs.
 #[derive(Default)]
 pub struct TaskSet {
@@ -30,7 +38,7 @@ impl TaskSet {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.spawn_with(fut, smol::spawn);
+        self.spawn_on(fut, Place::Control);
     }
 
     /// Spawns `fut` on a data-plane worker (see [`crate::runtime`]).
@@ -38,13 +46,12 @@ impl TaskSet {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.spawn_with(fut, crate::runtime::spawn);
+        self.spawn_on(fut, Place::Worker);
     }
 
-    fn spawn_with<F, S>(&self, fut: F, spawn: S)
+    fn spawn_on<F>(&self, fut: F, place: Place)
     where
         F: Future<Output = ()> + Send + 'static,
-        S: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Task<()>,
     {
         let mut next = lock(&self.next_id);
         let id = *next;
@@ -53,7 +60,7 @@ impl TaskSet {
         // Holding `tasks` while spawning means the task's own removal (which
         // takes the same lock) cannot run before its handle is inserted.
         let mut tasks = lock(&self.tasks);
-        let task = spawn(Box::pin(async move {
+        let owned = async move {
             fut.await;
             if let Some(tasks) = weak.upgrade() {
                 // Detaching our own, already finishing, handle is harmless.
@@ -61,7 +68,12 @@ impl TaskSet {
                     me.detach();
                 }
             }
-        }));
+        };
+        // No boxing: each arm spawns the concrete future.
+        let task = match place {
+            Place::Control => smol::spawn(owned),
+            Place::Worker => crate::runtime::spawn(owned),
+        };
         tasks.insert(id, task);
     }
 
@@ -90,7 +102,7 @@ impl TaskSet {
             }
             Ok(())
         };
-        crate::wire::with_timeout(limit, "", all).await.ok();
+        crate::wire::with_timeout(limit, "joining tasks", all).await.ok();
     }
 }
 
