@@ -102,7 +102,9 @@ impl TaskSet {
             }
             Ok(())
         };
-        crate::wire::with_timeout(limit, "joining tasks", all).await.ok();
+        crate::wire::with_timeout(limit, "joining tasks", all)
+            .await
+            .ok();
     }
 }
 
