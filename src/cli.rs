@@ -43,7 +43,7 @@ pub struct ForwardArgs {
     /// deadline for connecting to a target, e.g. 5s (default 10s)
     #[argh(option)]
     pub connect_timeout: Option<String>,
-    /// data-plane worker threads (default: one per core)
+    /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
     /// LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80
@@ -70,7 +70,7 @@ pub struct ServerArgs {
     /// run without authentication: anyone who reaches the server can expose ports
     #[argh(switch)]
     pub insecure_no_auth: bool,
-    /// data-plane worker threads (default: one per core)
+    /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
 }
@@ -95,7 +95,7 @@ pub struct ClientArgs {
     /// accept a server running with --insecure-no-auth (it cannot prove it is the real server)
     #[argh(switch)]
     pub insecure_no_auth: bool,
-    /// data-plane worker threads (default: one per core)
+    /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
 }
@@ -147,6 +147,7 @@ pub fn server_settings(
             .collect::<Result<_, _>>()?;
     }
     cfg.insecure_no_auth |= args.insecure_no_auth;
+    cfg.workers = args.workers.or(cfg.workers);
     cfg.validate()
 }
 
@@ -180,6 +181,7 @@ pub fn client_settings(
         cfg.services.push(parse_expose(spec)?);
     }
     cfg.insecure_no_auth |= args.insecure_no_auth;
+    cfg.workers = args.workers.or(cfg.workers);
     cfg.validate()
 }
 
@@ -204,6 +206,7 @@ pub fn forward_settings(args: &ForwardArgs) -> Result<ForwardSettings, ConfigErr
         cfg.connect_timeout = config::parse_duration(text)
             .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
     }
+    cfg.workers = args.workers.or(cfg.workers);
     cfg.validate()
 }
 

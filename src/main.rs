@@ -40,13 +40,6 @@ fn main() -> ExitCode {
     } else {
         "info"
     });
-    let workers = match &cli.command {
-        Command::Server(a) => a.workers,
-        Command::Client(a) => a.workers,
-        Command::Forward(a) => a.workers,
-        _ => None,
-    };
-    porthole::runtime::init(workers.unwrap_or_else(porthole::runtime::default_workers));
     match cli.command {
         Command::Check(args) => check(&args.config),
         Command::Server(args) => run_server(&args),
@@ -141,6 +134,7 @@ fn run_server(args: &cli::ServerArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    porthole::runtime::init(settings.workers);
     run_until_signal(|shutdown| async move {
         let listener = server::bind(&settings).await?;
         server::run(listener, settings, TcpTransport, shutdown).await
@@ -152,6 +146,7 @@ fn run_client(args: &cli::ClientArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    porthole::runtime::init(settings.workers);
     run_until_signal(|shutdown| client::run(settings, TcpTransport, shutdown, None))
 }
 
@@ -160,6 +155,7 @@ fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    porthole::runtime::init(settings.workers);
     run_until_signal(|shutdown| async move {
         let forwards = forward::bind(&settings).await?;
         forward::run(forwards, settings.connect_timeout, shutdown).await

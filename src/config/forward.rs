@@ -24,6 +24,9 @@ pub struct ForwardConfig {
         deserialize_with = "duration"
     )]
     pub connect_timeout: Duration,
+    /// Data-plane worker threads; absent means one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -42,6 +45,8 @@ pub struct ForwardSettings {
     /// (listen address, target `host:port`; the target is resolved per connection).
     pub forwards: Vec<(SocketAddr, String)>,
     pub connect_timeout: Duration,
+    /// Data-plane worker threads (resolved: never zero).
+    pub workers: usize,
 }
 
 /// Parses forward RON text; `origin` names it in errors. Does not validate.
@@ -62,6 +67,7 @@ impl ForwardConfig {
         ForwardConfig {
             forwards: Vec::new(),
             connect_timeout: secs::<CONNECT_TIMEOUT_SECS>(),
+            workers: None,
             source: None,
         }
     }
@@ -117,6 +123,7 @@ impl ForwardConfig {
         Ok(ForwardSettings {
             forwards,
             connect_timeout: self.connect_timeout,
+            workers: super::validate::workers(&at, self.workers)?,
         })
     }
 }

@@ -151,6 +151,9 @@ pub struct ServerConfig {
         deserialize_with = "duration"
     )]
     pub visitor_timeout: Duration,
+    /// Data-plane worker threads; absent means one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -185,6 +188,9 @@ pub struct ClientConfig {
         deserialize_with = "duration"
     )]
     pub reconnect_max_backoff: Duration,
+    /// Data-plane worker threads; absent means one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -213,6 +219,8 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     pub reconnect_grace: Duration,
     pub visitor_timeout: Duration,
+    /// Data-plane worker threads (resolved: never zero).
+    pub workers: usize,
 }
 
 impl ServerSettings {
@@ -238,6 +246,8 @@ pub struct ClientSettings {
     /// Accept a server that runs with `--insecure-no-auth` (it cannot prove it
     /// knows the token, so an impostor could pose as it).
     pub insecure_no_auth: bool,
+    /// Data-plane worker threads (resolved: never zero).
+    pub workers: usize,
 }
 
 /// A validated service: `local` is `host:port` and resolved at load time.

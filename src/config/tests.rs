@@ -119,6 +119,34 @@ fn defaults_and_overrides() {
 }
 
 #[test]
+fn workers_come_from_the_flag_then_the_file_then_one_per_core() {
+    use crate::cli::{ServerArgs, server_settings};
+    let dir = std::env::temp_dir().join(format!("porthole-workers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("server.ron");
+    let text = r#"(bind: "127.0.0.1:0", token: "t", workers: 3)"#;
+    std::fs::write(&path, text).expect("write config");
+    let mut args = ServerArgs {
+        config: Some(path.clone()),
+        ..ServerArgs::default()
+    };
+    assert_eq!(server_settings(&args, None).expect("valid").workers, 3);
+    args.workers = Some(1);
+    assert_eq!(server_settings(&args, None).expect("valid").workers, 1);
+    args.workers = Some(0);
+    let err = server_settings(&args, None).expect_err("zero workers");
+    assert!(
+        err.to_string().contains("workers 0 is out of range"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let mut config = ServerConfig::new("127.0.0.1:0");
+    config.token = Some(Secret::new("t"));
+    let settings = config.validate().expect("valid");
+    assert_eq!(settings.workers, crate::runtime::default_workers());
+}
+
+#[test]
 fn parsed_defaults_match_new() {
     let mut parsed = parse_server(r#"(bind: "x")"#, Path::new("s.ron")).expect("parses");
     parsed.source = None;

@@ -18,6 +18,7 @@ impl ServerConfig {
             handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
             reconnect_grace: secs::<RECONNECT_GRACE_SECS>(),
             visitor_timeout: secs::<VISITOR_TIMEOUT_SECS>(),
+            workers: None,
             source: None,
         }
     }
@@ -60,6 +61,7 @@ impl ServerConfig {
             handshake_timeout: self.handshake_timeout,
             reconnect_grace: self.reconnect_grace,
             visitor_timeout: self.visitor_timeout,
+            workers: workers(&at, self.workers)?,
         })
     }
 }
@@ -112,6 +114,22 @@ fn port_ranges(
         out.push(lo..=hi);
     }
     Ok(out)
+}
+
+/// Resolves `workers`: absent means one per core; 0 or more than
+/// [`MAX_WORKERS`](crate::runtime::MAX_WORKERS) is an error.
+pub(super) fn workers(at: &Locator, value: Option<usize>) -> Result<usize, ConfigError> {
+    let max = crate::runtime::MAX_WORKERS;
+    match value {
+        None => Ok(crate::runtime::default_workers()),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(at.error(
+            &["workers"],
+            format!(
+                "workers {n} is out of range; use 1 to {max} (or leave it out for one per core)"
+            ),
+        )),
+    }
 }
 
 fn nonzero(at: &Locator, field: &str, value: Duration) -> Result<(), ConfigError> {
@@ -173,6 +191,7 @@ impl ClientConfig {
             handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
             reconnect_max_backoff: secs::<RECONNECT_MAX_BACKOFF_SECS>(),
             insecure_no_auth: false,
+            workers: None,
             source: None,
         }
     }
@@ -204,6 +223,7 @@ impl ClientConfig {
             handshake_timeout: self.handshake_timeout,
             reconnect_max_backoff: self.reconnect_max_backoff,
             insecure_no_auth: self.insecure_no_auth,
+            workers: workers(&at, self.workers)?,
         })
     }
 }
