@@ -40,7 +40,16 @@ pub fn init(workers: usize) -> bool {
     started
 }
 
-/// Spawns a data-plane task on the next worker.
+/// How many worker threads run (starting them with the default if none run yet).
+pub fn workers() -> usize {
+    RUNTIME
+        .get_or_init(|| Runtime::start(default_workers()))
+        .workers
+        .len()
+}
+
+/// Spawns a data-plane task on the next worker. Consecutive calls with no other
+/// spawn in between land on distinct workers (round-robin).
 pub fn spawn<F, T>(fut: F) -> Task<T>
 where
     F: Future<Output = T> + Send + 'static,
