@@ -71,7 +71,13 @@ async fn accept_loop(forward: Forward, connect_timeout: Duration) {
             Ok((client, peer)) => {
                 let target = target.clone();
                 relays.spawn_worker(async move {
-                    match serve(client, &target, connect_timeout).await {
+                    // Connecting is boxed so its state is freed before the
+                    // long-lived relay starts.
+                    let result = match Box::pin(connect(&target, connect_timeout)).await {
+                        Ok(upstream) => relay::relay_tcp(client, upstream).await,
+                        Err(e) => Err(e),
+                    };
+                    match result {
                         Ok(moved) => debug!("{peer} -> {target} done: {moved:?}"),
                         Err(e) => debug!("{peer} -> {target} ended: {e}"),
                     }
@@ -85,7 +91,7 @@ async fn accept_loop(forward: Forward, connect_timeout: Duration) {
     }
 }
 
-async fn serve(client: TcpStream, target: &str, limit: Duration) -> io::Result<relay::Moved> {
+async fn connect(target: &str, limit: Duration) -> io::Result<TcpStream> {
     let upstream = with_timeout(
         limit,
         "connecting to the target",
@@ -94,7 +100,7 @@ async fn serve(client: TcpStream, target: &str, limit: Duration) -> io::Result<r
     .await
     .inspect_err(|e| warn!("cannot reach {target}: {e}"))?;
     upstream.set_nodelay(true)?;
-    relay::relay_tcp(client, upstream).await
+    Ok(upstream)
 }
 
 /// The address each forward really bound (useful after binding port 0).

@@ -85,7 +85,9 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
         None => return Ok(()),
     };
     let limit = ctx.settings.handshake_timeout;
-    let mut link = with_timeout(limit, "opening data link", async {
+    // The set-up phases are boxed so their state is freed once they finish: the
+    // task that lives on (possibly for hours) is then little more than the relay.
+    let mut link = Box::pin(with_timeout(limit, "opening data link", async {
         let mut link = ctx.transport.connect(&ctx.settings.server).await?;
         let hello = Frame::Hello {
             version: VERSION,
@@ -109,11 +111,11 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
         )
         .await?;
         Ok(link)
-    })
+    }))
     .await?;
     // Idle until a visitor arrives; the session's end cancels this task.
     let idle = IdleGuard::new(&weak);
-    let (service, visitor) = match wait_for_start(&mut link).await {
+    let (service, visitor) = match Box::pin(wait_for_start(&mut link)).await {
         Ok(start) => start,
         Err(e) => {
             // An idle link died (server dropped it, NAT forgot it): replace it
@@ -138,11 +140,11 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
         warn!("server started a visitor for unknown service {service:?}");
         return Ok(());
     };
-    let target = match with_timeout(
+    let target = match Box::pin(with_timeout(
         limit,
         "connecting to the local service",
         TcpStream::connect(local.as_str()),
-    )
+    ))
     .await
     {
         Ok(stream) => stream,

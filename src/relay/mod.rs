@@ -16,11 +16,17 @@ mod splice;
 
 pub use copy::COPY_BUF_LEN;
 
+use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
+use std::future::Future;
 use std::io;
+use std::sync::Arc;
 
 use crate::transport::Transport;
+
+/// A raw socket shared by both directions of a relay.
+type Socket = Arc<Async<std::net::TcpStream>>;
 
 /// Bytes moved by a finished relay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,29 +58,51 @@ where
 
 /// Relays between a TCP socket and a transport stream: splice when the stream is
 /// a raw socket too, copy otherwise. The one entry point the tunnel uses.
-pub async fn relay_link<T: Transport>(socket: TcpStream, link: T::Stream) -> io::Result<Moved> {
-    match T::raw_socket(&link) {
-        Some(raw) => {
-            let raw = raw.clone();
-            // `raw` shares the socket; the original handle closes it when dropped.
-            let moved = relay_tcp(socket, raw).await;
-            drop(link);
-            moved
-        }
-        None => relay(socket, link).await,
-    }
+pub fn relay_link<T: Transport>(
+    socket: TcpStream,
+    link: T::Stream,
+) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
+    let raw = T::raw_socket(&link).map(|raw| Socket::from(raw.clone()));
+    // `raw` shares the socket with `link`, so `link` can go now.
+    run(match raw {
+        Some(raw) => Plan::Splice(socket.into(), raw),
+        None => Plan::Copy(Box::pin(copy::relay(socket, link))),
+    })
 }
 
 /// Relays between two raw TCP sockets with the default engine (splice).
-pub async fn relay_tcp(a: TcpStream, b: TcpStream) -> io::Result<Moved> {
-    relay_tcp_with(Engine::default(), a, b).await
+pub fn relay_tcp(
+    a: TcpStream,
+    b: TcpStream,
+) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
+    relay_tcp_with(Engine::default(), a, b)
 }
 
 /// Relays between two raw TCP sockets with the given engine.
-pub async fn relay_tcp_with(engine: Engine, a: TcpStream, b: TcpStream) -> io::Result<Moved> {
-    match engine {
-        Engine::Splice => splice::relay(a.into(), b.into()).await,
-        Engine::Copy => copy::relay(a, b).await,
+pub fn relay_tcp_with(
+    engine: Engine,
+    a: TcpStream,
+    b: TcpStream,
+) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
+    run(match engine {
+        Engine::Splice => Plan::Splice(a.into(), b.into()),
+        Engine::Copy => Plan::Copy(Box::pin(copy::relay(a, b))),
+    })
+}
+
+/// A relay with its engine chosen. Deciding before the future is built keeps
+/// the future (what an idle tunneled connection costs) small: a smol
+/// `TcpStream` carries cached readiness futures, a few hundred bytes the splice
+/// engine never uses, and the copy engine's larger state lives in its own box.
+enum Plan {
+    Splice(Socket, Socket),
+    Copy(futures_lite::future::Boxed<io::Result<Moved>>),
+}
+
+async fn run(plan: Plan) -> io::Result<Moved> {
+    match plan {
+        Plan::Splice(a, b) => splice::relay(a, b).await,
+        Plan::Copy(copy) => copy.await,
     }
 }
 

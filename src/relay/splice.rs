@@ -7,16 +7,14 @@
 //! has nothing, so waiting for readability is right and can neither hang nor spin.
 //! The pipe goes back to the pool once empty, so idle connections hold none.
 
-use async_io::Async;
 use nix::fcntl::{SpliceFFlags, splice};
 use std::io;
-use std::net::{Shutdown, TcpStream};
-use std::sync::Arc;
+use std::net::Shutdown;
 
 use super::pipe::Pipe;
 use super::{Moved, ignore_not_connected};
 
-type Socket = Arc<Async<TcpStream>>;
+use super::Socket;
 
 /// Relays between two raw sockets until both directions ended or one failed.
 pub async fn relay(a: Socket, b: Socket) -> io::Result<Moved> {

@@ -270,19 +270,28 @@ impl<T: Transport> Session<T> {
     pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
         let session = self.clone();
         self.visitors.spawn_worker(async move {
-            match session.serve_visitor(&service, visitor, addr).await {
+            // The set-up is boxed so its state is freed before the long-lived
+            // relay starts: an idle tunneled connection costs little more than
+            // the relay itself.
+            let setup = Box::pin(session.start_visitor(&service, visitor, addr)).await;
+            let result = match setup {
+                Ok((visitor, link)) => relay::relay_link::<T>(visitor, link).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
                 Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
             }
         });
     }
 
-    async fn serve_visitor(
+    /// Takes a link for the visitor and writes the `Start` header on it.
+    async fn start_visitor(
         &self,
         service: &str,
         mut visitor: TcpStream,
         addr: SocketAddr,
-    ) -> io::Result<relay::Moved> {
+    ) -> io::Result<(TcpStream, T::Stream)> {
         let mut link = match self.take_link().await {
             Ok(link) => link,
             Err(e) => {
@@ -296,7 +305,7 @@ impl<T: Transport> Session<T> {
             visitor: addr,
         };
         write_frame(&mut link, &start).await?;
-        relay::relay_link::<T>(visitor, link).await
+        Ok((visitor, link))
     }
 
     /// An idle data link for a visitor, waiting (bounded) for one if needed.
