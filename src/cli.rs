@@ -7,8 +7,9 @@ use argh::FromArgs;
 use std::path::PathBuf;
 
 use crate::config::{
-    self, ClientConfig, ClientSettings, ConfigError, ForwardConfig, ForwardRule, ForwardSettings,
-    Secret, ServerConfig, ServerSettings, ServiceConfig,
+    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, ForwardConfig,
+    ForwardRule, ForwardSettings, Secret, ServerConfig, ServerSettings, ServerTls, ServerTransport,
+    ServiceConfig,
 };
 
 /// Environment variable that supplies the token when `--token` is not given.
@@ -30,6 +31,27 @@ pub enum Command {
     Forward(ForwardArgs),
     Check(CheckArgs),
     Demo(DemoArgs),
+    GenCert(GenCertArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Make a private CA and a server certificate (and optionally a client
+/// certificate) for a TLS tunnel, and print the config lines to use them.
+/// Example: porthole gen-cert --name tunnel.example.com --out certs
+#[argh(subcommand, name = "gen-cert")]
+pub struct GenCertArgs {
+    /// DNS name or IP address clients use to reach the server (repeatable)
+    #[argh(option)]
+    pub name: Vec<String>,
+    /// directory to write the files into (default: current directory)
+    #[argh(option, default = "PathBuf::from(\".\")")]
+    pub out: PathBuf,
+    /// also make a client certificate for mutual TLS
+    #[argh(switch)]
+    pub client: bool,
+    /// validity in days (default 825)
+    #[argh(option, default = "crate::gencert::DEFAULT_DAYS")]
+    pub days: u32,
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -70,6 +92,18 @@ pub struct ServerArgs {
     /// run without authentication: anyone who reaches the server can expose ports
     #[argh(switch)]
     pub insecure_no_auth: bool,
+    /// use TLS for control and data links (needs --cert and --key unless the config has them)
+    #[argh(switch)]
+    pub tls: bool,
+    /// TLS certificate chain (PEM), e.g. from `porthole gen-cert`
+    #[argh(option)]
+    pub cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[argh(option)]
+    pub key: Option<PathBuf>,
+    /// demand client certificates signed by this CA (mutual TLS)
+    #[argh(option)]
+    pub client_ca: Option<PathBuf>,
     /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
@@ -95,6 +129,21 @@ pub struct ClientArgs {
     /// accept a server running with --insecure-no-auth (it cannot prove it is the real server)
     #[argh(switch)]
     pub insecure_no_auth: bool,
+    /// use TLS for control and data links
+    #[argh(switch)]
+    pub tls: bool,
+    /// CA certificate (PEM) that signed the server's certificate (default: the system's)
+    #[argh(option)]
+    pub ca: Option<PathBuf>,
+    /// name the server's certificate must carry (default: the host of --server)
+    #[argh(option)]
+    pub server_name: Option<String>,
+    /// client certificate (PEM) for a server that demands one (mutual TLS)
+    #[argh(option)]
+    pub cert: Option<PathBuf>,
+    /// client private key (PEM)
+    #[argh(option)]
+    pub key: Option<PathBuf>,
     /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
@@ -148,7 +197,81 @@ pub fn server_settings(
     }
     cfg.insecure_no_auth |= args.insecure_no_auth;
     cfg.workers = args.workers.or(cfg.workers);
+    server_tls_flags(args, &mut cfg.transport)?;
     cfg.validate()
+}
+
+/// `--tls` turns a TCP config into TLS; `--cert/--key/--client-ca` set or
+/// override the files.
+fn server_tls_flags(args: &ServerArgs, transport: &mut ServerTransport) -> Result<(), ConfigError> {
+    let any_file = args.cert.is_some() || args.key.is_some() || args.client_ca.is_some();
+    if !args.tls && !any_file {
+        return Ok(());
+    }
+    if let ServerTransport::Tcp = transport {
+        if !args.tls {
+            return Err(cli_error(
+                "--cert, --key and --client-ca need --tls (or a Tls transport in the config)",
+            ));
+        }
+        if args.cert.is_none() || args.key.is_none() {
+            return Err(cli_error(
+                "--tls needs --cert and --key (make them with `porthole gen-cert`)",
+            ));
+        }
+        *transport = ServerTransport::Tls(ServerTls::default());
+    }
+    if let ServerTransport::Tls(tls) = transport {
+        if let Some(cert) = &args.cert {
+            tls.cert = absolute(cert)?;
+        }
+        if let Some(key) = &args.key {
+            tls.key = absolute(key)?;
+        }
+        if let Some(ca) = &args.client_ca {
+            tls.client_ca = Some(absolute(ca)?);
+        }
+    }
+    Ok(())
+}
+
+/// `--tls` turns a TCP config into TLS; the other TLS flags set or override.
+fn client_tls_flags(args: &ClientArgs, transport: &mut ClientTransport) -> Result<(), ConfigError> {
+    let any = args.ca.is_some()
+        || args.server_name.is_some()
+        || args.cert.is_some()
+        || args.key.is_some();
+    if !args.tls && !any {
+        return Ok(());
+    }
+    if let ClientTransport::Tcp = transport {
+        if !args.tls {
+            return Err(cli_error(
+                "--ca, --server-name, --cert and --key need --tls (or a Tls transport in the config)",
+            ));
+        }
+        *transport = ClientTransport::Tls(ClientTls::default());
+    }
+    if let ClientTransport::Tls(tls) = transport {
+        if let Some(ca) = &args.ca {
+            tls.ca = Some(absolute(ca)?);
+        }
+        if let Some(name) = &args.server_name {
+            tls.server_name = Some(name.clone());
+        }
+        if let Some(cert) = &args.cert {
+            tls.cert = Some(absolute(cert)?);
+        }
+        if let Some(key) = &args.key {
+            tls.key = Some(absolute(key)?);
+        }
+    }
+    Ok(())
+}
+
+/// Paths from flags are relative to the working directory, never to the config.
+fn absolute(path: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path).map_err(|e| cli_error(&format!("{}: {e}", path.display())))
 }
 
 /// Resolves the client settings from a file and/or flags.
@@ -182,6 +305,7 @@ pub fn client_settings(
     }
     cfg.insecure_no_auth |= args.insecure_no_auth;
     cfg.workers = args.workers.or(cfg.workers);
+    client_tls_flags(args, &mut cfg.transport)?;
     cfg.validate()
 }
 

@@ -37,6 +37,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod forward;
+pub mod gencert;
 pub mod protocol;
 pub mod relay;
 pub mod runtime;

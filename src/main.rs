@@ -12,7 +12,6 @@ use tracing::{error, info};
 use porthole::cli::{self, Cli, Command};
 use porthole::config::{self, AnyConfig};
 use porthole::shutdown::{self, Signal, Trigger};
-use porthole::transport::TcpTransport;
 use porthole::{client, demo, forward, server};
 
 const EXIT_RUNTIME: u8 = 1;
@@ -46,6 +45,7 @@ fn main() -> ExitCode {
         Command::Client(args) => run_client(&args),
         Command::Forward(args) => run_forward(&args),
         Command::Demo(args) => run_demo(args.once),
+        Command::GenCert(args) => gen_cert(&args),
     }
 }
 
@@ -137,7 +137,7 @@ fn run_server(args: &cli::ServerArgs) -> ExitCode {
     porthole::runtime::init(settings.workers);
     run_until_signal(|shutdown| async move {
         let listener = server::bind(&settings).await?;
-        server::run(listener, settings, TcpTransport, shutdown).await
+        server::run_configured(listener, settings, shutdown).await
     })
 }
 
@@ -147,7 +147,7 @@ fn run_client(args: &cli::ClientArgs) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     porthole::runtime::init(settings.workers);
-    run_until_signal(|shutdown| client::run(settings, TcpTransport, shutdown, None))
+    run_until_signal(|shutdown| client::run_configured(settings, shutdown, None))
 }
 
 fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
@@ -160,6 +160,22 @@ fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
         let forwards = forward::bind(&settings).await?;
         forward::run(forwards, settings.connect_timeout, shutdown).await
     })
+}
+
+fn gen_cert(args: &cli::GenCertArgs) -> ExitCode {
+    let Some(name) = args.name.first() else {
+        return usage_error(&"gen-cert needs --name (the host name or IP clients dial)");
+    };
+    match porthole::gencert::write_bundle(&args.out, &args.name, args.client, args.days) {
+        Ok(written) => {
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            print!("\n{}", written.instructions(name));
+            ExitCode::SUCCESS
+        }
+        Err(e) => runtime_error(&e),
+    }
 }
 
 fn run_demo(once: bool) -> ExitCode {

@@ -29,6 +29,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Frame> {
             "peer sent a TLS handshake to a plain-TCP porthole port (is it using --tls?)",
         ));
     }
+    if looks_like_tls_alert(prefix) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "peer answered with a TLS alert: it expects TLS (use --tls on this side too)",
+        ));
+    }
     let len = protocol::check_len(prefix).map_err(invalid)?;
     let mut body = [0u8; MAX_FRAME_LEN];
     r.read_exact(&mut body[..len]).await?;
@@ -45,6 +51,12 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> io:
 /// A TLS record header: handshake (0x16), version 3.x.
 fn looks_like_tls(prefix: [u8; LEN_PREFIX]) -> bool {
     prefix == [0x16, 0x03]
+}
+
+/// A TLS alert record header (0x15, version 3.x): what a TLS server answers a
+/// plain-TCP client with.
+fn looks_like_tls_alert(prefix: [u8; LEN_PREFIX]) -> bool {
+    prefix == [0x15, 0x03]
 }
 
 fn invalid<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {

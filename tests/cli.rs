@@ -367,3 +367,56 @@ fn client_process_with_a_wrong_token_exits_one_while_a_good_client_is_served() {
         t.server.stop().await;
     });
 }
+
+#[test]
+fn gen_cert_writes_a_usable_bundle_and_never_overwrites() {
+    let dir = std::env::temp_dir().join(format!("porthole-gen-cert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out_dir = dir.to_string_lossy().into_owned();
+    let gen_args = [
+        "gen-cert",
+        "--name",
+        "localhost",
+        "--out",
+        &out_dir,
+        "--client",
+    ];
+    let out = run(args(&gen_args));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} written");
+    }
+    assert!(
+        out.stdout.contains("transport: Tls(cert:"),
+        "{}",
+        out.stdout
+    );
+    // The printed server line, pasted into a config, passes `check`.
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("transport: Tls(cert:"))
+        .expect("server transport line");
+    let config = dir.join("server.ron");
+    let text = format!(
+        "(bind: \"127.0.0.1:0\", token: \"t\", {})",
+        line.trim().trim_end_matches(',')
+    );
+    std::fs::write(&config, text).expect("write config");
+    let check = run(args(&["check", "-c", &config.to_string_lossy()]));
+    assert_eq!(check.status.code(), Some(0), "check: {}", check.stderr);
+    // A second run into the same directory refuses and leaves the files alone.
+    let before = std::fs::read(dir.join("ca.key")).expect("ca.key");
+    let again = run(args(&gen_args));
+    assert_eq!(again.status.code(), Some(1), "stdout: {}", again.stdout);
+    assert!(again.stderr.contains("not overwriting"), "{}", again.stderr);
+    assert_eq!(std::fs::read(dir.join("ca.key")).expect("ca.key"), before);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

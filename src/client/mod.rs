@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::ClientSettings;
 use crate::shutdown::Signal;
-use crate::transport::Transport;
+use crate::transport::{TcpTransport, TlsTransport, Transport};
 
 /// First reconnect delay; doubled after every failed attempt up to the
 /// configured cap.
@@ -72,6 +72,19 @@ pub(crate) enum SessionEnd {
     Lost(io::Error),
     /// Give up.
     Fatal(ClientError),
+}
+
+/// [`run`] over the transport the settings name: TLS when `settings.tls` is
+/// set, plain TCP otherwise.
+pub async fn run_configured(
+    settings: ClientSettings,
+    shutdown: Signal,
+    events: Option<Sender<Event>>,
+) -> Result<(), ClientError> {
+    match settings.tls.as_ref().map(TlsTransport::client) {
+        Some(tls) => run(settings, tls, shutdown, events).await,
+        None => run(settings, TcpTransport, shutdown, events).await,
+    }
 }
 
 /// Runs the client until `shutdown` fires (returns `Ok`) or a fatal error.

@@ -9,6 +9,8 @@ use super::*;
 pub(super) struct Locator {
     origin: PathBuf,
     values: Vec<(String, usize, usize)>,
+    /// The config file's directory; `None` for command-line values.
+    dir: Option<PathBuf>,
 }
 
 impl Locator {
@@ -17,11 +19,22 @@ impl Locator {
             Some(s) => Self {
                 origin: s.path.clone(),
                 values: value_positions(&s.text),
+                dir: s.path.parent().map(Path::to_owned),
             },
             None => Self {
                 origin: PathBuf::from(COMMAND_LINE),
                 values: Vec::new(),
+                dir: None,
             },
+        }
+    }
+
+    /// A path from the config, relative to the config file's directory (or to
+    /// the working directory for values from the command line).
+    pub(super) fn resolve(&self, path: &Path) -> PathBuf {
+        match &self.dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_owned(),
         }
     }
 

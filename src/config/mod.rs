@@ -75,13 +75,6 @@ impl fmt::Display for Secret {
     }
 }
 
-/// How links reach the server. RON: `transport: Tcp`. An enum so `Tls(...)` can join.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-pub enum TransportConfig {
-    #[default]
-    Tcp,
-}
-
 /// How visitor bytes travel. RON: `data_links: Pooled(size: 8)`; size is 1..=256.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +112,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub insecure_no_auth: bool,
     #[serde(default)]
-    pub transport: TransportConfig,
+    pub transport: ServerTransport,
     #[serde(default = "default_allow_ports")]
     pub allow_ports: Vec<(u16, u16)>,
     #[serde(default = "default_max_services")]
@@ -168,7 +161,7 @@ pub struct ClientConfig {
     #[serde(default)]
     pub insecure_no_auth: bool,
     #[serde(default)]
-    pub transport: TransportConfig,
+    pub transport: ClientTransport,
     #[serde(default)]
     pub data_links: DataLinks,
     #[serde(default)]
@@ -211,7 +204,8 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     /// `None` only when `insecure_no_auth` was given and no token was set.
     pub token: Option<Secret>,
-    pub transport: TransportConfig,
+    /// TLS material when the transport is TLS; `None` is plain TCP.
+    pub tls: Option<TlsServer>,
     pub allow_ports: Vec<RangeInclusive<u16>>,
     pub max_services_per_client: usize,
     pub heartbeat_interval: Duration,
@@ -237,7 +231,8 @@ pub struct ClientSettings {
     /// Kept as text: it is resolved again on every reconnect, since DNS may move.
     pub server: String,
     pub token: Secret,
-    pub transport: TransportConfig,
+    /// TLS material when the transport is TLS; `None` is plain TCP.
+    pub tls: Option<TlsClient>,
     pub data_links: DataLinks,
     pub services: Vec<ServiceSettings>,
     pub heartbeat_timeout: Duration,
@@ -352,8 +347,11 @@ fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
 }
 
 fn ron_options() -> ron::Options {
-    // IMPLICIT_SOME lets people write `token: "x"` rather than `token: Some("x")`.
-    ron::Options::default().with_default_extension(Extensions::IMPLICIT_SOME)
+    // IMPLICIT_SOME lets people write `token: "x"` rather than `token: Some("x")`;
+    // UNWRAP_VARIANT_NEWTYPES lets them write `Tls(cert: ..)` rather than
+    // `Tls((cert: ..))`.
+    ron::Options::default()
+        .with_default_extension(Extensions::IMPLICIT_SOME | Extensions::UNWRAP_VARIANT_NEWTYPES)
 }
 
 fn parse_error(origin: &Path, err: SpannedError) -> ConfigError {
@@ -488,7 +486,11 @@ pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
 
 mod forward;
 mod locate;
+mod tls;
 mod validate;
+
+use crate::transport::tls::{TlsClient, TlsServer};
+pub use tls::{ClientTls, ClientTransport, ServerTls, ServerTransport};
 
 pub use forward::{
     ForwardConfig, ForwardRule, ForwardSettings, MAX_FORWARDS, load_forward, parse_forward,

@@ -10,7 +10,7 @@ impl ServerConfig {
             bind: bind.into(),
             token: None,
             insecure_no_auth: false,
-            transport: TransportConfig::default(),
+            transport: ServerTransport::default(),
             allow_ports: default_allow_ports(),
             max_services_per_client: MAX_SERVICES_PER_CLIENT,
             heartbeat_interval: secs::<HEARTBEAT_INTERVAL_SECS>(),
@@ -53,7 +53,7 @@ impl ServerConfig {
         Ok(ServerSettings {
             bind,
             token,
-            transport: self.transport,
+            tls: self.transport.load(&at)?,
             allow_ports,
             max_services_per_client: max,
             heartbeat_interval: self.heartbeat_interval,
@@ -184,7 +184,7 @@ impl ClientConfig {
         Self {
             server: server.into(),
             token,
-            transport: TransportConfig::default(),
+            transport: ClientTransport::default(),
             data_links: DataLinks::default(),
             services: Vec::new(),
             heartbeat_timeout: secs::<HEARTBEAT_TIMEOUT_SECS>(),
@@ -213,11 +213,12 @@ impl ClientConfig {
         nonzero(&at, "heartbeat_timeout", self.heartbeat_timeout)?;
         nonzero(&at, "handshake_timeout", self.handshake_timeout)?;
         nonzero(&at, "reconnect_max_backoff", self.reconnect_max_backoff)?;
+        let tls = self.transport.load(&at, &self.server)?;
         Ok(ClientSettings {
+            tls,
             services: services(&at, self.services)?,
             server: self.server,
             token: self.token,
-            transport: self.transport,
             data_links: self.data_links,
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,

@@ -24,7 +24,7 @@ use crate::auth::Key;
 use crate::config::ServerSettings;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
-use crate::transport::{self, Transport};
+use crate::transport::{self, TcpTransport, TlsTransport, Transport};
 
 /// After a shutdown signal, how long sessions get to say goodbye before their
 /// tasks are cancelled.
@@ -57,6 +57,19 @@ pub async fn bind(settings: &ServerSettings) -> io::Result<TcpListener> {
     TcpListener::bind(settings.bind)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", settings.bind)))
+}
+
+/// [`run`] over the transport the settings name: TLS when `settings.tls` is
+/// set, plain TCP otherwise.
+pub async fn run_configured(
+    listener: TcpListener,
+    settings: ServerSettings,
+    shutdown: Signal,
+) -> io::Result<()> {
+    match settings.tls.as_ref().map(TlsTransport::server) {
+        Some(tls) => run(listener, settings, tls, shutdown).await,
+        None => run(listener, settings, TcpTransport, shutdown).await,
+    }
 }
 
 /// Serves clients on `listener` until `shutdown` fires, then tells every client

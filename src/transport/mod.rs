@@ -8,8 +8,10 @@
 //! that the kernel can splice.
 
 mod tcp;
+pub mod tls;
 
 pub use tcp::TcpTransport;
+pub use tls::TlsTransport;
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};

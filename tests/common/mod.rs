@@ -25,7 +25,6 @@ use porthole::config::{
 use porthole::protocol::{Frame, LinkHello, SessionId, VERSION};
 use porthole::shutdown::{self, Trigger};
 use porthole::tasks::TaskSet;
-use porthole::transport::TcpTransport;
 use porthole::wire::{read_frame, write_frame};
 
 /// The shared secret every well-behaved party in these tests uses.
@@ -112,12 +111,7 @@ pub async fn start_server(settings: ServerSettings) -> io::Result<Server> {
     let listener = porthole::server::bind(&settings).await?;
     let addr = listener.local_addr()?;
     let (trigger, signal) = shutdown::channel();
-    let task = smol::spawn(porthole::server::run(
-        listener,
-        settings,
-        TcpTransport,
-        signal,
-    ));
+    let task = smol::spawn(porthole::server::run_configured(listener, settings, signal));
     Ok(Server {
         addr,
         trigger,
@@ -185,9 +179,8 @@ impl Client {
 pub fn start_client(settings: ClientSettings) -> Client {
     let (events_tx, events): (Sender<Event>, _) = unbounded();
     let (trigger, signal) = shutdown::channel();
-    let task = smol::spawn(porthole::client::run(
+    let task = smol::spawn(porthole::client::run_configured(
         settings,
-        TcpTransport,
         signal,
         Some(events_tx),
     ));

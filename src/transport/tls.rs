@@ -1,0 +1,479 @@
+//! TLS over the TCP transport, with rustls and the *ring* crypto provider.
+//!
+//! The provider is passed explicitly (`builder_with_provider`): futures-rustls
+//! defaults to aws-lc-rs, and rustls panics when two providers are enabled and
+//! none was chosen. TLS 1.3 only unless `allow_tls12` is set.
+//!
+//! Certificates and keys are PEM files read with rustls-pki-types' `PemObject`.
+//! Everything that can be wrong with them is found when the config is loaded
+//! ([`load_server`], [`load_client`]), so a bad file stops the program at start-up
+//! with the file named, not at the first connection. Handshake failures are
+//! turned into sentences that name the certificate problem ([`explain`]).
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use smol::net::TcpStream;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::Transport;
+use super::tcp::{TcpTransport, socket_is_dead};
+
+/// Certificates read from one PEM file at most; a chain is a handful. Bounds
+/// what a mistaken path (a huge bundle) costs.
+const MAX_CERTS_PER_FILE: usize = 1000;
+
+/// The *ring* provider, the only one porthole builds with.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+static TLS13_AND_12: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS13, &rustls::version::TLS12];
+
+fn versions(allow_tls12: bool) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    if allow_tls12 {
+        &TLS13_AND_12
+    } else {
+        &TLS13_ONLY
+    }
+}
+
+/// Server TLS material, loaded and checked.
+#[derive(Clone)]
+pub struct TlsServer {
+    /// Where it came from, for `porthole check` and logs.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    config: Arc<ServerConfig>,
+}
+
+impl fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("client_ca", &self.client_ca)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Client TLS material, loaded and checked.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// `None`: the system's trust store.
+    pub ca: Option<PathBuf>,
+    /// The name the server's certificate must carry.
+    pub server_name: ServerName<'static>,
+    /// Client certificate for mutual TLS.
+    pub cert: Option<PathBuf>,
+    config: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca", &self.ca)
+            .field("server_name", &self.server_name)
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the server needs: its certificate chain and key, and optionally the CA
+/// whose client certificates it demands (mutual TLS).
+pub struct ServerFiles<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub client_ca: Option<&'a Path>,
+    pub allow_tls12: bool,
+}
+
+/// Loads and checks the server's material. The error says which file is wrong
+/// and how.
+pub fn load_server(files: &ServerFiles<'_>) -> Result<TlsServer, String> {
+    let provider = provider();
+    let (certs, key) = cert_and_key(files.cert, files.key, &provider)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions(files.allow_tls12))
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let builder = match files.client_ca {
+        Some(ca) => {
+            let roots = Arc::new(roots_from(ca)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| format!("client_ca {}: {e}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("cert {}: {}", files.cert.display(), describe(&e)))?;
+    Ok(TlsServer {
+        cert: files.cert.to_owned(),
+        key: files.key.to_owned(),
+        client_ca: files.client_ca.map(Path::to_owned),
+        config: Arc::new(config),
+    })
+}
+
+/// What the client needs: whom to trust, which name to expect, and optionally
+/// its own certificate for mutual TLS.
+pub struct ClientFiles<'a> {
+    pub ca: Option<&'a Path>,
+    pub server_name: &'a str,
+    pub cert: Option<&'a Path>,
+    pub key: Option<&'a Path>,
+    pub allow_tls12: bool,
+}
+
+/// Loads and checks the client's material.
+pub fn load_client(files: &ClientFiles<'_>) -> Result<TlsClient, String> {
+    let provider = provider();
+    let server_name = ServerName::try_from(files.server_name.to_owned()).map_err(|_| {
+        format!(
+            "server_name {:?} is not a DNS name or an IP address",
+            files.server_name
+        )
+    })?;
+    let roots = match files.ca {
+        Some(ca) => roots_from(ca)?,
+        None => system_roots()?,
+    };
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| format!("trust store: {e}"))?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions(files.allow_tls12))
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_webpki_verifier(verifier);
+    let config = match (files.cert, files.key) {
+        (Some(cert), Some(key)) => {
+            let (certs, key_der) = cert_and_key(cert, key, &provider)?;
+            builder
+                .with_client_auth_cert(certs, key_der)
+                .map_err(|e| format!("cert {}: {}", cert.display(), describe(&e)))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err("give both cert and key for a client certificate, or neither".into()),
+    };
+    Ok(TlsClient {
+        ca: files.ca.map(Path::to_owned),
+        server_name,
+        cert: files.cert.map(Path::to_owned),
+        config: Arc::new(config),
+    })
+}
+
+/// Reads a certificate chain and its key and checks that they belong together.
+fn cert_and_key(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs = certs_from(cert)?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, "private key", e))?;
+    // rustls checks the pairing only where it can; ask explicitly so a key
+    // that does not match is a start-up error, not a failing handshake.
+    rustls::sign::CertifiedKey::from_der(certs.clone(), key_der.clone_key(), provider).map_err(
+        |e| match e {
+            rustls::Error::InconsistentKeys(_) => format!(
+                "key {} does not match the certificate in {}",
+                key.display(),
+                cert.display()
+            ),
+            other => format!("key {}: {}", key.display(), describe(&other)),
+        },
+    )?;
+    Ok((certs, key_der))
+}
+
+fn certs_from(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let iter =
+        CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, "certificate", e))?;
+    let mut certs = Vec::new();
+    for cert in iter.take(MAX_CERTS_PER_FILE) {
+        certs.push(cert.map_err(|e| pem_error(path, "certificate", e))?);
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "no certificate in {} (expected a PEM block \"-----BEGIN CERTIFICATE-----\")",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+fn roots_from(path: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs_from(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+/// The operating system's trust store (rustls-native-certs: the rustls
+/// project's loader for the platform's certificates).
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(format!(
+            "no CA certificates in the system trust store ({} errors); give `ca` (--ca) explicitly",
+            found.errors.len()
+        ));
+    }
+    Ok(roots)
+}
+
+fn pem_error(path: &Path, what: &str, e: rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::Io(io) => format!("cannot read the {what} {}: {io}", path.display()),
+        Error::NoItemsFound => format!("no {what} in {} (expected PEM)", path.display()),
+        other => format!("not a valid PEM {what} in {}: {other}", path.display()),
+    }
+}
+
+/// A TLS transport for one side: the server's acceptor or the client's connector.
+#[derive(Clone)]
+pub struct TlsTransport {
+    side: Side,
+}
+
+#[derive(Clone)]
+enum Side {
+    Server(TlsAcceptor),
+    Client {
+        connector: TlsConnector,
+        name: ServerName<'static>,
+    },
+}
+
+impl TlsTransport {
+    pub fn server(tls: &TlsServer) -> Self {
+        TlsTransport {
+            side: Side::Server(TlsAcceptor::from(tls.config.clone())),
+        }
+    }
+
+    pub fn client(tls: &TlsClient) -> Self {
+        TlsTransport {
+            side: Side::Client {
+                connector: TlsConnector::from(tls.config.clone()),
+                name: tls.server_name.clone(),
+            },
+        }
+    }
+}
+
+/// A TLS link whose I/O errors name the TLS problem. In TLS 1.3 the client's
+/// handshake completes before the server has judged the client's certificate,
+/// so a refusal (an alert) surfaces on the first read, not in `connect`.
+pub struct TlsLink {
+    inner: TlsStream<TcpStream>,
+    peer: Role,
+}
+
+impl TlsLink {
+    fn map<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(explain(e, self.peer, false))),
+            other => other,
+        }
+    }
+}
+
+impl AsyncRead for TlsLink {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.map(poll)
+    }
+}
+
+impl AsyncWrite for TlsLink {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.map(poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.map(poll)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_close(cx);
+        self.map(poll)
+    }
+}
+
+impl Transport for TlsTransport {
+    type Stream = TlsLink;
+
+    async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {
+        let Side::Client { connector, name } = &self.side else {
+            return Err(io::Error::other("a server-side TLS transport cannot dial"));
+        };
+        let tcp = TcpTransport.connect(addr).await?;
+        let peer = Role::Server;
+        match connector.connect(name.clone(), tcp).await {
+            Ok(tls) => Ok(TlsLink {
+                inner: TlsStream::Client(tls),
+                peer,
+            }),
+            Err(e) => Err(explain(e, peer, true)),
+        }
+    }
+
+    async fn handshake(&self, conn: TcpStream) -> io::Result<Self::Stream> {
+        let Side::Server(acceptor) = &self.side else {
+            return Err(io::Error::other(
+                "a client-side TLS transport cannot accept",
+            ));
+        };
+        let conn = TcpTransport.handshake(conn).await?;
+        let peer = Role::Client;
+        match acceptor.accept(conn).await {
+            Ok(tls) => Ok(TlsLink {
+                inner: TlsStream::Server(tls),
+                peer,
+            }),
+            Err(e) => Err(explain(e, peer, true)),
+        }
+    }
+
+    fn raw_socket(_: &Self::Stream) -> Option<&TcpStream> {
+        None
+    }
+
+    fn is_dead(stream: &Self::Stream) -> bool {
+        // An idle link's peer sends nothing after the handshake; any bytes
+        // (a close_notify alert, data) or EOF mean it must not be used.
+        socket_is_dead(stream.inner.get_ref().0)
+    }
+
+    fn name(&self) -> &'static str {
+        "tls"
+    }
+}
+
+/// Who is at the other end of a link.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Client,
+    Server,
+}
+
+/// Turns a TLS failure into a sentence that names the problem; other I/O errors
+/// pass unchanged once the handshake is done.
+fn explain(e: io::Error, peer: Role, handshaking: bool) -> io::Error {
+    let peer = match peer {
+        Role::Client => "client",
+        Role::Server => "server",
+    };
+    let stage = if handshaking {
+        "TLS handshake failed"
+    } else {
+        "TLS"
+    };
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let message = match tls {
+        Some(tls) => format!("{stage}: {}", describe_for(tls, peer)),
+        None if !handshaking => return e,
+        None if e.kind() == io::ErrorKind::UnexpectedEof => format!(
+            "{stage}: the {peer} closed the connection (is it running without --tls? both sides need it)"
+        ),
+        None => format!("{stage}: {e}"),
+    };
+    io::Error::new(e.kind(), message)
+}
+
+fn describe(e: &rustls::Error) -> String {
+    describe_for(e, "peer")
+}
+
+/// The certificate problems users meet, in their words.
+fn describe_for(e: &rustls::Error, peer: &str) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(cert) => {
+            let why = match cert {
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    "has expired".to_owned()
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "is not valid yet (check the clocks)".to_owned()
+                }
+                CertificateError::UnknownIssuer => {
+                    "is signed by an unknown authority (give its CA with `ca` / --ca)".to_owned()
+                }
+                CertificateError::NotValidForName => {
+                    "is not valid for the expected name (set `server_name` / --server-name to a name it carries)".to_owned()
+                }
+                CertificateError::NotValidForNameContext { expected, presented } => format!(
+                    "is not valid for {expected:?} (it names {}; set `server_name` / --server-name)",
+                    presented.join(", ")
+                ),
+                // Two CAs with the same name (say, two `gen-cert` runs) look
+                // alike to the verifier: the chain points at our CA, whose key
+                // did not sign it.
+                CertificateError::BadSignature => {
+                    "is not signed by the CA you trust (bad signature; is `ca` / --ca the right file?)".to_owned()
+                }
+                CertificateError::Revoked => "has been revoked".to_owned(),
+                other => format!("was rejected ({other:?})"),
+            };
+            format!("the {peer}'s certificate {why}")
+        }
+        rustls::Error::NoCertificatesPresented => {
+            format!(
+                "the {peer} presented no certificate (mutual TLS requires one: set cert and key)"
+            )
+        }
+        rustls::Error::AlertReceived(alert) => match alert {
+            rustls::AlertDescription::CertificateRequired => {
+                format!("the {peer} requires a client certificate (mutual TLS): set cert and key")
+            }
+            rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateExpired
+            | rustls::AlertDescription::CertificateUnknown
+            // What rustls answers to a certificate signed by a look-alike CA.
+            | rustls::AlertDescription::DecryptError => {
+                format!("the {peer} rejected our certificate ({alert:?})")
+            }
+            other => format!("the {peer} sent alert {other:?}"),
+        },
+        rustls::Error::InvalidMessage(_) => {
+            format!("the {peer} does not speak TLS (is it running without --tls?)")
+        }
+        other => other.to_string(),
+    }
+}

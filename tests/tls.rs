@@ -1,0 +1,451 @@
+//! The TLS transport end to end on loopback, with certificates generated at test
+//! time (nothing checked in can expire): a working tunnel over TLS, every
+//! certificate problem refused with a message that names it, mutual TLS, the
+//! plain/TLS mix-ups failing fast, and a stalled handshake blocking no one.
+
+mod common;
+
+use common::*;
+use futures_lite::AsyncWriteExt;
+use porthole::client::Event;
+use porthole::config::{ClientSettings, ServerSettings};
+use porthole::gencert::{Ca, Pem, Validity};
+use porthole::transport::tls::{ClientFiles, ServerFiles, load_client, load_server};
+use smol::net::TcpStream;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A directory of PEM files for one test, removed when dropped.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("porthole-tls-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Pki { dir }
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).expect("write PEM");
+        path
+    }
+
+    /// Writes `pem` as `NAME.crt` and `NAME.key`.
+    fn pair(&self, name: &str, pem: &Pem) -> (PathBuf, PathBuf) {
+        (
+            self.write(&format!("{name}.crt"), &pem.cert),
+            self.write(&format!("{name}.key"), &pem.key),
+        )
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn new_ca() -> Ca {
+    Ca::new("test CA", Validity::days(1)).expect("CA")
+}
+
+fn localhost() -> Vec<String> {
+    vec!["localhost".to_owned()]
+}
+
+fn tls_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> ServerSettings {
+    let mut settings = server_settings();
+    let files = ServerFiles {
+        cert,
+        key,
+        client_ca,
+        allow_tls12: false,
+    };
+    settings.tls = Some(load_server(&files).expect("server TLS material loads"));
+    settings
+}
+
+fn tls_client(
+    server: SocketAddr,
+    service: SocketAddr,
+    ca: &Path,
+    name: &str,
+    identity: Option<(&Path, &Path)>,
+) -> ClientSettings {
+    let mut settings = client_settings(server, TOKEN, &[("echo", service, 0)]);
+    let files = ClientFiles {
+        ca: Some(ca),
+        server_name: name,
+        cert: identity.map(|(c, _)| c),
+        key: identity.map(|(_, k)| k),
+        allow_tls12: false,
+    };
+    settings.tls = Some(load_client(&files).expect("client TLS material loads"));
+    settings
+}
+
+/// The reason of the client's first `Disconnected`; fails if it registers.
+async fn first_refusal(client: &Client) -> String {
+    loop {
+        match client.next_event(PROMPTLY).await {
+            Event::Disconnected { reason } => return reason,
+            Event::Registered { name, .. } => panic!("{name} registered; expected a refusal"),
+            _ => {}
+        }
+    }
+}
+
+/// A server with a `localhost` certificate from `ca`, and an echo service.
+async fn server_with(
+    pki: &Pki,
+    ca: &Ca,
+    validity: Validity,
+    client_ca: Option<&Path>,
+) -> (Server, Service) {
+    let pem = ca.server(&localhost(), validity).expect("server cert");
+    let (cert, key) = pki.pair("server", &pem);
+    let server = start_server(tls_server(&cert, &key, client_ca))
+        .await
+        .expect("server starts");
+    (server, echo_service().await)
+}
+
+#[test]
+fn a_tunnel_over_tls_carries_bytes_intact_both_ways() {
+    run_test(async {
+        let pki = Pki::new("e2e");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            None,
+        ));
+        let public = client.registered("echo").await;
+        // Pooled TLS links: several visitors, sizes around the 16 KiB TLS record
+        // and the 64 KiB copy buffer, and 4 MiB; `exchange` half-closes first.
+        for (seed, len) in [
+            (1, 0),
+            (2, 1),
+            (3, 16 * 1024 + 1),
+            (4, 64 * 1024 - 1),
+            (5, 4 << 20),
+        ] {
+            assert_echoes(public, seed, len).await;
+        }
+        let concurrent: Vec<_> = (0..20u64)
+            .map(|i| smol::spawn(assert_echoes(public, 100 + i, 100_000)))
+            .collect();
+        for visitor in concurrent {
+            within(PROMPTLY * 2, "concurrent visitor", visitor).await;
+        }
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_client_trusting_another_ca_is_refused_naming_the_unknown_authority() {
+    run_test(async {
+        let pki = Pki::new("other-ca");
+        let (server, service) = server_with(&pki, &new_ca(), Validity::days(1), None).await;
+        let other = Ca::new("another CA", Validity::days(1)).expect("CA");
+        let stranger = pki.write("other-ca.crt", &other.pem.cert);
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &stranger,
+            "localhost",
+            None,
+        ));
+        let reason = first_refusal(&client).await;
+        assert!(reason.contains("unknown authority"), "{reason}");
+        client.stop().await;
+        // A different CA with the same name (two `gen-cert` runs, say).
+        let twin = pki.write("twin-ca.crt", &new_ca().pem.cert);
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &twin,
+            "localhost",
+            None,
+        ));
+        let reason = first_refusal(&client).await;
+        assert!(
+            reason.contains("not signed by the CA you trust"),
+            "{reason}"
+        );
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_wrong_server_name_is_refused_naming_the_names() {
+    run_test(async {
+        let pki = Pki::new("name");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "tunnel.example.com",
+            None,
+        ));
+        let reason = first_refusal(&client).await;
+        assert!(reason.contains("not valid for"), "{reason}");
+        assert!(reason.contains("tunnel.example.com"), "{reason}");
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn an_expired_server_certificate_is_refused_as_expired() {
+    run_test(async {
+        let pki = Pki::new("expired");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (server, service) = server_with(&pki, &ca, Validity::expired(), None).await;
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            None,
+        ));
+        let reason = first_refusal(&client).await;
+        assert!(reason.contains("expired"), "{reason}");
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate_and_accepts_the_right_one() {
+    run_test(async {
+        let pki = Pki::new("mtls");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (server, service) = server_with(&pki, &ca, Validity::days(1), Some(&ca_file)).await;
+
+        let anonymous = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            None,
+        ));
+        let reason = first_refusal(&anonymous).await;
+        assert!(reason.contains("client certificate"), "{reason}");
+        anonymous.stop().await;
+
+        let outsider = new_ca()
+            .client("outsider", Validity::days(1))
+            .expect("cert");
+        let (cert, key) = pki.pair("outsider", &outsider);
+        let outsider = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            Some((&cert, &key)),
+        ));
+        let reason = first_refusal(&outsider).await;
+        assert!(reason.contains("rejected our certificate"), "{reason}");
+        outsider.stop().await;
+
+        let member = ca.client("member", Validity::days(1)).expect("cert");
+        let (cert, key) = pki.pair("member", &member);
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            Some((&cert, &key)),
+        ));
+        let public = client.registered("echo").await;
+        assert_echoes(public, 7, 100_000).await;
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_plain_client_at_a_tls_server_fails_fast_with_a_clear_message() {
+    run_test(async {
+        let pki = Pki::new("plain-to-tls");
+        let (server, service) = server_with(&pki, &new_ca(), Validity::days(1), None).await;
+        let client = start_client(client_settings(
+            server.addr,
+            TOKEN,
+            &[("echo", service.addr, 0)],
+        ));
+        let reason = first_refusal(&client).await;
+        assert!(reason.contains("TLS"), "{reason}");
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_tls_client_at_a_plain_server_fails_fast_with_a_clear_message() {
+    run_test(async {
+        let pki = Pki::new("tls-to-plain");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let server = start_server(server_settings())
+            .await
+            .expect("server starts");
+        let service = echo_service().await;
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            None,
+        ));
+        let reason = first_refusal(&client).await;
+        assert!(
+            reason.contains("does not speak TLS") || reason.contains("without --tls"),
+            "{reason}"
+        );
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn a_stalled_tls_handshake_does_not_delay_another_client() {
+    run_test(async {
+        let pki = Pki::new("stall");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
+        // Half a TLS record header, then silence.
+        let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
+        stalled.write_all(&[0x16, 0x03]).await.expect("write");
+        let idle = TcpStream::connect(server.addr).await.expect("connect");
+        let client = start_client(tls_client(
+            server.addr,
+            service.addr,
+            &ca_file,
+            "localhost",
+            None,
+        ));
+        let public = within(
+            PROMPTLY,
+            "registration past stalled peers",
+            client.registered("echo"),
+        )
+        .await;
+        assert_echoes(public, 8, 1000).await;
+        drop((stalled, idle));
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn bad_tls_material_is_refused_at_load_naming_the_file_and_problem() {
+    let pki = Pki::new("material");
+    let ca = new_ca();
+    let one = ca.server(&localhost(), Validity::days(1)).expect("cert");
+    let two = ca.server(&localhost(), Validity::days(1)).expect("cert");
+    let (cert, _) = pki.pair("one", &one);
+    let (_, other_key) = pki.pair("two", &two);
+    let not_pem = pki.write("empty.crt", "no certificates here\n");
+    let missing = pki.dir.join("missing.crt");
+    let load = |cert: &Path, key: &Path| {
+        let files = ServerFiles {
+            cert,
+            key,
+            client_ca: None,
+            allow_tls12: false,
+        };
+        match load_server(&files) {
+            Ok(_) => panic!("{} / {} should be refused", cert.display(), key.display()),
+            Err(e) => e,
+        }
+    };
+    let e = load(&cert, &other_key);
+    assert!(e.contains("does not match"), "{e}");
+    let e = load(&not_pem, &other_key);
+    assert!(
+        e.contains("no certificate") && e.contains("empty.crt"),
+        "{e}"
+    );
+    let e = load(&missing, &other_key);
+    assert!(
+        e.contains("cannot read") && e.contains("missing.crt"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_tls_flag_turns_tcp_configs_into_a_tls_tunnel() {
+    use porthole::cli::{
+        ClientArgs, ServerArgs, client_settings as from_client_args,
+        server_settings as from_server_args,
+    };
+    run_test(async {
+        let pki = Pki::new("flag");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (cert, key) = pki.pair(
+            "server",
+            &ca.server(&localhost(), Validity::days(1)).expect("cert"),
+        );
+        let server_ron = pki.write(
+            "server.ron",
+            &format!("(bind: \"127.0.0.1:0\", token: \"{TOKEN}\", transport: Tcp)"),
+        );
+        let mut args = ServerArgs {
+            config: Some(server_ron),
+            cert: Some(cert),
+            ..ServerArgs::default()
+        };
+        let err = from_server_args(&args, None).expect_err("--cert alone on a TCP config");
+        assert!(err.to_string().contains("need --tls"), "{err}");
+        args.tls = true;
+        let settings = from_server_args(&args, None).expect_err("--tls without --key");
+        assert!(settings.to_string().contains("--key"), "{settings}");
+        args.key = Some(key);
+        let settings = from_server_args(&args, None).expect("--tls --cert --key");
+        assert!(settings.tls.is_some(), "server runs TLS");
+        let server = start_server(settings).await.expect("server starts");
+
+        let service = echo_service().await;
+        let client_ron = pki.write(
+            "client.ron",
+            &format!(
+                "(server: \"{}\", token: \"{TOKEN}\", services: [(name: \"echo\", local: \"{}\")])",
+                server.addr, service.addr
+            ),
+        );
+        let args = ClientArgs {
+            config: Some(client_ron),
+            tls: true,
+            ca: Some(ca_file),
+            server_name: Some("localhost".into()),
+            ..ClientArgs::default()
+        };
+        let mut settings = from_client_args(&args, None).expect("client --tls");
+        assert!(settings.tls.is_some(), "client runs TLS");
+        settings.reconnect_max_backoff = std::time::Duration::from_millis(200);
+        let client = start_client(settings);
+        let public = client.registered("echo").await;
+        assert_echoes(public, 9, 1 << 20).await;
+        client.stop().await;
+        server.stop().await;
+    });
+}
