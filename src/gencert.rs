@@ -222,8 +222,16 @@ impl Written {
                 String::new()
             },
         );
+        let (server_extra, client_extra) = if self.client {
+            (
+                format!(" --client-ca {}", p("ca.crt")),
+                format!(" --cert {} --key {}", p("client.crt"), p("client.key")),
+            )
+        } else {
+            (String::new(), String::new())
+        };
         s += &format!(
-            "Or with flags:\n    porthole server --tls --cert {} --key {} ...\n    porthole client --tls --ca {} --server-name {name} ...\n",
+            "Or with flags:\n    porthole server --tls --cert {} --key {}{server_extra} ...\n    porthole client --tls --ca {} --server-name {name}{client_extra} ...\n",
             p("server.crt"),
             p("server.key"),
             p("ca.crt"),
