@@ -19,7 +19,16 @@ use crate::services::Services;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "bench-token-0123456789";
 
-pub const ALL: &[&str] = &["direct", "tunnel", "forward", "rathole", "haproxy", "socat"];
+pub const ALL: &[&str] = &[
+    "direct",
+    "tunnel",
+    "forward",
+    "rathole",
+    "haproxy",
+    "socat",
+    "tunnel-tls",
+    "rathole-tls",
+];
 
 /// A child process killed and reaped when the guard drops.
 struct ChildGuard(Child);
@@ -68,8 +77,12 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 pub fn unavailable(name: &str, porthole: &Path) -> Option<String> {
     match name {
         "direct" => None,
-        "tunnel" | "forward" => (!porthole.is_file())
+        "tunnel" | "forward" | "tunnel-tls" => (!porthole.is_file())
             .then(|| format!("{} missing; run cargo build --release", porthole.display())),
+        "rathole-tls" => ["rathole", "openssl"]
+            .into_iter()
+            .find(|tool| find_tool(tool).is_none())
+            .map(|tool| format!("{tool} not installed")),
         peer => find_tool(peer)
             .is_none()
             .then(|| format!("{peer} not installed")),
@@ -85,9 +98,11 @@ pub fn start(name: &str, svc: &Services, porthole: &Path, dir: &Path) -> Result<
             logs: Arc::default(),
             children: Vec::new(),
         }),
-        "tunnel" => start_tunnel(svc, porthole, dir),
+        "tunnel" => start_tunnel(svc, porthole, dir, false),
+        "tunnel-tls" => start_tunnel(svc, porthole, dir, true),
+        "rathole-tls" => start_rathole(svc, porthole, dir, true),
         "forward" => start_forward(svc, porthole),
-        "rathole" => start_rathole(svc, dir),
+        "rathole" => start_rathole(svc, porthole, dir, false),
         "haproxy" => start_haproxy(svc, dir),
         "socat" => start_socat(svc),
         other => Err(format!("unknown mode {other:?}; known: {}", ALL.join(","))),
@@ -201,10 +216,45 @@ fn parse_addr(text: &str) -> Option<SocketAddr> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-fn start_tunnel(svc: &Services, porthole: &Path, dir: &Path) -> Result<Mode, String> {
+/// A CA and a `localhost` server certificate in `dir/tls` (made once per run
+/// with `porthole gen-cert`).
+fn certificates(porthole: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let tls = dir.join("tls");
+    if !tls.join("server.crt").is_file() {
+        let out = porthole_cmd(porthole)
+            .args(["gen-cert", "--name", "localhost", "--out"])
+            .arg(&tls)
+            .output()
+            .map_err(|e| format!("gen-cert: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "gen-cert: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(tls)
+}
+
+fn start_tunnel(svc: &Services, porthole: &Path, dir: &Path, tls: bool) -> Result<Mode, String> {
     let logs = Arc::<LogStats>::default();
     let mut server = porthole_cmd(porthole);
     server.args(["server", "--bind", "127.0.0.1:0", "--token", TOKEN]);
+    let transport = if tls {
+        let certs = certificates(porthole, dir)?;
+        server
+            .arg("--tls")
+            .arg("--cert")
+            .arg(certs.join("server.crt"))
+            .arg("--key")
+            .arg(certs.join("server.key"));
+        format!(
+            "Tls(ca: Some({:?}), server_name: Some(\"localhost\"))",
+            certs.join("ca.crt")
+        )
+    } else {
+        "Tcp".to_owned()
+    };
     let (server, rx) = spawn(server, &logs)?;
     let control = collect(&rx, 1, "server `listening for clients on`", |l| {
         parse_addr(l.split_once("listening for clients on ")?.1)
@@ -212,7 +262,7 @@ fn start_tunnel(svc: &Services, porthole: &Path, dir: &Path) -> Result<Mode, Str
     drop(rx);
     let config = dir.join("client.ron");
     let ron = format!(
-        "(\n    server: \"{control}\",\n    token: \"{TOKEN}\",\n    data_links: Pooled(size: 64),\n    services: [\n        (name: \"echo\", local: \"{}\", remote_port: 0),\n        (name: \"sink\", local: \"{}\", remote_port: 0),\n        (name: \"source\", local: \"{}\", remote_port: 0),\n    ],\n)\n",
+        "(\n    server: \"{control}\",\n    token: \"{TOKEN}\",\n    transport: {transport},\n    data_links: Pooled(size: 64),\n    services: [\n        (name: \"echo\", local: \"{}\", remote_port: 0),\n        (name: \"sink\", local: \"{}\", remote_port: 0),\n        (name: \"source\", local: \"{}\", remote_port: 0),\n    ],\n)\n",
         svc.echo, svc.sink, svc.source
     );
     std::fs::write(&config, ron).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -295,7 +345,38 @@ fn peer_mode(pub_addrs: [SocketAddr; 3], children: Vec<ChildGuard>, logs: Arc<Lo
     }
 }
 
-fn start_rathole(svc: &Services, dir: &Path) -> Result<Mode, String> {
+/// rathole's TLS (native-tls) wants a PKCS#12 identity; made with openssl.
+fn rathole_tls(porthole: &Path, dir: &Path) -> Result<(String, String), String> {
+    let certs = certificates(porthole, dir)?;
+    let pfx = certs.join("identity.pfx");
+    if !pfx.is_file() {
+        let out = Command::new(find_tool("openssl").ok_or("openssl not installed")?)
+            .args(["pkcs12", "-export", "-passout", "pass:bench", "-out"])
+            .arg(&pfx)
+            .arg("-inkey")
+            .arg(certs.join("server.key"))
+            .arg("-in")
+            .arg(certs.join("server.crt"))
+            .arg("-certfile")
+            .arg(certs.join("ca.crt"))
+            .output()
+            .map_err(|e| format!("openssl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("openssl: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    let server = format!(
+        "[server.transport]\ntype = \"tls\"\n[server.transport.tls]\npkcs12 = {:?}\npkcs12_password = \"bench\"\n",
+        pfx
+    );
+    let client = format!(
+        "[client.transport]\ntype = \"tls\"\n[client.transport.tls]\ntrusted_root = {:?}\nhostname = \"localhost\"\n",
+        certs.join("ca.crt")
+    );
+    Ok((server, client))
+}
+
+fn start_rathole(svc: &Services, porthole: &Path, dir: &Path, tls: bool) -> Result<Mode, String> {
     let bin = find_tool("rathole").ok_or("rathole not installed")?;
     let logs = Arc::<LogStats>::default();
     let (control, public) = (free_port()?, three_ports()?);
@@ -304,6 +385,11 @@ fn start_rathole(svc: &Services, dir: &Path) -> Result<Mode, String> {
     let mut server = format!("[server]\nbind_addr = \"{control}\"\ndefault_token = \"{TOKEN}\"\n");
     let mut client =
         format!("[client]\nremote_addr = \"{control}\"\ndefault_token = \"{TOKEN}\"\n");
+    if tls {
+        let (s, c) = rathole_tls(porthole, dir)?;
+        server += &s;
+        client += &c;
+    }
     for i in 0..3 {
         server += &format!(
             "[server.services.{}]\nbind_addr = \"{}\"\n",

@@ -343,10 +343,16 @@ impl Transport for TlsTransport {
         let tcp = TcpTransport.connect(addr).await?;
         let peer = Role::Server;
         match connector.connect(name.clone(), tcp).await {
-            Ok(tls) => Ok(TlsLink {
-                inner: TlsStream::Client(tls),
-                peer,
-            }),
+            Ok(tls) => {
+                tracing::debug!(
+                    "tls link up: {:?} handshake",
+                    tls.get_ref().1.handshake_kind()
+                );
+                Ok(TlsLink {
+                    inner: TlsStream::Client(tls),
+                    peer,
+                })
+            }
             Err(e) => Err(explain(e, peer, true)),
         }
     }
