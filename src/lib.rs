@@ -22,7 +22,9 @@
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
 //! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays |
 //! | [`demo`] | the one-process loopback demo |
-//! | [`transport`] | the `Transport` trait and its TCP implementation |
+//! | [`gencert`] | `porthole gen-cert`: a private CA and certificates (rcgen) |
+//! | [`transport`] | the `Transport` trait: TCP, and TLS (rustls) |
+//! | [`mux`] | the stream multiplexer: codec, state machine, driver, stream type |
 //! | [`relay`] | joining two streams with half-close semantics: splice or copy |
 //! | [`wire`] | async frame I/O and deadlines |
 //! | [`protocol`] | pure frame codec (fuzzed) |
@@ -38,6 +40,7 @@ pub mod config;
 pub mod demo;
 pub mod forward;
 pub mod gencert;
+pub mod mux;
 pub mod protocol;
 pub mod relay;
 pub mod runtime;

@@ -1,0 +1,318 @@
+//! The multiplexer over a real loopback TCP link: integrity for many sequential
+//! and concurrent streams, a stalled reader that does not slow the others,
+//! half-close, reset, go-away, keepalive, and a peer that breaks the rules
+//! (over-credit data, oversize and malformed frames) losing only its session.
+
+mod common;
+
+use common::*;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use porthole::mux::frame::{HEADER_LEN, Header, Kind, MAX_DATA_LEN};
+use porthole::mux::{Config, Session, Side, Stream};
+use smol::Task;
+use std::io;
+use std::time::Duration;
+
+/// Both ends of a session over a loopback TCP pair; drivers owned here.
+struct Pair {
+    client: Session,
+    server: Session,
+    client_driver: Task<io::Result<()>>,
+    server_driver: Task<io::Result<()>>,
+}
+
+async fn pair(config: Config) -> Pair {
+    let (a, b) = tcp_pair().await;
+    // As the transports do: frames must not wait for Nagle.
+    a.set_nodelay(true).expect("nodelay");
+    b.set_nodelay(true).expect("nodelay");
+    let (client, cd) = Session::new(a, Side::Client, config.clone());
+    let (server, sd) = Session::new(b, Side::Server, config);
+    Pair {
+        client,
+        server,
+        client_driver: smol::spawn(cd),
+        server_driver: smol::spawn(sd),
+    }
+}
+
+/// Echoes every stream the session accepts until the session ends.
+fn echo_streams(session: Session) -> Task<()> {
+    smol::spawn(async move {
+        let mut streams = Vec::new();
+        while let Some((stream, _)) = session.accept().await {
+            streams.push(smol::spawn(echo_stream(stream)));
+        }
+    })
+}
+
+async fn echo_stream(stream: Stream) {
+    let (mut r, mut w) = futures_lite::io::split(stream);
+    let _ = futures_lite::io::copy(&mut r, &mut w).await;
+    let _ = w.close().await;
+}
+
+/// Writes `data` on a new stream, half-closes, reads the echo to the end.
+async fn round_trip(session: &Session, data: &[u8]) -> io::Result<Vec<u8>> {
+    let stream = session.open(b"hello".to_vec())?;
+    let (mut r, mut w) = futures_lite::io::split(stream);
+    let send = async {
+        w.write_all(data).await?;
+        w.close().await
+    };
+    let recv = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await?;
+        Ok(got)
+    };
+    let ((), got) = futures_lite::future::try_zip(send, recv).await?;
+    Ok(got)
+}
+
+async fn assert_round_trip(session: &Session, seed: u64, len: usize) {
+    let data = payload(seed, len);
+    let got = round_trip(session, &data).await.expect("round trip");
+    assert_eq!(got.len(), data.len(), "length (seed {seed})");
+    assert_eq!(sha256(&got), sha256(&data), "bytes (seed {seed})");
+}
+
+#[test]
+fn a_thousand_sequential_and_two_hundred_concurrent_streams_are_intact() {
+    run_test(async {
+        let p = pair(Config::default()).await;
+        let _echo = echo_streams(p.server.clone());
+        for i in 0..1000u64 {
+            let len = [0, 1, 100, 40_000][(i % 4) as usize];
+            assert_round_trip(&p.client, i, len).await;
+        }
+        let many: Vec<_> = (0..200u64)
+            .map(|i| {
+                let s = p.client.clone();
+                smol::spawn(async move { assert_round_trip(&s, 5000 + i, 70_000).await })
+            })
+            .collect();
+        for t in many {
+            within(PROMPTLY * 2, "concurrent stream", t).await;
+        }
+        assert_round_trip(&p.client, 9, 8 << 20).await;
+        // Everything finished: the tables empty out on both sides.
+        within(PROMPTLY, "tables empty", async {
+            while p.client.stream_count() + p.server.stream_count() > 0 {
+                smol::future::yield_now().await;
+            }
+        })
+        .await;
+        drop(p);
+    });
+}
+
+#[test]
+fn a_stream_whose_reader_stopped_does_not_slow_the_others() {
+    run_test(async {
+        let config = Config::default();
+        let window = config.initial_window as usize;
+        let p = pair(config).await;
+        // The server floods a stream the client never reads.
+        let stalled = p.client.open(Vec::new()).expect("open");
+        let (mut flood, _) = within(PROMPTLY, "accept", p.server.accept())
+            .await
+            .expect("stream");
+        let flooder = smol::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            // Credit runs out long before this bound; the write then waits.
+            for _ in 0..1024 {
+                flood.write_all(&chunk).await.expect("write");
+            }
+        });
+        // Meanwhile other streams move 16 MiB through the same link.
+        let _echo_later = {
+            let server = p.server.clone();
+            smol::spawn(async move {
+                while let Some((s, _)) = server.accept().await {
+                    smol::spawn(echo_stream(s)).detach();
+                }
+            })
+        };
+        for seed in 0..4 {
+            within(
+                PROMPTLY * 2,
+                "other streams move",
+                assert_round_trip(&p.client, seed, 4 << 20),
+            )
+            .await;
+        }
+        assert!(!flooder.is_finished(), "the flooder is held back by credit");
+        // The stalled stream holds no more than the window it granted.
+        let mut buf = vec![0u8; 2 * window];
+        let mut held = 0;
+        let mut stalled = stalled;
+        while held < window {
+            let n = within(PROMPTLY, "read stalled", stalled.read(&mut buf))
+                .await
+                .expect("read");
+            assert!(n > 0);
+            held += n;
+        }
+        assert!(held <= window, "held {held} > window {window}");
+        drop(flooder);
+    });
+}
+
+#[test]
+fn half_close_works_both_ways_and_reset_reaches_the_peer() {
+    run_test(async {
+        let p = pair(Config::default()).await;
+        let mut a = p.client.open(Vec::new()).expect("open");
+        let (mut b, _) = within(PROMPTLY, "accept", p.server.accept())
+            .await
+            .expect("stream");
+        // a → b then FIN; b still talks back afterwards.
+        a.write_all(b"ping").await.expect("write");
+        a.close().await.expect("close");
+        let mut got = Vec::new();
+        within(PROMPTLY, "read to fin", b.read_to_end(&mut got))
+            .await
+            .expect("read");
+        assert_eq!(got, b"ping");
+        b.write_all(b"pong after your fin")
+            .await
+            .expect("write after peer fin");
+        b.close().await.expect("close");
+        let mut back = Vec::new();
+        within(PROMPTLY, "read back", a.read_to_end(&mut back))
+            .await
+            .expect("read");
+        assert_eq!(back, b"pong after your fin");
+        // Reset: dropping a stream mid-transfer fails the peer's read.
+        let c = p.client.open(Vec::new()).expect("open");
+        let (mut d, _) = within(PROMPTLY, "accept", p.server.accept())
+            .await
+            .expect("stream");
+        drop(c);
+        let mut buf = [0u8; 16];
+        let err = within(PROMPTLY, "reset seen", d.read(&mut buf))
+            .await
+            .expect_err("reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    });
+}
+
+#[test]
+fn go_away_refuses_new_streams_and_drains_open_ones() {
+    run_test(async {
+        let p = pair(Config::default()).await;
+        let _echo = echo_streams(p.server.clone());
+        let open = p.client.open(Vec::new()).expect("open");
+        p.client.go_away();
+        assert!(
+            p.client.open(Vec::new()).is_err(),
+            "no new streams after go-away"
+        );
+        let (mut r, mut w) = futures_lite::io::split(open);
+        let data = payload(3, 1 << 20);
+        let send = async {
+            w.write_all(&data).await?;
+            w.close().await
+        };
+        let recv = async {
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).await?;
+            Ok(got)
+        };
+        let ((), got) = within(PROMPTLY, "drain", futures_lite::future::try_zip(send, recv))
+            .await
+            .expect("open stream carried on");
+        assert_eq!(sha256(&got), sha256(&data));
+        drop((r, w));
+        // With nothing left, the going-away side closes the link.
+        within(PROMPTLY, "client driver ends", p.client_driver)
+            .await
+            .expect("clean end");
+        within(PROMPTLY, "server driver ends", p.server_driver)
+            .await
+            .expect("clean end");
+    });
+}
+
+#[test]
+fn keepalive_notices_a_peer_that_stops_answering() {
+    run_test(async {
+        let (a, _silent) = tcp_pair().await;
+        let config = Config {
+            ping_interval: Duration::from_millis(20),
+            ping_timeout: Duration::from_millis(100),
+            ..Config::default()
+        };
+        let (session, driver) = Session::new(a, Side::Client, config);
+        let stream = session.open(Vec::new()).expect("open");
+        let err = within(PROMPTLY, "dead link noticed", driver)
+            .await
+            .expect_err("timeout");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let mut stream = stream;
+        let mut buf = [0u8; 1];
+        let err = stream.read(&mut buf).await.expect_err("stream failed too");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    });
+}
+
+/// A server session facing hand-written bytes; returns how its driver ended.
+async fn server_facing(bytes: Vec<u8>) -> io::Error {
+    let (mut raw, b) = tcp_pair().await;
+    let (session, driver) = Session::new(b, Side::Server, Config::default());
+    let driver = smol::spawn(driver);
+    // Keep the raw side open while the session judges it.
+    raw.write_all(&bytes).await.expect("write");
+    let err = within(PROMPTLY, "session ends", driver)
+        .await
+        .expect_err("refused");
+    assert!(session.closed().is_some(), "session marked closed");
+    drop(raw);
+    err
+}
+
+fn frame(kind: Kind, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Header::new(kind, 0, stream, payload.len() as u32)
+        .encode()
+        .to_vec();
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_peer_sending_beyond_its_credit_loses_the_session() {
+    run_test(async {
+        let mut bytes = frame(Kind::Open, 1, b"");
+        let chunk = vec![1u8; MAX_DATA_LEN as usize];
+        let window = Config::default().initial_window as usize;
+        for _ in 0..window / chunk.len() + 1 {
+            bytes.extend(frame(Kind::Data, 1, &chunk));
+        }
+        let err = server_facing(bytes).await;
+        assert!(err.to_string().contains("credit"), "{err}");
+    });
+}
+
+#[test]
+fn oversize_and_malformed_frames_close_the_session_cleanly() {
+    run_test(async {
+        let mut oversize = Header::new(Kind::Data, 0, 1, MAX_DATA_LEN + 1)
+            .encode()
+            .to_vec();
+        oversize.extend(vec![0u8; 64]);
+        let err = server_facing(oversize).await;
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        let mut bad_version = Header::new(Kind::Ping, 0, 0, 1).encode();
+        bad_version[0] = 9;
+        let err = server_facing(bad_version.to_vec()).await;
+        assert!(err.to_string().contains("version"), "{err}");
+        let wrong_parity = frame(Kind::Open, 2, b"");
+        let err = server_facing(wrong_parity).await;
+        assert!(err.to_string().contains("parity"), "{err}");
+        let mut reused = frame(Kind::Open, 3, b"");
+        reused.extend(frame(Kind::Open, 1, b""));
+        let err = server_facing(reused).await;
+        assert!(err.to_string().contains("reused"), "{err}");
+        assert_eq!(HEADER_LEN, 12);
+    });
+}
