@@ -43,6 +43,8 @@ pub enum LinkHello {
     Control { client_id: ClientId, nonce: Nonce },
     /// A data link joining an authenticated control session.
     Data { session_id: SessionId },
+    /// A multiplexed data link (see `crate::mux`) joining a control session.
+    Mux { session_id: SessionId },
 }
 
 /// Why a request failed; carried in `Error` and `RegisterFailed`.
@@ -162,6 +164,7 @@ mod tag {
 
 const LINK_CONTROL: u8 = 0;
 const LINK_DATA: u8 = 1;
+const LINK_MUX: u8 = 2;
 const ADDR_V4: u8 = 4;
 const ADDR_V6: u8 = 6;
 
@@ -321,6 +324,9 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         LINK_DATA => LinkHello::Data {
             session_id: r.array()?,
         },
+        LINK_MUX => LinkHello::Mux {
+            session_id: r.array()?,
+        },
         other => return Err(DecodeError::UnknownLinkKind(other)),
     };
     Ok(Frame::Hello { version, link })
@@ -344,6 +350,10 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                 }
                 LinkHello::Data { session_id } => {
                     w.u8(LINK_DATA);
+                    w.bytes(session_id);
+                }
+                LinkHello::Mux { session_id } => {
+                    w.u8(LINK_MUX);
                     w.bytes(session_id);
                 }
             }
@@ -569,6 +579,12 @@ mod tests {
                 version: VERSION,
                 link: LinkHello::Data {
                     session_id: [3; 16],
+                },
+            },
+            Frame::Hello {
+                version: VERSION,
+                link: LinkHello::Mux {
+                    session_id: [6; 16],
                 },
             },
             Frame::Challenge { nonce: [1; 32] },

@@ -316,3 +316,42 @@ fn oversize_and_malformed_frames_close_the_session_cleanly() {
         assert_eq!(HEADER_LEN, 12);
     });
 }
+
+// ---------------------------------------------------------------- in the tunnel
+
+/// A tunnel whose client uses `Multiplexed(links)` data links.
+async fn mux_tunnel(links: usize, server: porthole::config::ServerSettings) -> Tunnel {
+    let server = start_server(server).await.expect("server starts");
+    let service = echo_service().await;
+    let mut settings = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
+    settings.data_links = porthole::config::DataLinks::Multiplexed { links };
+    let client = start_client(settings);
+    let public = client.registered("echo").await;
+    Tunnel {
+        server,
+        service,
+        client,
+        public,
+    }
+}
+
+#[test]
+fn a_multiplexed_tunnel_carries_sequential_and_concurrent_visitors_intact() {
+    run_test(async {
+        let t = mux_tunnel(2, server_settings()).await;
+        for (seed, len) in [(1, 0), (2, 1), (3, 64 * 1024 + 1), (4, 4 << 20)] {
+            assert_echoes(t.public, seed, len).await;
+        }
+        for seed in 0..300 {
+            assert_echoes(t.public, 100 + seed, 64).await;
+        }
+        let concurrent: Vec<_> = (0..200u64)
+            .map(|i| smol::spawn(assert_echoes(t.public, 1000 + i, 50_000)))
+            .collect();
+        for visitor in concurrent {
+            within(PROMPTLY * 2, "concurrent visitor", visitor).await;
+        }
+        t.client.stop().await;
+        t.server.stop().await;
+    });
+}

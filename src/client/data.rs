@@ -11,6 +11,7 @@ use std::sync::{Arc, Weak};
 use tracing::{debug, warn};
 
 use super::session::Context;
+use crate::config::DataLinks;
 use crate::protocol::{Frame, LinkHello, SessionId, VERSION};
 use crate::relay;
 use crate::tasks::TaskSet;
@@ -21,7 +22,7 @@ use crate::wire::{read_frame, with_timeout, write_frame};
 /// hostile) server can make the client dial.
 pub const MAX_OPEN_PER_REQUEST: usize = 64;
 /// Pause before replacing an idle link that died.
-const REFILL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const REFILL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Data links (idle or relaying) per session; more requests are ignored.
 pub const MAX_LINKS: usize = 4096;
 
@@ -30,9 +31,9 @@ pub(crate) struct Links<T: Transport> {
     inner: Arc<Inner<T>>,
 }
 
-struct Inner<T: Transport> {
-    ctx: Arc<Context<T>>,
-    session_id: SessionId,
+pub(super) struct Inner<T: Transport> {
+    pub(super) ctx: Arc<Context<T>>,
+    pub(super) session_id: SessionId,
     tasks: TaskSet,
     /// Links authenticated and waiting for a visitor.
     idle: AtomicUsize,
@@ -41,8 +42,14 @@ struct Inner<T: Transport> {
 }
 
 impl<T: Transport> Links<T> {
-    /// Starts a pool of `target` idle links.
-    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, target: usize) -> Self {
+    /// Starts the session's data links: a pool of idle links, or multiplexed
+    /// links kept up (a pooled link the server asks for is opened either way,
+    /// so visitors are served while no multiplexed link is up).
+    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, mode: &DataLinks) -> Self {
+        let target = match mode {
+            DataLinks::Pooled { size } => *size,
+            DataLinks::Multiplexed { .. } => 0,
+        };
         let inner = Arc::new(Inner {
             ctx,
             session_id,
@@ -50,7 +57,15 @@ impl<T: Transport> Links<T> {
             idle: AtomicUsize::new(0),
             target,
         });
-        open(&inner, target);
+        match mode {
+            DataLinks::Pooled { size } => open(&inner, *size),
+            DataLinks::Multiplexed { links } => {
+                for _ in 0..*links {
+                    let weak = Arc::downgrade(&inner);
+                    inner.tasks.spawn_worker(super::muxed::keep(weak));
+                }
+            }
+        }
         Links { inner }
     }
 
@@ -84,35 +99,10 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
         Some(inner) => (inner.ctx.clone(), inner.session_id),
         None => return Ok(()),
     };
-    let limit = ctx.settings.handshake_timeout;
+    let hello = LinkHello::Data { session_id };
     // The set-up phases are boxed so their state is freed once they finish: the
     // task that lives on (possibly for hours) is then little more than the relay.
-    let mut link = Box::pin(with_timeout(limit, "opening data link", async {
-        let mut link = ctx.transport.connect(&ctx.settings.server).await?;
-        let hello = Frame::Hello {
-            version: VERSION,
-            link: LinkHello::Data { session_id },
-        };
-        write_frame(&mut link, &hello).await?;
-        let nonce = match read_frame(&mut link).await? {
-            Frame::Challenge { nonce } => nonce,
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("expected challenge, got {other:?}"),
-                ));
-            }
-        };
-        write_frame(
-            &mut link,
-            &Frame::AuthResponse {
-                mac: ctx.key.data_proof(&session_id, &nonce),
-            },
-        )
-        .await?;
-        Ok(link)
-    }))
-    .await?;
+    let mut link = Box::pin(dial(&ctx, session_id, hello)).await?;
     // Idle until a visitor arrives; the session's end cancels this task.
     let idle = IdleGuard::new(&weak);
     let (service, visitor) = match Box::pin(wait_for_start(&mut link)).await {
@@ -130,36 +120,76 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
     // Refill first, so the pool is back to size while this visitor is served.
     drop(idle);
     refill(&weak);
+    let Some(target) = Box::pin(connect_local(&ctx, &service, visitor)).await else {
+        // Closing the link closes the visitor at the server at once.
+        let _ = link.close().await;
+        return Ok(());
+    };
+    let moved = relay::relay_link::<T>(target, link).await?;
+    debug!("visitor {visitor} of {service} done: {moved:?}");
+    Ok(())
+}
+
+/// Dials the server and authenticates a data link of `session_id`, all under
+/// the handshake timeout. `hello` says which kind of data link.
+pub(super) async fn dial<T: Transport>(
+    ctx: &Context<T>,
+    session_id: SessionId,
+    hello: LinkHello,
+) -> io::Result<T::Stream> {
+    with_timeout(ctx.settings.handshake_timeout, "opening data link", async {
+        let mut link = ctx.transport.connect(&ctx.settings.server).await?;
+        let hello = Frame::Hello {
+            version: VERSION,
+            link: hello,
+        };
+        write_frame(&mut link, &hello).await?;
+        let nonce = match read_frame(&mut link).await? {
+            Frame::Challenge { nonce } => nonce,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected challenge, got {other:?}"),
+                ));
+            }
+        };
+        let mac = ctx.key.data_proof(&session_id, &nonce);
+        write_frame(&mut link, &Frame::AuthResponse { mac }).await?;
+        Ok(link)
+    })
+    .await
+}
+
+/// Connects to the local address of `service` for a visitor; `None` (logged)
+/// when the service is unknown or unreachable.
+pub(super) async fn connect_local<T: Transport>(
+    ctx: &Context<T>,
+    service: &str,
+    visitor: std::net::SocketAddr,
+) -> Option<TcpStream> {
     let Some(local) = ctx
         .settings
         .services
         .iter()
         .find(|s| s.name == service)
-        .map(|s| s.local.clone())
+        .map(|s| s.local.as_str())
     else {
         warn!("server started a visitor for unknown service {service:?}");
-        return Ok(());
+        return None;
     };
-    let target = match Box::pin(with_timeout(
-        limit,
-        "connecting to the local service",
-        TcpStream::connect(local.as_str()),
-    ))
-    .await
-    {
-        Ok(stream) => stream,
+    let limit = ctx.settings.handshake_timeout;
+    let connect = TcpStream::connect(local);
+    match with_timeout(limit, "connecting to the local service", connect).await {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            debug!("visitor {visitor} -> {service} ({local})");
+            Some(stream)
+        }
         Err(e) => {
             warn!("service {service}: cannot reach {local}: {e}; visitor {visitor} closed");
-            // Closing the link closes the visitor at the server at once.
-            let _ = link.close().await;
-            return Ok(());
+            None
         }
-    };
-    target.set_nodelay(true)?;
-    debug!("visitor {visitor} -> {service} ({local})");
-    let moved = relay::relay_link::<T>(target, link).await?;
-    debug!("visitor {visitor} of {service} done: {moved:?}");
-    Ok(())
+    }
 }
 
 async fn wait_for_start<S: futures_lite::AsyncRead + Unpin>(

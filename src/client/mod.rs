@@ -8,6 +8,7 @@
 //! mismatch and "every service refused" are fatal: retrying cannot fix them.
 
 mod data;
+mod muxed;
 mod session;
 
 use smol::channel::Sender;

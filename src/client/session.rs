@@ -91,8 +91,7 @@ pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Sig
         ctx.emit(Event::Connected);
         // The pool fills while we register: a visitor may arrive at the first
         // registered port before the last service is answered.
-        let crate::config::DataLinks::Pooled { size } = ctx.settings.data_links;
-        let links = Links::new(ctx.clone(), session_id, size);
+        let links = Links::new(ctx.clone(), session_id, &ctx.settings.data_links);
         register(ctx, &mut link, &links).await?;
         Ok::<_, SessionEnd>((link, links, interval))
     };

@@ -33,6 +33,8 @@ pub const MAX_SERVICES: usize = 1024;
 /// Largest pool of idle data links: each is an open socket held on both ends for as long
 /// as the client lives, so a huge pool is a cheap way to exhaust the server's fds.
 pub const MAX_POOL_SIZE: usize = 256;
+/// Most multiplexed data links per client (each carries any number of visitors).
+pub const MAX_MUX_LINKS: usize = 16;
 /// Longest service name; names appear in logs and on the wire, so keep them short.
 pub const MAX_SERVICE_NAME_LEN: usize = 64;
 /// Origin shown for configs built from command-line flags rather than a file.
@@ -75,11 +77,23 @@ impl fmt::Display for Secret {
     }
 }
 
-/// How visitor bytes travel. RON: `data_links: Pooled(size: 8)`; size is 1..=256.
+/// How visitor bytes travel. RON: `data_links: Pooled(size: 8)` (size 1..=256:
+/// idle links kept open, one visitor each) or `Multiplexed(links: 1)` (links
+/// 1..=16, every visitor a stream on one of them).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum DataLinks {
-    Pooled { size: usize },
+    Pooled {
+        size: usize,
+    },
+    Multiplexed {
+        #[serde(default = "one")]
+        links: usize,
+    },
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for DataLinks {

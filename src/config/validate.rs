@@ -204,11 +204,20 @@ impl ClientConfig {
             let msg = "token is empty: set the shared secret the server uses (or PORTHOLE_TOKEN)";
             return Err(at.error(&["token", ""], msg));
         }
-        let DataLinks::Pooled { size } = self.data_links;
-        if !(1..=MAX_POOL_SIZE).contains(&size) {
-            let msg =
-                format!("data_links: pool size {size} is out of range; use 1 to {MAX_POOL_SIZE}");
-            return Err(at.error(&["data_links.size", "data_links"], msg));
+        match self.data_links {
+            DataLinks::Pooled { size } if !(1..=MAX_POOL_SIZE).contains(&size) => {
+                let msg = format!(
+                    "data_links: pool size {size} is out of range; use 1 to {MAX_POOL_SIZE}"
+                );
+                return Err(at.error(&["data_links.size", "data_links"], msg));
+            }
+            DataLinks::Multiplexed { links } if !(1..=MAX_MUX_LINKS).contains(&links) => {
+                let msg = format!(
+                    "data_links: {links} multiplexed links is out of range; use 1 to {MAX_MUX_LINKS}"
+                );
+                return Err(at.error(&["data_links.links", "data_links"], msg));
+            }
+            _ => {}
         }
         nonzero(&at, "heartbeat_timeout", self.heartbeat_timeout)?;
         nonzero(&at, "handshake_timeout", self.handshake_timeout)?;

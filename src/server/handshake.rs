@@ -111,7 +111,12 @@ async fn handshake<T: Transport>(
             control(shared, link, peer, client_id, proofs, slot).await
         }
         LinkHello::Data { session_id } => {
-            data(shared, link, peer, session_id, server_nonce, mac).await
+            let proof = (server_nonce, mac);
+            data(shared, link, peer, session_id, proof, false).await
+        }
+        LinkHello::Mux { session_id } => {
+            let proof = (server_nonce, mac);
+            data(shared, link, peer, session_id, proof, true).await
         }
     }
 }
@@ -176,8 +181,8 @@ async fn data<T: Transport>(
     mut link: T::Stream,
     peer: SocketAddr,
     session_id: SessionId,
-    server_nonce: Nonce,
-    mac: Mac,
+    (server_nonce, mac): (Nonce, Mac),
+    muxed: bool,
 ) -> io::Result<()> {
     if let Some(key) = &shared.key {
         if !key.verify_data(&session_id, &server_nonce, &mac) {
@@ -196,10 +201,15 @@ async fn data<T: Transport>(
         return refuse(&mut link, ErrorCode::UnknownSession, e).await;
     };
     debug!(
-        "data link from {peer} joined session {}",
+        "{} link from {peer} joined session {}",
+        if muxed { "mux" } else { "data" },
         crate::wire::short_id(&session_id)
     );
-    session.add_link(link);
+    if muxed {
+        session.add_mux(link);
+    } else {
+        session.add_link(link);
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::muxed::MuxLinks;
 use super::pool::{Pool, Take};
 use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
 use crate::relay;
@@ -38,6 +39,8 @@ pub(crate) struct Session<T: Transport> {
     shared: Arc<Shared<T>>,
     control: Sender<Frame>,
     pool: Pool<T::Stream>,
+    /// Multiplexed data links; visitors prefer them when there are any.
+    muxes: MuxLinks,
     /// Relays of this session's visitors; cancelled when the session ends.
     visitors: TaskSet,
     /// Names of the services this session registered.
@@ -74,6 +77,7 @@ impl<T: Transport> Session<T> {
             shared: shared.clone(),
             control: tx,
             pool: Pool::new(),
+            muxes: MuxLinks::new(),
             visitors: TaskSet::new(),
             services: Mutex::new(Vec::new()),
             kill,
@@ -134,6 +138,7 @@ impl<T: Transport> Session<T> {
         })
         .await;
         self.pool.close();
+        self.muxes.go_away();
         self.visitors.cancel_all();
         let grace = self.shared.settings.reconnect_grace;
         self.shared.registry.end_session(self, graceful, grace);
@@ -266,6 +271,11 @@ impl<T: Transport> Session<T> {
         self.pool.add(link);
     }
 
+    /// A multiplexed data link authenticated for this session.
+    pub fn add_mux(&self, link: T::Stream) {
+        self.muxes.add::<T>(link);
+    }
+
     /// A visitor arrived at one of this session's public ports.
     pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
         let session = self.clone();
@@ -273,10 +283,13 @@ impl<T: Transport> Session<T> {
             // The set-up is boxed so its state is freed before the long-lived
             // relay starts: an idle tunneled connection costs little more than
             // the relay itself.
-            let setup = Box::pin(session.start_visitor(&service, visitor, addr)).await;
-            let result = match setup {
-                Ok((visitor, link)) => relay::relay_link::<T>(visitor, link).await,
-                Err(e) => Err(e),
+            let result = match session.muxes.pick() {
+                // A stream on a multiplexed link: no connection, no handshake.
+                Some(mux) => Box::pin(visit_mux(mux, &service, visitor, addr)).await,
+                None => match Box::pin(session.start_visitor(&service, visitor, addr)).await {
+                    Ok((visitor, link)) => relay::relay_link::<T>(visitor, link).await,
+                    Err(e) => Err(e),
+                },
             };
             match result {
                 Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
@@ -358,4 +371,22 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Opens a stream for the visitor (its `Open` carries the `Start` frame) and
+/// relays with the copy engine.
+async fn visit_mux(
+    mux: crate::mux::Session,
+    service: &str,
+    visitor: TcpStream,
+    addr: SocketAddr,
+) -> io::Result<relay::Moved> {
+    let start = Frame::Start {
+        service: service.to_owned(),
+        visitor: addr,
+    };
+    let payload = crate::protocol::to_bytes(&start)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let stream = mux.open(payload)?;
+    relay::relay(visitor, stream).await
 }

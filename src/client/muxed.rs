@@ -1,0 +1,102 @@
+//! The client's multiplexed data links: each is dialled and authenticated like a
+//! pooled link, then carries a mux session on which the server opens one stream
+//! per visitor (its `Open` payload is the `Start` frame). A link that ends is
+//! replaced after a pause for as long as the control session lives.
+
+use std::io;
+use std::sync::Weak;
+use tracing::{debug, warn};
+
+use super::data::{Inner, REFILL_PAUSE, connect_local, dial};
+use crate::mux::{self, Side};
+use crate::protocol::{self, Frame, LinkHello};
+use crate::relay;
+use crate::tasks::TaskSet;
+use crate::transport::Transport;
+
+/// Keeps one multiplexed link up until the session's link set is dropped.
+pub(super) async fn keep<T: Transport>(weak: Weak<Inner<T>>) {
+    loop {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let (ctx, session_id) = (inner.ctx.clone(), inner.session_id);
+        drop(inner);
+        let hello = LinkHello::Mux { session_id };
+        match Box::pin(dial(&ctx, session_id, hello)).await {
+            Ok(link) => {
+                let end = serve(&ctx, link).await;
+                warn!("multiplexed data link ended: {end}; reconnecting");
+            }
+            Err(e) => warn!("cannot open a multiplexed data link: {e}"),
+        }
+        smol::Timer::after(REFILL_PAUSE).await;
+    }
+}
+
+/// Runs the mux session on `link`, serving every stream the server opens.
+async fn serve<T: Transport>(
+    ctx: &std::sync::Arc<super::session::Context<T>>,
+    link: T::Stream,
+) -> io::Error {
+    let (session, driver) = mux::Session::new(link, Side::Client, mux::Config::default());
+    // Streams live in this set: they end with the link.
+    let streams = TaskSet::new();
+    let accept = async {
+        while let Some((stream, payload)) = session.accept().await {
+            let ctx = ctx.clone();
+            streams.spawn_worker(async move {
+                if let Err(e) = visitor(&ctx, stream, &payload).await {
+                    debug!("multiplexed visitor ended: {e}");
+                }
+            });
+        }
+        Ok(())
+    };
+    let result = futures_lite::future::or(driver, accept).await;
+    match result {
+        Ok(()) => io::Error::new(io::ErrorKind::UnexpectedEof, "closed by the server"),
+        Err(e) => e,
+    }
+}
+
+/// One visitor: the `Start` in the stream's `Open`, the local service, a relay.
+async fn visitor<T: Transport>(
+    ctx: &super::session::Context<T>,
+    mut stream: mux::Stream,
+    payload: &[u8],
+) -> io::Result<()> {
+    let (service, visitor) = match decode_start(payload)? {
+        Frame::Start { service, visitor } => (service, visitor),
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected start, got {other:?}"),
+            ));
+        }
+    };
+    let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+        // Closing the stream closes the visitor at the server.
+        futures_lite::AsyncWriteExt::close(&mut stream).await?;
+        return Ok(());
+    };
+    let moved = relay::relay(target, stream).await?;
+    debug!("visitor {visitor} of {service} done: {moved:?}");
+    Ok(())
+}
+
+/// A whole protocol frame (length prefix included) from an `Open` payload.
+fn decode_start(payload: &[u8]) -> io::Result<Frame> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let (prefix, body) = payload
+        .split_first_chunk::<{ protocol::LEN_PREFIX }>()
+        .ok_or_else(|| invalid("empty open payload".into()))?;
+    let len = protocol::check_len(*prefix).map_err(|e| invalid(e.to_string()))?;
+    if body.len() != len {
+        return Err(invalid(format!(
+            "open payload of {} bytes, frame of {len}",
+            body.len()
+        )));
+    }
+    protocol::decode_body(body).map_err(|e| invalid(e.to_string()))
+}
