@@ -133,3 +133,45 @@ fn config_regressions_hold() {
     }
     assert!(hand_written > 0, "no hand-written config fixture found");
 }
+
+/// What a hand-written `mux_frame` fixture decodes to: frames, then the error.
+fn expected_mux(name: &str) -> Option<(usize, Option<&'static str>)> {
+    Some(match name {
+        "valid-stream" => (6, None),
+        "truncated-payload" => (0, None),
+        "oversize-data" => (0, Some("TooLarge")),
+        "unknown-version" => (0, Some("UnknownVersion(2)")),
+        "ping-on-stream" => (0, Some("BadStream")),
+        _ => return None,
+    })
+}
+
+#[test]
+fn mux_frame_regressions_hold() {
+    let mut hand_written = 0;
+    for path in regressions("mux_frame") {
+        let data = std::fs::read(&path).expect("fixture readable");
+        eprintln!("replaying {}", path.display());
+        let (frames, err) = checks::mux_frame(&data);
+        if let Some((count, want)) = expected_mux(name(&path)) {
+            let got = err.map(|e| format!("{e:?}"));
+            assert_eq!(frames.len(), count, "{}: frames", path.display());
+            match (want, &got) {
+                (None, None) => {}
+                (Some(w), Some(g)) if g.starts_with(w) => {}
+                _ => panic!("{}: error {got:?}, expected {want:?}", path.display()),
+            }
+            hand_written += 1;
+        }
+    }
+    assert!(hand_written > 0, "no hand-written mux_frame fixture found");
+}
+
+#[test]
+fn mux_session_regressions_hold() {
+    for path in regressions("mux_session") {
+        let data = std::fs::read(&path).expect("fixture readable");
+        eprintln!("replaying {}", path.display());
+        checks::mux_session(&data);
+    }
+}

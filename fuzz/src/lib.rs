@@ -182,3 +182,147 @@ fn make_offline(addr: &mut String) {
         *addr = OFFLINE_ADDR.to_owned();
     }
 }
+
+// ------------------------------------------------------------------ mux
+
+use porthole::mux::frame::{Decoder, Frame as MuxFrame, FrameError, HEADER_LEN, Header};
+use porthole::mux::state::{Config as MuxConfig, Side, State};
+
+/// The `mux_frame` target. Byte 0 picks a chunk size (1..=256); the rest is a
+/// byte stream for the incremental mux decoder.
+///
+/// Checks: no panic; each frame re-encodes to exactly the bytes it came from;
+/// feeding in chunks gives the same frames and the same error as one shot.
+pub fn mux_frame(data: &[u8]) -> (Vec<MuxFrame>, Option<FrameError>) {
+    let Some((&mode, stream)) = data.split_first() else {
+        return (Vec::new(), None);
+    };
+    let whole = mux_decode(stream, stream.len().max(1));
+    let chunked = mux_decode(stream, usize::from(mode) + 1);
+    assert_eq!(whole, chunked, "chunked mux decoding differs");
+    let mut pos = 0;
+    for frame in &whole.0 {
+        let bytes = frame.encode();
+        assert_eq!(&stream[pos..pos + bytes.len()], &bytes[..], "round trip");
+        pos += bytes.len();
+    }
+    whole
+}
+
+fn mux_decode(stream: &[u8], chunk: usize) -> (Vec<MuxFrame>, Option<FrameError>) {
+    let mut d = Decoder::default();
+    let mut frames = Vec::new();
+    for piece in stream.chunks(chunk) {
+        d.push(piece);
+        loop {
+            match d.next_frame() {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => return (frames, Some(e)),
+            }
+        }
+    }
+    (frames, None)
+}
+
+/// The `mux_session` target: the session state machine driven by arbitrary
+/// operations and peer frames. Each step takes an opcode byte and arguments:
+/// open, queue bytes, finish, release, read, fill (the output is decoded and
+/// checked), a peer frame (12 header bytes and its payload), ping, go-away.
+///
+/// Checks after every step: no panic, `State::check_invariants`, local stream
+/// ids strictly increasing, everything `fill` writes decodes and no `Data`
+/// frame exceeds the credit the peer granted. A peer violation ends the run,
+/// as it ends the session.
+pub fn mux_session(data: &[u8]) {
+    let config = MuxConfig {
+        initial_window: 4096,
+        max_window: 65536,
+        budget: 64 * 1024,
+        max_streams: 8,
+        ..MuxConfig::default()
+    };
+    let side = if data.first().is_some_and(|b| b & 1 == 1) {
+        Side::Server
+    } else {
+        Side::Client
+    };
+    let mut st = State::new(side, config);
+    let mut ids: Vec<u32> = Vec::new();
+    let mut last_open = 0u32;
+    let mut bytes = data.iter().skip(1).copied();
+    let mut out = Vec::new();
+    let mut next = || bytes.next();
+    let now = std::time::Instant::now();
+    while let Some(op) = next() {
+        let pick = |b: Option<u8>, ids: &[u32]| -> u32 {
+            match (b, ids.is_empty()) {
+                (Some(b), false) => ids[usize::from(b) % ids.len()],
+                (Some(b), true) => u32::from(b),
+                (None, _) => 1,
+            }
+        };
+        match op % 9 {
+            0 => {
+                let len = usize::from(next().unwrap_or(0));
+                if let Ok(id) = st.open(vec![7; len]) {
+                    assert!(id > last_open, "local id {id} not above {last_open}");
+                    last_open = id;
+                    ids.push(id);
+                }
+            }
+            1 => {
+                let id = pick(next(), &ids);
+                let len = usize::from(next().unwrap_or(0)) * 64;
+                st.queue(id, &vec![1; len]);
+            }
+            2 => st.finish(pick(next(), &ids)),
+            3 => st.release(pick(next(), &ids)),
+            4 => {
+                let id = pick(next(), &ids);
+                let mut buf = vec![0u8; usize::from(next().unwrap_or(0)) * 16];
+                st.read(id, &mut buf);
+            }
+            5 => {
+                out.clear();
+                st.fill(&mut out);
+                let (frames, err) = mux_decode(&out, out.len().max(1));
+                assert_eq!(err, None, "fill wrote an invalid frame");
+                let used: usize = frames.iter().map(|f| f.encode().len()).sum();
+                assert_eq!(used, out.len(), "fill wrote a partial frame");
+            }
+            6 => {
+                let mut head = [0u8; HEADER_LEN];
+                for b in head.iter_mut() {
+                    *b = next().unwrap_or(0);
+                }
+                head[0] = 1;
+                let Ok(h) = Header::decode(&head) else {
+                    continue;
+                };
+                // Payloads are short in the fuzzer; the real reader reads exactly
+                // `payload_len` bytes, so give the header a matching length.
+                let len = h.payload_len().min(64);
+                let payload: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
+                let h = if h.kind.has_payload() {
+                    Header {
+                        length: len as u32,
+                        ..h
+                    }
+                } else {
+                    h
+                };
+                if st.on_frame(h, &payload).is_err() {
+                    return;
+                }
+            }
+            7 => {
+                let _ = st.ping(now);
+            }
+            _ => st.go_away(),
+        }
+        if let Err(e) = st.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+    }
+}

@@ -173,6 +173,47 @@ impl State {
         self.budget_used
     }
 
+    /// Checks the invariants listed in the module docs; the fuzzer calls it
+    /// after every step. `Err` names the first one broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let windows: u64 = self.streams.values().map(|s| s.window).sum();
+        if windows != self.budget_used || self.budget_used > self.config.budget {
+            return Err(format!(
+                "budget: used {} windows {windows} cap {}",
+                self.budget_used, self.config.budget
+            ));
+        }
+        for (id, s) in &self.streams {
+            // Unread + still grantable + read-but-not-yet-regranted is exactly
+            // the window: a stream never holds more than it granted.
+            if s.recv.len() as u64 + s.recv_credit + s.consumed != s.window {
+                return Err(format!(
+                    "stream {id}: {} buffered + {} credit + {} consumed != window {}",
+                    s.recv.len(),
+                    s.recv_credit,
+                    s.consumed,
+                    s.window
+                ));
+            }
+            if s.credit > MAX_CREDIT
+                || s.window
+                    > u64::from(self.config.max_window).max(u64::from(self.config.initial_window))
+            {
+                return Err(format!(
+                    "stream {id}: credit {} window {}",
+                    s.credit, s.window
+                ));
+            }
+            if s.send.len() > SEND_BUF_LEN {
+                return Err(format!("stream {id}: {} bytes queued", s.send.len()));
+            }
+        }
+        if self.streams.len() > self.config.max_streams {
+            return Err(format!("{} streams", self.streams.len()));
+        }
+        Ok(())
+    }
+
     /// Opens a local stream; the `Open` frame carries `payload`.
     pub fn open(&mut self, payload: Vec<u8>) -> Result<u32, String> {
         if let Some(why) = &self.closed {
@@ -329,10 +370,24 @@ impl State {
         Ok(())
     }
 
+    /// Moves up to `buf.len()` received bytes of stream `id` into `buf`.
+    pub fn read(&mut self, id: u32, buf: &mut [u8]) -> usize {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return 0;
+        };
+        let n = buf.len().min(s.recv.len());
+        let (a, b) = front(&s.recv, n);
+        buf[..a.len()].copy_from_slice(a);
+        buf[a.len()..n].copy_from_slice(b);
+        s.recv.drain(..n);
+        self.consumed(id, n);
+        n
+    }
+
     /// The application read `n` bytes of stream `id`: grant credit back once
     /// half the window is consumed, and grow the window when it was consumed
     /// within two round trips (the link could carry more than the window).
-    pub fn consumed(&mut self, id: u32, n: usize) {
+    fn consumed(&mut self, id: u32, n: usize) {
         let (budget, max, rtt) = (
             self.config.budget,
             u64::from(self.config.max_window),

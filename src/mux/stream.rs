@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::session::Shared;
-use super::state::front;
 
 pub struct Stream {
     shared: Arc<Shared>,
@@ -56,12 +55,7 @@ impl AsyncRead for Stream {
             return Poll::Ready(Err(gone(closed.as_ref())));
         };
         if !s.recv.is_empty() {
-            let n = buf.len().min(s.recv.len());
-            let (a, b) = front(&s.recv, n);
-            buf[..a.len()].copy_from_slice(a);
-            buf[a.len()..n].copy_from_slice(b);
-            s.recv.drain(..n);
-            st.consumed(self.id, n);
+            let n = st.read(self.id, buf);
             drop(st);
             self.shared.wake_writer();
             return Poll::Ready(Ok(n));
