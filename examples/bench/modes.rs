@@ -28,6 +28,8 @@ pub const ALL: &[&str] = &[
     "socat",
     "tunnel-tls",
     "rathole-tls",
+    "tunnel-mux",
+    "tunnel-tls-mux",
 ];
 
 /// A child process killed and reaped when the guard drops.
@@ -77,8 +79,9 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 pub fn unavailable(name: &str, porthole: &Path) -> Option<String> {
     match name {
         "direct" => None,
-        "tunnel" | "forward" | "tunnel-tls" => (!porthole.is_file())
-            .then(|| format!("{} missing; run cargo build --release", porthole.display())),
+        "tunnel" | "forward" | "tunnel-tls" | "tunnel-mux" | "tunnel-tls-mux" => (!porthole
+            .is_file())
+        .then(|| format!("{} missing; run cargo build --release", porthole.display())),
         "rathole-tls" => ["rathole", "openssl"]
             .into_iter()
             .find(|tool| find_tool(tool).is_none())
@@ -98,8 +101,10 @@ pub fn start(name: &str, svc: &Services, porthole: &Path, dir: &Path) -> Result<
             logs: Arc::default(),
             children: Vec::new(),
         }),
-        "tunnel" => start_tunnel(svc, porthole, dir, false),
-        "tunnel-tls" => start_tunnel(svc, porthole, dir, true),
+        "tunnel" => start_tunnel(svc, porthole, dir, false, false),
+        "tunnel-tls" => start_tunnel(svc, porthole, dir, true, false),
+        "tunnel-mux" => start_tunnel(svc, porthole, dir, false, true),
+        "tunnel-tls-mux" => start_tunnel(svc, porthole, dir, true, true),
         "rathole-tls" => start_rathole(svc, porthole, dir, true),
         "forward" => start_forward(svc, porthole),
         "rathole" => start_rathole(svc, porthole, dir, false),
@@ -236,7 +241,18 @@ fn certificates(porthole: &Path, dir: &Path) -> Result<PathBuf, String> {
     Ok(tls)
 }
 
-fn start_tunnel(svc: &Services, porthole: &Path, dir: &Path, tls: bool) -> Result<Mode, String> {
+fn start_tunnel(
+    svc: &Services,
+    porthole: &Path,
+    dir: &Path,
+    tls: bool,
+    mux: bool,
+) -> Result<Mode, String> {
+    let data_links = if mux {
+        "Multiplexed(links: 1)"
+    } else {
+        "Pooled(size: 64)"
+    };
     let logs = Arc::<LogStats>::default();
     let mut server = porthole_cmd(porthole);
     server.args(["server", "--bind", "127.0.0.1:0", "--token", TOKEN]);
@@ -262,7 +278,7 @@ fn start_tunnel(svc: &Services, porthole: &Path, dir: &Path, tls: bool) -> Resul
     drop(rx);
     let config = dir.join("client.ron");
     let ron = format!(
-        "(\n    server: \"{control}\",\n    token: \"{TOKEN}\",\n    transport: {transport},\n    data_links: Pooled(size: 64),\n    services: [\n        (name: \"echo\", local: \"{}\", remote_port: 0),\n        (name: \"sink\", local: \"{}\", remote_port: 0),\n        (name: \"source\", local: \"{}\", remote_port: 0),\n    ],\n)\n",
+        "(\n    server: \"{control}\",\n    token: \"{TOKEN}\",\n    transport: {transport},\n    data_links: {data_links},\n    services: [\n        (name: \"echo\", local: \"{}\", remote_port: 0),\n        (name: \"sink\", local: \"{}\", remote_port: 0),\n        (name: \"source\", local: \"{}\", remote_port: 0),\n    ],\n)\n",
         svc.echo, svc.sink, svc.source
     );
     std::fs::write(&config, ron).map_err(|e| format!("{}: {e}", config.display()))?;

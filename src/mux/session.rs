@@ -182,8 +182,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 
 async fn ping_loop(shared: &Shared) -> io::Result<()> {
     let interval = shared.lock().config().ping_interval;
+    // The first ping goes at once: its answer is the RTT that window
+    // auto-tuning needs from the start of a bulk transfer.
+    let mut first = true;
     loop {
-        smol::Timer::after(interval).await;
+        if !first {
+            smol::Timer::after(interval).await;
+        }
+        first = false;
         shared
             .lock()
             .ping(Instant::now())
