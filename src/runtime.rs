@@ -42,10 +42,7 @@ pub fn init(workers: usize) -> bool {
 
 /// How many worker threads run (starting them with the default if none run yet).
 pub fn workers() -> usize {
-    RUNTIME
-        .get_or_init(|| Runtime::start(default_workers()))
-        .workers
-        .len()
+    runtime().workers.len()
 }
 
 /// Spawns a data-plane task on the next worker. Consecutive calls with no other
@@ -55,9 +52,39 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let rt = RUNTIME.get_or_init(|| Runtime::start(default_workers()));
-    let i = rt.next.fetch_add(1, Ordering::Relaxed) % rt.workers.len();
-    rt.workers[i].spawn(fut)
+    spawn_at(next_worker(), fut)
+}
+
+/// The worker the next [`spawn`] would use; pass it to [`spawn_at`] to keep
+/// tasks that talk to each other (a mux driver and its streams' relays) on one
+/// thread, so their wake-ups never cross threads.
+pub fn next_worker() -> usize {
+    let rt = runtime();
+    rt.next.fetch_add(1, Ordering::Relaxed) % rt.workers.len()
+}
+
+/// The worker running the calling task, if it runs on one.
+pub fn current_worker() -> Option<usize> {
+    CURRENT.with(|c| c.get())
+}
+
+/// Spawns on worker `index` (modulo the worker count).
+pub fn spawn_at<F, T>(index: usize, fut: F) -> Task<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = runtime();
+    rt.workers[index % rt.workers.len()].spawn(fut)
+}
+
+fn runtime() -> &'static Runtime {
+    RUNTIME.get_or_init(|| Runtime::start(default_workers()))
+}
+
+thread_local! {
+    /// This thread's worker index, on worker threads.
+    static CURRENT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl Runtime {
@@ -71,7 +98,10 @@ impl Runtime {
                 // (and cancelled) by the task sets that spawned them.
                 std::thread::Builder::new()
                     .name(format!("porthole-worker-{i}"))
-                    .spawn(move || async_io::block_on(run.run(std::future::pending::<()>())))
+                    .spawn(move || {
+                        CURRENT.with(|c| c.set(Some(i)));
+                        async_io::block_on(run.run(std::future::pending::<()>()))
+                    })
                     .ok()
                     .map(|_| ex)
             })

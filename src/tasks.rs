@@ -18,6 +18,8 @@ enum Place {
     Control,
     /// A data-plane worker (see [`crate::runtime`]).
     Worker,
+    /// That data-plane worker.
+    At(usize),
 }
 
 /// See the module docs.
@@ -49,6 +51,14 @@ impl TaskSet {
         self.spawn_on(fut, Place::Worker);
     }
 
+    /// Spawns `fut` on data-plane worker `index` (see [`crate::runtime::spawn_at`]).
+    pub fn spawn_at<F>(&self, index: usize, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_on(fut, Place::At(index));
+    }
+
     fn spawn_on<F>(&self, fut: F, place: Place)
     where
         F: Future<Output = ()> + Send + 'static,
@@ -73,6 +83,7 @@ impl TaskSet {
         let task = match place {
             Place::Control => smol::spawn(owned),
             Place::Worker => crate::runtime::spawn(owned),
+            Place::At(index) => crate::runtime::spawn_at(index, owned),
         };
         tasks.insert(id, task);
     }

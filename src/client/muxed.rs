@@ -40,16 +40,23 @@ async fn serve<T: Transport>(
     link: T::Stream,
 ) -> io::Error {
     let (session, driver) = mux::Session::new(link, Side::Client, mux::Config::default());
-    // Streams live in this set: they end with the link.
+    // Streams live in this set: they end with the link. They run on this
+    // task's worker, next to the driver, so no wake-up between a stream's
+    // relay and the driver crosses threads.
     let streams = TaskSet::new();
+    let here = crate::runtime::current_worker();
     let accept = async {
         while let Some((stream, payload)) = session.accept().await {
             let ctx = ctx.clone();
-            streams.spawn_worker(async move {
+            let task = async move {
                 if let Err(e) = visitor(&ctx, stream, &payload).await {
                     debug!("multiplexed visitor ended: {e}");
                 }
-            });
+            };
+            match here {
+                Some(worker) => streams.spawn_at(worker, task),
+                None => streams.spawn_worker(task),
+            }
         }
         Ok(())
     };

@@ -14,7 +14,8 @@ use crate::transport::Transport;
 pub const MAX_MUX_LINKS: usize = 16;
 
 pub(super) struct MuxLinks {
-    links: Mutex<Vec<mux::Session>>,
+    /// Each link with the worker its driver runs on.
+    links: Mutex<Vec<(mux::Session, usize)>>,
     next: AtomicUsize,
     /// The links' drivers; cancelled (links closed) with the session.
     drivers: TaskSet,
@@ -32,24 +33,27 @@ impl MuxLinks {
     /// Starts a mux session on an authenticated link (dropped beyond the cap).
     pub fn add<T: Transport>(&self, link: T::Stream) {
         let mut links = lock(&self.links);
-        links.retain(|l| l.closed().is_none());
+        links.retain(|(l, _)| l.closed().is_none());
         if links.len() >= MAX_MUX_LINKS {
             debug!("mux link dropped: {MAX_MUX_LINKS} already open");
             return;
         }
         let (session, driver) = mux::Session::new(link, Side::Server, mux::Config::default());
-        links.push(session);
-        self.drivers.spawn_worker(async move {
+        let worker = crate::runtime::next_worker();
+        links.push((session, worker));
+        self.drivers.spawn_at(worker, async move {
             if let Err(e) = driver.await {
                 debug!("mux link ended: {e}");
             }
         });
     }
 
-    /// A live link for the next visitor, round-robin; `None` when there is none.
-    pub fn pick(&self) -> Option<mux::Session> {
+    /// A live link for the next visitor, round-robin, with the worker its
+    /// driver runs on (the visitor's relay should run there too); `None` when
+    /// there is none.
+    pub fn pick(&self) -> Option<(mux::Session, usize)> {
         let mut links = lock(&self.links);
-        links.retain(|l| l.closed().is_none());
+        links.retain(|(l, _)| l.closed().is_none());
         if links.is_empty() {
             return None;
         }
@@ -59,7 +63,7 @@ impl MuxLinks {
 
     /// Asks every link to go away (server shutdown): open streams finish.
     pub fn go_away(&self) {
-        for link in lock(&self.links).iter() {
+        for (link, _) in lock(&self.links).iter() {
             link.go_away();
         }
     }

@@ -278,23 +278,25 @@ impl<T: Transport> Session<T> {
 
     /// A visitor arrived at one of this session's public ports.
     pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
+        if let Some((mux, worker)) = self.muxes.pick() {
+            // A stream on a multiplexed link: no connection, no handshake; the
+            // relay runs on the link driver's worker.
+            self.visitors.spawn_at(worker, async move {
+                let result = Box::pin(visit_mux(mux, &service, visitor, addr)).await;
+                log_visitor_end(&service, addr, result);
+            });
+            return;
+        }
         let session = self.clone();
         self.visitors.spawn_worker(async move {
             // The set-up is boxed so its state is freed before the long-lived
             // relay starts: an idle tunneled connection costs little more than
             // the relay itself.
-            let result = match session.muxes.pick() {
-                // A stream on a multiplexed link: no connection, no handshake.
-                Some(mux) => Box::pin(visit_mux(mux, &service, visitor, addr)).await,
-                None => match Box::pin(session.start_visitor(&service, visitor, addr)).await {
-                    Ok((visitor, link)) => relay::relay_link::<T>(visitor, link).await,
-                    Err(e) => Err(e),
-                },
+            let result = match Box::pin(session.start_visitor(&service, visitor, addr)).await {
+                Ok((visitor, link)) => relay::relay_link::<T>(visitor, link).await,
+                Err(e) => Err(e),
             };
-            match result {
-                Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
-                Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
-            }
+            log_visitor_end(&service, addr, result);
         });
     }
 
@@ -389,4 +391,11 @@ async fn visit_mux(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let stream = mux.open(payload)?;
     relay::relay(visitor, stream).await
+}
+
+fn log_visitor_end(service: &str, addr: SocketAddr, result: io::Result<relay::Moved>) {
+    match result {
+        Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
+        Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
+    }
 }
