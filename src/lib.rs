@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! visitor ──TCP──▶ public listener ┐                      ┌──▶ local service
-//!                                  │  data links (pooled) │
+//!                                  │ data links (pooled   │
+//!                                  │   or multiplexed)    │
 //!                          server ─┤══════════════════════╪═ client
 //!                                  └─ control link ◀══════┘   (dials out)
 //! ```
