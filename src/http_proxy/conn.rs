@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::body::{Buffered, HeadFailure, copy_body};
-use super::head::{self, Framing, Request, Version, parse_request, parse_response};
+use super::head::{self, Framing, Request, Response, Version, parse_request, parse_response};
 use super::{Proxy, auth::Credentials};
 use crate::wire::with_timeout;
 
@@ -223,19 +223,9 @@ async fn relay_response(
     let mut origin = Buffered::new(origin);
     let mut sent = 0u64;
     loop {
-        let read = with_timeout(idle, "reading the response head", async {
-            Ok(origin.read_head(parse_response).await)
-        })
-        .await;
-        let response = match read {
-            Ok(Ok(Some(response))) if response.status != 101 => response,
-            Ok(Ok(_)) | Ok(Err(_)) | Err(_) => {
-                let why = match read {
-                    Err(e) => e.to_string(),
-                    Ok(Err(HeadFailure::Io(e))) => e.to_string(),
-                    Ok(Err(HeadFailure::Invalid(e))) => e.to_string(),
-                    Ok(Ok(_)) => "origin sent no usable response".to_owned(),
-                };
+        let (response, framing) = match response_head(&mut origin, req, idle).await {
+            Ok(head) => head,
+            Err(why) => {
                 if sent == 0 {
                     let text = format!("bad response from the origin: {why}");
                     respond(proxy, writer, Refuse::new(502, text), false).await;
@@ -243,27 +233,37 @@ async fn relay_response(
                 return Err(io::Error::new(io::ErrorKind::InvalidData, why));
             }
         };
-        let framing = match response.framing(&req.method) {
-            Ok(framing) => framing,
-            Err(e) if sent == 0 => {
-                let text = format!("bad response from the origin: {e}");
-                respond(proxy, writer, Refuse::new(502, text), false).await;
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-        };
-        let interim = (100..200).contains(&response.status);
         let keep = req.keep_alive()
             && framing != Framing::UntilClose
             && !(req.version == Version::Http10 && framing == Framing::Chunked);
         let head = head::client_response(&response, req.version, keep);
         with_timeout(idle, "writing the response head", writer.write_all(&head)).await?;
         sent += head.len() as u64;
-        if interim {
+        if (100..200).contains(&response.status) {
             continue;
         }
         sent += copy_body(&mut origin, writer, framing, idle).await?;
         with_timeout(idle, "flushing the response", writer.flush()).await?;
         return Ok((sent, keep));
     }
+}
+
+/// One response head from the origin and its body framing, or why not.
+async fn response_head(
+    origin: &mut Buffered<TcpStream>,
+    req: &Request,
+    idle: std::time::Duration,
+) -> Result<(Response, Framing), String> {
+    let read = with_timeout(idle, "reading the response head", async {
+        Ok(origin.read_head(parse_response).await)
+    });
+    let response = match read.await {
+        Ok(Ok(Some(response))) if response.status != 101 => response,
+        Ok(Ok(Some(_))) => return Err("protocol switch without Upgrade".to_owned()),
+        Ok(Ok(None)) => return Err("closed without a response".to_owned()),
+        Ok(Err(HeadFailure::Io(e))) | Err(e) => return Err(e.to_string()),
+        Ok(Err(HeadFailure::Invalid(e))) => return Err(e.to_string()),
+    };
+    let framing = response.framing(&req.method).map_err(|e| e.to_string())?;
+    Ok((response, framing))
 }

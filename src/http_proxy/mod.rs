@@ -29,6 +29,7 @@ mod body;
 pub mod chunked;
 mod conn;
 pub mod head;
+mod rewrite;
 pub mod rules;
 pub mod stats;
 
