@@ -5,8 +5,10 @@
 //! reports them then); bytes of forwarded requests as they stream.
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use crate::tasks::lock;
 
 /// Statuses counted one by one; anything else lands in "other".
 const COUNTED: [u16; 12] = [400, 403, 405, 407, 408, 414, 431, 501, 502, 503, 504, 500];
@@ -21,6 +23,8 @@ pub struct Stats {
     active: AtomicU64,
     errors: [AtomicU64; COUNTED.len()],
     other_errors: AtomicU64,
+    /// Woken (by dropping the senders) when `active` drops to zero.
+    idle_waiters: Mutex<Vec<smol::channel::Sender<()>>>,
 }
 
 /// A copy of the counters at one moment.
@@ -68,8 +72,21 @@ impl Stats {
     /// Counts one open connection until the guard is dropped (also when its
     /// task is cancelled).
     pub fn open(self: &Arc<Self>) -> ActiveGuard {
-        self.active.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, SeqCst);
         ActiveGuard(self.clone())
+    }
+
+    /// Completes once no connection is open, with every counter of the
+    /// connections that were already final (a connection's counts are added
+    /// before its guard drops). For graceful shutdown and for tests.
+    pub async fn wait_idle(&self) {
+        let (tx, rx) = smol::channel::bounded::<()>(1);
+        lock(&self.idle_waiters).push(tx);
+        // Checked after registering, so a drop to zero in between is not missed.
+        if self.active.load(SeqCst) == 0 {
+            return;
+        }
+        let _ = rx.recv().await;
     }
 
     pub fn active(&self) -> u64 {
@@ -105,7 +122,9 @@ pub struct ActiveGuard(Arc<Stats>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Relaxed);
+        if self.0.active.fetch_sub(1, SeqCst) == 1 {
+            lock(&self.0.idle_waiters).clear();
+        }
     }
 }
 

@@ -50,6 +50,7 @@ fn bytes_sent_right_after_the_connect_head_reach_the_origin() {
             sha256(&sent),
             "early bytes first, then the rest"
         );
+        within(PROMPTLY, "tunnel closed", proxy.proxy.stats().wait_idle()).await;
         let stats = proxy.proxy.stats().snapshot();
         assert_eq!(stats.connects, 1);
         assert_eq!(stats.bytes_in, sent.len() as u64, "{stats}");
@@ -133,6 +134,7 @@ fn two_hundred_concurrent_connect_tunnels_stay_intact() {
         for task in tasks {
             task.await;
         }
+        within(PROMPTLY, "tunnels closed", proxy.proxy.stats().wait_idle()).await;
         let stats = proxy.proxy.stats().snapshot();
         assert_eq!(stats.connects, 200);
         assert!(stats.errors.is_empty(), "{stats}");

@@ -220,6 +220,7 @@ fn head_and_idle_timeouts_close_slow_clients() {
             .await
             .expect("closed");
         assert!(rest.is_empty());
+        within(PROMPTLY, "all closed", proxy.proxy.stats().wait_idle()).await;
         assert_eq!(proxy.proxy.stats().snapshot().active, 0);
     });
 }

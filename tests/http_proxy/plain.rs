@@ -44,6 +44,12 @@ fn get_is_forwarded_in_origin_form_without_hop_by_hop_fields() {
             web.addr
         );
         assert_eq!(head, expected);
+        within(
+            PROMPTLY,
+            "connection closed",
+            proxy.proxy.stats().wait_idle(),
+        )
+        .await;
         let stats = proxy.proxy.stats().snapshot();
         assert_eq!((stats.requests, stats.connects), (1, 0));
         assert!(stats.bytes_out > 5 && stats.bytes_in > 0, "{stats}");
@@ -115,6 +121,12 @@ fn keep_alive_carries_several_requests_on_one_connection() {
             m.headers.get("connection").map(String::as_str),
             Some("close")
         );
+        within(
+            PROMPTLY,
+            "connection closed",
+            proxy.proxy.stats().wait_idle(),
+        )
+        .await;
         assert_eq!(proxy.proxy.stats().snapshot().requests, 5);
     });
 }
