@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use crate::config::{
     self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, ForwardConfig,
-    ForwardRule, ForwardSettings, Secret, ServerConfig, ServerSettings, ServerTls, ServerTransport,
-    ServiceConfig,
+    ForwardRule, ForwardSettings, HttpProxyConfig, HttpProxySettings, ProxyAuth, Secret,
+    ServerConfig, ServerSettings, ServerTls, ServerTransport, ServiceConfig,
 };
 
 /// Environment variable that supplies the token when `--token` is not given.
@@ -29,6 +29,7 @@ pub enum Command {
     Server(ServerArgs),
     Client(ClientArgs),
     Forward(ForwardArgs),
+    HttpProxy(HttpProxyArgs),
     Check(CheckArgs),
     Demo(DemoArgs),
     GenCert(GenCertArgs),
@@ -71,6 +72,38 @@ pub struct ForwardArgs {
     /// LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80
     #[argh(positional)]
     pub pairs: Vec<String>,
+}
+
+#[derive(FromArgs, Debug, Default)]
+/// Run an HTTP forward proxy (CONNECT tunnels and http:// requests). SIGUSR1 logs
+/// its counters. Example: porthole http-proxy --listen 127.0.0.1:3128, then
+/// curl -x http://127.0.0.1:3128 https://example.com
+#[argh(subcommand, name = "http-proxy")]
+pub struct HttpProxyArgs {
+    /// config file (RON); flags override its values
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// address to listen on, e.g. 127.0.0.1:3128
+    #[argh(option)]
+    pub listen: Option<String>,
+    /// require Basic proxy authentication, USER:PASSWORD (visible in `ps`; prefer the config)
+    #[argh(option)]
+    pub auth: Option<String>,
+    /// allow only destinations matching: host glob, IP or CIDR, optional :PORTS (repeatable)
+    #[argh(option)]
+    pub allow: Vec<String>,
+    /// deny destinations matching a rule (repeatable); deny beats allow
+    #[argh(option)]
+    pub deny: Vec<String>,
+    /// deny loopback and link-local destinations unless allowed by address
+    #[argh(switch)]
+    pub deny_local: bool,
+    /// deadline for resolving and connecting to an origin, e.g. 5s (default 10s)
+    #[argh(option)]
+    pub connect_timeout: Option<String>,
+    /// data-plane worker threads (default: `workers` in the config, else one per core)
+    #[argh(option)]
+    pub workers: Option<usize>,
 }
 
 #[derive(FromArgs, Debug, Default)]
@@ -326,6 +359,40 @@ pub fn forward_settings(args: &ForwardArgs) -> Result<ForwardSettings, ConfigErr
             target: pair[1].clone(),
         });
     }
+    if let Some(text) = &args.connect_timeout {
+        cfg.connect_timeout = config::parse_duration(text)
+            .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
+    }
+    cfg.workers = args.workers.or(cfg.workers);
+    cfg.validate()
+}
+
+/// Resolves the http-proxy settings from a file and/or flags.
+pub fn http_proxy_settings(args: &HttpProxyArgs) -> Result<HttpProxySettings, ConfigError> {
+    let mut cfg = match (&args.config, &args.listen) {
+        (Some(path), _) => config::load_http_proxy(path)?,
+        (None, Some(listen)) => HttpProxyConfig::new(listen.clone()),
+        (None, None) => {
+            return Err(cli_error(
+                "give a config file (-c proxy.ron) or --listen ADDR",
+            ));
+        }
+    };
+    if let Some(listen) = &args.listen {
+        cfg.listen = listen.clone();
+    }
+    if let Some(auth) = &args.auth {
+        let (user, password) = auth
+            .split_once(':')
+            .ok_or_else(|| cli_error("--auth takes USER:PASSWORD"))?;
+        cfg.auth = Some(ProxyAuth {
+            user: user.to_owned(),
+            password: Secret::new(password),
+        });
+    }
+    cfg.allow.extend(args.allow.iter().cloned());
+    cfg.deny.extend(args.deny.iter().cloned());
+    cfg.deny_local |= args.deny_local;
     if let Some(text) = &args.connect_timeout {
         cfg.connect_timeout = config::parse_duration(text)
             .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;

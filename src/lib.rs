@@ -22,6 +22,7 @@
 //! | [`config`] | RON schema, validation into typed settings |
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
 //! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays |
+//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy |
 //! | [`demo`] | the one-process loopback demo |
 //! | [`gencert`] | `porthole gen-cert`: a private CA and certificates (rcgen) |
 //! | [`transport`] | the `Transport` trait: TCP, and TLS (rustls) |
@@ -41,6 +42,7 @@ pub mod config;
 pub mod demo;
 pub mod forward;
 pub mod gencert;
+pub mod http_proxy;
 pub mod mux;
 pub mod protocol;
 pub mod relay;

@@ -12,7 +12,7 @@ use tracing::{error, info};
 use porthole::cli::{self, Cli, Command};
 use porthole::config::{self, AnyConfig};
 use porthole::shutdown::{self, Signal, Trigger};
-use porthole::{client, demo, forward, server};
+use porthole::{client, demo, forward, http_proxy, server};
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Server(args) => run_server(&args),
         Command::Client(args) => run_client(&args),
         Command::Forward(args) => run_forward(&args),
+        Command::HttpProxy(args) => run_http_proxy(&args),
         Command::Demo(args) => run_demo(args.once),
         Command::GenCert(args) => gen_cert(&args),
     }
@@ -77,6 +78,10 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         Ok(AnyConfig::Forward(f)) => {
             println!("{}: valid forward config\n{f:#?}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(AnyConfig::HttpProxy(p)) => {
+            println!("{}: valid http-proxy config\n{p:#?}", path.display());
             ExitCode::SUCCESS
         }
         Err(e) => usage_error(&e),
@@ -160,6 +165,34 @@ fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
         let forwards = forward::bind(&settings).await?;
         forward::run(forwards, settings.connect_timeout, shutdown).await
     })
+}
+
+fn run_http_proxy(args: &cli::HttpProxyArgs) -> ExitCode {
+    let settings = match cli::http_proxy_settings(args) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    porthole::runtime::init(settings.workers);
+    run_until_signal(|shutdown| async move {
+        let listener = http_proxy::bind(&settings).await?;
+        let proxy = http_proxy::Proxy::new(settings.proxy);
+        log_stats_on_usr1(&proxy)?;
+        http_proxy::run(listener, proxy, settings.stats_interval, shutdown).await
+    })
+}
+
+/// Logs the proxy's counters on every SIGUSR1.
+fn log_stats_on_usr1(proxy: &std::sync::Arc<http_proxy::Proxy>) -> std::io::Result<()> {
+    let mut signals = async_signal::Signals::new([async_signal::Signal::Usr1])?;
+    let stats = proxy.stats().clone();
+    // Detached on purpose: it lives as long as the process and only logs.
+    smol::spawn(async move {
+        while let Some(Ok(_)) = signals.next().await {
+            info!("http proxy stats: {}", stats.snapshot());
+        }
+    })
+    .detach();
+    Ok(())
 }
 
 fn gen_cert(args: &cli::GenCertArgs) -> ExitCode {

@@ -23,17 +23,18 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
 
 #[test]
 fn valid_configs_load() {
-    let (mut servers, mut clients, mut forwards) = (0, 0, 0);
+    let (mut servers, mut clients, mut forwards, mut proxies) = (0, 0, 0, 0);
     for path in fixtures("valid") {
         match load_any(&path) {
             Ok(AnyConfig::Server(_)) => servers += 1,
             Ok(AnyConfig::Client(_)) => clients += 1,
             Ok(AnyConfig::Forward(_)) => forwards += 1,
+            Ok(AnyConfig::HttpProxy(_)) => proxies += 1,
             Err(e) => panic!("{} should load: {e}", path.display()),
         }
     }
     assert!(
-        servers > 0 && clients > 0 && forwards > 0,
+        servers > 0 && clients > 0 && forwards > 0 && proxies > 0,
         "need fixtures of every role"
     );
 }

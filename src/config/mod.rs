@@ -273,6 +273,7 @@ pub enum AnyConfig {
     Server(ServerSettings),
     Client(ClientSettings),
     Forward(ForwardSettings),
+    HttpProxy(HttpProxySettings),
 }
 
 /// A config problem: where it is and what to change.
@@ -461,35 +462,47 @@ struct Probe {
     server: Option<IgnoredAny>,
     #[serde(default)]
     forwards: Option<IgnoredAny>,
+    #[serde(default)]
+    listen: Option<IgnoredAny>,
 }
 
-/// Reads a file, recognises its role (`bind` => server, `server` => client), parses and
+/// Reads a file, recognises its role by its distinctive field (`bind` => server,
+/// `server` => client, `forwards` => forward, `listen` => http-proxy), parses and
 /// validates it.
 pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
     let text = read(path)?;
     let probe: Probe = parse(&text, path)?;
-    let roles = (
+    let roles = [
         probe.bind.is_some(),
         probe.server.is_some(),
         probe.forwards.is_some(),
-    );
+        probe.listen.is_some(),
+    ];
     let role_error = match roles {
-        (true, false, false) => {
+        [true, false, false, false] => {
             return parse_server(&text, path)?.validate().map(AnyConfig::Server);
         }
-        (false, true, false) => {
+        [false, true, false, false] => {
             return parse_client(&text, path)?.validate().map(AnyConfig::Client);
         }
-        (false, false, true) => {
+        [false, false, true, false] => {
             return parse_forward(&text, path)?
                 .validate()
                 .map(AnyConfig::Forward);
         }
-        (false, false, false) => {
-            "cannot tell the role: a server config needs `bind`, a client config `server`, \
-             a forward config `forwards`"
+        [false, false, false, true] => {
+            return parse_http_proxy(&text, path)?
+                .validate()
+                .map(AnyConfig::HttpProxy);
         }
-        _ => "mixes `bind` (server), `server` (client) and `forwards`; a file configures one role",
+        [false, false, false, false] => {
+            "cannot tell the role: a server config needs `bind`, a client config `server`, \
+             a forward config `forwards`, an http-proxy config `listen`"
+        }
+        _ => {
+            "mixes `bind` (server), `server` (client), `forwards` and `listen` (http-proxy); \
+             a file configures one role"
+        }
     };
     let source = Some(Source {
         path: path.to_path_buf(),
@@ -499,6 +512,7 @@ pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
 }
 
 mod forward;
+mod http_proxy;
 mod locate;
 mod tls;
 mod validate;
@@ -508,6 +522,11 @@ pub use tls::{ClientTls, ClientTransport, ServerTls, ServerTransport};
 
 pub use forward::{
     ForwardConfig, ForwardRule, ForwardSettings, MAX_FORWARDS, load_forward, parse_forward,
+};
+
+pub use http_proxy::{
+    DEFAULT_MAX_CONNECTIONS, HttpProxyConfig, HttpProxySettings, MAX_CONNECTIONS, ProxyAuth,
+    ProxySettings, load_http_proxy, parse_http_proxy,
 };
 
 use locate::Locator;

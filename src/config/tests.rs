@@ -18,8 +18,8 @@ fn shipped_examples_load() {
         }
     }
     assert!(
-        found >= 3,
-        "expected the server, client and forward examples"
+        found >= 4,
+        "expected the server, client, forward and http-proxy examples"
     );
 }
 

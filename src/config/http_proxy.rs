@@ -1,0 +1,237 @@
+//! The `porthole http-proxy` config, and the proxy settings a tunnel service
+//! uses (the same [`ProxySettings`] without a listener).
+//!
+//! ```ron
+//! (
+//!     listen: "127.0.0.1:3128",
+//!     auth: (user: "alice", password: "s3cret"),
+//!     allow: ["*.example.com", "10.0.0.0/8:80"],
+//!     deny: ["*:25"],
+//!     deny_local: false,
+//!     connect_timeout: "10s",
+//!     head_timeout: "10s",
+//!     idle_timeout: "60s",
+//! )
+//! ```
+
+use super::validate::check_address;
+use super::*;
+use crate::http_proxy::auth::Credentials;
+use crate::http_proxy::rules::{MAX_RULES, Policy, Rule};
+
+const CONNECT_TIMEOUT_SECS: u64 = 10;
+const HEAD_TIMEOUT_SECS: u64 = 10;
+const IDLE_TIMEOUT_SECS: u64 = 60;
+const STATS_INTERVAL_SECS: u64 = 60;
+/// Default bound on open client connections: each holds a 16 KiB head buffer
+/// (two while forwarding) and up to two descriptors, so this caps what a flood
+/// of idle clients can take (about 64 MiB and 8192 descriptors).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
+/// Raw file shape of an http-proxy config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProxyConfig {
+    pub listen: String,
+    /// Basic proxy authentication; `None` lets anyone who reaches `listen` in.
+    #[serde(default)]
+    pub auth: Option<ProxyAuth>,
+    /// Destination rules (syntax in [`crate::http_proxy::rules`]); empty allows all.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Refuse loopback and link-local destinations unless allowed by address.
+    #[serde(default)]
+    pub deny_local: bool,
+    #[serde(
+        default = "secs::<CONNECT_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub connect_timeout: Duration,
+    /// Deadline for a whole request head, from its first byte.
+    #[serde(default = "secs::<HEAD_TIMEOUT_SECS>", deserialize_with = "duration")]
+    pub head_timeout: Duration,
+    /// How long a keep-alive connection may sit between requests, and how long
+    /// a body may stall.
+    #[serde(default = "secs::<IDLE_TIMEOUT_SECS>", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Period of the stats log line.
+    #[serde(default = "secs::<STATS_INTERVAL_SECS>", deserialize_with = "duration")]
+    pub stats_interval: Duration,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Data-plane worker threads; absent means one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
+    #[serde(skip)]
+    source: Option<Source>,
+}
+
+/// `auth: (user: "u", password: "p")`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuth {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// Validated proxy behaviour: everything but where it listens.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    pub auth: Option<Credentials>,
+    pub policy: Policy,
+    pub connect_timeout: Duration,
+    pub head_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl ProxySettings {
+    /// Defaults for a standalone proxy: no auth, no rules, local networks allowed
+    /// (whoever runs it chose who can reach `listen`).
+    pub fn standalone() -> Self {
+        ProxySettings {
+            auth: None,
+            policy: Policy::default(),
+            connect_timeout: secs::<CONNECT_TIMEOUT_SECS>(),
+            head_timeout: secs::<HEAD_TIMEOUT_SECS>(),
+            idle_timeout: secs::<IDLE_TIMEOUT_SECS>(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Defaults for a proxy exposed through the tunnel: strangers at the public
+    /// port must not reach the client machine's own services, so loopback
+    /// (127.0.0.0/8, ::1, 0.0.0.0/8, ::) and link-local (169.254.0.0/16,
+    /// fe80::/10) are denied unless an allow rule names them by address.
+    pub fn for_tunnel() -> Self {
+        let mut settings = Self::standalone();
+        settings.policy.deny_local = true;
+        settings
+    }
+
+    /// Replaces the rules with parsed `allow` and `deny` lists.
+    pub fn with_rules(mut self, allow: &[String], deny: &[String]) -> Result<Self, String> {
+        self.policy.allow = parse_rules("allow", allow)?;
+        self.policy.deny = parse_rules("deny", deny)?;
+        Ok(self)
+    }
+}
+
+fn parse_rules(field: &str, texts: &[String]) -> Result<Vec<Rule>, String> {
+    if texts.len() > MAX_RULES {
+        return Err(format!(
+            "{field}: {} rules; at most {MAX_RULES}",
+            texts.len()
+        ));
+    }
+    texts
+        .iter()
+        .map(|t| Rule::parse(t).map_err(|e| format!("{field} rule {t:?}: {e}")))
+        .collect()
+}
+
+/// Validated `porthole http-proxy` settings.
+#[derive(Clone, Debug)]
+pub struct HttpProxySettings {
+    pub listen: SocketAddr,
+    pub proxy: ProxySettings,
+    pub stats_interval: Duration,
+    /// Data-plane worker threads (resolved: never zero).
+    pub workers: usize,
+}
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+/// Parses http-proxy RON text; `origin` names it in errors. Does not validate.
+pub fn parse_http_proxy(text: &str, origin: &Path) -> Result<HttpProxyConfig, ConfigError> {
+    let mut config: HttpProxyConfig = parse(text, origin)?;
+    config.source = source(text, origin);
+    Ok(config)
+}
+
+/// Reads and parses an http-proxy config file. Does not validate.
+pub fn load_http_proxy(path: &Path) -> Result<HttpProxyConfig, ConfigError> {
+    parse_http_proxy(&read(path)?, path)
+}
+
+impl HttpProxyConfig {
+    /// Defaults listening on `listen`, for the command line.
+    pub fn new(listen: impl Into<String>) -> Self {
+        HttpProxyConfig {
+            listen: listen.into(),
+            auth: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            deny_local: false,
+            connect_timeout: secs::<CONNECT_TIMEOUT_SECS>(),
+            head_timeout: secs::<HEAD_TIMEOUT_SECS>(),
+            idle_timeout: secs::<IDLE_TIMEOUT_SECS>(),
+            stats_interval: secs::<STATS_INTERVAL_SECS>(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: None,
+            source: None,
+        }
+    }
+
+    pub fn validate(self) -> Result<HttpProxySettings, ConfigError> {
+        let at = Locator::new(&self.source);
+        let listen = check_address(&at, &["listen"], "listen", &self.listen, true)?;
+        let auth = match &self.auth {
+            Some(a) if a.user.is_empty() || a.user.contains(':') => {
+                let msg =
+                    "auth.user must be non-empty and must not contain ':' (Basic cannot carry it)";
+                return Err(at.error(&["auth.user", "auth"], msg));
+            }
+            Some(a) => Some(Credentials::new(&a.user, a.password.expose())),
+            None => None,
+        };
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("head_timeout", self.head_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("stats_interval", self.stats_interval),
+        ] {
+            if value.is_zero() {
+                let msg = format!("{field} is zero; give a positive duration such as \"10s\"");
+                return Err(at.error(&[field], msg));
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            let msg = format!("max_connections must be 1 to {MAX_CONNECTIONS}");
+            return Err(at.error(&["max_connections"], msg));
+        }
+        let rules = |field: &str, texts: &[String]| {
+            parse_rules(field, texts).map_err(|e| {
+                let i = texts
+                    .iter()
+                    .position(|t| Rule::parse(t).is_err())
+                    .unwrap_or(0);
+                at.error(&[&format!("{field}[{i}]"), field], e)
+            })
+        };
+        let policy = Policy {
+            allow: rules("allow", &self.allow)?,
+            deny: rules("deny", &self.deny)?,
+            deny_local: self.deny_local,
+        };
+        Ok(HttpProxySettings {
+            listen,
+            proxy: ProxySettings {
+                auth,
+                policy,
+                connect_timeout: self.connect_timeout,
+                head_timeout: self.head_timeout,
+                idle_timeout: self.idle_timeout,
+                max_connections: self.max_connections,
+            },
+            stats_interval: self.stats_interval,
+            workers: super::validate::workers(&at, self.workers)?,
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! `porthole http-proxy`: an HTTP/1.1 forward proxy — CONNECT tunnels and
+//! absolute-form `http://` requests — on the tunnel's relay engine.
+//!
+//! Layers, as elsewhere in porthole: pure codecs ([`head`], [`chunked`]), pure
+//! policy ([`rules`], [`auth`]), then I/O (`body`, `conn`, this file).
+//!
+//! - CONNECT `host:port` → destination rules → non-blocking connect under
+//!   `connect_timeout` → `200` → the bytes the client sent after the head →
+//!   a splice relay (both ends are raw sockets).
+//! - `GET http://host/path` → the same checks → a fresh origin connection per
+//!   request, sent in origin form with hop-by-hop fields removed; bodies stream
+//!   through a 16 KiB buffer (Content-Length, chunked, or until close).
+//! - Errors answer with a short text body: `400`, `403` (rules), `405`, `407`,
+//!   `408`, `414`, `431`, `501`, `502` (resolution, refusal, bad response),
+//!   `504` (connect timeout).
+//!
+//! Name resolution goes through a [`Resolve`] implementation; the default runs
+//! `getaddrinfo` on smol's blocking pool (never on an executor thread) and
+//! refuses `.invalid` names locally (RFC 6761). Every connection is one task
+//! in a [`TaskSet`] on a data-plane worker.
+//!
+//! [`serve_connection`] is the entry point for a tunnel that hands the proxy one
+//! visitor connection at a time (build its [`Proxy`] from
+//! [`ProxySettings::for_tunnel`], which denies the client machine's loopback
+//! and link-local ranges).
+
+pub mod auth;
+mod body;
+pub mod chunked;
+mod conn;
+pub mod head;
+mod rewrite;
+pub mod rules;
+pub mod stats;
+
+use futures_lite::future::Boxed;
+use smol::net::{TcpListener, TcpStream};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+pub use crate::config::{HttpProxySettings, ProxySettings};
+use crate::shutdown::Signal;
+use crate::tasks::TaskSet;
+use crate::wire::with_timeout;
+use head::Destination;
+use stats::Stats;
+
+/// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Most resolved addresses tried per destination: bounds the connect attempts
+/// (and rule checks) a hostile DNS answer can cause.
+pub const MAX_ADDRS: usize = 16;
+
+/// Name resolution, injectable so tests never touch a real resolver.
+pub trait Resolve: Send + Sync {
+    /// Addresses of the host name `host` with `port` (IP literals are handled
+    /// by the proxy and never reach a resolver).
+    fn resolve(&self, host: &str, port: u16) -> Boxed<io::Result<Vec<SocketAddr>>>;
+}
+
+/// The system resolver, off the executor threads; see the module docs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> Boxed<io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                return Ok(vec![SocketAddr::new(ip, port)]);
+            }
+            if host == "invalid" || host.ends_with(".invalid") {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{host} is a reserved invalid name"),
+                ));
+            }
+            smol::net::resolve((host, port)).await
+        })
+    }
+}
+
+/// A configured proxy shared by all its connections.
+pub struct Proxy {
+    settings: ProxySettings,
+    resolver: Arc<dyn Resolve>,
+    stats: Arc<Stats>,
+}
+
+impl Proxy {
+    /// A proxy with the system resolver.
+    pub fn new(settings: ProxySettings) -> Arc<Proxy> {
+        Proxy::with_resolver(settings, Arc::new(SystemResolver))
+    }
+
+    pub fn with_resolver(settings: ProxySettings, resolver: Arc<dyn Resolve>) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            settings,
+            resolver,
+            stats: Stats::new(),
+        })
+    }
+
+    /// Live counters (requests, tunnels, bytes, active connections, errors).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
+    }
+
+    /// Rules, resolution, rules on the addresses, then a connect to the first
+    /// address that answers — all under `connect_timeout` (`504` on expiry).
+    async fn connect(&self, dest: &Destination) -> Result<TcpStream, conn::Refuse> {
+        let policy = &self.settings.policy;
+        let named = policy
+            .check_name(&dest.host, dest.port)
+            .map_err(|why| conn::Refuse::new(403, why))?;
+        let limit = self.settings.connect_timeout;
+        let attempt = async {
+            // IP literals never reach the resolver.
+            if let Ok(ip) = dest.host.parse::<IpAddr>() {
+                return Ok(vec![SocketAddr::new(ip, dest.port)]);
+            }
+            let mut addrs = self
+                .resolver
+                .resolve(&dest.host, dest.port)
+                .await
+                .map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot resolve {}: {e}", dest.host))
+                })?;
+            addrs.truncate(MAX_ADDRS);
+            Ok(addrs)
+        };
+        let addrs = match with_timeout(limit, "resolving", attempt).await {
+            Ok(addrs) if addrs.is_empty() => {
+                return Err(conn::Refuse::new(
+                    502,
+                    format!("{} has no address", dest.host),
+                ));
+            }
+            Ok(addrs) => addrs,
+            Err(e) => return Err(refusal(&e)),
+        };
+        policy
+            .check_addrs(&addrs, named)
+            .map_err(|why| conn::Refuse::new(403, why))?;
+        with_timeout(limit, "connecting to the origin", connect_any(&addrs))
+            .await
+            .map_err(|e| refusal(&e))
+    }
+}
+
+/// `504` for a timeout, `502` for anything else.
+fn refusal(e: &io::Error) -> conn::Refuse {
+    let status = if e.kind() == io::ErrorKind::TimedOut {
+        504
+    } else {
+        502
+    };
+    conn::Refuse::new(status, e.to_string())
+}
+
+async fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for &addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")),
+        }
+    }
+    Err(last)
+}
+
+/// Serves one client connection (a visitor, for the tunnel) until it ends.
+/// Cancel-safe: dropping the future closes both sockets.
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>) {
+    conn::serve(stream, peer, proxy).await
+}
+
+/// Binds the listen address of `settings`.
+pub async fn bind(settings: &HttpProxySettings) -> io::Result<TcpListener> {
+    let listen = settings.listen;
+    TcpListener::bind(listen)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))
+}
+
+/// Serves `listener` until `shutdown` fires, logging the counters every
+/// `stats_interval`; then stops accepting and closes every connection.
+pub async fn run(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    stats_interval: Duration,
+    shutdown: Signal,
+) -> io::Result<()> {
+    info!("http proxy listening on {}", listener.local_addr()?);
+    let loops = TaskSet::new();
+    loops.spawn(accept_loop(listener, proxy.clone()));
+    loops.spawn(log_stats(proxy.clone(), stats_interval));
+    shutdown.wait().await;
+    info!("http proxy stopped: {}", proxy.stats.snapshot());
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
+    let conns = TaskSet::new();
+    loop {
+        match crate::transport::accept(&listener).await {
+            Ok((stream, peer)) => {
+                if proxy.stats.active() >= proxy.settings.max_connections as u64 {
+                    // Dropping it is the cheapest refusal; a 503 write could block.
+                    proxy.stats.error(503);
+                    warn!("{peer}: refused, {} connections open", proxy.stats.active());
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                conns.spawn_worker(serve_connection(stream, peer, proxy.clone()));
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Logs the counters every `every`, when they changed.
+async fn log_stats(proxy: Arc<Proxy>, every: Duration) {
+    let mut last = None;
+    loop {
+        smol::Timer::after(every).await;
+        let now = proxy.stats.snapshot();
+        if last.as_ref() != Some(&now) {
+            info!("http proxy stats: {now}");
+            last = Some(now);
+        }
+    }
+}
