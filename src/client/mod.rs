@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::ClientSettings;
 use crate::shutdown::Signal;
+use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
 
 /// First reconnect delay; doubled after every failed attempt up to the
@@ -78,15 +79,54 @@ pub(crate) enum SessionEnd {
 /// [`run`] over the transport the settings name: TLS when `settings.tls` is
 /// set, plain TCP otherwise.
 pub async fn run_configured(
-    settings: ClientSettings,
+    mut settings: ClientSettings,
     shutdown: Signal,
     events: Option<Sender<Event>>,
 ) -> Result<(), ClientError> {
+    // Lives as long as the client: the built-in proxy behind any
+    // `local: "http-proxy"` service.
+    let _proxy = builtin_proxy(&mut settings, &shutdown)
+        .await
+        .map_err(|e| ClientError::Fatal(format!("cannot start the built-in HTTP proxy: {e}")))?;
     match settings.tls.as_ref().map(TlsTransport::client) {
         Some(tls) => run(settings, tls, shutdown, events).await,
         None => run(settings, TcpTransport, shutdown, events).await,
     }
 }
+
+/// Starts the built-in HTTP proxy on a loopback port when a service names it,
+/// and points those services there. Every data-link kind (spliced, TLS,
+/// multiplexed) then reaches it like any local service.
+async fn builtin_proxy(
+    settings: &mut ClientSettings,
+    shutdown: &Signal,
+) -> io::Result<Option<TaskSet>> {
+    let wanted = |s: &crate::config::ServiceSettings| s.local == crate::config::HTTP_PROXY_LOCAL;
+    if !settings.services.iter().any(wanted) {
+        return Ok(None);
+    }
+    let listener = smol::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    for service in settings.services.iter_mut().filter(|s| wanted(s)) {
+        service.local = addr.to_string();
+    }
+    let proxy = crate::http_proxy::Proxy::new(settings.http_proxy.clone());
+    let task = TaskSet::new();
+    task.spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            if let Err(e) =
+                crate::http_proxy::run(listener, proxy, PROXY_STATS_INTERVAL, shutdown).await
+            {
+                warn!("built-in HTTP proxy stopped: {e}");
+            }
+        }
+    });
+    Ok(Some(task))
+}
+
+/// How often the built-in proxy logs its counters (when they changed).
+const PROXY_STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Runs the client until `shutdown` fires (returns `Ok`) or a fatal error.
 pub async fn run<T: Transport>(

@@ -198,8 +198,27 @@ pub struct ClientConfig {
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Destination rules of the built-in proxy behind `local: "http-proxy"`.
+    #[serde(default)]
+    pub http_proxy: TunnelProxyConfig,
     #[serde(skip)]
     source: Option<Source>,
+}
+
+/// `local` value that serves the built-in HTTP proxy instead of a local address:
+/// visitors at the public port browse through the client's network.
+pub const HTTP_PROXY_LOCAL: &str = "http-proxy";
+
+/// Rules of the tunnel's built-in HTTP proxy. By default it refuses the client
+/// machine's loopback and link-local addresses (an open proxy into the private
+/// side is the classic hole); `allow` entries (IP or CIDR) reopen them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelProxyConfig {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// One exposed service. `remote_port: 0` (the default) lets the server pick.
@@ -257,6 +276,8 @@ pub struct ClientSettings {
     pub insecure_no_auth: bool,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
+    /// The built-in proxy's settings, for services with `local: "http-proxy"`.
+    pub http_proxy: crate::config::ProxySettings,
 }
 
 /// A validated service: `local` is `host:port` and resolved at load time.

@@ -192,6 +192,7 @@ impl ClientConfig {
             reconnect_max_backoff: secs::<RECONNECT_MAX_BACKOFF_SECS>(),
             insecure_no_auth: false,
             workers: None,
+            http_proxy: TunnelProxyConfig::default(),
             source: None,
         }
     }
@@ -223,6 +224,9 @@ impl ClientConfig {
         nonzero(&at, "handshake_timeout", self.handshake_timeout)?;
         nonzero(&at, "reconnect_max_backoff", self.reconnect_max_backoff)?;
         let tls = self.transport.load(&at, &self.server)?;
+        let http_proxy = ProxySettings::for_tunnel()
+            .with_rules(&self.http_proxy.allow, &self.http_proxy.deny)
+            .map_err(|e| at.error(&["http_proxy"], format!("http_proxy: {e}")))?;
         Ok(ClientSettings {
             tls,
             services: services(&at, self.services)?,
@@ -234,6 +238,7 @@ impl ClientConfig {
             reconnect_max_backoff: self.reconnect_max_backoff,
             insecure_no_auth: self.insecure_no_auth,
             workers: workers(&at, self.workers)?,
+            http_proxy,
         })
     }
 }
@@ -310,6 +315,9 @@ fn check_service(at: &Locator, i: usize, service: &ServiceConfig) -> Result<(), 
             &[&format!("services[{i}].name"), &format!("services[{i}]")],
             msg,
         ));
+    }
+    if service.local == HTTP_PROXY_LOCAL {
+        return Ok(());
     }
     let what = format!("service {name:?}: local");
     let paths = [

@@ -13,3 +13,4 @@ mod http;
 mod connect;
 mod errors;
 mod plain;
+mod tunnel;
