@@ -321,18 +321,10 @@ fn oversize_and_malformed_frames_close_the_session_cleanly() {
 
 /// A tunnel whose client uses `Multiplexed(links)` data links.
 async fn mux_tunnel(links: usize, server: porthole::config::ServerSettings) -> Tunnel {
-    let server = start_server(server).await.expect("server starts");
-    let service = echo_service().await;
-    let mut settings = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
-    settings.data_links = porthole::config::DataLinks::Multiplexed { links };
-    let client = start_client(settings);
-    let public = client.registered("echo").await;
-    Tunnel {
-        server,
-        service,
-        client,
-        public,
-    }
+    echo_tunnel_with(server, |c| {
+        c.data_links = porthole::config::DataLinks::Multiplexed { links };
+    })
+    .await
 }
 
 #[test]

@@ -151,82 +151,50 @@ fn a_tunnel_over_tls_carries_bytes_intact_both_ways() {
     });
 }
 
+/// A server whose `localhost` certificate comes from the test CA and is valid
+/// for `validity`; a client that trusts `trusted` (the test CA when `None`) and
+/// expects `name`. Returns the reason of the client's first refusal.
+async fn refusal(test: &str, validity: Validity, trusted: Option<Ca>, name: &str) -> String {
+    let pki = Pki::new(test);
+    let ca = new_ca();
+    let (server, service) = server_with(&pki, &ca, validity, None).await;
+    let trust = pki.write("trusted.crt", &trusted.as_ref().unwrap_or(&ca).pem.cert);
+    let client = start_client(tls_client(server.addr, service.addr, &trust, name, None));
+    let reason = first_refusal(&client).await;
+    client.stop().await;
+    server.stop().await;
+    reason
+}
+
 #[test]
 fn a_client_trusting_another_ca_is_refused_naming_the_unknown_authority() {
     run_test(async {
-        let pki = Pki::new("other-ca");
-        let (server, service) = server_with(&pki, &new_ca(), Validity::days(1), None).await;
         let other = Ca::new("another CA", Validity::days(1)).expect("CA");
-        let stranger = pki.write("other-ca.crt", &other.pem.cert);
-        let client = start_client(tls_client(
-            server.addr,
-            service.addr,
-            &stranger,
-            "localhost",
-            None,
-        ));
-        let reason = first_refusal(&client).await;
+        let reason = refusal("other-ca", Validity::days(1), Some(other), "localhost").await;
         assert!(reason.contains("unknown authority"), "{reason}");
-        client.stop().await;
         // A different CA with the same name (two `gen-cert` runs, say).
-        let twin = pki.write("twin-ca.crt", &new_ca().pem.cert);
-        let client = start_client(tls_client(
-            server.addr,
-            service.addr,
-            &twin,
-            "localhost",
-            None,
-        ));
-        let reason = first_refusal(&client).await;
+        let reason = refusal("twin-ca", Validity::days(1), Some(new_ca()), "localhost").await;
         assert!(
             reason.contains("not signed by the CA you trust"),
             "{reason}"
         );
-        client.stop().await;
-        server.stop().await;
     });
 }
 
 #[test]
 fn a_wrong_server_name_is_refused_naming_the_names() {
     run_test(async {
-        let pki = Pki::new("name");
-        let ca = new_ca();
-        let ca_file = pki.write("ca.crt", &ca.pem.cert);
-        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
-        let client = start_client(tls_client(
-            server.addr,
-            service.addr,
-            &ca_file,
-            "tunnel.example.com",
-            None,
-        ));
-        let reason = first_refusal(&client).await;
+        let reason = refusal("name", Validity::days(1), None, "tunnel.example.com").await;
         assert!(reason.contains("not valid for"), "{reason}");
         assert!(reason.contains("tunnel.example.com"), "{reason}");
-        client.stop().await;
-        server.stop().await;
     });
 }
 
 #[test]
 fn an_expired_server_certificate_is_refused_as_expired() {
     run_test(async {
-        let pki = Pki::new("expired");
-        let ca = new_ca();
-        let ca_file = pki.write("ca.crt", &ca.pem.cert);
-        let (server, service) = server_with(&pki, &ca, Validity::expired(), None).await;
-        let client = start_client(tls_client(
-            server.addr,
-            service.addr,
-            &ca_file,
-            "localhost",
-            None,
-        ));
-        let reason = first_refusal(&client).await;
+        let reason = refusal("expired", Validity::expired(), None, "localhost").await;
         assert!(reason.contains("expired"), "{reason}");
-        client.stop().await;
-        server.stop().await;
     });
 }
 

@@ -222,13 +222,19 @@ pub struct Tunnel {
 }
 
 pub async fn echo_tunnel(settings: ServerSettings) -> Tunnel {
+    echo_tunnel_with(settings, |_| {}).await
+}
+
+/// [`echo_tunnel`] with the client's settings adjusted by `adjust` first.
+pub async fn echo_tunnel_with(
+    settings: ServerSettings,
+    adjust: impl FnOnce(&mut ClientSettings),
+) -> Tunnel {
     let server = start_server(settings).await.expect("server starts");
     let service = echo_service().await;
-    let client = start_client(client_settings(
-        server.addr,
-        TOKEN,
-        &[("echo", service.addr, 0)],
-    ));
+    let mut client = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
+    adjust(&mut client);
+    let client = start_client(client);
     let public = client.registered("echo").await;
     Tunnel {
         server,
