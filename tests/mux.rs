@@ -347,3 +347,34 @@ fn a_multiplexed_tunnel_carries_sequential_and_concurrent_visitors_intact() {
         t.server.stop().await;
     });
 }
+
+#[test]
+fn a_session_that_accepts_no_streams_refuses_the_peers_opens() {
+    run_test(async {
+        let (mut raw, b) = tcp_pair().await;
+        let config = Config {
+            accept_streams: false,
+            ..Config::default()
+        };
+        let (session, driver) = Session::new(b, Side::Server, config);
+        let _driver = smol::spawn(driver);
+        raw.write_all(&frame(Kind::Open, 1, b""))
+            .await
+            .expect("write");
+        // Skip the session's own pings; the answer to the Open is a Reset.
+        let reset = within(PROMPTLY, "reset", async {
+            loop {
+                let mut head = [0u8; HEADER_LEN];
+                raw.read_exact(&mut head).await.expect("frame");
+                let h = Header::decode(&head).expect("valid frame");
+                if h.kind == Kind::Reset {
+                    return h;
+                }
+            }
+        })
+        .await;
+        assert_eq!(reset.stream, 1);
+        assert_eq!(reset.length, porthole::mux::state::RESET_REFUSED);
+        assert_eq!(session.stream_count(), 0, "nothing buffered for it");
+    });
+}

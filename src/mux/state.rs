@@ -56,6 +56,10 @@ pub struct Config {
     pub budget: u64,
     /// Streams open at once.
     pub max_streams: usize,
+    /// Whether the peer may open streams. The tunnel's server side says no:
+    /// only it opens streams, and a client opening its own would only be a
+    /// way to make the server buffer data nobody reads.
+    pub accept_streams: bool,
     pub ping_interval: Duration,
     /// No answer to a ping within this: the link is dead.
     pub ping_timeout: Duration,
@@ -71,6 +75,7 @@ impl Default for Config {
             max_window: 16 * 1024 * 1024,
             budget: 256 * 1024 * 1024,
             max_streams: 1024,
+            accept_streams: true,
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(30),
         }
@@ -315,7 +320,8 @@ impl State {
             return Err(format!("peer reused stream id {id}"));
         }
         self.last_peer_id = id;
-        if self.go_away_sent || self.closed.is_some() || self.admit().is_err() {
+        let refuse = !self.config.accept_streams || self.go_away_sent || self.closed.is_some();
+        if refuse || self.admit().is_err() {
             let reset = Header::new(Kind::Reset, 0, id, RESET_REFUSED);
             self.control.push_back((reset, Vec::new()));
             return Ok(());

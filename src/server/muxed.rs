@@ -38,7 +38,12 @@ impl MuxLinks {
             debug!("mux link dropped: {MAX_MUX_LINKS} already open");
             return;
         }
-        let (session, driver) = mux::Session::new(link, Side::Server, mux::Config::default());
+        // Only the server opens streams on a tunnel's mux link.
+        let config = mux::Config {
+            accept_streams: false,
+            ..mux::Config::default()
+        };
+        let (session, driver) = mux::Session::new(link, Side::Server, config);
         let worker = crate::runtime::next_worker();
         links.push((session, worker));
         self.drivers.spawn_at(worker, async move {
