@@ -147,8 +147,14 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, shared: &Shared) -> io::Resu
         // Capped by `Header::decode`: at most MAX_DATA_LEN.
         let body = &mut payload[..header.payload_len()];
         reader.read_exact(body).await?;
-        shared.lock().on_frame(header, body).map_err(violation)?;
-        shared.wake_writer();
+        let wake = {
+            let mut st = shared.lock();
+            st.on_frame(header, body).map_err(violation)?;
+            st.wants_write()
+        };
+        if wake {
+            shared.wake_writer();
+        }
     }
 }
 

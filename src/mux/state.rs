@@ -19,9 +19,9 @@ use super::frame::{FLAG_ACK, Header, Kind, MAX_DATA_LEN};
 /// Most credit a stream can hold; more is a broken or hostile peer.
 pub const MAX_CREDIT: u64 = 1 << 30;
 /// Bytes a stream may queue for sending before its writer waits.
-pub const SEND_BUF_LEN: usize = 64 * 1024;
+pub const SEND_BUF_LEN: usize = 128 * 1024;
 /// Write batches stop growing past this many bytes.
-const BATCH_LEN: usize = 128 * 1024;
+const BATCH_LEN: usize = 256 * 1024;
 /// Reset codes.
 pub const RESET_CANCEL: u32 = 1;
 pub const RESET_REFUSED: u32 = 2;
@@ -507,6 +507,12 @@ impl State {
         let h = Header::new(Kind::Ping, 0, 0, self.ping_nonce);
         self.control.push_back((h, Vec::new()));
         Ok(())
+    }
+
+    /// Whether [`State::fill`] has anything to write, so that waking the
+    /// writer is worth a task switch.
+    pub fn wants_write(&self) -> bool {
+        !self.control.is_empty() || !self.ready.is_empty() || self.drained()
     }
 
     /// Sends `GoAway`: no new streams either way; open ones finish.

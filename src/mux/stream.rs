@@ -56,8 +56,11 @@ impl AsyncRead for Stream {
         };
         if !s.recv.is_empty() {
             let n = st.read(self.id, buf);
+            let wake = st.wants_write();
             drop(st);
-            self.shared.wake_writer();
+            if wake {
+                self.shared.wake_writer();
+            }
             return Poll::Ready(Ok(n));
         }
         if s.remote_fin {
