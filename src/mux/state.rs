@@ -1,6 +1,7 @@
 //! The session's state machine, without I/O: streams, credit, the send
 //! schedule. The driver feeds it decoded frames ([`State::on_frame`]) and asks it
-//! for bytes to write ([`State::fill`]); streams call the `stream_*` methods.
+//! for bytes to write ([`State::fill`]); streams call [`State::read`],
+//! [`State::queue`], [`State::finish`] and [`State::release`].
 //! Everything here is synchronous, so the fuzzer can drive it directly.
 //!
 //! Invariants (checked by the fuzz target `mux_session`):
@@ -15,6 +16,9 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use super::frame::{FLAG_ACK, Header, Kind, MAX_DATA_LEN};
+
+mod peer;
+mod send;
 
 /// Most credit a stream can hold; more is a broken or hostile peer.
 pub const MAX_CREDIT: u64 = 1 << 30;
@@ -266,116 +270,6 @@ impl State {
         );
     }
 
-    fn peer_opens_odd(&self) -> bool {
-        self.side == Side::Server
-    }
-
-    /// Applies one frame from the peer.
-    pub fn on_frame(&mut self, h: Header, payload: &[u8]) -> Result<(), Violation> {
-        match h.kind {
-            Kind::Open => self.on_open(h.stream, payload),
-            Kind::Data => self.on_data(h.stream, payload),
-            Kind::Window => self.on_window(h.stream, u64::from(h.length)),
-            Kind::Fin => {
-                if let Some(s) = self.streams.get_mut(&h.stream) {
-                    s.remote_fin = true;
-                    s.wake();
-                }
-                self.reap(h.stream);
-                Ok(())
-            }
-            Kind::Reset => {
-                if let Some(s) = self.streams.get_mut(&h.stream) {
-                    s.reset = true;
-                    s.send.clear();
-                    s.wake();
-                }
-                self.reap(h.stream);
-                Ok(())
-            }
-            Kind::Ping => {
-                if h.flags & FLAG_ACK == 0 {
-                    let pong = Header::new(Kind::Ping, FLAG_ACK, 0, h.length);
-                    self.control.push_back((pong, Vec::new()));
-                } else if let Some((nonce, sent)) = self.ping {
-                    if nonce == h.length {
-                        self.rtt = Some(sent.elapsed());
-                        self.ping = None;
-                    }
-                }
-                Ok(())
-            }
-            Kind::GoAway => {
-                self.go_away_received = true;
-                Ok(())
-            }
-        }
-    }
-
-    fn on_open(&mut self, id: u32, payload: &[u8]) -> Result<(), Violation> {
-        if (id % 2 == 1) != self.peer_opens_odd() {
-            return Err(format!("peer opened stream {id} of the wrong parity"));
-        }
-        if id <= self.last_peer_id {
-            return Err(format!("peer reused stream id {id}"));
-        }
-        self.last_peer_id = id;
-        let refuse = !self.config.accept_streams || self.go_away_sent || self.closed.is_some();
-        if refuse || self.admit().is_err() {
-            let reset = Header::new(Kind::Reset, 0, id, RESET_REFUSED);
-            self.control.push_back((reset, Vec::new()));
-            return Ok(());
-        }
-        self.insert(id);
-        self.accepted.push_back((id, payload.to_vec()));
-        if let Some(w) = self.accept_waker.take() {
-            w.wake();
-        }
-        Ok(())
-    }
-
-    fn on_data(&mut self, id: u32, payload: &[u8]) -> Result<(), Violation> {
-        let Some(s) = self.streams.get_mut(&id) else {
-            // A stream we already reset or finished: its in-flight bytes are
-            // dropped, never buffered.
-            return Ok(());
-        };
-        let len = payload.len() as u64;
-        if s.remote_fin {
-            return Err(format!("data on stream {id} after its fin"));
-        }
-        if len > s.recv_credit {
-            return Err(format!(
-                "peer sent {len} bytes on stream {id} with {} credit left",
-                s.recv_credit
-            ));
-        }
-        if s.reset || s.orphan {
-            return Ok(());
-        }
-        s.recv_credit -= len;
-        s.recv.extend(payload);
-        if let Some(w) = s.read_waker.take() {
-            w.wake();
-        }
-        Ok(())
-    }
-
-    fn on_window(&mut self, id: u32, grant: u64) -> Result<(), Violation> {
-        let Some(s) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        s.credit += grant;
-        if s.credit > MAX_CREDIT {
-            return Err(format!("credit on stream {id} above {MAX_CREDIT}"));
-        }
-        if !s.send.is_empty() && !s.in_ready {
-            s.in_ready = true;
-            self.ready.push_back(id);
-        }
-        Ok(())
-    }
-
     /// Moves up to `buf.len()` received bytes of stream `id` into `buf`.
     pub fn read(&mut self, id: u32, buf: &mut [u8]) -> usize {
         let Some(s) = self.streams.get_mut(&id) else {
@@ -541,50 +435,6 @@ impl State {
         }
         if let Some(w) = self.accept_waker.take() {
             w.wake();
-        }
-    }
-
-    /// Encodes the next batch of frames into `out`: control frames first, then
-    /// one data frame per ready stream in turn (round-robin), each at most
-    /// [`MAX_DATA_LEN`] and within the stream's credit.
-    pub fn fill(&mut self, out: &mut Vec<u8>) {
-        while let Some((h, payload)) = self.control.pop_front() {
-            out.extend_from_slice(&h.encode());
-            out.extend_from_slice(&payload);
-            if out.len() >= BATCH_LEN {
-                return;
-            }
-        }
-        while out.len() < BATCH_LEN {
-            let Some(id) = self.ready.pop_front() else {
-                break;
-            };
-            let Some(s) = self.streams.get_mut(&id) else {
-                continue;
-            };
-            s.in_ready = false;
-            let n = (s.send.len() as u64)
-                .min(s.credit)
-                .min(u64::from(MAX_DATA_LEN)) as usize;
-            if n > 0 {
-                out.extend_from_slice(&Header::new(Kind::Data, 0, id, n as u32).encode());
-                let (a, b) = front(&s.send, n);
-                out.extend_from_slice(a);
-                out.extend_from_slice(b);
-                s.send.drain(..n);
-                s.credit -= n as u64;
-                if let Some(w) = s.write_waker.take() {
-                    w.wake();
-                }
-            }
-            if !s.send.is_empty() && s.credit > 0 {
-                s.in_ready = true;
-                self.ready.push_back(id);
-            } else if s.send.is_empty() && s.fin_requested && !s.fin_sent && !s.reset {
-                s.fin_sent = true;
-                out.extend_from_slice(&Header::new(Kind::Fin, 0, id, 0).encode());
-                self.reap(id);
-            }
         }
     }
 }
