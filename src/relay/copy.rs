@@ -7,9 +7,14 @@ use std::io;
 
 use super::{Moved, ignore_not_connected};
 
-/// Buffer per direction. 64 KiB moves a full socket buffer per wake-up; smaller
-/// buffers cost measurably more syscalls on bulk transfers.
+/// Buffer per direction once bytes flow in bulk. 64 KiB moves a full socket
+/// buffer per wake-up; smaller buffers cost measurably more syscalls.
 pub const COPY_BUF_LEN: usize = 64 * 1024;
+/// Buffer a direction starts with. Most tunneled connections sit idle or carry
+/// small messages, and 2 × 64 KiB of zeroed memory per connection dominated the
+/// idle memory of TLS and multiplexed tunnels; the first read that fills this
+/// buffer switches the direction to [`COPY_BUF_LEN`].
+pub const COPY_START_LEN: usize = 4 * 1024;
 
 pub(super) async fn relay<A, B>(a: A, b: B) -> io::Result<Moved>
 where
@@ -30,7 +35,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; COPY_BUF_LEN];
+    let mut buf = vec![0u8; COPY_START_LEN];
     let mut total = 0u64;
     loop {
         let n = from.read(&mut buf).await?;
@@ -41,5 +46,9 @@ where
         }
         to.write_all(&buf[..n]).await?;
         total += n as u64;
+        // A full read means more is waiting: bulk, so take the full buffer.
+        if n == buf.len() && buf.len() < COPY_BUF_LEN {
+            buf.resize(COPY_BUF_LEN, 0);
+        }
     }
 }

@@ -14,7 +14,7 @@ mod copy;
 pub mod pipe;
 mod splice;
 
-pub use copy::COPY_BUF_LEN;
+pub use copy::{COPY_BUF_LEN, COPY_START_LEN};
 
 use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
