@@ -6,7 +6,7 @@
 //! and drops (closes) both streams. The byte count of each direction is returned.
 //!
 //! Two engines: [`splice`] moves bytes between raw TCP sockets inside the kernel
-//! (through a pooled [`pipe`]); [`copy`] is a userspace copy with 64 KiB buffers
+//! (through a pooled [`pipe`]); [`copy`] is a userspace copy with 64 KiB buffers (4 KiB until bulk flows)
 //! for anything else (TLS, mux streams). [`relay_tcp`] picks splice for raw
 //! sockets; [`relay`] copies.
 
