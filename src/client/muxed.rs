@@ -95,15 +95,11 @@ async fn visitor<T: Transport>(
 /// A whole protocol frame (length prefix included) from an `Open` payload.
 fn decode_start(payload: &[u8]) -> io::Result<Frame> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-    let (prefix, body) = payload
-        .split_first_chunk::<{ protocol::LEN_PREFIX }>()
-        .ok_or_else(|| invalid("empty open payload".into()))?;
-    let len = protocol::check_len(*prefix).map_err(|e| invalid(e.to_string()))?;
-    if body.len() != len {
-        return Err(invalid(format!(
-            "open payload of {} bytes, frame of {len}",
-            body.len()
-        )));
+    match protocol::decode(payload).map_err(|e| invalid(e.to_string()))? {
+        Some((frame, used)) if used == payload.len() => Ok(frame),
+        _ => Err(invalid(format!(
+            "open payload of {} bytes is not exactly one frame",
+            payload.len()
+        ))),
     }
-    protocol::decode_body(body).map_err(|e| invalid(e.to_string()))
 }
