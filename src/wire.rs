@@ -5,7 +5,6 @@
 //! byte pipe, and any byte buffered past the frame would be lost to the relay.
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
-use smol::Timer;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
@@ -68,9 +67,10 @@ pub async fn with_timeout<T, F>(limit: Duration, what: &str, fut: F) -> io::Resu
 where
     F: Future<Output = io::Result<T>>,
 {
-    let what = what.to_owned();
+    // On a worker the deadline lives in the worker's timer map (no syscall);
+    // elsewhere it is an async-io timer.
     fut.or(async move {
-        Timer::after(limit).await;
+        crate::runtime::sleep(limit).await;
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("{what} timed out after {limit:?}"),
@@ -101,7 +101,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
 /// beat: the peer is not reading, and its heartbeat timeout will say so.
 pub async fn heartbeats(control: smol::channel::Sender<Frame>, every: Duration) {
     loop {
-        Timer::after(every).await;
+        crate::runtime::sleep(every).await;
         if control.try_send(Frame::Heartbeat).is_err() && control.is_closed() {
             return;
         }

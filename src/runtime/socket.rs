@@ -1,0 +1,389 @@
+//! Sockets owned by a worker (or, off the workers, by async-io's reactor).
+//!
+//! A [`Socket`] is registered once, where it is created: with the calling
+//! worker's poller on a worker thread, with async-io's reactor elsewhere. I/O
+//! goes through [`Socket::poll_read_with`] / [`Socket::poll_write_with`]: the
+//! operation is tried first and only `EAGAIN` parks the task's waker for the
+//! next edge (see [`super::reactor`]). Dropping a worker socket closes it, which
+//! removes the registration without an `epoll_ctl`, and frees its slot.
+
+use async_io::Async;
+use futures_lite::{AsyncRead, AsyncWrite};
+use std::future::poll_fn;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::reactor::{self, Dir};
+
+/// A non-blocking I/O object registered with a worker or with async-io.
+#[derive(Debug)]
+pub struct Socket<T: AsFd> {
+    home: Home<T>,
+}
+
+#[derive(Debug)]
+enum Home<T: AsFd> {
+    Worker {
+        io: T,
+        worker: usize,
+        key: u64,
+    },
+    Reactor(Async<T>),
+    /// Only while [`Socket::rehome`] moves it.
+    Moving,
+}
+
+fn moving() -> io::Error {
+    io::Error::other("socket is being moved")
+}
+
+impl<T: AsFd> Socket<T> {
+    /// Registers `io` (already non-blocking) with the calling thread's home.
+    pub fn new(io: T) -> io::Result<Socket<T>> {
+        let home = match super::current_worker() {
+            Some(worker) => {
+                let key = reactor::register(&super::shared(worker).epoll, io.as_fd())?;
+                Home::Worker { io, worker, key }
+            }
+            None => Home::Reactor(Async::new(io)?),
+        };
+        Ok(Socket { home })
+    }
+
+    pub fn get_ref(&self) -> &T {
+        match &self.home {
+            Home::Worker { io, .. } => io,
+            Home::Reactor(a) => a.get_ref(),
+            // `rehome` holds `&mut self` while moving, so nobody can see this.
+            Home::Moving => unreachable!("socket observed while moving"),
+        }
+    }
+
+    /// The worker this socket is registered with (`None`: async-io).
+    pub fn worker(&self) -> Option<usize> {
+        match self.home {
+            Home::Worker { worker, .. } => Some(worker),
+            _ => None,
+        }
+    }
+
+    /// Deregisters and returns the I/O object.
+    pub fn into_inner(mut self) -> io::Result<T> {
+        match std::mem::replace(&mut self.home, Home::Moving) {
+            Home::Worker { io, worker, key } => {
+                let w = super::shared(worker);
+                w.epoll.delete(io.as_fd())?;
+                release(worker, key);
+                Ok(io)
+            }
+            Home::Reactor(a) => a.into_inner(),
+            Home::Moving => Err(moving()),
+        }
+    }
+
+    /// Moves the socket to the calling thread's home (this worker, or async-io
+    /// off the workers); nothing happens when it is there already.
+    pub fn rehome(&mut self) -> io::Result<()> {
+        let here = super::current_worker();
+        match &self.home {
+            Home::Worker { worker, .. } if Some(*worker) == here => return Ok(()),
+            Home::Reactor(_) if here.is_none() => return Ok(()),
+            _ => {}
+        }
+        let old = Socket {
+            home: std::mem::replace(&mut self.home, Home::Moving),
+        };
+        *self = Socket::new(old.into_inner()?)?;
+        Ok(())
+    }
+
+    /// Tries `op` until it does not return `WouldBlock`; parks the task for the
+    /// next readable edge when it does.
+    pub fn poll_read_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_with(cx, Dir::Read, op)
+    }
+
+    /// As [`Socket::poll_read_with`], for writes.
+    pub fn poll_write_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_with(cx, Dir::Write, op)
+    }
+
+    /// Runs `op` once the socket is readable (tried first).
+    pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        poll_fn(|cx| self.poll_read_with(cx, &mut op)).await
+    }
+
+    /// Runs `op` once the socket is writable (tried first).
+    pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        poll_fn(|cx| self.poll_write_with(cx, &mut op)).await
+    }
+
+    fn poll_with<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Dir,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        match &self.home {
+            Home::Worker { io, worker, key } => {
+                if super::current_worker() != Some(*worker) {
+                    return Poll::Ready(Err(io::Error::other(
+                        "socket used away from its worker thread",
+                    )));
+                }
+                match op(io) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // No event can be dispatched between the EAGAIN above
+                        // and this: both run inside this poll, on this thread.
+                        reactor::park(*key, dir, cx.waker());
+                        Poll::Pending
+                    }
+                    r => Poll::Ready(r),
+                }
+            }
+            Home::Reactor(a) => loop {
+                match op(a.get_ref()) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    r => return Poll::Ready(r),
+                }
+                let ready = match dir {
+                    Dir::Read => a.poll_readable(cx),
+                    Dir::Write => a.poll_writable(cx),
+                };
+                match ready {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            },
+            Home::Moving => Poll::Ready(Err(moving())),
+        }
+    }
+}
+
+impl<T: AsFd> Drop for Socket<T> {
+    fn drop(&mut self) {
+        if let Home::Worker { worker, key, .. } = self.home {
+            // The descriptor closes right after this (with `io`), which removes
+            // the poller's registration; only the slot remains to free.
+            release(worker, key);
+        }
+    }
+}
+
+impl<T: AsFd> AsFd for Socket<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+}
+
+/// Frees a registration's slot, on its worker or (rarely) by asking it to.
+fn release(worker: usize, key: u64) {
+    if super::current_worker() == Some(worker) {
+        reactor::forget(key);
+    } else {
+        let w = super::shared(worker);
+        let _ = w.orphans.push(key);
+        w.wake();
+    }
+}
+
+/// A TCP connection on the runtime (see the module docs). `close` shuts the
+/// write half down, so the peer sees FIN.
+#[derive(Debug)]
+pub struct TcpStream(Socket<std::net::TcpStream>);
+
+impl TcpStream {
+    /// Registers a connected, non-blocking standard stream here.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream(Socket::new(stream)?))
+    }
+
+    /// Takes over a smol stream (which must not have been cloned).
+    pub fn from_smol(stream: smol::net::TcpStream) -> io::Result<TcpStream> {
+        let shared: std::sync::Arc<Async<std::net::TcpStream>> = stream.into();
+        let only = std::sync::Arc::try_unwrap(shared)
+            .map_err(|_| io::Error::other("stream is shared; cannot move it"))?;
+        TcpStream::from_std(only.into_inner()?)
+    }
+
+    /// Connects to `addr` (`host:port`; names are resolved off the thread),
+    /// trying each address in turn.
+    pub async fn connect(addr: &str) -> io::Result<TcpStream> {
+        let addrs = match addr.parse::<SocketAddr>() {
+            Ok(a) => vec![a],
+            Err(_) => smol::net::resolve(addr).await?,
+        };
+        let mut last = None;
+        for a in addrs {
+            match TcpStream::connect_addr(a).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{addr} resolves to nothing"),
+            )
+        }))
+    }
+
+    /// A non-blocking connect to one address.
+    pub async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = super::sys::connect_nonblocking(addr)?;
+        let stream = TcpStream(Socket::new(socket)?);
+        stream
+            .0
+            .write_with(|s| match s.take_error()? {
+                Some(e) => Err(e),
+                None => match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                },
+            })
+            .await?;
+        Ok(stream)
+    }
+
+    pub fn get_ref(&self) -> &std::net::TcpStream {
+        self.0.get_ref()
+    }
+
+    pub fn socket(&self) -> &Socket<std::net::TcpStream> {
+        &self.0
+    }
+
+    pub fn into_socket(self) -> Socket<std::net::TcpStream> {
+        self.0
+    }
+
+    /// Moves the stream to the calling thread's home (see [`Socket::rehome`]).
+    pub fn rehome(&mut self) -> io::Result<()> {
+        self.0.rehome()
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.get_ref().peer_addr()
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.get_ref().local_addr()
+    }
+
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.get_ref().set_nodelay(on)
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.get_ref().shutdown(how)
+    }
+}
+
+impl From<Socket<std::net::TcpStream>> for TcpStream {
+    fn from(socket: Socket<std::net::TcpStream>) -> Self {
+        TcpStream(socket)
+    }
+}
+
+impl AsFd for TcpStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_read_with(cx, |mut s| s.read(buf))
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_with(cx, |mut s| s.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_with(cx, |mut s| s.write_vectored(bufs))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown(Shutdown::Write))
+    }
+}
+
+/// A TCP listener on the runtime.
+#[derive(Debug)]
+pub struct TcpListener(Socket<std::net::TcpListener>);
+
+impl TcpListener {
+    /// Binds `addr` (with `SO_REUSEADDR`, as std does).
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::from_std(std::net::TcpListener::bind(addr)?)
+    }
+
+    /// Binds `addr` with `SO_REUSEPORT` too, so that one listener per worker
+    /// can share a port and the kernel spreads connections across them.
+    pub fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
+        TcpListener::from_std(super::sys::listen_reuseport(addr)?)
+    }
+
+    /// Registers a bound listener here.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener(Socket::new(listener)?))
+    }
+
+    /// Takes over a smol listener.
+    pub fn from_smol(listener: smol::net::TcpListener) -> io::Result<TcpListener> {
+        let shared: std::sync::Arc<Async<std::net::TcpListener>> = listener.into();
+        let only = std::sync::Arc::try_unwrap(shared)
+            .map_err(|_| io::Error::other("listener is shared; cannot move it"))?;
+        TcpListener::from_std(only.into_inner()?)
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().local_addr()
+    }
+
+    pub fn get_ref(&self) -> &std::net::TcpListener {
+        self.0.get_ref()
+    }
+
+    /// Accepts one connection, registered here. Cancel-safe.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self.0.read_with(|l| l.accept()).await?;
+        Ok((TcpStream::from_std(stream)?, peer))
+    }
+}

@@ -1,0 +1,51 @@
+//! The two socket calls std does not offer: a non-blocking connect, and a
+//! listener bound with `SO_REUSEPORT`.
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrLike, bind,
+    connect, listen, setsockopt, socket, sockopt,
+};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+fn stream_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    Ok(socket(family, SockType::Stream, flags, None)?)
+}
+
+fn with_sockaddr<R>(addr: SocketAddr, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
+    match addr {
+        SocketAddr::V4(a) => f(&SockaddrIn::from(a)),
+        SocketAddr::V6(a) => f(&SockaddrIn6::from(a)),
+    }
+}
+
+/// Starts connecting to `addr`; the connection completes when the socket
+/// becomes writable (check `SO_ERROR` then).
+pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<std::net::TcpStream> {
+    let fd = stream_socket(&addr)?;
+    match with_sockaddr(addr, |a| connect(fd.as_raw_fd(), a)) {
+        Ok(()) | Err(Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(std::net::TcpStream::from(fd))
+}
+
+/// Listen backlog of shared listeners: the kernel caps it at `somaxconn`.
+const BACKLOG: i32 = 4096;
+
+/// A non-blocking listener on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`.
+pub fn listen_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let fd = stream_socket(&addr)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    with_sockaddr(addr, |a| bind(fd.as_raw_fd(), a))?;
+    listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
+    Ok(std::net::TcpListener::from(fd))
+}
