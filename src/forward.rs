@@ -5,7 +5,7 @@
 //! target under `connect_timeout`, then a splice relay with half-close
 //! propagation. A slow or stalled peer only ever holds its own task.
 
-use smol::net::{TcpListener, TcpStream};
+use crate::runtime::{TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// One bound forward.
 pub struct Forward {
-    pub listener: TcpListener,
+    pub listener: smol::net::TcpListener,
     pub target: String,
 }
 
@@ -32,7 +32,7 @@ pub struct Forward {
 pub async fn bind(settings: &ForwardSettings) -> io::Result<Vec<Forward>> {
     let mut bound = Vec::with_capacity(settings.forwards.len());
     for (listen, target) in &settings.forwards {
-        let listener = TcpListener::bind(listen)
+        let listener = smol::net::TcpListener::bind(listen)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
         bound.push(Forward {
@@ -66,14 +66,22 @@ pub async fn run(
 async fn accept_loop(forward: Forward, connect_timeout: Duration) {
     let relays = TaskSet::new();
     let target: Arc<str> = forward.target.into();
+    let listener = match TcpListener::from_smol(forward.listener) {
+        Ok(l) => l,
+        Err(e) => return warn!("cannot take over the listener of {target}: {e}"),
+    };
     loop {
-        match transport::accept(&forward.listener).await {
-            Ok((client, peer)) => {
+        match transport::accept(&listener).await {
+            Ok((mut client, peer)) => {
                 let target = target.clone();
                 relays.spawn_worker(async move {
                     // Connecting is boxed so its state is freed before the
                     // long-lived relay starts.
-                    let result = match Box::pin(connect(&target, connect_timeout)).await {
+                    let connected = async {
+                        client.rehome()?;
+                        connect(&target, connect_timeout).await
+                    };
+                    let result = match Box::pin(connected).await {
                         Ok(upstream) => relay::relay_tcp(client, upstream).await,
                         Err(e) => Err(e),
                     };

@@ -61,18 +61,25 @@ where
     first
 }
 
-/// Relay sockets plus the relay itself, spawned on the global executor.
+/// Relay sockets plus the relay itself, spawned on a data-plane worker (where
+/// both sockets are registered, as in the tunnel).
 async fn start_relay(
     engine: Engine,
     service_rcvbuf: Option<usize>,
-) -> (TcpStream, TcpStream, smol::Task<io::Result<Moved>>) {
+) -> (
+    TcpStream,
+    TcpStream,
+    porthole::runtime::Task<io::Result<Moved>>,
+) {
     let RelaySockets {
         visitor,
         near,
         far,
         service,
     } = relay_sockets(service_rcvbuf).await;
-    let relay = smol::spawn(relay_tcp_with(engine, near, far));
+    let relay = porthole::runtime::spawn(async move {
+        relay_tcp_with(engine, on_runtime(near), on_runtime(far)).await
+    });
     (visitor, service, relay)
 }
 
@@ -422,7 +429,10 @@ fn concurrent_200_relays() {
 fn an_idle_relay_is_a_small_future() {
     run_test(async {
         let (a, b) = tcp_pair().await;
-        let relay = porthole::relay::relay_link::<porthole::transport::TcpTransport>(a, b);
+        let relay = porthole::relay::relay_link::<porthole::transport::TcpTransport>(
+            on_runtime(a),
+            on_runtime(b),
+        );
         let size = std::mem::size_of_val(&relay);
         assert!(size <= 1024, "relay future is {size} bytes");
     });

@@ -37,9 +37,12 @@ async fn clean(engine: Engine, seed: u64) {
     let up = payload(seed, LEN);
     let down = payload(!seed, LEN);
     let ends = try_zip(exchange_on(visitor, &up), exchange_on(service, &down));
-    let (moved, (at_visitor, at_service)) = try_zip(relay_tcp_with(engine, near, far), ends)
-        .await
-        .unwrap_or_else(|e| panic!("{engine:?}: clean relay {seed} failed: {e}"));
+    let (moved, (at_visitor, at_service)) = try_zip(
+        relay_tcp_with(engine, on_runtime(near), on_runtime(far)),
+        ends,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{engine:?}: clean relay {seed} failed: {e}"));
     assert_eq!(sha256(&at_service), sha256(&up), "{engine:?}: up bytes");
     assert_eq!(sha256(&at_visitor), sha256(&down), "{engine:?}: down bytes");
     let len = LEN as u64;
@@ -79,7 +82,7 @@ async fn reset(engine: Engine, seed: u64) {
             .expect("service receives the start");
         drop(service);
     };
-    let relay = relay_tcp_with(engine, near, far);
+    let relay = relay_tcp_with(engine, on_runtime(near), on_runtime(far));
     let (_result, (write_failed, ())) =
         future::zip(relay, future::zip(keep_sending, reset_early)).await;
     assert!(write_failed, "{engine:?}: visitor's writes never failed");

@@ -3,8 +3,8 @@
 //! then the client connects to that service's local address and relays. Every
 //! link that gets a visitor is replaced at once, so the pool stays full.
 
+use crate::runtime::TcpStream;
 use futures_lite::AsyncWriteExt;
-use smol::net::TcpStream;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};

@@ -150,7 +150,15 @@ async fn tunnel(
     proxy.stats.connect();
     proxy.stats.bytes(early.len() as u64, 0);
     drop(writer);
-    match crate::relay::relay_tcp(client.stream, origin).await {
+    // The splice relay runs on this worker's own poller: move both sockets
+    // there (the client's stream is no longer shared once `writer` is gone).
+    let sockets = crate::runtime::TcpStream::from_smol(client.stream)
+        .and_then(|c| Ok((c, crate::runtime::TcpStream::from_smol(origin)?)));
+    let relayed = match sockets {
+        Ok((client, origin)) => crate::relay::relay_tcp(client, origin).await,
+        Err(e) => Err(e),
+    };
+    match relayed {
         Ok(moved) => proxy.stats.bytes(moved.a_to_b, moved.b_to_a),
         Err(e) => debug!("{peer}: tunnel to {} ended: {e}", req.dest.authority()),
     }

@@ -213,7 +213,7 @@ pub async fn run(
 async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
     let conns = TaskSet::new();
     loop {
-        match crate::transport::accept(&listener).await {
+        match listener.accept().await {
             Ok((stream, peer)) => {
                 if proxy.stats.active() >= proxy.settings.max_connections as u64 {
                     // Dropping it is the cheapest refusal; a 503 write could block.

@@ -16,17 +16,12 @@ mod splice;
 
 pub use copy::{COPY_BUF_LEN, COPY_START_LEN};
 
-use async_io::Async;
 use futures_lite::{AsyncRead, AsyncWrite};
-use smol::net::TcpStream;
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 
+use crate::runtime::TcpStream;
 use crate::transport::Transport;
-
-/// A raw socket shared by both directions of a relay.
-type Socket = Arc<Async<std::net::TcpStream>>;
 
 /// Bytes moved by a finished relay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,11 +57,9 @@ pub fn relay_link<T: Transport>(
     socket: TcpStream,
     link: T::Stream,
 ) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
-    let raw = T::raw_socket(&link).map(|raw| Socket::from(raw.clone()));
-    // `raw` shares the socket with `link`, so `link` can go now.
-    run(match raw {
-        Some(raw) => Plan::Splice(socket.into(), raw),
-        None => Plan::Copy(Box::pin(copy::relay(socket, link))),
+    run(match T::into_raw(link) {
+        Ok(raw) => Plan::Splice(socket, raw),
+        Err(link) => Plan::Copy(Box::pin(copy::relay(socket, link))),
     })
 }
 
@@ -85,23 +78,22 @@ pub fn relay_tcp_with(
     b: TcpStream,
 ) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
     run(match engine {
-        Engine::Splice => Plan::Splice(a.into(), b.into()),
+        Engine::Splice => Plan::Splice(a, b),
         Engine::Copy => Plan::Copy(Box::pin(copy::relay(a, b))),
     })
 }
 
 /// A relay with its engine chosen. Deciding before the future is built keeps
-/// the future (what an idle tunneled connection costs) small: a smol
-/// `TcpStream` carries cached readiness futures, a few hundred bytes the splice
-/// engine never uses, and the copy engine's larger state lives in its own box.
+/// the future (what an idle tunneled connection costs) small: the copy
+/// engine's larger state lives in its own box.
 enum Plan {
-    Splice(Socket, Socket),
+    Splice(TcpStream, TcpStream),
     Copy(futures_lite::future::Boxed<io::Result<Moved>>),
 }
 
 async fn run(plan: Plan) -> io::Result<Moved> {
     match plan {
-        Plan::Splice(a, b) => splice::relay(a, b).await,
+        Plan::Splice(a, b) => splice::relay(&a, &b).await,
         Plan::Copy(copy) => copy.await,
     }
 }

@@ -14,11 +14,12 @@ use std::net::Shutdown;
 use super::pipe::Pipe;
 use super::{Moved, ignore_not_connected};
 
-use super::Socket;
+use crate::runtime::TcpStream;
 
 /// Relays between two raw sockets until both directions ended or one failed.
-pub async fn relay(a: Socket, b: Socket) -> io::Result<Moved> {
-    let (a_to_b, b_to_a) = futures_lite::future::try_zip(pump(&a, &b), pump(&b, &a)).await?;
+/// Both must be registered where the relay runs.
+pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<Moved> {
+    let (a_to_b, b_to_a) = futures_lite::future::try_zip(pump(a, b), pump(b, a)).await?;
     Ok(Moved { a_to_b, b_to_a })
 }
 
@@ -27,27 +28,29 @@ fn flags() -> SpliceFFlags {
 }
 
 /// One direction: `from` → `to`, then FIN on `to`.
-async fn pump(from: &Socket, to: &Socket) -> io::Result<u64> {
+async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
         // Optimistic: try first, wait only on EAGAIN. The pipe is taken per
         // attempt and given back while waiting, so an idle direction holds none.
-        let pipe = Pipe::take()?;
-        let filled = match splice(from.get_ref(), None, &pipe.write, None, pipe.size, flags()) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EAGAIN) => {
-                // The pipe is empty, so EAGAIN means the socket has nothing.
-                pipe.give_back();
-                from.readable().await?;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (pipe, filled) = from
+            .socket()
+            .read_with(|s| {
+                let pipe = Pipe::take()?;
+                match splice(s, None, &pipe.write, None, pipe.size, flags()) {
+                    Ok(n) => Ok((pipe, n)),
+                    Err(e) => {
+                        // The pipe is empty, so EAGAIN means the socket has
+                        // nothing (and the pipe can be pooled either way).
+                        pipe.give_back();
+                        Err(e.into())
+                    }
+                }
+            })
+            .await?;
         if filled == 0 {
             pipe.give_back();
-            to.get_ref()
-                .shutdown(Shutdown::Write)
-                .or_else(ignore_not_connected)?;
+            to.shutdown(Shutdown::Write).or_else(ignore_not_connected)?;
             return Ok(total);
         }
         drain(&pipe, to, filled).await?;
@@ -58,9 +61,10 @@ async fn pump(from: &Socket, to: &Socket) -> io::Result<u64> {
 
 /// Moves exactly `len` bytes from the pipe to `to`. On error the pipe is dropped
 /// by the caller's `?` (never pooled with bytes in it).
-async fn drain(pipe: &Pipe, to: &Socket, mut len: usize) -> io::Result<()> {
+async fn drain(pipe: &Pipe, to: &TcpStream, mut len: usize) -> io::Result<()> {
     while len > 0 {
         let n = to
+            .socket()
             .write_with(|s| {
                 splice(&pipe.read, None, s, None, len, flags()).map_err(io::Error::from)
             })

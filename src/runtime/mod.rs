@@ -29,7 +29,7 @@
 
 mod reactor;
 mod socket;
-mod sys;
+pub mod sys;
 mod timer;
 mod worker;
 

@@ -207,7 +207,6 @@ pub struct TcpStream(Socket<std::net::TcpStream>);
 impl TcpStream {
     /// Registers a connected, non-blocking standard stream here.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        stream.set_nonblocking(true)?;
         Ok(TcpStream(Socket::new(stream)?))
     }
 
@@ -216,6 +215,7 @@ impl TcpStream {
         let shared: std::sync::Arc<Async<std::net::TcpStream>> = stream.into();
         let only = std::sync::Arc::try_unwrap(shared)
             .map_err(|_| io::Error::other("stream is shared; cannot move it"))?;
+        // async-io keeps it non-blocking.
         TcpStream::from_std(only.into_inner()?)
     }
 
@@ -383,7 +383,14 @@ impl TcpListener {
 
     /// Accepts one connection, registered here. Cancel-safe.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self.0.read_with(|l| l.accept()).await?;
+        let (stream, peer) = self.accept_std().await?;
         Ok((TcpStream::from_std(stream)?, peer))
+    }
+
+    /// Accepts one connection, left unregistered (and non-blocking).
+    pub async fn accept_std(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        let (stream, peer) = self.0.read_with(|l| l.accept()).await?;
+        stream.set_nonblocking(true)?;
+        Ok((stream, peer))
     }
 }

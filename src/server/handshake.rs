@@ -3,7 +3,7 @@
 //! the handshake deadline and the frame cap, so a silent or garbage-spewing peer
 //! costs one task for at most `handshake_timeout` and nothing else.
 
-use smol::net::TcpStream;
+use crate::runtime::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +22,18 @@ use crate::wire::{read_frame, with_timeout, write_frame};
 /// its session). Errors are logged here: a bad peer only loses its own link.
 pub(super) async fn serve_connection<T: Transport>(
     shared: Arc<Shared<T>>,
-    conn: TcpStream,
+    conn: std::net::TcpStream,
     peer: SocketAddr,
     slot: Slot,
 ) {
-    if let Err(e) = handshake(&shared, conn, slot, peer).await {
+    // Registered here: on a worker for a data link (see `shows_data_hello`),
+    // on the control plane otherwise.
+    let registered = TcpStream::from_std(conn);
+    let result = match registered {
+        Ok(conn) => handshake(&shared, conn, slot, peer).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         match e.kind() {
             io::ErrorKind::PermissionDenied => warn!("client {peer}: {e}"),
             io::ErrorKind::UnexpectedEof => debug!("connection from {peer} closed: {e}"),
@@ -208,9 +215,32 @@ async fn data<T: Transport>(
     if muxed {
         session.add_mux(link);
     } else {
-        session.add_link(link);
+        session.add_link(crate::runtime::this_or_next_worker(), link);
     }
     Ok(())
+}
+
+/// Whether an accepted connection's first bytes are already a whole plain-TCP
+/// data-link (or mux-link) hello. One non-blocking peek; nothing is consumed,
+/// and a control link, a TLS client or bytes not yet arrived all say no.
+pub(super) fn shows_data_hello(conn: &std::net::TcpStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 64];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    let Ok(n) = recv(conn.as_raw_fd(), &mut buf, flags) else {
+        return false;
+    };
+    matches!(
+        crate::protocol::decode(&buf[..n]),
+        Ok(Some((
+            Frame::Hello {
+                link: LinkHello::Data { .. } | LinkHello::Mux { .. },
+                ..
+            },
+            _
+        )))
+    )
 }
 
 /// Time left until `deadline` (zero once it passed).

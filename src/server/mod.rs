@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::auth::Key;
 use crate::config::ServerSettings;
+use crate::runtime;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport::{self, TcpTransport, TlsTransport, Transport};
@@ -81,6 +82,8 @@ pub async fn run<T: Transport>(
     transport: T,
     shutdown: Signal,
 ) -> io::Result<()> {
+    // The control plane's sockets live on async-io's reactor (see `runtime`).
+    let listener = crate::runtime::TcpListener::from_smol(listener)?;
     let key = settings.token.as_ref().map(|t| Key::new(t.expose()));
     if key.is_none() {
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
@@ -100,12 +103,14 @@ pub async fn run<T: Transport>(
     );
     let connections = TaskSet::new();
     loop {
-        let accepted =
-            futures_lite::future::or(async { Some(transport::accept(&listener).await) }, async {
+        let accepted = futures_lite::future::or(
+            async { Some(transport::accept_std(&listener).await) },
+            async {
                 shutdown.wait().await;
                 None
-            })
-            .await;
+            },
+        )
+        .await;
         match accepted {
             None => break,
             Some(Ok((_, peer)))
@@ -117,12 +122,16 @@ pub async fn run<T: Transport>(
             }
             Some(Ok((stream, peer))) => {
                 let slot = handshake::Slot::take(&shared);
-                connections.spawn(handshake::serve_connection(
-                    shared.clone(),
-                    stream,
-                    peer,
-                    slot,
-                ));
+                // A plain-TCP data link that already shows its hello is
+                // handshaken on a worker and joins that worker's shard of the
+                // pool: it is registered once, with the poller that will relay
+                // it. Anything else (control links, TLS) stays here.
+                let worker = handshake::shows_data_hello(&stream).then(runtime::next_worker);
+                let task = handshake::serve_connection(shared.clone(), stream, peer, slot);
+                match worker {
+                    Some(w) => connections.spawn_at(w, task),
+                    None => connections.spawn(task),
+                }
             }
             Some(Err(e)) => {
                 warn!("accept failed: {e}");

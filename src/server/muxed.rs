@@ -43,8 +43,12 @@ impl MuxLinks {
             accept_streams: false,
             ..mux::Config::default()
         };
+        // The driver runs where the link was handshaken when that is a
+        // worker; a link from the control plane moves to the driver's worker
+        // on its first I/O.
+        let worker = crate::runtime::this_or_next_worker();
+        let link = crate::transport::Homed::<T>::new(link);
         let (session, driver) = mux::Session::new(link, Side::Server, config);
-        let worker = crate::runtime::next_worker();
         links.push((session, worker));
         self.drivers.spawn_at(worker, async move {
             if let Err(e) = driver.await {

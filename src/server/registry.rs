@@ -6,12 +6,18 @@
 //! `reconnect_grace`, and a reconnecting client reclaims them: an explicit port is
 //! reclaimed by asking for it again, a server-picked port (`remote_port: 0`) by the
 //! same client process asking for the same service name.
+//!
+//! A public port is served by one listener per worker, all bound with
+//! `SO_REUSEPORT`: the kernel spreads visitors across them, and each worker
+//! accepts its own visitors and serves them where they arrived, so a visitor
+//! never crosses threads. Ports this process holds are claimed process-wide, so
+//! two servers in one process never join each other's listener group.
 
-use smol::Task;
-use smol::net::TcpListener;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -19,6 +25,7 @@ use tracing::{debug, info};
 
 use super::session::Session;
 use crate::protocol::{ClientId, ErrorCode, SessionId};
+use crate::runtime::{self, Task};
 use crate::tasks::{TaskSet, lock};
 use crate::transport::{self, Transport};
 
@@ -41,8 +48,27 @@ pub(crate) struct Registry<T: Transport> {
 pub(crate) struct Service<T: Transport> {
     pub port: u16,
     state: Mutex<ServiceState<T>>,
-    /// The accept loop; dropped (cancelled) with the service.
-    listener: Mutex<Option<Task<()>>>,
+    /// The accept loops, one per worker; dropped (cancelled) with the service.
+    listeners: Mutex<Vec<Task<()>>>,
+    _claim: Claim,
+}
+
+/// Public addresses this process listens on; see the module docs.
+static CLAIMED: LazyLock<Mutex<HashSet<SocketAddr>>> = LazyLock::new(Default::default);
+
+/// A claimed address, released on drop.
+struct Claim(SocketAddr);
+
+impl Claim {
+    fn take(addr: SocketAddr) -> Option<Claim> {
+        lock(&CLAIMED).insert(addr).then_some(Claim(addr))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&CLAIMED).remove(&self.0);
+    }
 }
 
 struct ServiceState<T: Transport> {
@@ -126,12 +152,12 @@ impl<T: Transport> Registry<T> {
                 message: format!("the server already has {MAX_PUBLIC_PORTS} public ports open"),
             });
         }
-        let listener = if port == 0 {
-            self.pick(allowed).await?
+        let (listeners, claim) = if port == 0 {
+            self.pick(allowed)?
         } else {
-            self.bind(port).await?
+            self.bind(port)?
         };
-        let port = listener.local_addr().map_err(internal)?.port();
+        let port = claim.0.port();
         let service = Arc::new(Service {
             port,
             state: Mutex::new(ServiceState {
@@ -140,7 +166,8 @@ impl<T: Transport> Registry<T> {
                 owner: Arc::downgrade(session),
                 epoch: 0,
             }),
-            listener: Mutex::new(None),
+            listeners: Mutex::new(Vec::new()),
+            _claim: claim,
         });
         {
             let mut ports = lock(&self.ports);
@@ -149,8 +176,14 @@ impl<T: Transport> Registry<T> {
             }
             ports.insert(port, service.clone());
         }
-        let task = smol::spawn(accept_visitors(listener, Arc::downgrade(&service)));
-        *lock(&service.listener) = Some(task);
+        let tasks = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(worker, l)| {
+                runtime::spawn_at(worker, accept_visitors(l, Arc::downgrade(&service)))
+            })
+            .collect();
+        *lock(&service.listeners) = tasks;
         Ok(service)
     }
 
@@ -190,30 +223,38 @@ impl<T: Transport> Registry<T> {
         Ok(Some(service))
     }
 
-    async fn bind(&self, port: u16) -> Result<TcpListener, Refusal> {
-        TcpListener::bind(SocketAddr::new(self.bind_ip, port))
-            .await
+    /// One listener per worker on `port`, all with `SO_REUSEPORT`.
+    fn bind(&self, port: u16) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
+        let addr = SocketAddr::new(self.bind_ip, port);
+        let claim = Claim::take(addr).ok_or_else(|| in_use(port))?;
+        let listeners = (0..runtime::workers())
+            .map(|_| runtime::sys::listen_reuseport(addr))
+            .collect::<io::Result<Vec<_>>>()
             .map_err(|e| match e.kind() {
                 io::ErrorKind::AddrInUse => in_use(port),
                 _ => internal(e),
-            })
+            })?;
+        Ok((listeners, claim))
     }
 
-    async fn pick(&self, allowed: &(dyn Fn(u16) -> bool + Sync)) -> Result<TcpListener, Refusal> {
+    fn pick(
+        &self,
+        allowed: &(dyn Fn(u16) -> bool + Sync),
+    ) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
         for _ in 0..PICK_ATTEMPTS {
             let port = fastrand::u16(1..=u16::MAX);
             if !allowed(port) || lock(&self.ports).contains_key(&port) {
                 continue;
             }
-            if let Ok(listener) = self.bind(port).await {
-                return Ok(listener);
+            if let Ok(bound) = self.bind(port) {
+                return Ok(bound);
             }
         }
         // A small or crowded range: walk it once.
         for port in 1..=u16::MAX {
             if allowed(port) && !lock(&self.ports).contains_key(&port) {
-                if let Ok(listener) = self.bind(port).await {
-                    return Ok(listener);
+                if let Ok(bound) = self.bind(port) {
+                    return Ok(bound);
                 }
             }
         }
@@ -286,14 +327,19 @@ impl<T: Transport> Registry<T> {
     }
 }
 
-/// Accepts visitors on a public port and hands each to the owning session.
-async fn accept_visitors<T: Transport>(listener: TcpListener, service: Weak<Service<T>>) {
+/// Accepts visitors on this worker's listener of a public port and hands each
+/// to the owning session, which serves it on this worker.
+async fn accept_visitors<T: Transport>(listener: std::net::TcpListener, service: Weak<Service<T>>) {
+    let listener = match runtime::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return debug!("public listener not registered: {e}"),
+    };
     loop {
         let (visitor, addr) = match transport::accept(&listener).await {
             Ok(v) => v,
             Err(e) => {
                 debug!("public accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
+                runtime::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };

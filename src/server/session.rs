@@ -6,10 +6,10 @@
 //! writer task fed through a bounded channel, so a visitor asking for a data link
 //! never blocks on a slow control socket.
 
+use crate::runtime::{self, TcpStream};
 use futures_lite::io::split;
 use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::channel::{Receiver, Sender, bounded};
-use smol::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -76,7 +76,7 @@ impl<T: Transport> Session<T> {
             peer,
             shared: shared.clone(),
             control: tx,
-            pool: Pool::new(),
+            pool: Pool::new(runtime::workers()),
             muxes: MuxLinks::new(),
             visitors: TaskSet::new(),
             services: Mutex::new(Vec::new()),
@@ -266,9 +266,10 @@ impl<T: Transport> Session<T> {
         Ok(service.port)
     }
 
-    /// A data link authenticated for this session.
-    pub fn add_link(&self, link: T::Stream) {
-        self.pool.add(link);
+    /// A data link authenticated for this session, registered with `worker`
+    /// (its shard of the pool).
+    pub fn add_link(&self, worker: usize, link: T::Stream) {
+        self.pool.add(worker, link);
     }
 
     /// A multiplexed data link authenticated for this session.
@@ -276,19 +277,24 @@ impl<T: Transport> Session<T> {
         self.muxes.add::<T>(link);
     }
 
-    /// A visitor arrived at one of this session's public ports.
-    pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
+    /// A visitor arrived at one of this session's public ports; it is served
+    /// on the worker that accepted it.
+    pub fn visit(self: &Arc<Self>, service: String, mut visitor: TcpStream, addr: SocketAddr) {
         if let Some((mux, worker)) = self.muxes.pick() {
             // A stream on a multiplexed link: no connection, no handshake; the
             // relay runs on the link driver's worker.
             self.visitors.spawn_at(worker, async move {
-                let result = Box::pin(visit_mux(mux, &service, visitor, addr)).await;
+                let result = match visitor.rehome() {
+                    Ok(()) => Box::pin(visit_mux(mux, &service, visitor, addr)).await,
+                    Err(e) => Err(e),
+                };
                 log_visitor_end(&service, addr, result);
             });
             return;
         }
         let session = self.clone();
-        self.visitors.spawn_worker(async move {
+        let here = runtime::this_or_next_worker();
+        self.visitors.spawn_at(here, async move {
             // The set-up is boxed so its state is freed before the long-lived
             // relay starts: an idle tunneled connection costs little more than
             // the relay itself.
@@ -307,6 +313,7 @@ impl<T: Transport> Session<T> {
         mut visitor: TcpStream,
         addr: SocketAddr,
     ) -> io::Result<(TcpStream, T::Stream)> {
+        visitor.rehome()?;
         let mut link = match self.take_link().await {
             Ok(link) => link,
             Err(e) => {
@@ -328,8 +335,11 @@ impl<T: Transport> Session<T> {
     async fn take_link(&self) -> io::Result<T::Stream> {
         let deadline = Instant::now() + self.shared.settings.visitor_timeout;
         loop {
-            let link = self.next_link(deadline).await?;
+            let mut link = self.next_link(deadline).await?;
             if !T::is_dead(&link) {
+                // A no-op unless the link was stolen from another worker's
+                // shard or handshaken on the control plane.
+                T::rehome(&mut link)?;
                 return Ok(link);
             }
             debug!("client {}: skipped a dead idle data link", self.peer);
@@ -337,7 +347,8 @@ impl<T: Transport> Session<T> {
     }
 
     async fn next_link(&self, deadline: Instant) -> io::Result<T::Stream> {
-        let rx: Receiver<T::Stream> = match self.pool.take() {
+        let worker = runtime::this_or_next_worker();
+        let rx: Receiver<T::Stream> = match self.pool.take(worker) {
             Take::Ready(link) => return Ok(link),
             Take::Wait(rx) => rx,
             Take::Refused => {
@@ -359,7 +370,7 @@ impl<T: Transport> Session<T> {
         if got.is_err() {
             // A link handed over just as the deadline hit goes back to the pool.
             if let Ok(link) = rx.try_recv() {
-                self.pool.add(link);
+                self.pool.add(worker, link);
             }
         }
         got

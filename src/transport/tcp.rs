@@ -1,10 +1,10 @@
 //! Plain TCP: the handshake is a no-op and every stream is a raw socket.
 
+use crate::runtime::TcpStream;
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv, setsockopt, sockopt};
-use smol::net::TcpStream;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::Transport;
 
@@ -27,8 +27,12 @@ impl Transport for TcpTransport {
         Ok(conn)
     }
 
-    fn raw_socket(stream: &TcpStream) -> Option<&TcpStream> {
-        Some(stream)
+    fn into_raw(stream: TcpStream) -> Result<TcpStream, TcpStream> {
+        Ok(stream)
+    }
+
+    fn rehome(stream: &mut TcpStream) -> io::Result<()> {
+        stream.rehome()
     }
 
     fn is_dead(stream: &TcpStream) -> bool {
@@ -62,7 +66,7 @@ pub(crate) fn socket_is_dead(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     !matches!(
-        recv(stream.as_raw_fd(), &mut byte, flags),
+        recv(stream.as_fd().as_raw_fd(), &mut byte, flags),
         Err(Errno::EAGAIN)
     )
 }

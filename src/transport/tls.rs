@@ -10,6 +10,7 @@
 //! with the file named, not at the first connection. Handshake failures are
 //! turned into sentences that name the certificate problem ([`explain`]).
 
+use crate::runtime::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use rustls::client::WebPkiServerVerifier;
@@ -18,7 +19,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use smol::net::TcpStream;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -374,8 +374,15 @@ impl Transport for TlsTransport {
         }
     }
 
-    fn raw_socket(_: &Self::Stream) -> Option<&TcpStream> {
-        None
+    fn into_raw(stream: Self::Stream) -> Result<TcpStream, Self::Stream> {
+        Err(stream)
+    }
+
+    fn rehome(stream: &mut Self::Stream) -> io::Result<()> {
+        match &mut stream.inner {
+            TlsStream::Client(s) => s.get_mut().0.rehome(),
+            TlsStream::Server(s) => s.get_mut().0.rehome(),
+        }
     }
 
     fn is_dead(stream: &Self::Stream) -> bool {

@@ -483,3 +483,8 @@ pub fn open_fds() -> usize {
         .expect("read /proc/self/fd")
         .count()
 }
+
+/// Moves a smol stream onto porthole's runtime, registered where this runs.
+pub fn on_runtime(stream: TcpStream) -> porthole::runtime::TcpStream {
+    porthole::runtime::TcpStream::from_smol(stream).expect("stream is not shared")
+}
