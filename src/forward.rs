@@ -5,7 +5,7 @@
 //! target under `connect_timeout`, then a splice relay with half-close
 //! propagation. A slow or stalled peer only ever holds its own task.
 
-use crate::runtime::{TcpListener, TcpStream};
+use crate::runtime::{self, TcpListener, TcpStream};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,9 +22,11 @@ use crate::wire::with_timeout;
 /// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// One bound forward.
+/// One bound forward: a listener per worker on the same address
+/// (`SO_REUSEPORT`), so each worker accepts its own connections and relays them
+/// where they arrived.
 pub struct Forward {
-    pub listener: smol::net::TcpListener,
+    pub listeners: Vec<std::net::TcpListener>,
     pub target: String,
 }
 
@@ -32,11 +34,10 @@ pub struct Forward {
 pub async fn bind(settings: &ForwardSettings) -> io::Result<Vec<Forward>> {
     let mut bound = Vec::with_capacity(settings.forwards.len());
     for (listen, target) in &settings.forwards {
-        let listener = smol::net::TcpListener::bind(listen)
-            .await
+        let listeners = runtime::sys::listen_group(*listen, runtime::workers())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
         bound.push(Forward {
-            listener,
+            listeners,
             target: target.clone(),
         });
     }
@@ -51,37 +52,38 @@ pub async fn run(
 ) -> io::Result<()> {
     let loops = TaskSet::new();
     for forward in forwards {
-        info!(
-            "forwarding {} -> {}",
-            forward.listener.local_addr()?,
-            forward.target
-        );
-        loops.spawn(accept_loop(forward, connect_timeout));
+        let target: Arc<str> = forward.target.into();
+        if let Some(first) = forward.listeners.first() {
+            info!("forwarding {} -> {target}", first.local_addr()?);
+        }
+        for (worker, listener) in forward.listeners.into_iter().enumerate() {
+            loops.spawn_at(
+                worker,
+                accept_loop(listener, target.clone(), connect_timeout),
+            );
+        }
     }
     shutdown.wait().await;
     info!("forwarder stopped");
     Ok(())
 }
 
-async fn accept_loop(forward: Forward, connect_timeout: Duration) {
+/// Accepts on this worker's listener and relays each connection here.
+async fn accept_loop(listener: std::net::TcpListener, target: Arc<str>, connect_timeout: Duration) {
     let relays = TaskSet::new();
-    let target: Arc<str> = forward.target.into();
-    let listener = match TcpListener::from_smol(forward.listener) {
+    let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
-        Err(e) => return warn!("cannot take over the listener of {target}: {e}"),
+        Err(e) => return warn!("cannot register the listener for {target}: {e}"),
     };
+    let here = runtime::this_or_next_worker();
     loop {
         match transport::accept(&listener).await {
-            Ok((mut client, peer)) => {
+            Ok((client, peer)) => {
                 let target = target.clone();
-                relays.spawn_worker(async move {
+                relays.spawn_at(here, async move {
                     // Connecting is boxed so its state is freed before the
                     // long-lived relay starts.
-                    let connected = async {
-                        client.rehome()?;
-                        connect(&target, connect_timeout).await
-                    };
-                    let result = match Box::pin(connected).await {
+                    let result = match Box::pin(connect(&target, connect_timeout)).await {
                         Ok(upstream) => relay::relay_tcp(client, upstream).await,
                         Err(e) => Err(e),
                     };
@@ -93,7 +95,7 @@ async fn accept_loop(forward: Forward, connect_timeout: Duration) {
             }
             Err(e) => {
                 warn!("accept failed: {e}");
-                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
+                runtime::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
     }
@@ -113,5 +115,11 @@ async fn connect(target: &str, limit: Duration) -> io::Result<TcpStream> {
 
 /// The address each forward really bound (useful after binding port 0).
 pub fn local_addrs(forwards: &[Forward]) -> io::Result<Vec<SocketAddr>> {
-    forwards.iter().map(|f| f.listener.local_addr()).collect()
+    forwards
+        .iter()
+        .map(|f| match f.listeners.first() {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::other("forward has no listener")),
+        })
+        .collect()
 }

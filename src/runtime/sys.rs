@@ -49,3 +49,15 @@ pub fn listen_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     listen(&fd, Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN))?;
     Ok(std::net::TcpListener::from(fd))
 }
+
+/// `count` listeners sharing `addr` with `SO_REUSEPORT` (one per worker); with
+/// port 0 the first one picks the port and the others join it.
+pub fn listen_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = listen_reuseport(addr)?;
+    let bound = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count.max(1) {
+        group.push(listen_reuseport(bound)?);
+    }
+    Ok(group)
+}

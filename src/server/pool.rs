@@ -22,8 +22,11 @@ use crate::tasks::lock;
 /// the server hold open (the client's pool size is capped lower than this).
 pub const MAX_IDLE_LINKS: usize = 512;
 /// Visitors that may wait for a link per session; more are refused at once. Bounds
-/// memory and descriptors when a client stops answering link requests.
-pub const MAX_WAITING_VISITORS: usize = 1024;
+/// memory and descriptors when a client stops answering link requests: a waiter
+/// costs its socket, a small task and a channel slot (under 2 KiB), so 8192 of
+/// them stay under 16 MiB, while a burst of a few thousand visitors (faster than
+/// the client can dial links) is served instead of refused.
+pub const MAX_WAITING_VISITORS: usize = 8192;
 
 pub(crate) struct Pool<S> {
     inner: Mutex<Inner<S>>,

@@ -227,10 +227,8 @@ impl<T: Transport> Registry<T> {
     fn bind(&self, port: u16) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
         let addr = SocketAddr::new(self.bind_ip, port);
         let claim = Claim::take(addr).ok_or_else(|| in_use(port))?;
-        let listeners = (0..runtime::workers())
-            .map(|_| runtime::sys::listen_reuseport(addr))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| match e.kind() {
+        let listeners =
+            runtime::sys::listen_group(addr, runtime::workers()).map_err(|e| match e.kind() {
                 io::ErrorKind::AddrInUse => in_use(port),
                 _ => internal(e),
             })?;
