@@ -83,14 +83,21 @@ impl<T: Transport> Drop for Links<T> {
 
 fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize) {
     let room = MAX_LINKS.saturating_sub(inner.tasks.len());
+    // A refill from a link's task stays on its worker (no cross-thread wake);
+    // links asked for from the control plane are spread round-robin.
+    let here = crate::runtime::current_worker();
     for _ in 0..count.min(MAX_OPEN_PER_REQUEST).min(room) {
         // Tasks hold a weak reference, so the set they live in can be dropped.
         let weak = Arc::downgrade(inner);
-        inner.tasks.spawn_worker(async move {
+        let link = async move {
             if let Err(e) = serve_link(weak).await {
                 debug!("data link ended: {e}");
             }
-        });
+        };
+        match here {
+            Some(worker) => inner.tasks.spawn_at(worker, link),
+            None => inner.tasks.spawn_worker(link),
+        }
     }
 }
 
@@ -112,7 +119,7 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
             // after a pause, so a server that keeps refusing costs one dial a
             // second, not a busy loop.
             drop(idle);
-            smol::Timer::after(REFILL_PAUSE).await;
+            crate::runtime::sleep(REFILL_PAUSE).await;
             refill(&weak);
             return Err(e);
         }

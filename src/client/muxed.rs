@@ -30,7 +30,7 @@ pub(super) async fn keep<T: Transport>(weak: Weak<Inner<T>>) {
             }
             Err(e) => warn!("cannot open a multiplexed data link: {e}"),
         }
-        smol::Timer::after(REFILL_PAUSE).await;
+        crate::runtime::sleep(REFILL_PAUSE).await;
     }
 }
 

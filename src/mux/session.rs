@@ -193,7 +193,7 @@ async fn ping_loop(shared: &Shared) -> io::Result<()> {
     let mut first = true;
     loop {
         if !first {
-            smol::Timer::after(interval).await;
+            crate::runtime::sleep(interval).await;
         }
         first = false;
         shared
