@@ -18,6 +18,9 @@ const SOURCE_MAX_DURATION: Duration = Duration::from_secs(120);
 /// Bound on writes per source connection (256 KiB each: 4 TiB).
 const SOURCE_MAX_WRITES: u64 = 16 * 1024 * 1024;
 
+/// A service every mode leads to: its name (in peers' configs) and address.
+pub type Target = (&'static str, SocketAddr);
+
 pub struct Services {
     pub echo: SocketAddr,
     pub sink: SocketAddr,
@@ -64,6 +67,17 @@ impl Services {
         me.listeners
             .push(ex.spawn(serve(ex, source, |s| Box::pin(source_conn(s)))));
         Ok(me)
+    }
+}
+
+impl Services {
+    /// The in-process services, in the order modes configure them.
+    pub fn targets(&self) -> Vec<Target> {
+        vec![
+            ("echo", self.echo),
+            ("sink", self.sink),
+            ("source", self.source),
+        ]
     }
 }
 
