@@ -1,11 +1,12 @@
 //! Child processes of the bench: spawning with drained output, guards that kill
-//! and reap on drop, and the port and tool look-ups the modes share.
+//! and reap on drop, bounded runs of one-shot tools, and the port and tool
+//! look-ups the modes and services share.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -132,6 +133,53 @@ pub fn collect<T>(
         }
     }
     Ok(got)
+}
+
+/// What a one-shot tool printed.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion, killing it if it takes longer than `max`.
+pub fn run_bounded(mut cmd: Command, max: Duration) -> Result<Output, String> {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read_all(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read_all(child.stderr.take().map(|p| Box::new(p) as _));
+    let end = Instant::now() + max;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what} ran longer than {max:?}; killed"));
+            }
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// A port that was free a moment ago (peers take fixed ports in their configs).

@@ -11,17 +11,26 @@
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
 //! ```
 //!
+//! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
+//! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
+//! built-in sink and source; the header says which. With wrk and nginx
+//! installed, a request phase runs `wrk` through each mode to nginx, with
+//! `Connection: close` and keep-alive (`wrk.rs`, `nginx.rs`).
+//!
 //! Prints a markdown table (medians over runs) on stdout and the raw per-run
 //! numbers on stderr. Loopback only; every load loop is bounded in count and time.
 
 mod child;
+mod iperf;
 mod load;
 mod measure;
 mod modes;
+mod nginx;
 mod peers;
 mod procstat;
 mod report;
 mod services;
+mod wrk;
 
 use argh::FromArgs;
 use std::path::{Path, PathBuf};
@@ -62,11 +71,35 @@ fn run(args: &Args) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("porthole-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let svc = services::Services::start(2).map_err(|e| format!("services: {e}"))?;
-    let targets = svc.targets();
+    let mut targets = svc.targets();
+    let mut header = Vec::new();
+    let iperf = start_extra("iperf3", iperf::Server::start, &mut header);
+    match &iperf {
+        Some(s) => {
+            targets.push(("iperf", s.addr));
+            header.push(format!(
+                "bulk: iperf3 (-t {} s per test)",
+                Plan::new(args.quick).iperf_secs
+            ));
+        }
+        None => header.push("bulk: built-in sink/source".to_owned()),
+    }
+    let nginx = if child::find_tool("wrk").is_some() {
+        start_extra("nginx", || nginx::Server::start(&dir), &mut header)
+    } else {
+        header.push("requests: skipped (wrk not installed)".to_owned());
+        None
+    };
+    if let Some(s) = &nginx {
+        targets.push(("http", s.addr));
+        header.push(format!("requests: {} → nginx", wrk::label()));
+    }
     let setup = Setup {
         plan: Plan::new(args.quick),
         svc: &svc,
         dir: &dir,
+        iperf: iperf.is_some(),
+        wrk: nginx.is_some(),
     };
     let mut results: Vec<(String, Vec<RunResult>)> =
         selected.iter().map(|n| (n.clone(), Vec::new())).collect();
@@ -82,18 +115,48 @@ fn run(args: &Args) -> Result<(), String> {
             &mut notes,
         );
     }
-    drop(svc);
+    for (what, logs) in [
+        ("iperf3", iperf.as_ref().map(|s| &s.logs)),
+        ("nginx", nginx.as_ref().map(|s| &s.logs)),
+    ] {
+        if let Some(logs) = logs {
+            let samples = logs.samples.lock().unwrap_or_else(|e| e.into_inner());
+            if !samples.is_empty() {
+                eprintln!("{what} warnings: {samples:?}");
+            }
+        }
+    }
+    drop((iperf, nginx, svc));
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "\nporthole bench: {} run(s){}, medians; (×) = ratio to direct in the same runs\n",
+        "\nporthole bench: {} run(s){}, medians; (×) = ratio to direct in the same runs",
         args.runs.max(1),
         if args.quick { ", --quick" } else { "" }
     );
+    println!("{}\n", header.join("; "));
     println!("{}", report::table(&results));
     for note in notes {
         println!("> start failure: {note}");
     }
     Ok(())
+}
+
+/// Starts an optional service; a failure (or a missing tool) becomes a header note.
+fn start_extra<T>(
+    what: &str,
+    start: impl FnOnce() -> Result<T, String>,
+    header: &mut Vec<String>,
+) -> Option<T> {
+    if child::find_tool(what).is_none() {
+        header.push(format!("{what} not installed"));
+        return None;
+    }
+    start()
+        .map_err(|e| {
+            eprintln!("{what}: {e}");
+            header.push(format!("{what} failed to start"));
+        })
+        .ok()
 }
 
 /// One pass over every selected mode.

@@ -1,5 +1,5 @@
 //! The phases run against one started mode, in order: idle memory, latency,
-//! bulk, short connections.
+//! bulk (iperf3 or built-in), short connections, requests (wrk → nginx).
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,11 +7,15 @@ use std::time::Duration;
 use crate::modes::Mode;
 use crate::report::{Metric, RunResult, percentile};
 use crate::services::Services;
-use crate::{load, procstat};
+use crate::{iperf, load, procstat, wrk};
 
 /// Sizes of every measurement.
 pub struct Plan {
     pub bulk_window: Duration,
+    /// `iperf3 -t` (whole seconds).
+    pub iperf_secs: u64,
+    /// `wrk -d` (whole seconds).
+    pub wrk_secs: u64,
     pub latency_count: usize,
     pub latency_max: Duration,
     pub short_workers: usize,
@@ -24,6 +28,8 @@ impl Plan {
     pub fn new(quick: bool) -> Self {
         Self {
             bulk_window: Duration::from_millis(if quick { 500 } else { 2000 }),
+            iperf_secs: if quick { 1 } else { 3 },
+            wrk_secs: if quick { 1 } else { 3 },
             latency_count: if quick { 2_000 } else { 20_000 },
             latency_max: Duration::from_secs(if quick { 1 } else { 4 }),
             short_workers: 50,
@@ -39,6 +45,10 @@ pub struct Setup<'a> {
     pub plan: Plan,
     pub svc: &'a Services,
     pub dir: &'a Path,
+    /// Bulk through iperf3 (else the built-in sink and source).
+    pub iperf: bool,
+    /// The wrk → nginx request phase.
+    pub wrk: bool,
 }
 
 /// Every selected phase against `mode`.
@@ -50,8 +60,14 @@ pub fn measure(mode: &Mode, s: &Setup) -> RunResult {
         r.values.insert(Metric::LatP50, p50.0);
         r.values.insert(Metric::LatP99, p50.1);
     }
-    bulk(mode, s.svc, &s.plan, &pids, &mut r);
+    match (s.iperf, mode.iperf) {
+        (true, Some(addr)) => bulk_iperf(addr, &s.plan, &pids, &mut r),
+        _ => bulk(mode, s.svc, &s.plan, &pids, &mut r),
+    }
     short(mode, &s.plan, &mut r);
+    if let (true, Some(addr)) = (s.wrk, mode.http) {
+        requests(addr, &s.plan, &mut r);
+    }
     r.values.insert(
         Metric::LogWarnings,
         mode.logs
@@ -98,7 +114,7 @@ fn latency(mode: &Mode, plan: &Plan) -> Option<(f64, f64)> {
     }
 }
 
-/// The four bulk tests, in order.
+/// The four bulk tests, in the order both bulk phases run them.
 const BULK_TESTS: [(Metric, usize, bool); 4] = [
     (Metric::Up1, 1, true),
     (Metric::Down1, 1, false),
@@ -123,6 +139,26 @@ fn bulk(mode: &Mode, svc: &Services, plan: &Plan, pids: &[u32], r: &mut RunResul
         );
         bytes += b.total_bytes;
         r.values.insert(metric, b.gbps);
+    }
+    cpu_per_gb(pids, cpu0, bytes, r);
+}
+
+fn bulk_iperf(addr: std::net::SocketAddr, plan: &Plan, pids: &[u32], r: &mut RunResult) {
+    let cpu0 = procstat::usage(pids).cpu_ticks;
+    let mut bytes = 0u64;
+    for (metric, streams, up) in BULK_TESTS {
+        match iperf::run(addr, streams, !up, plan.iperf_secs) {
+            Ok(t) => {
+                eprintln!(
+                    "    {metric:?} (iperf3): {:.2} Gbit/s, {} MB",
+                    t.gbps,
+                    t.bytes / 1_000_000
+                );
+                bytes += t.bytes;
+                r.values.insert(metric, t.gbps);
+            }
+            Err(e) => eprintln!("    {metric:?} (iperf3) failed: {e}"),
+        }
     }
     cpu_per_gb(pids, cpu0, bytes, r);
 }
@@ -152,4 +188,23 @@ fn short(mode: &Mode, plan: &Plan, r: &mut RunResult) {
     }
     // TIME_WAIT and relay teardown settle before the next mode starts.
     std::thread::sleep(Duration::from_millis(300));
+}
+
+fn requests(addr: std::net::SocketAddr, plan: &Plan, r: &mut RunResult) {
+    let mut errors = 0;
+    for (metric, close) in [(Metric::WrkClose, true), (Metric::WrkKeepAlive, false)] {
+        match wrk::run(addr, plan.wrk_secs, close) {
+            Ok(run) => {
+                eprintln!(
+                    "    {metric:?}: {:.0} req/s, {} errors",
+                    run.per_sec, run.errors
+                );
+                r.values.insert(metric, run.per_sec);
+                errors += run.errors;
+            }
+            Err(e) => eprintln!("    {metric:?} failed: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    r.values.insert(Metric::WrkErrors, errors as f64);
 }

@@ -40,6 +40,10 @@ pub struct Mode {
     pub echo: SocketAddr,
     pub sink: SocketAddr,
     pub source: SocketAddr,
+    /// The iperf3 server's public address, when iperf3 is installed.
+    pub iperf: Option<SocketAddr>,
+    /// nginx's public address, when nginx is installed.
+    pub http: Option<SocketAddr>,
     pub logs: Arc<LogStats>,
     /// Children with their role: `server`, `client`, `forward`, `haproxy`, ...
     children: Vec<(&'static str, ChildGuard)>,
@@ -58,6 +62,8 @@ impl Mode {
             echo: need("echo")?,
             sink: need("sink")?,
             source: need("source")?,
+            iperf: find("iperf"),
+            http: find("http"),
             logs,
             children,
         })
@@ -84,7 +90,7 @@ pub fn unavailable(name: &str, porthole: &Path) -> Option<String> {
     }
 }
 
-/// Starts mode `name` in front of `targets` and proves every path.
+/// Starts mode `name` in front of `targets` and proves every path but iperf3's.
 pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Result<Mode, String> {
     let mode = match name {
         "direct" => Mode::new(targets, Arc::default(), Vec::new()),
@@ -104,8 +110,13 @@ pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Res
         format!("{name}: {e}; its warnings: {logs:?}")
     };
     load::wait_ready(mode.echo, START_TIMEOUT).map_err(|e| fail(e.to_string()))?;
-    // Sink and source never echo; a connect shows the listener is up.
-    for addr in [mode.sink, mode.source] {
+    // Sink, source and nginx never echo; a connect shows the listener is up.
+    // iperf3 logs an error for a connection that sends no test cookie, so its
+    // path is proven by the bulk phase itself.
+    for addr in [Some(mode.sink), Some(mode.source), mode.http]
+        .into_iter()
+        .flatten()
+    {
         std::net::TcpStream::connect_timeout(&addr, START_TIMEOUT)
             .map_err(|e| fail(format!("{addr}: {e}")))?;
     }

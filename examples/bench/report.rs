@@ -20,6 +20,9 @@ pub enum Metric {
     ShortPerSec,
     ShortP99,
     ShortErrors,
+    WrkClose,
+    WrkKeepAlive,
+    WrkErrors,
     RssStart,
     IdleKbPerConn,
     CpuPerGb,
@@ -56,6 +59,19 @@ const ROWS: &[Row] = &[
     ),
     row(Metric::ShortP99, "short connection p99 (ms)", 2, true),
     row(Metric::ShortErrors, "short connection errors", 0, false),
+    row(
+        Metric::WrkClose,
+        "wrk → nginx req/s (Connection: close)",
+        0,
+        true,
+    ),
+    row(
+        Metric::WrkKeepAlive,
+        "wrk → nginx req/s (keep-alive)",
+        0,
+        true,
+    ),
+    row(Metric::WrkErrors, "wrk errors (both runs)", 0, false),
     row(
         Metric::RssStart,
         "RSS at start, all processes (MB)",
@@ -111,7 +127,8 @@ fn metric_median(runs: &[RunResult], m: Metric) -> Option<f64> {
     )
 }
 
-/// The markdown table: rows = metrics, columns = modes (in run order).
+/// The markdown table: rows = metrics, columns = modes (in run order). A row
+/// no mode measured (a phase that was not selected) is left out.
 pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
     let direct: Option<&Vec<RunResult>> = modes.iter().find(|m| m.0 == "direct").map(|m| &m.1);
     let mut out = String::from("| metric |");
@@ -122,6 +139,12 @@ pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
     out += &"---|".repeat(modes.len());
     out += "\n";
     for row in ROWS {
+        if modes
+            .iter()
+            .all(|m| metric_median(&m.1, row.metric).is_none())
+        {
+            continue;
+        }
         out += &format!("| {} |", row.label);
         let base = direct.and_then(|d| metric_median(d, row.metric));
         for (name, runs) in modes {

@@ -1,6 +1,8 @@
 //! The three services every mode leads to, run inside the bench process on
 //! `127.0.0.1:0`: an echo, a sink that discards (and counts) what it reads, and
-//! a source that writes until the peer goes away.
+//! a source that writes until the peer goes away. iperf3 and nginx, when
+//! installed, are two more services run as child processes (`iperf.rs`,
+//! `nginx.rs`).
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
