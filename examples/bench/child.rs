@@ -22,6 +22,30 @@ impl ChildGuard {
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
+
+    /// Sends SIGINT and waits up to `max` for the child to exit; kills it after
+    /// that. Returns whether it exited on its own.
+    pub fn interrupt(&mut self, max: Duration) -> bool {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let Ok(raw) = i32::try_from(self.0.id()) else {
+            return false;
+        };
+        if kill(Pid::from_raw(raw), Signal::SIGINT).is_err() {
+            return false;
+        }
+        let end = Instant::now() + max;
+        while Instant::now() < end {
+            match self.0.try_wait() {
+                Ok(Some(_)) => return true,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) => return false,
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        false
+    }
 }
 
 impl Drop for ChildGuard {

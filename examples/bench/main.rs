@@ -9,7 +9,13 @@
 //! ```sh
 //! cargo build --release --bins --example bench
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
+//!     [--syscalls 500]
 //! ```
+//!
+//! - `--syscalls N`: per porthole mode (and rathole, haproxy), `strace -f -c`
+//!   on each process while N sequential visitors make one 64 B echo each;
+//!   prints futex / epoll_ctl / epoll_wait* / timerfd_settime / write calls per
+//!   visitor as a second table (`syscalls.rs`). Needs strace.
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
@@ -30,6 +36,7 @@ mod peers;
 mod procstat;
 mod report;
 mod services;
+mod syscalls;
 mod wrk;
 
 use argh::FromArgs;
@@ -52,6 +59,9 @@ struct Args {
     /// comma-separated modes: direct,tunnel,forward,rathole,haproxy,socat,... (default all)
     #[argh(option)]
     only: Option<String>,
+    /// count syscalls per visitor over N sequential visitors with strace
+    #[argh(option)]
+    syscalls: Option<usize>,
 }
 
 fn main() {
@@ -68,6 +78,9 @@ fn run(args: &Args) -> Result<(), String> {
     raise_fd_limit();
     let porthole = porthole_path();
     let selected = select(args, &porthole)?;
+    if args.syscalls.is_some() && child::find_tool("strace").is_none() {
+        return Err("--syscalls needs strace".to_owned());
+    }
     let dir = std::env::temp_dir().join(format!("porthole-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let svc = services::Services::start(2).map_err(|e| format!("services: {e}"))?;
@@ -100,6 +113,7 @@ fn run(args: &Args) -> Result<(), String> {
         dir: &dir,
         iperf: iperf.is_some(),
         wrk: nginx.is_some(),
+        syscalls: args.syscalls,
     };
     let mut results: Vec<(String, Vec<RunResult>)> =
         selected.iter().map(|n| (n.clone(), Vec::new())).collect();
@@ -135,6 +149,9 @@ fn run(args: &Args) -> Result<(), String> {
     );
     println!("{}\n", header.join("; "));
     println!("{}", report::table(&results));
+    if let Some(t) = args.syscalls.and_then(|n| syscalls::table(&results, n)) {
+        println!("{t}");
+    }
     for note in notes {
         println!("> start failure: {note}");
     }
@@ -176,7 +193,7 @@ fn run_once(
         let Some(mode) = start_mode(name, targets, porthole, setup.dir, run, notes) else {
             continue;
         };
-        let mut r = measure::measure(&mode, setup);
+        let mut r = measure::measure(name, &mode, setup);
         if name == "direct" {
             direct_p50 = r.values.get(&Metric::LatP50).copied();
         }

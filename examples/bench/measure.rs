@@ -1,5 +1,6 @@
-//! The phases run against one started mode, in order: idle memory, latency,
-//! bulk (iperf3 or built-in), short connections, requests (wrk → nginx).
+//! The phases run against one started mode, in order: syscall counts
+//! (`--syscalls`), idle memory, latency, bulk (iperf3 or built-in), short
+//! connections, requests (wrk → nginx).
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use crate::modes::Mode;
 use crate::report::{Metric, RunResult, percentile};
 use crate::services::Services;
-use crate::{iperf, load, procstat, wrk};
+use crate::{iperf, load, procstat, syscalls, wrk};
 
 /// Sizes of every measurement.
 pub struct Plan {
@@ -49,12 +50,23 @@ pub struct Setup<'a> {
     pub iperf: bool,
     /// The wrk → nginx request phase.
     pub wrk: bool,
+    /// `--syscalls N`.
+    pub syscalls: Option<usize>,
 }
 
-/// Every selected phase against `mode`.
-pub fn measure(mode: &Mode, s: &Setup) -> RunResult {
+/// Every selected phase against `mode` (named `name`).
+pub fn measure(name: &str, mode: &Mode, s: &Setup) -> RunResult {
     let mut r = RunResult::default();
     let pids = mode.pids();
+    if let Some(n) = s.syscalls.filter(|_| syscalls::applies(name)) {
+        match syscalls::measure(mode, n, s.dir) {
+            Ok(counts) => {
+                eprintln!("    syscalls per visitor: {counts:?}");
+                r.syscalls = counts;
+            }
+            Err(e) => eprintln!("    syscalls failed: {e}"),
+        }
+    }
     idle(mode, &s.plan, &pids, &mut r);
     if let Some(p50) = latency(mode, &s.plan) {
         r.values.insert(Metric::LatP50, p50.0);

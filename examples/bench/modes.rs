@@ -72,6 +72,11 @@ impl Mode {
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().map(|c| c.1.pid()).collect()
     }
+
+    /// Each child's role and PID, in start order.
+    pub fn roles(&self) -> Vec<(&'static str, u32)> {
+        self.children.iter().map(|c| (c.0, c.1.pid())).collect()
+    }
 }
 
 /// Why a mode cannot run here (`None`: it can).

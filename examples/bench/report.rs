@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct RunResult {
     pub values: BTreeMap<Metric, f64>,
+    /// `--syscalls`: per-visitor counts for each process of the mode.
+    pub syscalls: Vec<crate::syscalls::Counts>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
