@@ -9,13 +9,16 @@
 //! ```sh
 //! cargo build --release --bins --example bench
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
-//!     [--syscalls 500]
+//!     [--syscalls 500] [--pin]
 //! ```
 //!
 //! - `--syscalls N`: per porthole mode (and rathole, haproxy), `strace -f -c`
 //!   on each process while N sequential visitors make one 64 B echo each;
 //!   prints futex / epoll_ctl / epoll_wait* / timerfd_settime / write calls per
 //!   visitor as a second table (`syscalls.rs`). Needs strace.
+//! - `--pin`: a last phase per mode measures 64 B latency with every thread
+//!   of the mode and of the bench on one CPU (rows "all on one CPU" and
+//!   "added pinned p50 over direct"), then restores the old masks (`pin.rs`).
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
@@ -33,6 +36,7 @@ mod measure;
 mod modes;
 mod nginx;
 mod peers;
+mod pin;
 mod procstat;
 mod report;
 mod services;
@@ -62,6 +66,9 @@ struct Args {
     /// count syscalls per visitor over N sequential visitors with strace
     #[argh(option)]
     syscalls: Option<usize>,
+    /// also measure latency with the mode and the bench pinned to one CPU
+    #[argh(switch)]
+    pin: bool,
 }
 
 fn main() {
@@ -114,6 +121,7 @@ fn run(args: &Args) -> Result<(), String> {
         iperf: iperf.is_some(),
         wrk: nginx.is_some(),
         syscalls: args.syscalls,
+        pin: args.pin,
     };
     let mut results: Vec<(String, Vec<RunResult>)> =
         selected.iter().map(|n| (n.clone(), Vec::new())).collect();
@@ -187,7 +195,7 @@ fn run_once(
     notes: &mut Vec<String>,
 ) {
     let runs = args.runs.max(1);
-    let mut direct_p50 = None;
+    let (mut direct_p50, mut direct_pinned) = (None, None);
     for (name, per_run) in results.iter_mut() {
         eprintln!("run {}/{runs}: {name}", run + 1);
         let Some(mode) = start_mode(name, targets, porthole, setup.dir, run, notes) else {
@@ -196,9 +204,15 @@ fn run_once(
         let mut r = measure::measure(name, &mode, setup);
         if name == "direct" {
             direct_p50 = r.values.get(&Metric::LatP50).copied();
+            direct_pinned = r.values.get(&Metric::PinnedLatP50).copied();
         }
-        if let (Some(d), Some(p)) = (direct_p50, r.values.get(&Metric::LatP50).copied()) {
-            r.values.insert(Metric::LatAddedP50, p - d);
+        for (base, metric, added) in [
+            (direct_p50, Metric::LatP50, Metric::LatAddedP50),
+            (direct_pinned, Metric::PinnedLatP50, Metric::PinnedAddedP50),
+        ] {
+            if let (Some(d), Some(p)) = (base, r.values.get(&metric).copied()) {
+                r.values.insert(added, p - d);
+            }
         }
         let samples = mode.logs.samples.lock().unwrap_or_else(|e| e.into_inner());
         for line in samples.iter() {

@@ -1,6 +1,6 @@
 //! The phases run against one started mode, in order: syscall counts
 //! (`--syscalls`), idle memory, latency, bulk (iperf3 or built-in), short
-//! connections, requests (wrk → nginx).
+//! connections, requests (wrk → nginx), pinned latency (`--pin`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::modes::Mode;
 use crate::report::{Metric, RunResult, percentile};
 use crate::services::Services;
-use crate::{iperf, load, procstat, syscalls, wrk};
+use crate::{iperf, load, pin, procstat, syscalls, wrk};
 
 /// Sizes of every measurement.
 pub struct Plan {
@@ -52,6 +52,8 @@ pub struct Setup<'a> {
     pub wrk: bool,
     /// `--syscalls N`.
     pub syscalls: Option<usize>,
+    /// `--pin`.
+    pub pin: bool,
 }
 
 /// Every selected phase against `mode` (named `name`).
@@ -79,6 +81,9 @@ pub fn measure(name: &str, mode: &Mode, s: &Setup) -> RunResult {
     short(mode, &s.plan, &mut r);
     if let (true, Some(addr)) = (s.wrk, mode.http) {
         requests(addr, &s.plan, &mut r);
+    }
+    if s.pin {
+        pinned(mode, &s.plan, &pids, &mut r);
     }
     r.values.insert(
         Metric::LogWarnings,
@@ -219,4 +224,20 @@ fn requests(addr: std::net::SocketAddr, plan: &Plan, r: &mut RunResult) {
         std::thread::sleep(Duration::from_millis(300));
     }
     r.values.insert(Metric::WrkErrors, errors as f64);
+}
+
+fn pinned(mode: &Mode, plan: &Plan, pids: &[u32], r: &mut RunResult) {
+    let guard = match pin::pin_all(pids) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("    pinning failed: {e}");
+            return;
+        }
+    };
+    let lat = latency(mode, plan);
+    eprintln!("    (pinned to CPU {})", guard.cpu);
+    drop(guard);
+    if let Some((p50, _)) = lat {
+        r.values.insert(Metric::PinnedLatP50, p50);
+    }
 }

@@ -25,6 +25,8 @@ pub enum Metric {
     WrkClose,
     WrkKeepAlive,
     WrkErrors,
+    PinnedLatP50,
+    PinnedAddedP50,
     RssStart,
     IdleKbPerConn,
     CpuPerGb,
@@ -74,6 +76,18 @@ const ROWS: &[Row] = &[
         true,
     ),
     row(Metric::WrkErrors, "wrk errors (both runs)", 0, false),
+    row(
+        Metric::PinnedLatP50,
+        "64 B echo latency p50, all on one CPU (µs)",
+        1,
+        true,
+    ),
+    row(
+        Metric::PinnedAddedP50,
+        "added pinned p50 over direct (µs)",
+        1,
+        false,
+    ),
     row(
         Metric::RssStart,
         "RSS at start, all processes (MB)",
