@@ -9,7 +9,7 @@
 //! ```sh
 //! cargo build --release --bins --example bench
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
-//!     [--syscalls 500] [--pin]
+//!     [--syscalls 500] [--pin] [--baseline /work/base/target/release/porthole]
 //! ```
 //!
 //! - `--syscalls N`: per porthole mode (and rathole, haproxy), `strace -f -c`
@@ -19,6 +19,9 @@
 //! - `--pin`: a last phase per mode measures 64 B latency with every thread
 //!   of the mode and of the bench on one CPU (rows "all on one CPU" and
 //!   "added pinned p50 over direct"), then restores the old masks (`pin.rs`).
+//! - `--baseline PATH`: a second porthole binary; every selected porthole
+//!   mode also runs as `MODE@base` with it, next to it in the table.
+//!   `--only` accepts `MODE@base` names too.
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
@@ -48,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use measure::{Plan, Setup};
-use modes::Mode;
+use modes::{BASE_SUFFIX, Mode, PORTHOLE, split_base};
 use report::{Metric, RunResult};
 
 #[derive(FromArgs)]
@@ -60,7 +63,8 @@ struct Args {
     /// shorter measurements (a full run in under a minute)
     #[argh(switch)]
     quick: bool,
-    /// comma-separated modes: direct,tunnel,forward,rathole,haproxy,socat,... (default all)
+    /// comma-separated modes: direct,tunnel,forward,rathole,haproxy,socat,... and
+    /// MODE@base for porthole modes (default all)
     #[argh(option)]
     only: Option<String>,
     /// count syscalls per visitor over N sequential visitors with strace
@@ -69,6 +73,9 @@ struct Args {
     /// also measure latency with the mode and the bench pinned to one CPU
     #[argh(switch)]
     pin: bool,
+    /// a second porthole binary, run as MODE@base next to every porthole mode
+    #[argh(option)]
+    baseline: Option<PathBuf>,
 }
 
 fn main() {
@@ -113,6 +120,9 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(s) = &nginx {
         targets.push(("http", s.addr));
         header.push(format!("requests: {} → nginx", wrk::label()));
+    }
+    if let Some(base) = &args.baseline {
+        header.push(format!("@base: {}", base.display()));
     }
     let setup = Setup {
         plan: Plan::new(args.quick),
@@ -198,10 +208,11 @@ fn run_once(
     let (mut direct_p50, mut direct_pinned) = (None, None);
     for (name, per_run) in results.iter_mut() {
         eprintln!("run {}/{runs}: {name}", run + 1);
-        let Some(mode) = start_mode(name, targets, porthole, setup.dir, run, notes) else {
+        let bin = binary(name, args, porthole);
+        let Some(mode) = start_mode(name, targets, &bin, setup.dir, run, notes) else {
             continue;
         };
-        let mut r = measure::measure(name, &mode, setup);
+        let mut r = measure::measure(split_base(name).0, &mode, setup);
         if name == "direct" {
             direct_p50 = r.values.get(&Metric::LatP50).copied();
             direct_pinned = r.values.get(&Metric::PinnedLatP50).copied();
@@ -224,7 +235,7 @@ fn run_once(
 }
 
 /// The modes to run, `direct` first (the others' "added over direct" need its
-/// numbers from the same run).
+/// numbers from the same run), each `@base` twin right after its mode.
 fn select(args: &Args, porthole: &Path) -> Result<Vec<String>, String> {
     let wanted: Vec<String> = match &args.only {
         Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
@@ -232,26 +243,52 @@ fn select(args: &Args, porthole: &Path) -> Result<Vec<String>, String> {
     };
     let mut names: Vec<String> = Vec::new();
     for name in wanted {
-        if !modes::ALL.contains(&name.as_str()) {
+        let (mode, base) = split_base(&name);
+        if !modes::ALL.contains(&mode) || (base && !PORTHOLE.contains(&mode)) {
             return Err(format!(
-                "unknown mode {name:?}; known: {}",
-                modes::ALL.join(",")
+                "unknown mode {name:?}; known: {}, and {{{}}}{BASE_SUFFIX}",
+                modes::ALL.join(","),
+                PORTHOLE.join(",")
             ));
         }
-        if !names.contains(&name) {
-            names.push(name);
+        if base && args.baseline.is_none() {
+            return Err(format!("{name} needs --baseline PATH"));
+        }
+        let twin = format!("{mode}{BASE_SUFFIX}");
+        for n in [
+            Some(name.clone()),
+            (args.baseline.is_some() && PORTHOLE.contains(&mode)).then_some(twin),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !names.contains(&n) {
+                names.push(n);
+            }
         }
     }
     names.sort_by_key(|n| n != "direct");
     let mut selected = Vec::new();
     for name in names {
-        match modes::unavailable(&name, porthole) {
+        let bin = binary(&name, args, porthole);
+        match modes::unavailable(&name, &bin) {
             Some(why) if ["tunnel", "forward"].contains(&name.as_str()) => return Err(why),
+            Some(why) if split_base(&name).1 => {
+                return Err(format!("{name}: {why} (from --baseline)"));
+            }
             Some(why) => println!("> skipped {name}: {why}"),
             None => selected.push(name),
         }
     }
     Ok(selected)
+}
+
+/// The porthole binary mode `name` runs (the baseline for `@base` names).
+fn binary(name: &str, args: &Args, porthole: &Path) -> PathBuf {
+    match (&args.baseline, split_base(name).1) {
+        (Some(base), true) => base.clone(),
+        _ => porthole.to_path_buf(),
+    }
 }
 
 /// Starts `name`, with one retry on fresh ports; failures become notes.

@@ -1,6 +1,9 @@
 //! Each mode is a path from the load generator to the services: nothing
 //! (`direct`), porthole as child processes, or a peer tool as child processes
 //! (`peers.rs`). Children are owned by guards that kill and reap them on drop.
+//!
+//! A porthole mode name may end in `@base`: the same mode run with the
+//! `--baseline` binary, so one table shows before and after.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,8 @@ use crate::peers;
 use crate::services::Target;
 
 pub const TOKEN: &str = "bench-token-0123456789";
+/// Suffix of a mode run with the `--baseline` binary.
+pub const BASE_SUFFIX: &str = "@base";
 
 pub const ALL: &[&str] = &[
     "direct",
@@ -27,7 +32,7 @@ pub const ALL: &[&str] = &[
     "tunnel-tls-mux",
 ];
 
-/// Modes run by a porthole binary.
+/// Modes run by a porthole binary (and so also available as `NAME@base`).
 pub const PORTHOLE: &[&str] = &[
     "tunnel",
     "forward",
@@ -79,9 +84,18 @@ impl Mode {
     }
 }
 
-/// Why a mode cannot run here (`None`: it can).
+/// `tunnel@base` → (`tunnel`, true).
+pub fn split_base(name: &str) -> (&str, bool) {
+    match name.strip_suffix(BASE_SUFFIX) {
+        Some(mode) => (mode, true),
+        None => (name, false),
+    }
+}
+
+/// Why a mode cannot run here (`None`: it can). `porthole` is the binary the
+/// mode would use (the baseline for `@base` names).
 pub fn unavailable(name: &str, porthole: &Path) -> Option<String> {
-    match name {
+    match split_base(name).0 {
         "direct" => None,
         m if PORTHOLE.contains(&m) => (!porthole.is_file())
             .then(|| format!("{} missing; run cargo build --release", porthole.display())),
@@ -95,9 +109,10 @@ pub fn unavailable(name: &str, porthole: &Path) -> Option<String> {
     }
 }
 
-/// Starts mode `name` in front of `targets` and proves every path but iperf3's.
+/// Starts mode `name` (an `@base` suffix is ignored: `porthole` says which
+/// binary) in front of `targets` and proves every path but iperf3's.
 pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Result<Mode, String> {
-    let mode = match name {
+    let mode = match split_base(name).0 {
         "direct" => Mode::new(targets, Arc::default(), Vec::new()),
         "tunnel" => start_tunnel(targets, porthole, dir, false, false),
         "tunnel-tls" => start_tunnel(targets, porthole, dir, true, false),
