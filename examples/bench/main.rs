@@ -10,6 +10,7 @@
 //! cargo build --release --bins --example bench
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
 //!     [--syscalls 500] [--pin] [--baseline /work/base/target/release/porthole]
+//! examples/bench/install-peers.sh   # iperf3 wrk nginx haproxy socat strace rathole
 //! ```
 //!
 //! - `--syscalls N`: per porthole mode (and rathole, haproxy), `strace -f -c`
