@@ -241,3 +241,29 @@ pub fn wait_listening(addr: SocketAddr) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Polls `/proc/net/tcp{,6}` until a socket listens on `addr`'s port, without
+/// connecting to it.
+pub fn wait_bound(addr: SocketAddr) -> Result<(), String> {
+    let port = format!(":{:04X}", addr.port());
+    let end = Instant::now() + START_TIMEOUT;
+    loop {
+        let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            // "sl local_address rem_address st ...": state 0A is LISTEN.
+            text.lines().any(|l| {
+                let mut fields = l.split_whitespace().skip(1);
+                let local = fields.next().unwrap_or("");
+                let state = fields.nth(1).unwrap_or("");
+                local.ends_with(&port) && state == "0A"
+            })
+        });
+        if listening {
+            return Ok(());
+        }
+        if Instant::now() >= end {
+            return Err(format!("nothing listens on {addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -130,15 +130,18 @@ pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Res
         format!("{name}: {e}; its warnings: {logs:?}")
     };
     load::wait_ready(mode.echo, START_TIMEOUT).map_err(|e| fail(e.to_string()))?;
-    // Sink, source and nginx never echo; a connect shows the listener is up.
-    // iperf3 logs an error for a connection that sends no test cookie, so its
-    // path is proven by the bulk phase itself.
+    // Sink, source and nginx never echo; a connect shows the listener is up
+    // (polled: socat's listeners are separate processes that may bind after
+    // the echo one). iperf3 logs an error for a connection that sends no test
+    // cookie, so for it only the public listener is awaited, in /proc/net/tcp.
     for addr in [Some(mode.sink), Some(mode.source), mode.http]
         .into_iter()
         .flatten()
     {
-        std::net::TcpStream::connect_timeout(&addr, START_TIMEOUT)
-            .map_err(|e| fail(format!("{addr}: {e}")))?;
+        child::wait_listening(addr).map_err(fail)?;
+    }
+    if let Some(addr) = mode.iperf {
+        child::wait_bound(addr).map_err(fail)?;
     }
     Ok(mode)
 }
