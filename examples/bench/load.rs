@@ -223,6 +223,25 @@ pub fn short_connections(addr: SocketAddr, workers: usize, window: Duration) -> 
     }
 }
 
+/// Up to `count` sequential visitors (connect, 64 B echo, close), stopping at
+/// `max_time`. Returns how many succeeded and the first few distinct errors.
+pub fn visitors(addr: SocketAddr, count: usize, max_time: Duration) -> (u64, Vec<String>) {
+    let end = Instant::now() + max_time;
+    let (mut ok, mut errors) = (0, Vec::new());
+    for _ in 0..count {
+        if Instant::now() >= end {
+            errors.push(format!("stopped at the {max_time:?} limit"));
+            break;
+        }
+        match one_exchange(addr) {
+            Ok(()) => ok += 1,
+            Err(e) if errors.len() < 5 => errors.push(e.to_string()),
+            Err(_) => {}
+        }
+    }
+    (ok, errors)
+}
+
 fn one_exchange(addr: SocketAddr) -> io::Result<()> {
     let mut s = connect(addr)?;
     let msg = [0x37u8; MSG_LEN];

@@ -7,25 +7,53 @@
 //! baseline every ratio refers to, measured in the same run.
 //!
 //! ```sh
-//! cargo build --release
+//! cargo build --release --bins --example bench
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
+//!     [--syscalls 500] [--pin] [--baseline /work/base/target/release/porthole]
+//! examples/bench/install-peers.sh   # iperf3 wrk nginx haproxy socat strace rathole
 //! ```
+//!
+//! - `--syscalls N`: per porthole mode (and rathole, haproxy), `strace -f -c`
+//!   on each process while N sequential visitors make one 64 B echo each;
+//!   prints futex / epoll_ctl / epoll_wait* / timerfd_settime / write calls per
+//!   visitor as a second table (`syscalls.rs`). Needs strace.
+//! - `--pin`: a last phase per mode measures 64 B latency with every thread
+//!   of the mode and of the bench on one CPU (rows "all on one CPU" and
+//!   "added pinned p50 over direct"), then restores the old masks (`pin.rs`).
+//! - `--baseline PATH`: a second porthole binary; every selected porthole
+//!   mode also runs as `MODE@base` with it, next to it in the table.
+//!   `--only` accepts `MODE@base` names too.
+//!
+//! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
+//! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
+//! built-in sink and source; the header says which. With wrk and nginx
+//! installed, a request phase runs `wrk` through each mode to nginx, with
+//! `Connection: close` and keep-alive (`wrk.rs`, `nginx.rs`).
 //!
 //! Prints a markdown table (medians over runs) on stdout and the raw per-run
 //! numbers on stderr. Loopback only; every load loop is bounded in count and time.
 
+mod child;
+mod iperf;
 mod load;
+mod measure;
 mod modes;
+mod nginx;
+mod peers;
+mod pin;
 mod procstat;
 mod report;
 mod services;
+mod syscalls;
+mod wrk;
 
 use argh::FromArgs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use modes::Mode;
-use report::{Metric, RunResult, percentile};
+use measure::{Plan, Setup};
+use modes::{BASE_SUFFIX, Mode, PORTHOLE, split_base};
+use report::{Metric, RunResult};
 
 #[derive(FromArgs)]
 /// Benchmark porthole (tunnel, forward) against direct loopback and peer tools.
@@ -36,34 +64,19 @@ struct Args {
     /// shorter measurements (a full run in under a minute)
     #[argh(switch)]
     quick: bool,
-    /// comma-separated modes: direct,tunnel,forward,rathole,haproxy,socat (default all)
+    /// comma-separated modes: direct,tunnel,forward,rathole,haproxy,socat,... and
+    /// MODE@base for porthole modes (default all)
     #[argh(option)]
     only: Option<String>,
-}
-
-/// Sizes of every measurement.
-struct Plan {
-    bulk_window: Duration,
-    latency_count: usize,
-    latency_max: Duration,
-    short_workers: usize,
-    short_window: Duration,
-    idle_conns: usize,
-    idle_max: Duration,
-}
-
-impl Plan {
-    fn new(quick: bool) -> Self {
-        Self {
-            bulk_window: Duration::from_millis(if quick { 500 } else { 2000 }),
-            latency_count: if quick { 2_000 } else { 20_000 },
-            latency_max: Duration::from_secs(if quick { 1 } else { 4 }),
-            short_workers: 50,
-            short_window: Duration::from_millis(if quick { 500 } else { 2000 }),
-            idle_conns: 1000,
-            idle_max: Duration::from_secs(if quick { 10 } else { 30 }),
-        }
-    }
+    /// count syscalls per visitor over N sequential visitors with strace
+    #[argh(option)]
+    syscalls: Option<usize>,
+    /// also measure latency with the mode and the bench pinned to one CPU
+    #[argh(switch)]
+    pin: bool,
+    /// a second porthole binary, run as MODE@base next to every porthole mode
+    #[argh(option)]
+    baseline: Option<PathBuf>,
 }
 
 fn main() {
@@ -79,87 +92,221 @@ fn main() {
 fn run(args: &Args) -> Result<(), String> {
     raise_fd_limit();
     let porthole = porthole_path();
-    let wanted: Vec<String> = match &args.only {
-        Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
-        None => modes::ALL.iter().map(|s| s.to_string()).collect(),
-    };
-    let mut selected = Vec::new();
-    for name in &wanted {
-        if !modes::ALL.contains(&name.as_str()) {
-            return Err(format!(
-                "unknown mode {name:?}; known: {}",
-                modes::ALL.join(",")
-            ));
-        }
-        match modes::unavailable(name, &porthole) {
-            Some(why) if name == "tunnel" || name == "forward" => return Err(why),
-            Some(why) => println!("> skipped {name}: {why}"),
-            None => selected.push(name.clone()),
-        }
+    let selected = select(args, &porthole)?;
+    if args.syscalls.is_some() && child::find_tool("strace").is_none() {
+        return Err("--syscalls needs strace".to_owned());
     }
     let dir = std::env::temp_dir().join(format!("porthole-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let svc = services::Services::start(2).map_err(|e| format!("services: {e}"))?;
-    let plan = Plan::new(args.quick);
+    let mut targets = svc.targets();
+    let mut header = Vec::new();
+    let iperf = start_extra("iperf3", iperf::Server::start, &mut header);
+    match &iperf {
+        Some(s) => {
+            targets.push(("iperf", s.addr));
+            header.push(format!(
+                "bulk: iperf3 (-t {} s per test)",
+                Plan::new(args.quick).iperf_secs
+            ));
+        }
+        None => header.push("bulk: built-in sink/source".to_owned()),
+    }
+    let nginx = if child::find_tool("wrk").is_some() {
+        start_extra("nginx", || nginx::Server::start(&dir), &mut header)
+    } else {
+        header.push("requests: skipped (wrk not installed)".to_owned());
+        None
+    };
+    if let Some(s) = &nginx {
+        targets.push(("http", s.addr));
+        header.push(format!("requests: {} → nginx", wrk::label()));
+    }
+    if let Some(base) = &args.baseline {
+        header.push(format!("@base: {}", base.display()));
+    }
+    let setup = Setup {
+        plan: Plan::new(args.quick),
+        svc: &svc,
+        dir: &dir,
+        iperf: iperf.is_some(),
+        wrk: nginx.is_some(),
+        syscalls: args.syscalls,
+        pin: args.pin,
+    };
     let mut results: Vec<(String, Vec<RunResult>)> =
         selected.iter().map(|n| (n.clone(), Vec::new())).collect();
     let mut notes = Vec::new();
     for run in 0..args.runs.max(1) {
-        let mut direct_p50 = None;
-        for (name, runs) in results.iter_mut() {
-            eprintln!("run {}/{}: {name}", run + 1, args.runs.max(1));
-            let Some(mode) = start_mode(name, &svc, &porthole, &dir, run, &mut notes) else {
-                continue;
-            };
-            let mut r = measure(&mode, &svc, &plan);
-            if name == "direct" {
-                direct_p50 = r.values.get(&Metric::LatP50).copied();
+        run_once(
+            args,
+            &porthole,
+            &targets,
+            &setup,
+            run,
+            &mut results,
+            &mut notes,
+        );
+    }
+    for (what, logs) in [
+        ("iperf3", iperf.as_ref().map(|s| &s.logs)),
+        ("nginx", nginx.as_ref().map(|s| &s.logs)),
+    ] {
+        if let Some(logs) = logs {
+            let samples = logs.samples.lock().unwrap_or_else(|e| e.into_inner());
+            if !samples.is_empty() {
+                eprintln!("{what} warnings: {samples:?}");
             }
-            if let (Some(d), Some(p)) = (direct_p50, r.values.get(&Metric::LatP50).copied()) {
-                r.values.insert(Metric::LatAddedP50, p - d);
-            }
-            for line in mode
-                .logs
-                .samples
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-            {
-                eprintln!("    log: {line}");
-            }
-            eprintln!("  raw {name} run {}: {:?}", run + 1, r.values);
-            runs.push(r);
         }
     }
-    drop(svc);
+    drop((iperf, nginx, svc));
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "\nporthole bench: {} run(s){}, medians; (×) = ratio to direct in the same runs\n",
+        "\nporthole bench: {} run(s){}, medians; (×) = ratio to direct in the same runs",
         args.runs.max(1),
         if args.quick { ", --quick" } else { "" }
     );
+    println!("{}\n", header.join("; "));
     println!("{}", report::table(&results));
+    if let Some(t) = args.syscalls.and_then(|n| syscalls::table(&results, n)) {
+        println!("{t}");
+    }
     for note in notes {
         println!("> start failure: {note}");
     }
     Ok(())
 }
 
+/// Starts an optional service; a failure (or a missing tool) becomes a header note.
+fn start_extra<T>(
+    what: &str,
+    start: impl FnOnce() -> Result<T, String>,
+    header: &mut Vec<String>,
+) -> Option<T> {
+    if child::find_tool(what).is_none() {
+        header.push(format!("{what} not installed"));
+        return None;
+    }
+    start()
+        .map_err(|e| {
+            eprintln!("{what}: {e}");
+            header.push(format!("{what} failed to start"));
+        })
+        .ok()
+}
+
+/// One pass over every selected mode.
+fn run_once(
+    args: &Args,
+    porthole: &Path,
+    targets: &[services::Target],
+    setup: &Setup,
+    run: usize,
+    results: &mut [(String, Vec<RunResult>)],
+    notes: &mut Vec<String>,
+) {
+    let runs = args.runs.max(1);
+    let (mut direct_p50, mut direct_pinned) = (None, None);
+    for (name, per_run) in results.iter_mut() {
+        eprintln!("run {}/{runs}: {name}", run + 1);
+        let bin = binary(name, args, porthole);
+        let Some(mode) = start_mode(name, targets, &bin, setup.dir, run, notes) else {
+            continue;
+        };
+        let mut r = measure::measure(split_base(name).0, &mode, setup);
+        if name == "direct" {
+            direct_p50 = r.values.get(&Metric::LatP50).copied();
+            direct_pinned = r.values.get(&Metric::PinnedLatP50).copied();
+        }
+        for (base, metric, added) in [
+            (direct_p50, Metric::LatP50, Metric::LatAddedP50),
+            (direct_pinned, Metric::PinnedLatP50, Metric::PinnedAddedP50),
+        ] {
+            if let (Some(d), Some(p)) = (base, r.values.get(&metric).copied()) {
+                r.values.insert(added, p - d);
+            }
+        }
+        let samples = mode.logs.samples.lock().unwrap_or_else(|e| e.into_inner());
+        for line in samples.iter() {
+            eprintln!("    log: {line}");
+        }
+        eprintln!("  raw {name} run {}: {:?}", run + 1, r.values);
+        per_run.push(r);
+    }
+}
+
+/// The modes to run, `direct` first (the others' "added over direct" need its
+/// numbers from the same run), each `@base` twin right after its mode.
+fn select(args: &Args, porthole: &Path) -> Result<Vec<String>, String> {
+    let wanted: Vec<String> = match &args.only {
+        Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => modes::ALL.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in wanted {
+        let (mode, base) = split_base(&name);
+        if !modes::ALL.contains(&mode) || (base && !PORTHOLE.contains(&mode)) {
+            return Err(format!(
+                "unknown mode {name:?}; known: {}, and {{{}}}{BASE_SUFFIX}",
+                modes::ALL.join(","),
+                PORTHOLE.join(",")
+            ));
+        }
+        if base && args.baseline.is_none() {
+            return Err(format!("{name} needs --baseline PATH"));
+        }
+        let twin = format!("{mode}{BASE_SUFFIX}");
+        for n in [
+            Some(name.clone()),
+            (args.baseline.is_some() && PORTHOLE.contains(&mode)).then_some(twin),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    names.sort_by_key(|n| n != "direct");
+    let mut selected = Vec::new();
+    for name in names {
+        let bin = binary(&name, args, porthole);
+        match modes::unavailable(&name, &bin) {
+            Some(why) if ["tunnel", "forward"].contains(&name.as_str()) => return Err(why),
+            Some(why) if split_base(&name).1 => {
+                return Err(format!("{name}: {why} (from --baseline)"));
+            }
+            Some(why) => println!("> skipped {name}: {why}"),
+            None => selected.push(name),
+        }
+    }
+    Ok(selected)
+}
+
+/// The porthole binary mode `name` runs (the baseline for `@base` names).
+fn binary(name: &str, args: &Args, porthole: &Path) -> PathBuf {
+    match (&args.baseline, split_base(name).1) {
+        (Some(base), true) => base.clone(),
+        _ => porthole.to_path_buf(),
+    }
+}
+
 /// Starts `name`, with one retry on fresh ports; failures become notes.
 fn start_mode(
     name: &str,
-    svc: &services::Services,
+    targets: &[services::Target],
     porthole: &Path,
     dir: &Path,
     run: usize,
     notes: &mut Vec<String>,
 ) -> Option<Mode> {
     for attempt in 1..=2 {
-        match modes::start(name, svc, porthole, dir) {
+        match modes::start(name, targets, porthole, dir) {
             Ok(mode) => return Some(mode),
             Err(e) => {
                 eprintln!("  {name} failed to start (attempt {attempt}): {e}");
-                notes.push(format!("run {}, attempt {attempt}: {e}", run + 1));
+                notes.push(format!("{name}, run {}, attempt {attempt}: {e}", run + 1));
             }
         }
     }
@@ -190,104 +337,4 @@ fn raise_fd_limit() {
             eprintln!("warning: fd limit {hard} is low; the idle test needs ~3 per connection");
         }
     }
-}
-
-fn measure(mode: &Mode, svc: &services::Services, plan: &Plan) -> RunResult {
-    let mut r = RunResult::default();
-    let pids = mode.pids();
-    idle(mode, plan, &pids, &mut r);
-    latency(mode, plan, &mut r);
-    bulk(mode, svc, plan, &pids, &mut r);
-    short(mode, plan, &mut r);
-    r.values.insert(
-        Metric::LogWarnings,
-        mode.logs
-            .warnings
-            .load(std::sync::atomic::Ordering::Relaxed) as f64,
-    );
-    r
-}
-
-fn idle(mode: &Mode, plan: &Plan, pids: &[u32], r: &mut RunResult) {
-    let before = procstat::usage(pids).rss_kb;
-    if !pids.is_empty() {
-        r.values.insert(Metric::RssStart, before as f64 / 1024.0);
-    }
-    let (open, failed) = load::open_idle(mode.echo, plan.idle_conns, plan.idle_max);
-    // Give pools time to refill and allocators time to settle.
-    std::thread::sleep(Duration::from_millis(300));
-    let after = procstat::usage(pids).rss_kb;
-    eprintln!(
-        "    idle: {} open, {failed} failed, RSS {before} KB -> {after} KB",
-        open.len()
-    );
-    if !pids.is_empty() && !open.is_empty() {
-        let per = (after as f64 - before as f64) / open.len() as f64;
-        r.values.insert(Metric::IdleKbPerConn, per);
-    }
-    drop(open);
-    std::thread::sleep(Duration::from_millis(300));
-}
-
-fn latency(mode: &Mode, plan: &Plan, r: &mut RunResult) {
-    match load::latency(mode.echo, plan.latency_count, plan.latency_max) {
-        Ok(mut t) => {
-            t.sort_unstable();
-            let us = |p| percentile(&t, p).map(|ns| ns as f64 / 1000.0);
-            eprintln!("    latency: {} round trips", t.len());
-            if let (Some(p50), Some(p99)) = (us(50.0), us(99.0)) {
-                r.values.insert(Metric::LatP50, p50);
-                r.values.insert(Metric::LatP99, p99);
-            }
-        }
-        Err(e) => eprintln!("    latency failed: {e}"),
-    }
-}
-
-fn bulk(mode: &Mode, svc: &services::Services, plan: &Plan, pids: &[u32], r: &mut RunResult) {
-    let cpu0 = procstat::usage(pids).cpu_ticks;
-    let mut bytes = 0u64;
-    for (metric, streams, up) in [
-        (Metric::Up1, 1, true),
-        (Metric::Down1, 1, false),
-        (Metric::Up8, 8, true),
-        (Metric::Down8, 8, false),
-    ] {
-        let b = if up {
-            load::upload(mode.sink, streams, plan.bulk_window, &svc.sunk)
-        } else {
-            load::download(mode.source, streams, plan.bulk_window)
-        };
-        eprintln!(
-            "    {metric:?}: {:.2} Gbit/s, {} MB moved, {} stream errors",
-            b.gbps,
-            b.total_bytes / 1_000_000,
-            b.errors
-        );
-        bytes += b.total_bytes;
-        r.values.insert(metric, b.gbps);
-    }
-    let ticks = procstat::usage(pids).cpu_ticks.saturating_sub(cpu0);
-    if !pids.is_empty() && bytes > 0 {
-        let secs = ticks as f64 / procstat::clock_ticks_per_sec();
-        r.values
-            .insert(Metric::CpuPerGb, secs / (bytes as f64 / 1e9));
-    }
-}
-
-fn short(mode: &Mode, plan: &Plan, r: &mut RunResult) {
-    let s = load::short_connections(mode.echo, plan.short_workers, plan.short_window);
-    eprintln!(
-        "    short: {} ok, {} errors {:?}",
-        s.times_us.len(),
-        s.errors,
-        s.first_errors
-    );
-    r.values.insert(Metric::ShortPerSec, s.per_sec);
-    r.values.insert(Metric::ShortErrors, s.errors as f64);
-    if let Some(p99) = percentile(&s.times_us, 99.0) {
-        r.values.insert(Metric::ShortP99, p99 as f64 / 1000.0);
-    }
-    // TIME_WAIT and relay teardown settle before the next mode starts.
-    std::thread::sleep(Duration::from_millis(300));
 }

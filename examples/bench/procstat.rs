@@ -96,3 +96,13 @@ pub fn usage(roots: &[u32]) -> Usage {
         rss_kb: pids.iter().map(|&p| rss_kb(p)).sum(),
     }
 }
+
+/// Thread ids of `pid` (from `/proc/PID/task`).
+pub fn threads(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, Default)]
 pub struct RunResult {
     pub values: BTreeMap<Metric, f64>,
+    /// `--syscalls`: per-visitor counts for each process of the mode.
+    pub syscalls: Vec<crate::syscalls::Counts>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,6 +22,11 @@ pub enum Metric {
     ShortPerSec,
     ShortP99,
     ShortErrors,
+    WrkClose,
+    WrkKeepAlive,
+    WrkErrors,
+    PinnedLatP50,
+    PinnedAddedP50,
     RssStart,
     IdleKbPerConn,
     CpuPerGb,
@@ -56,6 +63,31 @@ const ROWS: &[Row] = &[
     ),
     row(Metric::ShortP99, "short connection p99 (ms)", 2, true),
     row(Metric::ShortErrors, "short connection errors", 0, false),
+    row(
+        Metric::WrkClose,
+        "wrk → nginx req/s (Connection: close)",
+        0,
+        true,
+    ),
+    row(
+        Metric::WrkKeepAlive,
+        "wrk → nginx req/s (keep-alive)",
+        0,
+        true,
+    ),
+    row(Metric::WrkErrors, "wrk errors (both runs)", 0, false),
+    row(
+        Metric::PinnedLatP50,
+        "64 B echo latency p50, all on one CPU (µs)",
+        1,
+        true,
+    ),
+    row(
+        Metric::PinnedAddedP50,
+        "added pinned p50 over direct (µs)",
+        1,
+        false,
+    ),
     row(
         Metric::RssStart,
         "RSS at start, all processes (MB)",
@@ -111,7 +143,8 @@ fn metric_median(runs: &[RunResult], m: Metric) -> Option<f64> {
     )
 }
 
-/// The markdown table: rows = metrics, columns = modes (in run order).
+/// The markdown table: rows = metrics, columns = modes (in run order). A row
+/// no mode measured (a phase that was not selected) is left out.
 pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
     let direct: Option<&Vec<RunResult>> = modes.iter().find(|m| m.0 == "direct").map(|m| &m.1);
     let mut out = String::from("| metric |");
@@ -122,6 +155,12 @@ pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
     out += &"---|".repeat(modes.len());
     out += "\n";
     for row in ROWS {
+        if modes
+            .iter()
+            .all(|m| metric_median(&m.1, row.metric).is_none())
+        {
+            continue;
+        }
         out += &format!("| {} |", row.label);
         let base = direct.and_then(|d| metric_median(d, row.metric));
         for (name, runs) in modes {

@@ -1,6 +1,8 @@
 //! The three services every mode leads to, run inside the bench process on
 //! `127.0.0.1:0`: an echo, a sink that discards (and counts) what it reads, and
-//! a source that writes until the peer goes away.
+//! a source that writes until the peer goes away. iperf3 and nginx, when
+//! installed, are two more services run as child processes (`iperf.rs`,
+//! `nginx.rs`).
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
@@ -17,6 +19,9 @@ const BULK_BUF_LEN: usize = 256 * 1024;
 const SOURCE_MAX_DURATION: Duration = Duration::from_secs(120);
 /// Bound on writes per source connection (256 KiB each: 4 TiB).
 const SOURCE_MAX_WRITES: u64 = 16 * 1024 * 1024;
+
+/// A service every mode leads to: its name (in peers' configs) and address.
+pub type Target = (&'static str, SocketAddr);
 
 pub struct Services {
     pub echo: SocketAddr,
@@ -64,6 +69,17 @@ impl Services {
         me.listeners
             .push(ex.spawn(serve(ex, source, |s| Box::pin(source_conn(s)))));
         Ok(me)
+    }
+}
+
+impl Services {
+    /// The in-process services, in the order modes configure them.
+    pub fn targets(&self) -> Vec<Target> {
+        vec![
+            ("echo", self.echo),
+            ("sink", self.sink),
+            ("source", self.source),
+        ]
     }
 }
 
