@@ -33,7 +33,7 @@ pub mod sys;
 mod timer;
 mod worker;
 
-pub use socket::{Socket, TcpListener, TcpStream};
+pub use socket::{Socket, TcpListener, TcpStream, std_listener};
 pub use timer::{Sleep, sleep, sleep_until, timeout};
 
 use std::cell::Cell;
@@ -48,14 +48,18 @@ pub type Task<T> = async_task::Task<T>;
 pub const MAX_WORKERS: usize = 256;
 
 struct Runtime {
-    workers: Vec<worker::Shared>,
+    /// The data-plane workers, then the control loop.
+    loops: Vec<worker::Shared>,
+    /// How many of `loops` are data-plane workers.
+    workers: usize,
     next: AtomicUsize,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
 thread_local! {
-    /// This thread's worker index, on worker threads.
+    /// This thread's loop index, on the runtime's threads (the control loop's
+    /// index is the worker count).
     static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
@@ -80,7 +84,7 @@ pub fn init(workers: usize) -> bool {
 
 /// How many worker threads run (starting them with the default if none run yet).
 pub fn workers() -> usize {
-    runtime().workers.len()
+    runtime().workers
 }
 
 /// Spawns a data-plane task on the next worker. Consecutive calls with no other
@@ -97,12 +101,31 @@ where
 /// tasks that talk to each other on one thread.
 pub fn next_worker() -> usize {
     let rt = runtime();
-    rt.next.fetch_add(1, Ordering::Relaxed) % rt.workers.len()
+    rt.next.fetch_add(1, Ordering::Relaxed) % rt.workers
 }
 
-/// The worker running the calling task, if it runs on one.
+/// The data-plane worker running the calling task, if it runs on one.
 pub fn current_worker() -> Option<usize> {
+    current_loop().filter(|&i| i < runtime().workers)
+}
+
+/// The runtime loop (a worker or the control loop) running the calling task.
+fn current_loop() -> Option<usize> {
     CURRENT.with(|c| c.get())
+}
+
+/// Spawns on the control loop: one more thread of this runtime that runs no
+/// data-plane task, for accept loops that must keep up while every worker is
+/// busy (the server's control port). Its sockets and timers cost what a
+/// worker's do: no re-arm, no timerfd, and a hand-off to a worker is one
+/// eventfd write.
+pub fn spawn_control<F, T>(fut: F) -> Task<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = runtime();
+    spawn_on(&rt.loops[rt.workers], fut)
 }
 
 /// The calling task's worker, or the next one round-robin off the workers.
@@ -117,7 +140,14 @@ where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let worker = shared(index);
+    spawn_on(shared(index), fut)
+}
+
+fn spawn_on<F, T>(worker: &'static worker::Shared, fut: F) -> Task<T>
+where
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
     let (runnable, task) = async_task::Builder::new()
         .propagate_panic(true)
         .spawn(|()| fut, move |r| worker.schedule(r));
@@ -128,7 +158,12 @@ where
 /// Worker `index`'s shared half (modulo the worker count).
 fn shared(index: usize) -> &'static worker::Shared {
     let rt = runtime();
-    &rt.workers[index % rt.workers.len()]
+    &rt.loops[index % rt.workers]
+}
+
+/// Loop `index`'s shared half (a worker, or the control loop).
+fn loop_shared(index: usize) -> &'static worker::Shared {
+    &runtime().loops[index]
 }
 
 fn runtime() -> &'static Runtime {
@@ -146,14 +181,15 @@ fn runtime() -> &'static Runtime {
 impl Runtime {
     fn new(workers: usize) -> Runtime {
         let n = workers.clamp(1, MAX_WORKERS);
-        let workers = (0..n)
+        let loops = (0..=n)
             .map(worker::Shared::new)
             .collect::<std::io::Result<Vec<_>>>()
             // Only fails when the process is out of descriptors at start-up,
             // before any network input: nothing sensible can run then.
-            .expect("cannot create the data-plane workers' pollers");
+            .expect("cannot create the runtime's pollers");
         Runtime {
-            workers,
+            loops,
+            workers: n,
             next: AtomicUsize::new(0),
         }
     }
@@ -161,11 +197,16 @@ impl Runtime {
     /// Called once, after the runtime is in its `static`, so every thread gets
     /// a `'static` reference to its worker.
     fn start_threads(&'static self) {
-        for (i, w) in self.workers.iter().enumerate() {
-            // Workers live as long as the process; their tasks are owned (and
+        for (i, w) in self.loops.iter().enumerate() {
+            let name = if i < self.workers {
+                format!("porthole-worker-{i}")
+            } else {
+                "porthole-control".to_owned()
+            };
+            // Loops live as long as the process; their tasks are owned (and
             // cancelled) by the task sets that spawned them.
             std::thread::Builder::new()
-                .name(format!("porthole-worker-{i}"))
+                .name(name)
                 .spawn(move || w.run())
                 .expect("cannot start a data-plane worker thread");
         }

@@ -43,9 +43,9 @@ fn moving() -> io::Error {
 impl<T: AsFd> Socket<T> {
     /// Registers `io` (already non-blocking) with the calling thread's home.
     pub fn new(io: T) -> io::Result<Socket<T>> {
-        let home = match super::current_worker() {
+        let home = match super::current_loop() {
             Some(worker) => {
-                let key = reactor::register(&super::shared(worker).epoll, io.as_fd())?;
+                let key = reactor::register(&super::loop_shared(worker).epoll, io.as_fd())?;
                 Home::Worker { io, worker, key }
             }
             None => Home::Reactor(Async::new(io)?),
@@ -74,7 +74,7 @@ impl<T: AsFd> Socket<T> {
     pub fn into_inner(mut self) -> io::Result<T> {
         match std::mem::replace(&mut self.home, Home::Moving) {
             Home::Worker { io, worker, key } => {
-                let w = super::shared(worker);
+                let w = super::loop_shared(worker);
                 w.epoll.delete(io.as_fd())?;
                 release(worker, key);
                 Ok(io)
@@ -87,7 +87,7 @@ impl<T: AsFd> Socket<T> {
     /// Moves the socket to the calling thread's home (this worker, or async-io
     /// off the workers); nothing happens when it is there already.
     pub fn rehome(&mut self) -> io::Result<()> {
-        let here = super::current_worker();
+        let here = super::current_loop();
         match &self.home {
             Home::Worker { worker, .. } if Some(*worker) == here => return Ok(()),
             Home::Reactor(_) if here.is_none() => return Ok(()),
@@ -137,7 +137,7 @@ impl<T: AsFd> Socket<T> {
     ) -> Poll<io::Result<R>> {
         match &self.home {
             Home::Worker { io, worker, key } => {
-                if super::current_worker() != Some(*worker) {
+                if super::current_loop() != Some(*worker) {
                     return Poll::Ready(Err(io::Error::other(
                         "socket used away from its worker thread",
                     )));
@@ -190,10 +190,10 @@ impl<T: AsFd> AsFd for Socket<T> {
 
 /// Frees a registration's slot, on its worker or (rarely) by asking it to.
 fn release(worker: usize, key: u64) {
-    if super::current_worker() == Some(worker) {
+    if super::current_loop() == Some(worker) {
         reactor::forget(key);
     } else {
-        let w = super::shared(worker);
+        let w = super::loop_shared(worker);
         let _ = w.orphans.push(key);
         w.wake();
     }
@@ -343,6 +343,15 @@ impl AsyncWrite for TcpStream {
     }
 }
 
+/// The standard listener inside a smol one (which must not have been cloned),
+/// deregistered from async-io and still non-blocking.
+pub fn std_listener(listener: smol::net::TcpListener) -> io::Result<std::net::TcpListener> {
+    let shared: std::sync::Arc<Async<std::net::TcpListener>> = listener.into();
+    std::sync::Arc::try_unwrap(shared)
+        .map_err(|_| io::Error::other("listener is shared; cannot move it"))?
+        .into_inner()
+}
+
 /// A TCP listener on the runtime.
 #[derive(Debug)]
 pub struct TcpListener(Socket<std::net::TcpListener>);
@@ -367,10 +376,7 @@ impl TcpListener {
 
     /// Takes over a smol listener.
     pub fn from_smol(listener: smol::net::TcpListener) -> io::Result<TcpListener> {
-        let shared: std::sync::Arc<Async<std::net::TcpListener>> = listener.into();
-        let only = std::sync::Arc::try_unwrap(shared)
-            .map_err(|_| io::Error::other("listener is shared; cannot move it"))?;
-        TcpListener::from_std(only.into_inner()?)
+        TcpListener::from_std(std_listener(listener)?)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

@@ -61,3 +61,24 @@ pub fn listen_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::
     }
     Ok(group)
 }
+
+// nix has no TCP_DEFER_ACCEPT; its own macro defines one the way nix defines
+// every option it ships (the setsockopt call inside is nix's code).
+use nix::libc;
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
+
+sockopt_impl!(
+    /// `TCP_DEFER_ACCEPT` (seconds): `accept` returns a connection only once
+    /// its first bytes arrived (or after this long).
+    DeferAccept,
+    Both,
+    libc::IPPROTO_TCP,
+    libc::TCP_DEFER_ACCEPT,
+    i32
+);
+
+/// Asks the kernel to hand over connections only once their first bytes
+/// arrived (for at most `secs`; later ones are handed over anyway).
+pub fn defer_accept(listener: &std::net::TcpListener, secs: i32) -> io::Result<()> {
+    Ok(setsockopt(listener, DeferAccept, &secs)?)
+}

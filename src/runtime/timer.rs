@@ -82,7 +82,7 @@ impl Future for Sleep {
         }
         match self.state {
             State::New => {
-                self.state = match super::current_worker() {
+                self.state = match super::current_loop() {
                     Some(worker) => State::Worker {
                         worker,
                         id: reactor::add_timer(deadline, cx.waker()),
@@ -106,7 +106,7 @@ impl Sleep {
         if let State::Worker { worker, id } = self.state {
             // Tasks never leave their worker, so this runs there; elsewhere
             // the entry simply fires once, waking a waker nobody waits on.
-            if super::current_worker() == Some(worker) {
+            if super::current_loop() == Some(worker) {
                 reactor::remove_timer(self.deadline, id);
             }
         }

@@ -19,7 +19,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::Key;
 use crate::config::ServerSettings;
@@ -38,6 +38,9 @@ pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// Control sessions the server holds at once; past this new clients are refused.
 /// Each session can hold listeners and idle links, so this bounds the total.
 pub const MAX_SESSIONS: usize = 4096;
+/// How long the kernel holds a new connection to the control port for its
+/// first bytes before handing it over anyway (`TCP_DEFER_ACCEPT`).
+const DEFER_ACCEPT_SECS: i32 = 1;
 /// Pause after a failed `accept` (e.g. out of file descriptors) so the loop does
 /// not spin while the condition lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -52,6 +55,53 @@ pub(crate) struct Shared<T: Transport> {
     pub shutdown: Signal,
     /// Connections still in their handshake.
     pub handshakes: Arc<AtomicUsize>,
+}
+
+/// Accepts control and data links until cancelled.
+async fn accept_loop<T: Transport>(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared<T>>,
+    connections: Arc<TaskSet>,
+) {
+    // Clients speak first (a hello), so the kernel may hold each connection
+    // until its hello is in: then one peek tells a data link from a control
+    // link, and a silent connection costs the process nothing meanwhile.
+    if let Err(e) = runtime::sys::defer_accept(&listener, DEFER_ACCEPT_SECS) {
+        debug!("TCP_DEFER_ACCEPT not set on the control listener: {e}");
+    }
+    let listener = match runtime::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return warn!("cannot register the control listener: {e}"),
+    };
+    loop {
+        match transport::accept_std(&listener).await {
+            Ok((_, peer))
+                if shared.handshakes.load(Ordering::Relaxed) >= MAX_PENDING_HANDSHAKES =>
+            {
+                warn!(
+                    "connection from {peer} dropped: {MAX_PENDING_HANDSHAKES} handshakes already pending"
+                );
+            }
+            Ok((stream, peer)) => {
+                let slot = handshake::Slot::take(&shared);
+                // A plain-TCP data link that already shows its hello is
+                // handshaken on a worker and joins that worker's shard of the
+                // pool: it is registered once, with the poller that will relay
+                // it. Anything else (control links, TLS) goes to smol's
+                // executor, the control plane.
+                let worker = handshake::shows_data_hello(&stream).then(runtime::next_worker);
+                let task = handshake::serve_connection(shared.clone(), stream, peer, slot);
+                match worker {
+                    Some(w) => connections.spawn_at(w, task),
+                    None => connections.spawn(task),
+                }
+            }
+            Err(e) => {
+                warn!("accept failed: {e}");
+                runtime::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
 }
 
 /// Binds the control listener named in `settings`.
@@ -82,8 +132,7 @@ pub async fn run<T: Transport>(
     transport: T,
     shutdown: Signal,
 ) -> io::Result<()> {
-    // The control plane's sockets live on async-io's reactor (see `runtime`).
-    let listener = crate::runtime::TcpListener::from_smol(listener)?;
+    let listener = runtime::std_listener(listener)?;
     let key = settings.token.as_ref().map(|t| Key::new(t.expose()));
     if key.is_none() {
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
@@ -101,46 +150,16 @@ pub async fn run<T: Transport>(
         listener.local_addr()?,
         shared.transport.name()
     );
-    let connections = TaskSet::new();
-    loop {
-        let accepted = futures_lite::future::or(
-            async { Some(transport::accept_std(&listener).await) },
-            async {
-                shutdown.wait().await;
-                None
-            },
-        )
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok((_, peer)))
-                if shared.handshakes.load(Ordering::Relaxed) >= MAX_PENDING_HANDSHAKES =>
-            {
-                warn!(
-                    "connection from {peer} dropped: {MAX_PENDING_HANDSHAKES} handshakes already pending"
-                );
-            }
-            Some(Ok((stream, peer))) => {
-                let slot = handshake::Slot::take(&shared);
-                // A plain-TCP data link that already shows its hello is
-                // handshaken on a worker and joins that worker's shard of the
-                // pool: it is registered once, with the poller that will relay
-                // it. Anything else (control links, TLS) stays here.
-                let worker = handshake::shows_data_hello(&stream).then(runtime::next_worker);
-                let task = handshake::serve_connection(shared.clone(), stream, peer, slot);
-                match worker {
-                    Some(w) => connections.spawn_at(w, task),
-                    None => connections.spawn(task),
-                }
-            }
-            Some(Err(e)) => {
-                warn!("accept failed: {e}");
-                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
-            }
-        }
-    }
+    let connections = Arc::new(TaskSet::new());
+    // The control port is accepted on the runtime's control loop: it never
+    // waits behind data-plane work, and handing a data link to a worker costs
+    // one eventfd write.
+    let accepting =
+        runtime::spawn_control(accept_loop(listener, shared.clone(), connections.clone()));
+    shutdown.wait().await;
+    // Cancelled on the control loop, which closes the listener.
+    accepting.cancel().await;
     info!("shutting down: closing sessions");
-    drop(listener);
     connections.join(SHUTDOWN_GRACE).await;
     shared.registry.clear();
     info!("server stopped");
