@@ -6,9 +6,19 @@
 //! also means "pipe full"): with an empty pipe, `EAGAIN` can only mean the socket
 //! has nothing, so waiting for readability is right and can neither hang nor spin.
 //! The pipe goes back to the pool once empty, so idle connections hold none.
+//!
+//! Small messages are not spliced: until a direction sees a read that fills
+//! [`SMALL_READ_LEN`], it reads into a per-thread scratch buffer and writes the
+//! bytes straight on (a request, a response, a keystroke). For a few hundred
+//! bytes a `read` + `write` pair costs the kernel less than two splices through
+//! a pipe, and the scratch buffer is per thread, so an idle connection still
+//! holds no buffer. Only bytes the destination cannot take at once are kept,
+//! in a buffer of their own, until they are written. The first full read
+//! switches the direction to splicing for good: bulk moves zero-copy.
 
 use nix::fcntl::{SpliceFFlags, splice};
-use std::io;
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
 use std::net::Shutdown;
 
 use super::pipe::Pipe;
@@ -27,8 +37,83 @@ fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
+/// A read this large means bulk: the direction switches to splicing.
+pub const SMALL_READ_LEN: usize = 16 * 1024;
+
+thread_local! {
+    /// Where small reads land on their way to the destination socket.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SMALL_READ_LEN].into_boxed_slice());
+}
+
+/// What one small read did.
+enum Small {
+    /// Moved this many bytes; `Some` holds what the destination did not take.
+    Moved(usize, Option<Vec<u8>>),
+    /// The read filled the scratch buffer (and was passed on): bulk follows.
+    Bulk(usize, Option<Vec<u8>>),
+    Eof,
+}
+
 /// One direction: `from` → `to`, then FIN on `to`.
 async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let (n, left, bulk) = match from.socket().read_with(|s| small_read(s, to)).await? {
+            Small::Eof => return finish(to, total),
+            Small::Moved(n, left) => (n, left, false),
+            Small::Bulk(n, left) => (n, left, true),
+        };
+        if let Some(left) = left {
+            write_all(to, &left).await?;
+        }
+        total += n as u64;
+        if bulk {
+            return Ok(total + splice_pump(from, to).await?);
+        }
+    }
+}
+
+/// Reads once into the scratch buffer and writes what it can on at once.
+fn small_read(from: &std::net::TcpStream, to: &TcpStream) -> io::Result<Small> {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        let n = (&*from).read(&mut buf)?;
+        if n == 0 {
+            return Ok(Small::Eof);
+        }
+        let written = match to.get_ref().write(&buf[..n]) {
+            Ok(w) => w,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        let left = (written < n).then(|| buf[written..n].to_vec());
+        Ok(if n == buf.len() {
+            Small::Bulk(n, left)
+        } else {
+            Small::Moved(n, left)
+        })
+    })
+}
+
+async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = to.socket().write_with(|s| (&*s).write(bytes)).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// EOF from the source: FIN to the destination.
+fn finish(to: &TcpStream, total: u64) -> io::Result<u64> {
+    to.shutdown(Shutdown::Write).or_else(ignore_not_connected)?;
+    Ok(total)
+}
+
+/// The bulk phase of a direction: splice until EOF.
+async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
         // Optimistic: try first, wait only on EAGAIN. The pipe is taken per

@@ -213,11 +213,5 @@ impl Runtime {
     }
 }
 
-/// Sockets registered with the calling worker's poller (for tests: a socket
-/// dropped on its worker must leave none behind).
-pub fn registered_here() -> usize {
-    reactor::live_sources()
-}
-
 #[cfg(test)]
 mod tests;

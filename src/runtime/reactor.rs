@@ -3,13 +3,16 @@
 //!
 //! A socket is registered once, edge-triggered for both directions
 //! (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`), and never re-armed. Its slot
-//! keeps one waker per direction. Why no edge is lost: an I/O attempt that ends in `EAGAIN` and the storing
-//! of the waker happen within one poll of the task, on this thread, and events
-//! are dispatched only between polls. An edge that comes after the `EAGAIN` is
-//! either already queued in the kernel's ready list (and dispatched by the next
-//! `epoll_wait`, waking the waker just stored) or comes later still. Readiness is
-//! never cached as a "ready" flag that could go stale: a socket operation is
-//! always tried first, and only `EAGAIN` leads to a wait.
+//! keeps, per direction, one waker and a `ready` flag: set by every edge (and at
+//! registration, when nothing is known yet), cleared only by an operation that
+//! returned `EAGAIN`. An operation is tried only while its direction is ready,
+//! so a task woken for one direction does not pay an `EAGAIN` syscall on the
+//! other. Why no edge is lost: the `EAGAIN`, the clearing of the flag and the
+//! storing of the waker happen within one poll of the task, on this thread,
+//! and events are dispatched only between polls. An edge that comes after the
+//! `EAGAIN` is either already queued in the kernel's ready list (dispatched by
+//! the next `epoll_wait`, which sets the flag and wakes the waker just stored)
+//! or comes later still.
 //!
 //! Keys are `generation << 32 | slot`, so an event for a slot freed and reused in
 //! the same batch (impossible with no `dup`ed descriptors, since closing the
@@ -37,6 +40,7 @@ struct Source {
     generation: u32,
     live: bool,
     wakers: [Option<Waker>; 2],
+    ready: [bool; 2],
 }
 
 #[derive(Default)]
@@ -69,6 +73,7 @@ pub fn register(epoll: &nix::sys::epoll::Epoll, fd: BorrowedFd<'_>) -> io::Resul
         let source = &mut s.sources[index as usize];
         source.generation = source.generation.wrapping_add(1);
         source.live = true;
+        source.ready = [true, true];
         key_of(source.generation, index)
     });
     let interest =
@@ -117,6 +122,7 @@ pub fn dispatch(key: u64, flags: EpollFlags) {
         }
         for (dir, ready) in [(Dir::Read, read), (Dir::Write, write)] {
             if ready {
+                source.ready[dir as usize] = true;
                 woken[dir as usize] = source.wakers[dir as usize].take();
             }
         }
@@ -127,23 +133,51 @@ pub fn dispatch(key: u64, flags: EpollFlags) {
     }
 }
 
-/// Stores the waker to wake on the next edge in `dir`.
-pub fn park(key: u64, dir: Dir, waker: &Waker) {
+/// Whether `dir` may be ready; if not, stores the waker for the next edge.
+pub fn ready_or_park(key: u64, dir: Dir, waker: &Waker) -> bool {
+    with(|s| {
+        let (_, index) = split(key);
+        match s.sources.get(index as usize) {
+            Some(source) if source.ready[dir as usize] => true,
+            _ => {
+                park_in(s, index, dir, waker);
+                false
+            }
+        }
+    })
+}
+
+/// An operation in `dir` returned `EAGAIN`: not ready until the next edge,
+/// whose waker this stores.
+pub fn clear_and_park(key: u64, dir: Dir, waker: &Waker) {
     with(|s| {
         let (_, index) = split(key);
         if let Some(source) = s.sources.get_mut(index as usize) {
-            let slot = &mut source.wakers[dir as usize];
-            match slot {
-                Some(w) if w.will_wake(waker) => {}
-                _ => *slot = Some(waker.clone()),
-            }
+            source.ready[dir as usize] = false;
         }
-    });
+        park_in(s, index, dir, waker);
+    })
 }
 
-/// Registrations alive on this thread (for tests).
-pub fn live_sources() -> usize {
-    with(|s| s.sources.iter().filter(|src| src.live).count())
+fn park_in(s: &mut State, index: u32, dir: Dir, waker: &Waker) {
+    if let Some(source) = s.sources.get_mut(index as usize) {
+        let slot = &mut source.wakers[dir as usize];
+        match slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+}
+
+/// Whether `key` is a live registration on this thread.
+#[cfg(test)]
+pub fn is_live(key: u64) -> bool {
+    with(|s| {
+        let (generation, index) = split(key);
+        s.sources
+            .get(index as usize)
+            .is_some_and(|src| src.live && src.generation == generation)
+    })
 }
 
 /// Adds a timer; returns its id.

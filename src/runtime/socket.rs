@@ -3,8 +3,9 @@
 //! A [`Socket`] is registered once, where it is created: with the calling
 //! worker's poller on a worker thread, with async-io's reactor elsewhere. I/O
 //! goes through [`Socket::poll_read_with`] / [`Socket::poll_write_with`]: the
-//! operation is tried first and only `EAGAIN` parks the task's waker for the
-//! next edge (see [`super::reactor`]). Dropping a worker socket closes it, which
+//! operation is tried while its direction may be ready, and `EAGAIN` marks it
+//! not ready and parks the task's waker for the next edge (see
+//! [`super::reactor`]). Dropping a worker socket closes it, which
 //! removes the registration without an `epoll_ctl`, and frees its slot.
 
 use async_io::Async;
@@ -62,6 +63,15 @@ impl<T: AsFd> Socket<T> {
         }
     }
 
+    /// Its registration key on its worker.
+    #[cfg(test)]
+    pub(crate) fn key(&self) -> Option<u64> {
+        match self.home {
+            Home::Worker { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// The worker this socket is registered with (`None`: async-io).
     pub fn worker(&self) -> Option<usize> {
         match self.home {
@@ -100,8 +110,8 @@ impl<T: AsFd> Socket<T> {
         Ok(())
     }
 
-    /// Tries `op` until it does not return `WouldBlock`; parks the task for the
-    /// next readable edge when it does.
+    /// Runs `op` while the socket may be readable; on `WouldBlock` parks the
+    /// task for the next readable edge.
     pub fn poll_read_with<R>(
         &self,
         cx: &mut Context<'_>,
@@ -142,11 +152,14 @@ impl<T: AsFd> Socket<T> {
                         "socket used away from its worker thread",
                     )));
                 }
+                if !reactor::ready_or_park(*key, dir, cx.waker()) {
+                    return Poll::Pending;
+                }
                 match op(io) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         // No event can be dispatched between the EAGAIN above
                         // and this: both run inside this poll, on this thread.
-                        reactor::park(*key, dir, cx.waker());
+                        reactor::clear_and_park(*key, dir, cx.waker());
                         Poll::Pending
                     }
                     r => Poll::Ready(r),

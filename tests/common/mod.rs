@@ -89,11 +89,12 @@ pub fn client_settings(
 
 // ---------------------------------------------------------------- server
 
-/// An in-process server. Dropping it cancels the server task.
+/// An in-process server. Dropping it cancels the server task (a crash: the
+/// task goes before the trigger, whose drop would fire a clean shutdown).
 pub struct Server {
+    pub task: Task<io::Result<()>>,
     pub addr: SocketAddr,
     pub trigger: Trigger,
-    pub task: Task<io::Result<()>>,
 }
 
 impl Server {
@@ -124,9 +125,11 @@ pub async fn start_server(settings: ServerSettings) -> io::Result<Server> {
 /// An in-process client and its event stream. Dropping it cancels the client task
 /// without a goodbye, which is how the tests simulate a crash.
 pub struct Client {
+    /// Declared first so it drops first: dropping the trigger fires a clean
+    /// shutdown (goodbye), which a crash must not get to send.
+    pub task: Task<Result<(), ClientError>>,
     pub events: Receiver<Event>,
     pub trigger: Trigger,
-    pub task: Task<Result<(), ClientError>>,
 }
 
 impl Client {
