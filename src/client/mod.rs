@@ -105,8 +105,12 @@ async fn builtin_proxy(
     if !settings.services.iter().any(wanted) {
         return Ok(None);
     }
-    let listener = smol::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
-    let addr = listener.local_addr()?;
+    let loopback = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let listeners = crate::runtime::sys::listen_group(loopback, crate::runtime::workers())?;
+    let addr = listeners
+        .first()
+        .ok_or_else(|| io::Error::other("no listener for the built-in proxy"))?
+        .local_addr()?;
     for service in settings.services.iter_mut().filter(|s| wanted(s)) {
         service.local = addr.to_string();
     }
@@ -116,7 +120,7 @@ async fn builtin_proxy(
         let shutdown = shutdown.clone();
         async move {
             if let Err(e) =
-                crate::http_proxy::run(listener, proxy, PROXY_STATS_INTERVAL, shutdown).await
+                crate::http_proxy::run(listeners, proxy, PROXY_STATS_INTERVAL, shutdown).await
             {
                 warn!("built-in HTTP proxy stopped: {e}");
             }

@@ -8,8 +8,8 @@
 //! response download run concurrently, so an origin that answers while still
 //! reading (or echoes as it reads) cannot deadlock the exchange.
 
+use crate::runtime::SharedTcpStream as TcpStream;
 use futures_lite::AsyncWriteExt;
-use smol::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -150,13 +150,10 @@ async fn tunnel(
     proxy.stats.connect();
     proxy.stats.bytes(early.len() as u64, 0);
     drop(writer);
-    // The splice relay runs on this worker's own poller: move both sockets
-    // there (the client's stream is no longer shared once `writer` is gone).
-    let sockets = crate::runtime::TcpStream::from_smol(client.stream)
-        .and_then(|c| Ok((c, crate::runtime::TcpStream::from_smol(origin)?)));
-    let relayed = match sockets {
-        Ok((client, origin)) => crate::relay::relay_tcp(client, origin).await,
-        Err(e) => Err(e),
+    // `writer` was the client stream's only other owner.
+    let relayed = match (client.stream.into_inner(), origin.into_inner()) {
+        (Ok(client), Ok(origin)) => crate::relay::relay_tcp(client, origin).await,
+        _ => Err(io::Error::other("tunnel sockets are still shared")),
     };
     match relayed {
         Ok(moved) => proxy.stats.bytes(moved.a_to_b, moved.b_to_a),

@@ -33,8 +33,8 @@ mod rewrite;
 pub mod rules;
 pub mod stats;
 
+use crate::runtime::{self, SharedTcpStream as TcpStream, TcpListener};
 use futures_lite::future::Boxed;
-use smol::net::{TcpListener, TcpStream};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -168,10 +168,10 @@ fn refusal(e: &io::Error) -> conn::Refuse {
 async fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for &addr in addrs {
-        match TcpStream::connect(addr).await {
+        match runtime::TcpStream::connect_addr(addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                return Ok(stream);
+                return Ok(stream.into());
             }
             Err(e) => last = io::Error::new(e.kind(), format!("cannot connect to {addr}: {e}")),
         }
@@ -185,35 +185,47 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, proxy: Arc<Pr
     conn::serve(stream, peer, proxy).await
 }
 
-/// Binds the listen address of `settings`.
-pub async fn bind(settings: &HttpProxySettings) -> io::Result<TcpListener> {
+/// Binds the listen address of `settings`: one listener per worker
+/// (`SO_REUSEPORT`), so each worker accepts and serves its own clients.
+pub async fn bind(settings: &HttpProxySettings) -> io::Result<Vec<std::net::TcpListener>> {
     let listen = settings.listen;
-    TcpListener::bind(listen)
-        .await
+    runtime::sys::listen_group(listen, runtime::workers())
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))
 }
 
-/// Serves `listener` until `shutdown` fires, logging the counters every
-/// `stats_interval`; then stops accepting and closes every connection.
+/// Serves `listeners` (one per worker, as [`bind`] returns them) until
+/// `shutdown` fires, logging the counters every `stats_interval`; then stops
+/// accepting and closes every connection.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     proxy: Arc<Proxy>,
     stats_interval: Duration,
     shutdown: Signal,
 ) -> io::Result<()> {
-    info!("http proxy listening on {}", listener.local_addr()?);
+    let first = listeners
+        .first()
+        .ok_or_else(|| io::Error::other("no listener to serve"))?;
+    info!("http proxy listening on {}", first.local_addr()?);
     let loops = TaskSet::new();
-    loops.spawn(accept_loop(listener, proxy.clone()));
+    for (worker, listener) in listeners.into_iter().enumerate() {
+        loops.spawn_at(worker, accept_loop(listener, proxy.clone()));
+    }
     loops.spawn(log_stats(proxy.clone(), stats_interval));
     shutdown.wait().await;
     info!("http proxy stopped: {}", proxy.stats.snapshot());
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
+/// Accepts on this worker's listener and serves each client here.
+async fn accept_loop(listener: std::net::TcpListener, proxy: Arc<Proxy>) {
     let conns = TaskSet::new();
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return warn!("cannot register the proxy listener: {e}"),
+    };
+    let here = runtime::this_or_next_worker();
     loop {
-        match listener.accept().await {
+        match crate::transport::accept(&listener).await {
             Ok((stream, peer)) => {
                 if proxy.stats.active() >= proxy.settings.max_connections as u64 {
                     // Dropping it is the cheapest refusal; a 503 write could block.
@@ -221,12 +233,11 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>) {
                     warn!("{peer}: refused, {} connections open", proxy.stats.active());
                     continue;
                 }
-                let _ = stream.set_nodelay(true);
-                conns.spawn_worker(serve_connection(stream, peer, proxy.clone()));
+                conns.spawn_at(here, serve_connection(stream.into(), peer, proxy.clone()));
             }
             Err(e) => {
                 warn!("accept failed: {e}");
-                smol::Timer::after(ACCEPT_ERROR_PAUSE).await;
+                runtime::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
     }

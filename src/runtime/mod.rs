@@ -33,7 +33,7 @@ pub mod sys;
 mod timer;
 mod worker;
 
-pub use socket::{Socket, TcpListener, TcpStream, std_listener};
+pub use socket::{SharedTcpStream, Socket, TcpListener, TcpStream, std_listener};
 pub use timer::{Sleep, sleep, sleep_until, timeout};
 
 use std::cell::Cell;

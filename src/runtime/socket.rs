@@ -365,6 +365,84 @@ pub fn std_listener(listener: smol::net::TcpListener) -> io::Result<std::net::Tc
         .into_inner()
 }
 
+impl AsyncRead for &TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_read_with(cx, |mut s| s.read(buf))
+    }
+}
+
+impl AsyncWrite for &TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_write_with(cx, |mut s| s.write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.shutdown(Shutdown::Write))
+    }
+}
+
+/// A [`TcpStream`] with several owners (a connection's reader and writer
+/// halves); each direction keeps its own waker, so both can wait at once.
+#[derive(Clone, Debug)]
+pub struct SharedTcpStream(std::sync::Arc<TcpStream>);
+
+impl SharedTcpStream {
+    /// The stream itself, once this is its only owner.
+    pub fn into_inner(self) -> Result<TcpStream, SharedTcpStream> {
+        std::sync::Arc::try_unwrap(self.0).map_err(SharedTcpStream)
+    }
+
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl From<TcpStream> for SharedTcpStream {
+    fn from(stream: TcpStream) -> Self {
+        SharedTcpStream(std::sync::Arc::new(stream))
+    }
+}
+
+impl AsyncRead for SharedTcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SharedTcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self.0).poll_close(cx)
+    }
+}
+
 /// A TCP listener on the runtime.
 #[derive(Debug)]
 pub struct TcpListener(Socket<std::net::TcpListener>);

@@ -44,7 +44,8 @@ pub async fn start_with(proxy: Arc<Proxy>) -> Running {
     let addr = listener.local_addr().expect("proxy address");
     let (stop, signal) = shutdown::channel();
     let interval = Duration::from_secs(3600);
-    let task = smol::spawn(http_proxy::run(listener, proxy.clone(), interval, signal));
+    let listeners = vec![porthole::runtime::std_listener(listener).expect("listener")];
+    let task = smol::spawn(http_proxy::run(listeners, proxy.clone(), interval, signal));
     Running {
         addr,
         proxy,
