@@ -31,7 +31,7 @@
 //! | [`wire`] | async frame I/O and deadlines |
 //! | [`protocol`] | pure frame codec (fuzzed) |
 //! | [`auth`] | HMAC proofs and nonces |
-//! | [`runtime`] | data-plane worker threads, one executor each |
+//! | [`runtime`] | the per-worker runtime: one epoll, run queue and timer map per worker thread; sockets registered once |
 //! | [`tasks`], [`shutdown`] | owned task sets, the shutdown signal |
 #![forbid(unsafe_code)]
 

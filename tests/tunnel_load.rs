@@ -123,8 +123,10 @@ fn two_hundred_concurrent_bulk_visitors_arrive_intact() {
 }
 
 /// With one pooled link, the link sits in one worker's shard while the kernel
-/// spreads visitors over every worker's listener: every visitor accepted on
-/// another worker is served only by stealing it.
+/// spreads visitors over every worker's listener (by a hash of their address,
+/// so which of the 300 visitors land on another worker is the kernel's choice):
+/// each of those is served only by stealing the link from the other shard.
+/// `server::pool`'s unit tests pin the steal itself down.
 #[test]
 fn a_pool_of_one_link_serves_visitors_on_every_worker() {
     run_load(async {

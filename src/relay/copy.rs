@@ -37,7 +37,9 @@ where
 {
     let mut buf = vec![0u8; COPY_START_LEN];
     let mut total = 0u64;
+    let mut turn = super::Turn::default();
     loop {
+        turn.take().await;
         let n = from.read(&mut buf).await?;
         if n == 0 {
             // smol's TcpStream::poll_close shuts down the write half (FIN).

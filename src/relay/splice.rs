@@ -57,7 +57,9 @@ enum Small {
 /// One direction: `from` → `to`, then FIN on `to`.
 async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
+    let mut turn = super::Turn::default();
     loop {
+        turn.take().await;
         let (n, left, bulk) = match from.socket().read_with(|s| small_read(s, to)).await? {
             Small::Eof => return finish(to, total),
             Small::Moved(n, left) => (n, left, false),
@@ -115,7 +117,9 @@ fn finish(to: &TcpStream, total: u64) -> io::Result<u64> {
 /// The bulk phase of a direction: splice until EOF.
 async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut total = 0u64;
+    let mut turn = super::Turn::default();
     loop {
+        turn.take().await;
         // Optimistic: try first, wait only on EAGAIN. The pipe is taken per
         // attempt and given back while waiting, so an idle direction holds none.
         let (pipe, filled) = from
@@ -135,8 +139,7 @@ async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             .await?;
         if filled == 0 {
             pipe.give_back();
-            to.shutdown(Shutdown::Write).or_else(ignore_not_connected)?;
-            return Ok(total);
+            return finish(to, total);
         }
         drain(&pipe, to, filled).await?;
         pipe.give_back();

@@ -20,12 +20,28 @@
 //!   socket types register with async-io's shared reactor instead, so control
 //!   links, handshakes and heartbeats never queue behind bulk data, and a link
 //!   can move between the planes.
+//! - One more loop of the same kind, the control loop ([`spawn_control`]), runs
+//!   no data-plane task: the server accepts its control port there, so accepts
+//!   keep up while every worker is busy and a data link handed to a worker
+//!   costs one eventfd write.
+//!
+//! The visitor path, end to end (server): the kernel spreads connections over
+//! one `SO_REUSEPORT` listener per worker; the worker that accepts a visitor
+//! takes an idle data link from its own shard of the pool (links are
+//! handshaken on the worker whose shard they join), writes `Start` and relays
+//! there. Client: each data link is dialled, started, connected to the local
+//! service and relayed on one worker. Per visitor that is two `epoll_ctl`
+//! (two registrations), no futex and no timerfd on either side.
 //!
 //! Why `nix`'s epoll and not `polling::Poller`: `Poller::add` is `unsafe` (the
 //! source must be deleted before it is closed), and this crate forbids unsafe
 //! code. Linux removes a registration when its last descriptor closes, which is
 //! the invariant our sockets keep (they are never `dup`ed), so the safe wrapper
-//! is all we need.
+//! is all we need. One caveat to "no unsafe": [`sys`] defines the
+//! `TCP_DEFER_ACCEPT` option, which nix lacks, with nix's own `sockopt_impl!`
+//! macro, and that macro expands nix's `unsafe` `setsockopt` call into this
+//! crate (the lint does not look inside external macros). It is the code nix
+//! uses for every option it ships, with an `i32` value.
 
 mod reactor;
 mod socket;

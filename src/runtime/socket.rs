@@ -33,33 +33,41 @@ enum Home<T: AsFd> {
         key: u64,
     },
     Reactor(Async<T>),
-    /// Only while [`Socket::rehome`] moves it.
+    /// Registered nowhere, after a [`Socket::rehome`] whose registration
+    /// failed: I/O on it fails, and it is closed on drop.
+    Detached(T),
+    /// Only inside [`Socket::rehome`]; left behind only if async-io fails to
+    /// deregister a descriptor it registered, which the kernel never does.
     Moving,
 }
 
-fn moving() -> io::Error {
-    io::Error::other("socket is being moved")
+fn not_registered() -> io::Error {
+    io::Error::other("socket is not registered with any poller")
 }
 
 impl<T: AsFd> Socket<T> {
     /// Registers `io` (already non-blocking) with the calling thread's home.
     pub fn new(io: T) -> io::Result<Socket<T>> {
         let home = match super::current_loop() {
-            Some(worker) => {
-                let key = reactor::register(&super::loop_shared(worker).epoll, io.as_fd())?;
-                Home::Worker { io, worker, key }
-            }
+            Some(worker) => Socket::on_worker(worker, io).map_err(|(e, _)| e)?,
             None => Home::Reactor(Async::new(io)?),
         };
         Ok(Socket { home })
     }
 
+    /// Registers `io` with `worker` (the calling one), or gives it back.
+    fn on_worker(worker: usize, io: T) -> Result<Home<T>, (io::Error, T)> {
+        match reactor::register(&super::loop_shared(worker).epoll, io.as_fd()) {
+            Ok(key) => Ok(Home::Worker { io, worker, key }),
+            Err(e) => Err((e, io)),
+        }
+    }
+
     pub fn get_ref(&self) -> &T {
         match &self.home {
-            Home::Worker { io, .. } => io,
+            Home::Worker { io, .. } | Home::Detached(io) => io,
             Home::Reactor(a) => a.get_ref(),
-            // `rehome` holds `&mut self` while moving, so nobody can see this.
-            Home::Moving => unreachable!("socket observed while moving"),
+            Home::Moving => unreachable!("socket lost in a move (see Home::Moving)"),
         }
     }
 
@@ -82,32 +90,45 @@ impl<T: AsFd> Socket<T> {
 
     /// Deregisters and returns the I/O object.
     pub fn into_inner(mut self) -> io::Result<T> {
-        match std::mem::replace(&mut self.home, Home::Moving) {
+        Self::take(std::mem::replace(&mut self.home, Home::Moving))
+    }
+
+    fn take(home: Home<T>) -> io::Result<T> {
+        match home {
             Home::Worker { io, worker, key } => {
-                let w = super::loop_shared(worker);
-                w.epoll.delete(io.as_fd())?;
                 release(worker, key);
+                // Fails only if it is not registered, which is the goal.
+                let _ = super::loop_shared(worker).epoll.delete(io.as_fd());
                 Ok(io)
             }
             Home::Reactor(a) => a.into_inner(),
-            Home::Moving => Err(moving()),
+            Home::Detached(io) => Ok(io),
+            Home::Moving => Err(not_registered()),
         }
     }
 
-    /// Moves the socket to the calling thread's home (this worker, or async-io
-    /// off the workers); nothing happens when it is there already.
+    /// Moves the socket onto the calling worker; nothing happens when it is
+    /// there already. Off the workers this is an error: sockets move onto a
+    /// worker, never back. If the new registration fails the socket is left
+    /// unregistered (its I/O fails) and the error returned.
     pub fn rehome(&mut self) -> io::Result<()> {
-        let here = super::current_loop();
-        match &self.home {
-            Home::Worker { worker, .. } if Some(*worker) == here => return Ok(()),
-            Home::Reactor(_) if here.is_none() => return Ok(()),
-            _ => {}
-        }
-        let old = Socket {
-            home: std::mem::replace(&mut self.home, Home::Moving),
+        let Some(here) = super::current_loop() else {
+            return Err(io::Error::other("sockets move only onto a worker"));
         };
-        *self = Socket::new(old.into_inner()?)?;
-        Ok(())
+        if matches!(self.home, Home::Worker { worker, .. } if worker == here) {
+            return Ok(());
+        }
+        let io = Self::take(std::mem::replace(&mut self.home, Home::Moving))?;
+        match Socket::on_worker(here, io) {
+            Ok(home) => {
+                self.home = home;
+                Ok(())
+            }
+            Err((e, io)) => {
+                self.home = Home::Detached(io);
+                Err(e)
+            }
+        }
     }
 
     /// Runs `op` while the socket may be readable; on `WouldBlock` parks the
@@ -180,7 +201,7 @@ impl<T: AsFd> Socket<T> {
                     Poll::Pending => return Poll::Pending,
                 }
             },
-            Home::Moving => Poll::Ready(Err(moving())),
+            Home::Detached(_) | Home::Moving => Poll::Ready(Err(not_registered())),
         }
     }
 }

@@ -37,6 +37,15 @@ pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<std::net::TcpStream> 
     Ok(std::net::TcpStream::from(fd))
 }
 
+/// Fails with `EADDRINUSE` when anything listens on `addr`'s port.
+fn probe_unused(addr: SocketAddr) -> io::Result<()> {
+    let fd = stream_socket(&addr)?;
+    // SO_REUSEADDR so that closed connections in TIME_WAIT do not count.
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    with_sockaddr(addr, |a| bind(fd.as_raw_fd(), a))?;
+    Ok(())
+}
+
 /// Listen backlog of shared listeners: the kernel caps it at `somaxconn`.
 const BACKLOG: i32 = 4096;
 
@@ -52,7 +61,18 @@ pub fn listen_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// `count` listeners sharing `addr` with `SO_REUSEPORT` (one per worker); with
 /// port 0 the first one picks the port and the others join it.
+///
+/// `SO_REUSEPORT` would also let this group join a group that another process
+/// of the same user already listens with, silently splitting its visitors. So
+/// a fixed port is first probed with a plain bind, which any listener on the
+/// port (grouped or not, on this address or the wildcard) refuses with
+/// `EADDRINUSE`. A process that binds the port with `SO_REUSEPORT` between the
+/// probe and the group, or later, can still join: run one porthole per port
+/// range and user.
 pub fn listen_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        probe_unused(addr)?;
+    }
     let first = listen_reuseport(addr)?;
     let bound = first.local_addr()?;
     let mut group = vec![first];

@@ -5,7 +5,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -23,33 +23,36 @@ fn run<T>(fut: impl Future<Output = T>) -> T {
 
 #[test]
 fn timers_fire_in_deadline_order_and_never_early() {
-    let fired = Arc::new(Mutex::new(Vec::new()));
-    // Armed out of order, on one worker, all within microseconds of `start`
-    // (spawned from that worker, they run in its next batch): 20 ms between
-    // deadlines is far more than it takes to arm them.
+    // Armed out of order, on one worker, all in one poll: a stall of the
+    // worker before that poll cannot let a deadline pass unarmed.
     let offsets_ms = [160u64, 40, 120, 20, 100, 60, 140, 80];
-    let armed = {
-        let fired = fired.clone();
-        spawn_at(0, async move {
-            let start = Instant::now();
-            let tasks: Vec<_> = offsets_ms
-                .iter()
-                .map(|&ms| {
-                    let fired = fired.clone();
-                    spawn_at(0, async move {
-                        let deadline = start + Duration::from_millis(ms);
-                        sleep_until(deadline).await;
-                        fired.lock().unwrap().push((ms, deadline, Instant::now()));
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await;
+    let fired = run(spawn_at(0, async move {
+        let start = Instant::now();
+        let mut sleeps: Vec<_> = offsets_ms
+            .iter()
+            .map(|&ms| {
+                let deadline = start + Duration::from_millis(ms);
+                (ms, deadline, Box::pin(sleep_until(deadline)))
+            })
+            .collect();
+        let mut fired = Vec::new();
+        std::future::poll_fn(|cx| {
+            sleeps.retain_mut(|(ms, deadline, sleep)| {
+                let done = sleep.as_mut().poll(cx).is_ready();
+                if done {
+                    fired.push((*ms, *deadline, Instant::now()));
+                }
+                !done
+            });
+            if sleeps.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
         })
-    };
-    run(armed);
-    let fired = fired.lock().unwrap();
+        .await;
+        fired
+    }));
     let order: Vec<u64> = fired.iter().map(|(ms, _, _)| *ms).collect();
     let mut sorted = offsets_ms.to_vec();
     sorted.sort_unstable();
@@ -226,4 +229,23 @@ fn a_socket_moved_between_workers_keeps_working() {
         .await;
         server.await;
     });
+}
+
+#[test]
+fn a_listener_group_shares_one_port_and_never_joins_a_foreign_group() {
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let group = sys::listen_group(addr, 3).unwrap();
+    let port = group[0].local_addr().unwrap().port();
+    assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
+    // Someone else's SO_REUSEPORT listener on a port: joining it would split
+    // its visitors, so the group is refused instead.
+    let foreign = sys::listen_reuseport(addr).unwrap();
+    let taken = foreign.local_addr().unwrap();
+    let err = sys::listen_group(taken, 2).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    // And a plain listener (the wildcard address included) refuses it too.
+    let plain = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let on_loopback = std::net::SocketAddr::new(addr.ip(), plain.local_addr().unwrap().port());
+    let err = sys::listen_group(on_loopback, 2).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 }

@@ -36,9 +36,13 @@ enum State {
     Done,
 }
 
-/// Sleeps for `duration`.
+/// Longest sleep: a longer one (a setting of `"99999999999s"`, say) is this
+/// long, which is "never" for a process, instead of an `Instant` overflow.
+const MAX_SLEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Sleeps for `duration` (at most [`MAX_SLEEP`]).
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(Instant::now() + duration)
+    sleep_until(Instant::now() + duration.min(MAX_SLEEP))
 }
 
 /// Sleeps until `deadline`.
@@ -94,7 +98,15 @@ impl Future for Sleep {
                     }
                 };
             }
-            State::Worker { id, .. } => reactor::update_timer(deadline, id, cx.waker()),
+            State::Worker { worker, id } if super::current_loop() == Some(worker) => {
+                reactor::update_timer(deadline, id, cx.waker());
+            }
+            State::Worker { .. } => {
+                // Polled on another loop than before (tasks never move, but
+                // a future might): arm here; the old entry fires unheard.
+                self.state = State::New;
+                return self.as_mut().poll(cx);
+            }
             State::Reactor(_) | State::Done => {}
         }
         Poll::Pending

@@ -29,9 +29,10 @@ use crate::runtime::{self, Task};
 use crate::tasks::{TaskSet, lock};
 use crate::transport::{self, Transport};
 
-/// Public listeners (live and lingering) the whole server keeps open. Lingering
-/// services count too, so clients that register and vanish in a loop cannot run
-/// the server out of descriptors.
+/// Public ports (live and lingering) the whole server keeps open; each holds
+/// one listener (a descriptor) per worker. Lingering services count too, so
+/// clients that register and vanish in a loop cannot run the server out of
+/// descriptors.
 pub const MAX_PUBLIC_PORTS: usize = 4096;
 /// Random ports tried when the server picks one in a large allowed range.
 const PICK_ATTEMPTS: usize = 128;
@@ -49,8 +50,9 @@ pub(crate) struct Service<T: Transport> {
     pub port: u16,
     state: Mutex<ServiceState<T>>,
     /// The accept loops, one per worker; dropped (cancelled) with the service.
+    /// Each holds the port's claim, so the port is claimed until the last of
+    /// its listeners is closed (on its worker, possibly after the service).
     listeners: Mutex<Vec<Task<()>>>,
-    _claim: Claim,
 }
 
 /// Public addresses this process listens on; see the module docs.
@@ -167,8 +169,8 @@ impl<T: Transport> Registry<T> {
                 epoch: 0,
             }),
             listeners: Mutex::new(Vec::new()),
-            _claim: claim,
         });
+        let claim = Arc::new(claim);
         {
             let mut ports = lock(&self.ports);
             if ports.contains_key(&port) {
@@ -180,7 +182,8 @@ impl<T: Transport> Registry<T> {
             .into_iter()
             .enumerate()
             .map(|(worker, l)| {
-                runtime::spawn_at(worker, accept_visitors(l, Arc::downgrade(&service)))
+                let accept = accept_visitors(l, Arc::downgrade(&service), claim.clone());
+                runtime::spawn_at(worker, accept)
             })
             .collect();
         *lock(&service.listeners) = tasks;
@@ -327,13 +330,21 @@ impl<T: Transport> Registry<T> {
 
 /// Accepts visitors on this worker's listener of a public port and hands each
 /// to the owning session, which serves it on this worker.
-async fn accept_visitors<T: Transport>(listener: std::net::TcpListener, service: Weak<Service<T>>) {
+async fn accept_visitors<T: Transport>(
+    listener: std::net::TcpListener,
+    service: Weak<Service<T>>,
+    claim: Arc<Claim>,
+) {
     let listener = match runtime::TcpListener::from_std(listener) {
-        Ok(l) => l,
+        Ok(listener) => Listening {
+            listener,
+            _claim: claim,
+        },
         Err(e) => return debug!("public listener not registered: {e}"),
     };
+    let listener = &listener.listener;
     loop {
-        let (visitor, addr) = match transport::accept(&listener).await {
+        let (visitor, addr) = match transport::accept(listener).await {
             Ok(v) => v,
             Err(e) => {
                 debug!("public accept failed: {e}");
@@ -352,6 +363,13 @@ async fn accept_visitors<T: Transport>(listener: std::net::TcpListener, service:
             ),
         }
     }
+}
+
+/// A public listener and the claim on its port: fields drop in order, so the
+/// port is released only once the listener is closed.
+struct Listening {
+    listener: runtime::TcpListener,
+    _claim: Arc<Claim>,
 }
 
 fn in_use(port: u16) -> Refusal {

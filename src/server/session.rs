@@ -368,7 +368,9 @@ impl<T: Transport> Session<T> {
         })
         .await;
         if got.is_err() {
-            // A link handed over just as the deadline hit goes back to the pool.
+            // A link handed over just as the deadline hit goes back to the
+            // pool; closing first means none can arrive after the check.
+            rx.close();
             if let Ok(link) = rx.try_recv() {
                 self.pool.add(worker, link);
             }
