@@ -65,11 +65,11 @@ async fn short_visit(public: SocketAddr, seed: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-#[test]
-fn twenty_thousand_sequential_short_visitors() {
+/// `count` short visitors one after the other through a pool of `pool` links.
+fn sequential_visitors(pool: usize, count: u64) {
     run_load(async {
-        let tunnel = pooled_tunnel(16).await;
-        for i in 0..20_000u64 {
+        let tunnel = pooled_tunnel(pool).await;
+        for i in 0..count {
             let visit = within(PROMPTLY, "a short visit", short_visit(tunnel.public, i));
             visit
                 .await
@@ -78,6 +78,11 @@ fn twenty_thousand_sequential_short_visitors() {
         tunnel.client.stop().await;
         tunnel.server.stop().await;
     });
+}
+
+#[test]
+fn twenty_thousand_sequential_short_visitors() {
+    sequential_visitors(16, 20_000);
 }
 
 #[test]
@@ -129,15 +134,5 @@ fn two_hundred_concurrent_bulk_visitors_arrive_intact() {
 /// `server::pool`'s unit tests pin the steal itself down.
 #[test]
 fn a_pool_of_one_link_serves_visitors_on_every_worker() {
-    run_load(async {
-        let tunnel = pooled_tunnel(1).await;
-        for i in 0..300u64 {
-            let visit = within(PROMPTLY, "a short visit", short_visit(tunnel.public, i));
-            visit
-                .await
-                .unwrap_or_else(|e| panic!("visitor {i} failed: {e}"));
-        }
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
-    });
+    sequential_visitors(1, 300);
 }

@@ -74,19 +74,22 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
-/// Spawns `cmd` with piped output drained by threads; lines go to the returned
-/// channel (until it is dropped), warnings are counted in `logs`.
-pub fn spawn(
-    mut cmd: Command,
-    logs: &Arc<LogStats>,
-) -> Result<(ChildGuard, Receiver<String>), String> {
+/// Starts `cmd` with no stdin and piped output; returns it and its description.
+fn start_piped(mut cmd: Command) -> Result<(Child, String), String> {
     let what = format!("{cmd:?}");
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {what}: {e}"))?;
+    Ok((child, what))
+}
+
+/// Spawns `cmd` with piped output drained by threads; lines go to the returned
+/// channel (until it is dropped), warnings are counted in `logs`.
+pub fn spawn(cmd: Command, logs: &Arc<LogStats>) -> Result<(ChildGuard, Receiver<String>), String> {
+    let (mut child, _) = start_piped(cmd)?;
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         drain(out, tx.clone(), logs.clone());
@@ -167,14 +170,8 @@ pub struct Output {
 }
 
 /// Runs `cmd` to completion, killing it if it takes longer than `max`.
-pub fn run_bounded(mut cmd: Command, max: Duration) -> Result<Output, String> {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {what}: {e}"))?;
+pub fn run_bounded(cmd: Command, max: Duration) -> Result<Output, String> {
+    let (mut child, what) = start_piped(cmd)?;
     let read_all = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut text = String::new();
