@@ -42,7 +42,7 @@ where
         turn.take().await;
         let n = from.read(&mut buf).await?;
         if n == 0 {
-            // smol's TcpStream::poll_close shuts down the write half (FIN).
+            // A TCP stream's poll_close shuts down the write half (FIN).
             to.close().await.or_else(ignore_not_connected)?;
             return Ok(total);
         }

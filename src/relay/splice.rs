@@ -16,6 +16,7 @@
 //! in a buffer of their own, until they are written. The first full read
 //! switches the direction to splicing for good: bulk moves zero-copy.
 
+use futures_lite::AsyncWriteExt;
 use nix::fcntl::{SpliceFFlags, splice};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -66,7 +67,9 @@ async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             Small::Bulk(n, left) => (n, left, true),
         };
         if let Some(left) = left {
-            write_all(to, &left).await?;
+            // `&TcpStream` writes through the destination's readiness.
+            let mut to = to;
+            to.write_all(&left).await?;
         }
         total += n as u64;
         if bulk {
@@ -95,17 +98,6 @@ fn small_read(from: &std::net::TcpStream, to: &TcpStream) -> io::Result<Small> {
             Small::Moved(n, left)
         })
     })
-}
-
-async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let n = to.socket().write_with(|s| (&*s).write(bytes)).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        bytes = &bytes[n..];
-    }
-    Ok(())
 }
 
 /// EOF from the source: FIN to the destination.

@@ -15,11 +15,11 @@
 //! - A socket created on a worker belongs to it: only tasks of that worker may
 //!   do I/O on it (elsewhere the I/O fails with an error, never a wrong wake-up).
 //!   Moving it is explicit: [`Socket::rehome`] deregisters it and registers it
-//!   with the calling thread's home.
+//!   with the calling worker.
 //! - Off the workers (the control plane on smol's executor, tests) the same
 //!   socket types register with async-io's shared reactor instead, so control
-//!   links, handshakes and heartbeats never queue behind bulk data, and a link
-//!   can move between the planes.
+//!   links, handshakes and heartbeats never queue behind bulk data; a link
+//!   handshaken there moves onto a worker when a visitor takes it.
 //! - One more loop of the same kind, the control loop ([`spawn_control`]), runs
 //!   no data-plane task: the server accepts its control port there, so accepts
 //!   keep up while every worker is busy and a data link handed to a worker

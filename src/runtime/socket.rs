@@ -303,11 +303,7 @@ impl TcpStream {
         &self.0
     }
 
-    pub fn into_socket(self) -> Socket<std::net::TcpStream> {
-        self.0
-    }
-
-    /// Moves the stream to the calling thread's home (see [`Socket::rehome`]).
+    /// Moves the stream onto the calling worker (see [`Socket::rehome`]).
     pub fn rehome(&mut self) -> io::Result<()> {
         self.0.rehome()
     }
@@ -326,12 +322,6 @@ impl TcpStream {
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.get_ref().shutdown(how)
-    }
-}
-
-impl From<Socket<std::net::TcpStream>> for TcpStream {
-    fn from(socket: Socket<std::net::TcpStream>) -> Self {
-        TcpStream(socket)
     }
 }
 
@@ -478,26 +468,10 @@ impl AsyncWrite for SharedTcpStream {
 pub struct TcpListener(Socket<std::net::TcpListener>);
 
 impl TcpListener {
-    /// Binds `addr` (with `SO_REUSEADDR`, as std does).
-    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-        TcpListener::from_std(std::net::TcpListener::bind(addr)?)
-    }
-
-    /// Binds `addr` with `SO_REUSEPORT` too, so that one listener per worker
-    /// can share a port and the kernel spreads connections across them.
-    pub fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
-        TcpListener::from_std(super::sys::listen_reuseport(addr)?)
-    }
-
     /// Registers a bound listener here.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
         Ok(TcpListener(Socket::new(listener)?))
-    }
-
-    /// Takes over a smol listener.
-    pub fn from_smol(listener: smol::net::TcpListener) -> io::Result<TcpListener> {
-        TcpListener::from_std(std_listener(listener)?)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {

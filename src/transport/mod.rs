@@ -38,8 +38,8 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// the relay can splice it); the stream back otherwise.
     fn into_raw(stream: Self::Stream) -> Result<TcpStream, Self::Stream>;
 
-    /// Moves a link's socket to the calling thread's home: this worker's
-    /// poller, or async-io's reactor off the workers (see [`crate::runtime`]).
+    /// Moves a link's socket onto the calling worker's poller (a no-op when it
+    /// is there already; an error off the workers; see [`crate::runtime`]).
     fn rehome(stream: &mut Self::Stream) -> io::Result<()>;
 
     /// Whether an idle link is known to be unusable: the peer closed or reset
@@ -54,7 +54,7 @@ pub trait Transport: Clone + Send + Sync + 'static {
 /// Takes one connection from `listener`, registered where the caller runs.
 /// Cheap and cancel-safe: dropping the future loses no connection.
 pub async fn accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
-    let (stream, peer) = listener.accept_std().await?;
+    let (stream, peer) = accept_std(listener).await?;
     Ok((TcpStream::from_std(stream)?, peer))
 }
 
