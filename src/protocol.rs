@@ -8,11 +8,13 @@
 //! this), so there is one spelling of every message. `PROTOCOL.md` is the normative
 //! description and must change together with this file.
 
+pub mod chunk;
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The protocol version this build speaks. Sent in [`Frame::Hello`].
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Four bytes at the start of every `Hello`, so a stray connection (a port
 /// scanner, an HTTP client, a TLS client on a plain port) is told apart at once.
 pub const MAGIC: [u8; 4] = *b"PTHL";
@@ -136,7 +138,8 @@ pub enum Frame {
     /// S→C: open `count` more data links.
     OpenData { count: u16 },
     /// S→C on an idle data link: a visitor for `service` arrived from `visitor`.
-    /// After this frame the link is a raw byte pipe.
+    /// After this frame the link carries the visitor's bytes in chunks
+    /// ([`chunk`]) until both directions end and the client says `Idle`.
     Start {
         service: String,
         visitor: SocketAddr,

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use porthole::protocol::DecodeError;
+use porthole::protocol::chunk::ChunkError;
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
@@ -174,4 +175,37 @@ fn mux_session_regressions_hold() {
         eprintln!("replaying {}", path.display());
         checks::mux_session(&data);
     }
+}
+
+/// What a hand-written `chunk` fixture decodes to: chunks, then the error.
+fn expected_chunks(name: &str) -> Option<(usize, Option<ChunkError>)> {
+    Some(match name {
+        "server-data-end-idle" => (3, None),
+        "client-idle-after-end" => (2, Some(ChunkError::PastEnd)),
+        "server-past-idle" => (2, Some(ChunkError::PastEnd)),
+        "oversize" => (
+            0,
+            Some(ChunkError::BadLength {
+                kind: 0,
+                len: (1 << 20) + 1,
+            }),
+        ),
+        _ => return None,
+    })
+}
+
+#[test]
+fn chunk_regressions_hold() {
+    let mut hand_written = 0;
+    for path in regressions("chunk") {
+        let data = std::fs::read(&path).expect("fixture readable");
+        eprintln!("replaying {}", path.display());
+        let got = checks::chunk(&data);
+        if let Some((count, error)) = expected_chunks(name(&path)) {
+            assert_eq!(got.chunks.len(), count, "{}: chunks", path.display());
+            assert_eq!(got.error, error, "{}: error", path.display());
+            hand_written += 1;
+        }
+    }
+    assert_eq!(hand_written, 4, "hand-written chunk fixtures replayed");
 }

@@ -4,12 +4,9 @@
 
 mod common;
 
+use common::proxy::link_proxy;
 use common::*;
 use porthole::config::DataLinks;
-use porthole::tasks::TaskSet;
-use smol::channel::{Sender, unbounded};
-use smol::net::{TcpListener, TcpStream};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 #[test]
@@ -53,42 +50,6 @@ fn a_burst_of_one_hundred_visitors_on_a_one_link_pool_is_all_served() {
         client.stop().await;
         server.stop().await;
     });
-}
-
-/// A TCP proxy between client and server that remembers every connection, so a
-/// test can reset the data links while they sit idle in the server's pool.
-struct LinkProxy {
-    addr: SocketAddr,
-    conns: smol::channel::Receiver<TcpStream>,
-    _task: smol::Task<()>,
-}
-
-async fn link_proxy(upstream: SocketAddr) -> LinkProxy {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    let (tx, rx) = unbounded();
-    let task = smol::spawn(proxy_loop(listener, upstream, tx));
-    LinkProxy {
-        addr,
-        conns: rx,
-        _task: task,
-    }
-}
-
-async fn proxy_loop(listener: TcpListener, upstream: SocketAddr, conns: Sender<TcpStream>) {
-    let relays = TaskSet::new();
-    while let Ok((down, _)) = listener.accept().await {
-        let Ok(up) = TcpStream::connect(upstream).await else {
-            continue;
-        };
-        // The test gets the upstream side: resetting it kills the link at the
-        // server while the client's side is closed by the relay.
-        let _ = conns.send(up.clone()).await;
-        relays.spawn(async move {
-            // The copy relay: `up` is shared with the test.
-            let _ = porthole::relay::relay(down, up).await;
-        });
-    }
 }
 
 #[test]

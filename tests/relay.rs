@@ -429,9 +429,11 @@ fn concurrent_200_relays() {
 fn an_idle_relay_is_a_small_future() {
     run_test(async {
         let (a, b) = tcp_pair().await;
-        let relay = porthole::relay::relay_link::<porthole::transport::TcpTransport>(
-            on_runtime(a),
-            on_runtime(b),
+        let (socket, mut link) = (on_runtime(a), on_runtime(b));
+        let relay = porthole::relay::relay_chunked::<porthole::transport::TcpTransport>(
+            &socket,
+            &mut link,
+            porthole::protocol::chunk::Role::Server,
         );
         let size = std::mem::size_of_val(&relay);
         assert!(size <= 1024, "relay future is {size} bytes");

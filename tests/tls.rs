@@ -417,3 +417,33 @@ fn the_tls_flag_turns_tcp_configs_into_a_tls_tunnel() {
         server.stop().await;
     });
 }
+
+#[test]
+fn a_pooled_tls_link_carries_visitor_after_visitor_without_a_new_handshake() {
+    run_test(async {
+        let pki = Pki::new("reuse");
+        let ca = new_ca();
+        let ca_file = pki.write("ca.crt", &ca.pem.cert);
+        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
+        let proxy = common::proxy::link_proxy(server.addr).await;
+        let mut settings = tls_client(proxy.addr, service.addr, &ca_file, "localhost", None);
+        settings.data_links = porthole::config::DataLinks::Pooled { size: 1 };
+        let client = start_client(settings);
+        let public = client.registered("echo").await;
+        // Two visitors first leave exactly one link (see tests/link_reuse.rs).
+        assert_echoes(public, 1, 10).await;
+        assert_echoes(public, 2, 10).await;
+        let before = proxy.take_new().len();
+        for i in 0..200u64 {
+            let len = [0, 1, 16 * 1024 + 1, 64 * 1024 - 1, 300_000][i as usize % 5];
+            assert_echoes(public, 10 + i, len).await;
+        }
+        assert_eq!(
+            proxy.take_new().len(),
+            0,
+            "no new link (and TLS handshake) after {before}"
+        );
+        client.stop().await;
+        server.stop().await;
+    });
+}

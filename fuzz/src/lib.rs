@@ -326,3 +326,98 @@ pub fn mux_session(data: &[u8]) {
         }
     }
 }
+
+// ---------------------------------------------------------------- chunk framing
+
+use porthole::protocol::chunk::{Chunk, ChunkError, Decoder as ChunkDecoder, Piece, Role};
+
+/// What a pooled link's reader made of a byte stream: the chunks it saw (a
+/// `Data` with its payload), and the error that ended it, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChunkStream {
+    pub chunks: Vec<(Chunk, Vec<u8>)>,
+    pub error: Option<ChunkError>,
+}
+
+/// Byte 0 picks the reader (bit 0: server or client) and the split size (the
+/// rest); the stream is decoded in one piece and in pieces of that size, and
+/// both must agree. What decoded must encode back to the bytes it came from.
+pub fn chunk(data: &[u8]) -> ChunkStream {
+    let Some((&mode, stream)) = data.split_first() else {
+        return ChunkStream {
+            chunks: Vec::new(),
+            error: None,
+        };
+    };
+    let role = if mode & 1 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let whole = chunk_decode(role, stream, stream.len().max(1));
+    let split = chunk_decode(role, stream, usize::from(mode >> 1) + 1);
+    assert_eq!(
+        whole, split,
+        "chunk decoding depends on how the input is split"
+    );
+    let mut encoded = Vec::new();
+    for (chunk, payload) in &whole.chunks {
+        encoded.extend_from_slice(&chunk.encode());
+        encoded.extend_from_slice(payload);
+    }
+    assert_eq!(&stream[..encoded.len()], &encoded[..], "round trip");
+    if let Some((last, _)) = whole.chunks.last() {
+        // A reader stops at its last legal chunk: Idle for a server, End for a client.
+        if whole.error.is_none() && encoded.len() == stream.len() && role == Role::Client {
+            assert!(
+                whole
+                    .chunks
+                    .iter()
+                    .filter(|(c, _)| *c == Chunk::End)
+                    .count()
+                    <= 1
+            );
+        }
+        assert!(
+            *last != Chunk::Idle || role == Role::Server,
+            "a client never accepts Idle"
+        );
+    }
+    whole
+}
+
+fn chunk_decode(role: Role, stream: &[u8], size: usize) -> ChunkStream {
+    let mut decoder = ChunkDecoder::new(role);
+    let mut out = ChunkStream {
+        chunks: Vec::new(),
+        error: None,
+    };
+    for piece in stream.chunks(size) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let (used, what) = match decoder.next(rest) {
+                Ok(step) => step,
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
+                }
+            };
+            assert!(used > 0 && used <= rest.len(), "progress within the input");
+            match what {
+                Piece::Payload(n) => match out.chunks.last_mut() {
+                    Some((Chunk::Data(_), payload)) => payload.extend_from_slice(&rest[..n]),
+                    _ => panic!("payload outside a Data chunk"),
+                },
+                Piece::Header if decoder.header_need() == 0 => {
+                    let len = decoder.payload_left();
+                    out.chunks.push((Chunk::Data(len), Vec::new()));
+                }
+                Piece::Header => {}
+                Piece::End => out.chunks.push((Chunk::End, Vec::new())),
+                Piece::Idle => out.chunks.push((Chunk::Idle, Vec::new())),
+            }
+            rest = &rest[used..];
+        }
+    }
+    out
+}

@@ -1,17 +1,29 @@
 //! The client's data links: each is dialled ahead of time, authenticated for the
 //! current session and left idle at the server until a `Start` names a service;
-//! then the client connects to that service's local address and relays. Every
-//! link that gets a visitor is replaced at once, so the pool stays full.
+//! then the client connects to that service's local address and relays. When the
+//! visitor ends cleanly the link says `Idle` and waits for the next `Start`
+//! (PROTOCOL.md section 9); an error, a link past its age or use count, or a
+//! link the pool has no room for is closed, and a closed link is replaced while
+//! fewer than the pool size are idle.
+//!
+//! The pool grows with demand: the server asks for a link (`OpenData`) for each
+//! visitor it cannot serve from its idle links, and the links so opened stay as
+//! long as they are busy. Dials run at most [`MAX_CONCURRENT_DIALS`] at once;
+//! a failed dial is retried with backoff, so a server that is down or refusing
+//! costs a few dials a second, not a busy loop.
 
 use crate::runtime::TcpStream;
 use futures_lite::AsyncWriteExt;
+use smol::lock::Semaphore;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::session::Context;
 use crate::config::DataLinks;
+use crate::protocol::chunk::{Chunk, Role};
 use crate::protocol::{Frame, LinkHello, SessionId, VERSION};
 use crate::relay;
 use crate::tasks::TaskSet;
@@ -19,12 +31,20 @@ use crate::transport::Transport;
 use crate::wire::{read_frame, with_timeout, write_frame};
 
 /// Links opened at once on one `OpenData` request; caps what a (buggy or
-/// hostile) server can make the client dial.
+/// hostile) server can make the client dial per frame.
 pub const MAX_OPEN_PER_REQUEST: usize = 64;
-/// Pause before replacing an idle link that died.
-pub(super) const REFILL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
-/// Data links (idle or relaying) per session; more requests are ignored.
-pub const MAX_LINKS: usize = 4096;
+/// Dials (connect + TLS + authentication) in flight at once per session: enough
+/// to open thousands of links a second on a LAN, few enough that a burst of
+/// requests does not open thousands of half-done handshakes at once.
+pub const MAX_CONCURRENT_DIALS: usize = 64;
+/// Pause before replacing a multiplexed link that ended.
+pub(super) const REFILL_PAUSE: Duration = Duration::from_secs(1);
+/// First pause after a failed dial; doubles up to [`MAX_DIAL_BACKOFF`].
+const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(5);
+/// An idle link closed sooner than this after it was dialled counts as a failed
+/// dial (a server refusing the link after authentication), so it is backed off.
+const SHORT_LIVED: Duration = Duration::from_secs(1);
 
 /// The data links of one session; dropping it closes them all.
 pub(crate) struct Links<T: Transport> {
@@ -39,6 +59,12 @@ pub(super) struct Inner<T: Transport> {
     idle: AtomicUsize,
     /// How many idle links to keep.
     target: usize,
+    dials: Semaphore,
+    /// Dials in flight that the server did not ask for (the initial fill,
+    /// replacements of retired links). A link request is served from these
+    /// first: a visitor that arrives while its link is being replaced must not
+    /// cost a second link.
+    unrequested: AtomicUsize,
 }
 
 impl<T: Transport> Links<T> {
@@ -56,9 +82,11 @@ impl<T: Transport> Links<T> {
             tasks: TaskSet::new(),
             idle: AtomicUsize::new(0),
             target,
+            dials: Semaphore::new(MAX_CONCURRENT_DIALS),
+            unrequested: AtomicUsize::new(0),
         });
         match mode {
-            DataLinks::Pooled { size } => open(&inner, *size),
+            DataLinks::Pooled { size } => open(&inner, *size, false),
             DataLinks::Multiplexed { links } => {
                 for _ in 0..*links {
                     let weak = Arc::downgrade(&inner);
@@ -69,9 +97,11 @@ impl<T: Transport> Links<T> {
         Links { inner }
     }
 
-    /// Opens `count` more links (capped).
+    /// The server asked for `count` more links: opens those not already on
+    /// their way (capped).
     pub fn open(&self, count: usize) {
-        open(&self.inner, count);
+        let on_the_way = take_up_to(&self.inner.unrequested, count);
+        open(&self.inner, count - on_the_way, true);
     }
 }
 
@@ -81,8 +111,20 @@ impl<T: Transport> Drop for Links<T> {
     }
 }
 
-fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize) {
-    let room = MAX_LINKS.saturating_sub(inner.tasks.len());
+/// Subtracts up to `n` from `counter`; returns how much it took.
+fn take_up_to(counter: &AtomicUsize, n: usize) -> usize {
+    let before = counter
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v - v.min(n)))
+        .unwrap_or(0);
+    before.min(n)
+}
+
+fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize, requested: bool) {
+    let room = inner
+        .ctx
+        .settings
+        .max_links
+        .saturating_sub(inner.tasks.len());
     // A refill from a link's task stays on its worker (no cross-thread wake);
     // links asked for from the control plane are spread round-robin.
     let here = crate::runtime::current_worker();
@@ -90,7 +132,7 @@ fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize) {
         // Tasks hold a weak reference, so the set they live in can be dropped.
         let weak = Arc::downgrade(inner);
         let link = async move {
-            if let Err(e) = serve_link(weak).await {
+            if let Err(e) = serve_link(weak, requested).await {
                 debug!("data link ended: {e}");
             }
         };
@@ -101,40 +143,123 @@ fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize) {
     }
 }
 
-async fn serve_link<T: Transport>(weak: Weak<Inner<T>>) -> io::Result<()> {
-    let (ctx, session_id) = match weak.upgrade() {
-        Some(inner) => (inner.ctx.clone(), inner.session_id),
-        None => return Ok(()),
-    };
-    let hello = LinkHello::Data { session_id };
-    // The set-up phases are boxed so their state is freed once they finish: the
-    // task that lives on (possibly for hours) is then little more than the relay.
-    let mut link = Box::pin(dial(&ctx, session_id, hello)).await?;
-    // Idle until a visitor arrives; the session's end cancels this task.
-    let idle = IdleGuard::new(&weak);
-    let (service, visitor) = match Box::pin(wait_for_start(&mut link)).await {
-        Ok(start) => start,
-        Err(e) => {
-            // An idle link died (server dropped it, NAT forgot it): replace it
-            // after a pause, so a server that keeps refusing costs one dial a
-            // second, not a busy loop.
-            drop(idle);
-            crate::runtime::sleep(REFILL_PAUSE).await;
-            refill(&weak);
-            return Err(e);
-        }
-    };
-    // Refill first, so the pool is back to size while this visitor is served.
-    drop(idle);
-    refill(&weak);
-    let Some(target) = Box::pin(connect_local(&ctx, &service, visitor)).await else {
-        // Closing the link closes the visitor at the server at once.
-        let _ = link.close().await;
+/// One link slot: dials, serves visitor after visitor, and dials again when the
+/// link is closed while the pool is short of idle links.
+async fn serve_link<T: Transport>(weak: Weak<Inner<T>>, mut requested: bool) -> io::Result<()> {
+    let Some((ctx, session_id)) = weak.upgrade().map(|i| (i.ctx.clone(), i.session_id)) else {
         return Ok(());
     };
-    let moved = relay::relay_link::<T>(target, link).await?;
-    debug!("visitor {visitor} of {service} done: {moved:?}");
-    Ok(())
+    let mut backoff = FIRST_DIAL_BACKOFF;
+    loop {
+        let dialled = Box::pin(dial_bounded(&weak, &ctx, session_id, requested)).await;
+        requested = false;
+        let born = Instant::now();
+        let reason = match dialled {
+            Ok(link) => carry(&weak, &ctx, link, born).await,
+            Err(e) => {
+                warn!("cannot open a data link to {}: {e}", ctx.settings.server);
+                Retire::Failed
+            }
+        };
+        if reason == Retire::Failed || born.elapsed() < SHORT_LIVED && reason == Retire::Died {
+            crate::runtime::sleep(super::jitter(backoff)).await;
+            backoff = (backoff * 2).min(MAX_DIAL_BACKOFF);
+        } else {
+            backoff = FIRST_DIAL_BACKOFF;
+        }
+        if !short_of_idle(&weak) {
+            return Ok(());
+        }
+    }
+}
+
+/// Why a link was given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retire {
+    /// The dial failed.
+    Failed,
+    /// It ended while idle (the server closed it, the path broke).
+    Died,
+    /// Its visitor failed, or it reached its age or use limit, or the pool
+    /// had no room for it.
+    Done,
+}
+
+async fn dial_bounded<T: Transport>(
+    weak: &Weak<Inner<T>>,
+    ctx: &Context<T>,
+    session_id: SessionId,
+    requested: bool,
+) -> io::Result<T::Stream> {
+    let Some(inner) = weak.upgrade() else {
+        return Err(io::Error::other("session ended"));
+    };
+    if !requested {
+        inner.unrequested.fetch_add(1, Ordering::Relaxed);
+    }
+    // The strong reference lives only as long as the dial; dropping the
+    // session's `Links` cancels this task either way.
+    let permit = inner.dials.acquire().await;
+    let link = dial(ctx, session_id, LinkHello::Data { session_id }).await;
+    drop(permit);
+    if !requested {
+        take_up_to(&inner.unrequested, 1);
+    }
+    link
+}
+
+/// Serves visitors on one link until it is retired.
+async fn carry<T: Transport>(
+    weak: &Weak<Inner<T>>,
+    ctx: &Context<T>,
+    mut link: T::Stream,
+    born: Instant,
+) -> Retire {
+    let mut uses = 0u64;
+    loop {
+        // Idle until a visitor arrives; the session's end cancels this task.
+        let idle = IdleGuard::new(weak);
+        let (service, visitor) = match Box::pin(wait_for_start(&mut link)).await {
+            Ok(start) => start,
+            Err(e) => {
+                debug!("idle data link ended: {e}");
+                return Retire::Died;
+            }
+        };
+        drop(idle);
+        uses += 1;
+        let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+            // Closing the link closes the visitor at the server at once.
+            let _ = link.close().await;
+            return Retire::Done;
+        };
+        match relay::relay_chunked::<T>(&target, &mut link, Role::Client).await {
+            Ok(done) => debug!("visitor {visitor} of {service} done: {:?}", done.moved),
+            Err(e) => {
+                debug!("visitor {visitor} of {service} ended: {e}");
+                return Retire::Done;
+            }
+        }
+        drop(target);
+        let settings = &ctx.settings;
+        if uses >= settings.max_link_uses
+            || born.elapsed() >= settings.max_link_age
+            || !short_of_idle(weak)
+        {
+            let _ = link.close().await;
+            return Retire::Done;
+        }
+        let idle = Chunk::Idle.encode();
+        if link.write_all(&idle).await.is_err() || link.flush().await.is_err() {
+            return Retire::Done;
+        }
+    }
+}
+
+/// Whether fewer links than the pool size are idle.
+fn short_of_idle<T: Transport>(weak: &Weak<Inner<T>>) -> bool {
+    weak.upgrade()
+        .is_some_and(|inner| inner.idle.load(Ordering::Relaxed) < inner.target)
 }
 
 /// Dials the server and authenticates a data link of `session_id`, all under
@@ -211,16 +336,6 @@ async fn wait_for_start<S: futures_lite::AsyncRead + Unpin>(
             io::ErrorKind::InvalidData,
             format!("expected start, got {other:?}"),
         )),
-    }
-}
-
-/// Opens one link if fewer than the target are idle. Links the server asked
-/// for beyond the target are not replaced.
-fn refill<T: Transport>(weak: &Weak<Inner<T>>) {
-    if let Some(inner) = weak.upgrade() {
-        if inner.idle.load(Ordering::Relaxed) < inner.target {
-            open(&inner, 1);
-        }
     }
 }
 

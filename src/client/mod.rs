@@ -182,7 +182,7 @@ pub async fn run<T: Transport>(
 
 /// A delay between 50% and 100% of `base`, so clients that lost the same server
 /// do not all come back in the same millisecond.
-fn jitter(base: Duration) -> Duration {
+pub(crate) fn jitter(base: Duration) -> Duration {
     base.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 

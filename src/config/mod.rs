@@ -49,6 +49,9 @@ const VISITOR_TIMEOUT_SECS: u64 = 10;
 const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
 const MAX_SERVICES_PER_CLIENT: usize = 16;
 const POOL_SIZE: usize = 4;
+const MAX_LINKS: usize = 65_536;
+const MAX_LINK_USES: u64 = 100_000;
+const MAX_LINK_AGE_SECS: u64 = 3600;
 
 /// A secret string (the token). `Debug` and `Display` print `********` so it never
 /// reaches a log by accident; `expose()` is the one deliberate way to read it.
@@ -78,7 +81,7 @@ impl fmt::Display for Secret {
 }
 
 /// How visitor bytes travel. RON: `data_links: Pooled(size: 8)` (size 1..=256:
-/// idle links kept open, one visitor each) or `Multiplexed(links: 1)` (links
+/// idle links kept open, each reused visitor after visitor) or `Multiplexed(links: 1)` (links
 /// 1..=16, every visitor a stream on one of them).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +198,16 @@ pub struct ClientConfig {
         deserialize_with = "duration"
     )]
     pub reconnect_max_backoff: Duration,
+    /// Data links (idle or carrying a visitor) at once; with pooled links this
+    /// is the most visitors the client serves at once.
+    #[serde(default = "default_max_links")]
+    pub max_links: usize,
+    /// Visitors one pooled link carries before it is closed and replaced.
+    #[serde(default = "default_max_link_uses")]
+    pub max_link_uses: u64,
+    /// Age after which a pooled link is closed (at the end of its visitor).
+    #[serde(default = "secs::<MAX_LINK_AGE_SECS>", deserialize_with = "duration")]
+    pub max_link_age: Duration,
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
@@ -203,6 +216,14 @@ pub struct ClientConfig {
     pub http_proxy: TunnelProxyConfig,
     #[serde(skip)]
     source: Option<Source>,
+}
+
+fn default_max_links() -> usize {
+    MAX_LINKS
+}
+
+fn default_max_link_uses() -> u64 {
+    MAX_LINK_USES
 }
 
 /// `local` value that serves the built-in HTTP proxy instead of a local address:
@@ -271,6 +292,9 @@ pub struct ClientSettings {
     pub heartbeat_timeout: Duration,
     pub handshake_timeout: Duration,
     pub reconnect_max_backoff: Duration,
+    pub max_links: usize,
+    pub max_link_uses: u64,
+    pub max_link_age: Duration,
     /// Accept a server that runs with `--insecure-no-auth` (it cannot prove it
     /// knows the token, so an impostor could pose as it).
     pub insecure_no_auth: bool,
@@ -292,7 +316,7 @@ pub struct ServiceSettings {
 #[derive(Clone, Debug)]
 pub enum AnyConfig {
     Server(ServerSettings),
-    Client(ClientSettings),
+    Client(Box<ClientSettings>),
     Forward(ForwardSettings),
     HttpProxy(HttpProxySettings),
 }
@@ -504,7 +528,9 @@ pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
             return parse_server(&text, path)?.validate().map(AnyConfig::Server);
         }
         [false, true, false, false] => {
-            return parse_client(&text, path)?.validate().map(AnyConfig::Client);
+            return parse_client(&text, path)?
+                .validate()
+                .map(|c| AnyConfig::Client(Box::new(c)));
         }
         [false, false, true, false] => {
             return parse_forward(&text, path)?

@@ -190,6 +190,9 @@ impl ClientConfig {
             heartbeat_timeout: secs::<HEARTBEAT_TIMEOUT_SECS>(),
             handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
             reconnect_max_backoff: secs::<RECONNECT_MAX_BACKOFF_SECS>(),
+            max_links: MAX_LINKS,
+            max_link_uses: MAX_LINK_USES,
+            max_link_age: secs::<MAX_LINK_AGE_SECS>(),
             insecure_no_auth: false,
             workers: None,
             http_proxy: TunnelProxyConfig::default(),
@@ -223,6 +226,19 @@ impl ClientConfig {
         nonzero(&at, "heartbeat_timeout", self.heartbeat_timeout)?;
         nonzero(&at, "handshake_timeout", self.handshake_timeout)?;
         nonzero(&at, "reconnect_max_backoff", self.reconnect_max_backoff)?;
+        nonzero(&at, "max_link_age", self.max_link_age)?;
+        if self.max_links == 0 {
+            return Err(at.error(
+                &["max_links"],
+                "max_links is 0: no visitor could be served; use at least 1",
+            ));
+        }
+        if self.max_link_uses == 0 {
+            return Err(at.error(
+                &["max_link_uses"],
+                "max_link_uses is 0: use at least 1 (1 closes every link after its visitor)",
+            ));
+        }
         let tls = self.transport.load(&at, &self.server)?;
         let http_proxy = ProxySettings::for_tunnel()
             .with_rules(&self.http_proxy.allow, &self.http_proxy.deny)
@@ -236,6 +252,9 @@ impl ClientConfig {
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
             reconnect_max_backoff: self.reconnect_max_backoff,
+            max_links: self.max_links,
+            max_link_uses: self.max_link_uses,
+            max_link_age: self.max_link_age,
             insecure_no_auth: self.insecure_no_auth,
             workers: workers(&at, self.workers)?,
             http_proxy,

@@ -9,7 +9,15 @@
 //! (through a pooled [`pipe`]); [`copy`] is a userspace copy with 64 KiB buffers (4 KiB until bulk flows)
 //! for anything else (TLS, mux streams). [`relay_tcp`] picks splice for raw
 //! sockets; [`relay`] copies.
+//!
+//! A pooled data link is relayed by [`relay_chunked`] instead: its side of the
+//! relay is framed in chunks (`protocol::chunk`) so that each direction ends at
+//! an exact byte with an `End` chunk rather than a FIN, and the link can carry
+//! the next visitor. It splices when the link is raw TCP ([`chunked`]) and copies
+//! otherwise ([`chunked_copy`]).
 
+mod chunked;
+mod chunked_copy;
 mod copy;
 pub mod pipe;
 mod splice;
@@ -20,6 +28,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use std::future::Future;
 use std::io;
 
+use crate::protocol::chunk::{Decoder, Role};
 use crate::runtime::TcpStream;
 use crate::transport::Transport;
 
@@ -51,16 +60,42 @@ where
     copy::relay(a, b).await
 }
 
-/// Relays between a TCP socket and a transport stream: splice when the stream is
-/// a raw socket too, copy otherwise. The one entry point the tunnel uses.
-pub fn relay_link<T: Transport>(
-    socket: TcpStream,
-    link: T::Stream,
-) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
-    run(match T::into_raw(link) {
-        Ok(raw) => Plan::Splice(socket, raw),
-        Err(link) => Plan::Copy(Box::pin(copy::relay(socket, link))),
-    })
+/// A chunked relay that ended cleanly: what it moved, and the link's decoder,
+/// which has read the peer's `End` (and, at the server, maybe its `Idle`).
+#[derive(Debug)]
+pub struct Finished {
+    /// `a_to_b`: socket to link; `b_to_a`: link to socket.
+    pub moved: Moved,
+    pub decoder: Decoder,
+}
+
+/// Relays between a TCP socket (the visitor, or the local service) and a pooled
+/// data link until both directions ended with `End` chunks or one failed. The
+/// link is borrowed: after a clean end it is ready for the `Idle` exchange and
+/// the next visitor; after an error the caller must close it. Splices when the
+/// link is a raw socket, copies otherwise.
+pub async fn relay_chunked<T: Transport>(
+    socket: &TcpStream,
+    link: &mut T::Stream,
+    role: Role,
+) -> io::Result<Finished> {
+    if let Some(raw) = T::as_raw(link) {
+        return chunked::relay(socket, raw, role).await;
+    }
+    chunked_copy::relay(socket, link, role).await
+}
+
+/// Reads from an idle-to-be link until the decoder has seen the client's `Idle`
+/// (server side, after [`relay_chunked`]); only header bytes are read, so
+/// nothing past `Idle` is consumed.
+pub async fn read_idle<R: AsyncRead + Unpin>(
+    link: &mut R,
+    decoder: &mut Decoder,
+) -> io::Result<()> {
+    while !decoder.idle() {
+        chunked::read_header(&mut *link, decoder).await?;
+    }
+    Ok(())
 }
 
 /// Relays between two raw TCP sockets with the default engine (splice).
@@ -118,6 +153,10 @@ impl Turn {
             futures_lite::future::yield_now().await;
         }
     }
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// Shutting down a socket the peer already reset is not an error worth ending

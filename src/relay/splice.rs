@@ -34,7 +34,7 @@ pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<Moved> {
     Ok(Moved { a_to_b, b_to_a })
 }
 
-fn flags() -> SpliceFFlags {
+pub(super) fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
@@ -141,7 +141,7 @@ async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
 
 /// Moves exactly `len` bytes from the pipe to `to`. On error the pipe is dropped
 /// by the caller's `?` (never pooled with bytes in it).
-async fn drain(pipe: &Pipe, to: &TcpStream, mut len: usize) -> io::Result<()> {
+pub(super) async fn drain(pipe: &Pipe, to: &TcpStream, mut len: usize) -> io::Result<()> {
     while len > 0 {
         let n = to
             .socket()

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::Shared;
 use super::muxed::MuxLinks;
 use super::pool::{Pool, Take};
+use crate::protocol::chunk::Role;
 use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
 use crate::relay;
 use crate::shutdown;
@@ -299,7 +300,7 @@ impl<T: Transport> Session<T> {
             // relay starts: an idle tunneled connection costs little more than
             // the relay itself.
             let result = match Box::pin(session.start_visitor(&service, visitor, addr)).await {
-                Ok((visitor, link)) => relay::relay_link::<T>(visitor, link).await,
+                Ok((visitor, link)) => session.relay_visitor(visitor, link).await,
                 Err(e) => Err(e),
             };
             log_visitor_end(&service, addr, result);
@@ -328,6 +329,30 @@ impl<T: Transport> Session<T> {
         };
         write_frame(&mut link, &start).await?;
         Ok((visitor, link))
+    }
+
+    /// Relays a visitor over its link; after a clean end (both directions ended
+    /// exactly and the client said `Idle`) the link goes back to the pool —
+    /// before the visitor's connection is closed, so a visitor that sees its end
+    /// and connects again finds the link idle. Any error closes the link.
+    async fn relay_visitor(
+        &self,
+        visitor: TcpStream,
+        mut link: T::Stream,
+    ) -> io::Result<relay::Moved> {
+        let mut finished = relay::relay_chunked::<T>(&visitor, &mut link, Role::Server).await?;
+        // The client's `Idle` usually came with its `End`; if not, it is due
+        // as soon as our `End` arrives there.
+        let limit = self.shared.settings.handshake_timeout;
+        let idle = relay::read_idle(&mut link, &mut finished.decoder);
+        match with_timeout(limit, "waiting for the data link to go idle", idle).await {
+            Ok(()) => self.pool.add(runtime::this_or_next_worker(), link),
+            // The visitor was served in full; only the link is gone (the client
+            // retires links at the end of a visitor by closing them).
+            Err(e) => debug!("client {}: data link retired: {e}", self.peer),
+        }
+        drop(visitor);
+        Ok(finished.moved)
     }
 
     /// An idle data link for a visitor, waiting (bounded) for one if needed.

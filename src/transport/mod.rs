@@ -4,7 +4,7 @@
 //! cancel-safe (it only takes a ready TCP connection from the kernel), so the
 //! accept loop never waits on a peer; [`Transport::handshake`] may be slow (a TLS
 //! handshake) and runs in the connection's own task under a deadline.
-//! [`Transport::into_raw`] gives the relay the plain TCP socket of a stream that
+//! [`Transport::as_raw`] gives the relay the plain TCP socket of a stream that
 //! the kernel can splice; [`Transport::rehome`] moves a link between threads.
 
 mod tcp;
@@ -35,8 +35,8 @@ pub trait Transport: Clone + Send + Sync + 'static {
     fn handshake(&self, conn: TcpStream) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 
     /// The plain socket itself, when the stream adds nothing on top of TCP (so
-    /// the relay can splice it); the stream back otherwise.
-    fn into_raw(stream: Self::Stream) -> Result<TcpStream, Self::Stream>;
+    /// the relay can splice it); `None` otherwise.
+    fn as_raw(stream: &Self::Stream) -> Option<&TcpStream>;
 
     /// Moves a link's socket onto the calling worker's poller (a no-op when it
     /// is there already; an error off the workers; see [`crate::runtime`]).

@@ -27,8 +27,8 @@ impl Transport for TcpTransport {
         Ok(conn)
     }
 
-    fn into_raw(stream: TcpStream) -> Result<TcpStream, TcpStream> {
-        Ok(stream)
+    fn as_raw(stream: &TcpStream) -> Option<&TcpStream> {
+        Some(stream)
     }
 
     fn rehome(stream: &mut TcpStream) -> io::Result<()> {

@@ -374,8 +374,8 @@ impl Transport for TlsTransport {
         }
     }
 
-    fn into_raw(stream: Self::Stream) -> Result<TcpStream, Self::Stream> {
-        Err(stream)
+    fn as_raw(_: &Self::Stream) -> Option<&TcpStream> {
+        None
     }
 
     fn rehome(stream: &mut Self::Stream) -> io::Result<()> {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod proxy;
+
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use smol::channel::{Receiver, Sender, unbounded};
 use smol::net::{TcpListener, TcpStream};
@@ -421,6 +423,44 @@ pub async fn raw_control_handshake(server: SocketAddr, token: &str) -> (TcpStrea
             (stream, session_id)
         }
         other => panic!("expected AuthOk, got {other:?}"),
+    }
+}
+
+/// Opens a pooled data link of `session_id` by hand (Hello, Challenge,
+/// AuthResponse); the server sends nothing more until a `Start`.
+pub async fn raw_data_link(server: SocketAddr, token: &str, session_id: SessionId) -> TcpStream {
+    let mut stream = TcpStream::connect(server).await.expect("connect to server");
+    let hello = Frame::Hello {
+        version: VERSION,
+        link: LinkHello::Data { session_id },
+    };
+    write_frame(&mut stream, &hello).await.expect("send hello");
+    let nonce = match read_frame(&mut stream).await.expect("challenge") {
+        Frame::Challenge { nonce } => nonce,
+        other => panic!("expected a challenge, got {other:?}"),
+    };
+    let mac = Key::new(token).data_proof(&session_id, &nonce);
+    write_frame(&mut stream, &Frame::AuthResponse { mac })
+        .await
+        .expect("send proof");
+    stream
+}
+
+/// Registers `name` on a hand-driven control link; returns the public port.
+pub async fn raw_register(control: &mut TcpStream, name: &str) -> u16 {
+    let register = Frame::Register {
+        name: name.to_owned(),
+        remote_port: 0,
+    };
+    write_frame(control, &register)
+        .await
+        .expect("send register");
+    loop {
+        match read_frame(control).await.expect("registration answer") {
+            Frame::Registered { port, .. } => return port,
+            Frame::Heartbeat | Frame::OpenData { .. } => {}
+            other => panic!("expected Registered, got {other:?}"),
+        }
     }
 }
 

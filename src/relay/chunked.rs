@@ -1,0 +1,303 @@
+//! The relay of a pooled data link: a raw socket (the visitor at the server, the
+//! local service at the client) on one side, the link on the other, the link's
+//! bytes in chunks (`protocol::chunk`), so the link outlives its visitor.
+//!
+//! Toward the link, a direction frames what it reads: small reads go out as a
+//! header and the bytes in one `write` from a per-thread scratch buffer; once a
+//! read fills that buffer, the direction splices — socket → pipe, one header
+//! (sent with `MSG_MORE`, so it leaves in the same segment as the payload),
+//! pipe → link. EOF from the socket becomes an `End` chunk, not a FIN.
+//!
+//! From the link, a direction decodes: small reads land in the scratch buffer and
+//! their payload is written on; once a read fills the buffer, the direction reads
+//! exactly the header bytes it needs and splices exactly the payload a header
+//! announced, so it never reads past the end of a chunk. `End` becomes a write
+//! shutdown of the socket — unless the other direction has already ended, in
+//! which case the socket is about to be closed anyway and the caller closes it
+//! once the link is settled (the server puts the link back in its pool first, so
+//! a visitor that sees its connection end and connects again finds it there).
+//!
+//! An error, a reset or an EOF of the link before `End` fails the relay; the
+//! caller then closes the link instead of reusing it.
+
+use nix::fcntl::splice;
+use nix::sys::socket::{MsgFlags, send};
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use super::pipe::Pipe;
+use super::splice::{SMALL_READ_LEN, drain, flags};
+use super::{Finished, Moved, Turn, ignore_not_connected, invalid};
+use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, MAX_CHUNK_LEN, Piece, Role};
+use crate::runtime::TcpStream;
+
+thread_local! {
+    /// Where small reads land: a header's room, then the bytes.
+    static SCRATCH: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; HEADER_LEN + SMALL_READ_LEN].into_boxed_slice());
+}
+
+/// Relays between `socket` and the raw `link` until both directions ended
+/// (returns the link's decoder, which has read the peer's `End`) or one failed.
+pub async fn relay(socket: &TcpStream, link: &TcpStream, role: Role) -> io::Result<Finished> {
+    let out_done = AtomicBool::new(false);
+    let mut decoder = Decoder::new(role);
+    let (out, back) = futures_lite::future::try_zip(
+        pump_out(socket, link, &out_done),
+        pump_in(link, socket, &mut decoder, &out_done),
+    )
+    .await?;
+    Ok(Finished {
+        moved: Moved {
+            a_to_b: out,
+            b_to_a: back,
+        },
+        decoder,
+    })
+}
+
+/// What one small read did.
+enum Step {
+    /// Moved this many bytes; `Some` holds what the destination did not take.
+    Moved(usize, Option<Vec<u8>>, bool),
+    Eof,
+}
+
+/// Socket → link, framed; `End` at EOF.
+async fn pump_out(from: &TcpStream, to: &TcpStream, done: &AtomicBool) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut turn = Turn::default();
+    loop {
+        turn.take().await;
+        match from.socket().read_with(|s| frame_small(s, to)).await? {
+            Step::Eof => break,
+            Step::Moved(n, left, bulk) => {
+                write_left(to, left).await?;
+                total += n as u64;
+                if bulk {
+                    total += splice_out(from, to).await?;
+                    break;
+                }
+            }
+        }
+    }
+    let mut to = to;
+    to.write_all(&Chunk::End.encode()).await?;
+    done.store(true, Ordering::Release);
+    Ok(total)
+}
+
+/// Reads once into the scratch buffer, behind a header, and writes header and
+/// bytes on in one call.
+fn frame_small(from: &std::net::TcpStream, to: &TcpStream) -> io::Result<Step> {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        let n = (&*from).read(&mut buf[HEADER_LEN..])?;
+        if n == 0 {
+            return Ok(Step::Eof);
+        }
+        // n ≤ SMALL_READ_LEN < MAX_CHUNK_LEN, so it fits a header.
+        let len = u32::try_from(n).map_err(|_| invalid("oversized read"))?;
+        buf[..HEADER_LEN].copy_from_slice(&Chunk::Data(len).encode());
+        let left = write_now(to, &buf[..HEADER_LEN + n])?;
+        Ok(Step::Moved(n, left, n == SMALL_READ_LEN))
+    })
+}
+
+/// Writes what the socket takes without waiting; returns the rest.
+fn write_now(to: &TcpStream, bytes: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let written = match to.get_ref().write(bytes) {
+        Ok(w) => w,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    Ok((written < bytes.len()).then(|| bytes[written..].to_vec()))
+}
+
+async fn write_left(to: &TcpStream, left: Option<Vec<u8>>) -> io::Result<()> {
+    if let Some(left) = left {
+        let mut to = to;
+        to.write_all(&left).await?;
+    }
+    Ok(())
+}
+
+/// The bulk phase toward the link: one chunk per pipe-full, until EOF.
+async fn splice_out(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut turn = Turn::default();
+    loop {
+        turn.take().await;
+        let (pipe, filled) = from
+            .socket()
+            .read_with(|s| {
+                let pipe = Pipe::take()?;
+                let want = pipe.size.min(MAX_CHUNK_LEN as usize);
+                match splice(s, None, &pipe.write, None, want, flags()) {
+                    Ok(n) => Ok((pipe, n)),
+                    Err(e) => {
+                        // The pipe is empty: EAGAIN means the socket has nothing.
+                        pipe.give_back();
+                        Err(e.into())
+                    }
+                }
+            })
+            .await?;
+        if filled == 0 {
+            pipe.give_back();
+            return Ok(total);
+        }
+        let len = u32::try_from(filled).map_err(|_| invalid("oversized splice"))?;
+        send_header(to, Chunk::Data(len)).await?;
+        drain(&pipe, to, filled).await?;
+        pipe.give_back();
+        total += filled as u64;
+    }
+}
+
+/// Writes a header that the payload follows at once: `MSG_MORE` keeps it in the
+/// same segment as the spliced bytes instead of a 4-byte packet of its own.
+async fn send_header(to: &TcpStream, chunk: Chunk) -> io::Result<()> {
+    let header = chunk.encode();
+    let mut sent = 0;
+    while sent < HEADER_LEN {
+        sent += to
+            .socket()
+            .write_with(|s| {
+                send(
+                    s.as_raw_fd(),
+                    &header[sent..],
+                    MsgFlags::from_bits_retain(nix::libc::MSG_MORE),
+                )
+                .map_err(io::Error::from)
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Link → socket, decoded, until `End`.
+async fn pump_in(
+    from: &TcpStream,
+    to: &TcpStream,
+    decoder: &mut Decoder,
+    other_done: &AtomicBool,
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut turn = Turn::default();
+    loop {
+        turn.take().await;
+        let (n, left, full) = from
+            .socket()
+            .read_with(|s| deframe_small(s, to, decoder))
+            .await?;
+        write_left(to, left).await?;
+        total += n as u64;
+        if decoder.ended() {
+            break;
+        }
+        if full {
+            total += splice_in(from, to, decoder).await?;
+            break;
+        }
+    }
+    if !other_done.load(Ordering::Acquire) {
+        to.shutdown(Shutdown::Write).or_else(ignore_not_connected)?;
+    }
+    Ok(total)
+}
+
+/// Reads once into the scratch buffer and passes the payload on; returns the
+/// payload moved, what the socket did not take, and whether the read was full.
+fn deframe_small(
+    from: &std::net::TcpStream,
+    to: &TcpStream,
+    decoder: &mut Decoder,
+) -> io::Result<(usize, Option<Vec<u8>>, bool)> {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        let buf = &mut buf[..SMALL_READ_LEN];
+        let n = (&*from).read(buf)?;
+        if n == 0 {
+            return Err(link_closed());
+        }
+        let (mut pos, mut moved) = (0, 0);
+        let mut left: Option<Vec<u8>> = None;
+        while pos < n {
+            let (used, piece) = decoder.next(&buf[pos..n]).map_err(invalid)?;
+            if let Piece::Payload(len) = piece {
+                let bytes = &buf[pos..pos + len];
+                match &mut left {
+                    Some(left) => left.extend_from_slice(bytes),
+                    None => left = write_now(to, bytes)?,
+                }
+                moved += len;
+            }
+            pos += used;
+        }
+        Ok((moved, left, n == buf.len()))
+    })
+}
+
+/// The bulk phase from the link: exact header reads, exact payload splices.
+async fn splice_in(from: &TcpStream, to: &TcpStream, decoder: &mut Decoder) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut turn = Turn::default();
+    while !decoder.ended() {
+        turn.take().await;
+        let left = decoder.payload_left() as usize;
+        if left == 0 {
+            read_header(from, decoder).await?;
+            continue;
+        }
+        let (pipe, filled) = from
+            .socket()
+            .read_with(|s| {
+                let pipe = Pipe::take()?;
+                match splice(s, None, &pipe.write, None, left.min(pipe.size), flags()) {
+                    Ok(n) => Ok((pipe, n)),
+                    Err(e) => {
+                        pipe.give_back();
+                        Err(e.into())
+                    }
+                }
+            })
+            .await?;
+        if filled == 0 {
+            pipe.give_back();
+            return Err(link_closed());
+        }
+        drain(&pipe, to, filled).await?;
+        pipe.give_back();
+        decoder.took_payload(filled);
+        total += filled as u64;
+    }
+    Ok(total)
+}
+
+/// Reads exactly the header bytes the decoder needs (never past the chunk).
+pub(super) async fn read_header<R: futures_lite::AsyncRead + Unpin>(
+    mut from: R,
+    decoder: &mut Decoder,
+) -> io::Result<Piece> {
+    let mut header = [0u8; HEADER_LEN];
+    let need = decoder.header_need();
+    let n = from.read(&mut header[..need]).await?;
+    if n == 0 {
+        return Err(link_closed());
+    }
+    let (_, piece) = decoder.next(&header[..n]).map_err(invalid)?;
+    Ok(piece)
+}
+
+fn link_closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "data link closed in the middle of a visitor",
+    )
+}
