@@ -7,7 +7,7 @@
 use argh::FromArgs;
 use futures_lite::StreamExt;
 use std::process::ExitCode;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use porthole::cli::{self, Cli, Command};
 use porthole::config::{self, AnyConfig};
@@ -122,6 +122,7 @@ where
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    raise_descriptor_limit();
     smol::block_on(async {
         let shutdown = match signals() {
             Ok(s) => s,
@@ -132,6 +133,18 @@ where
             Err(e) => runtime_error(&e),
         }
     })
+}
+
+/// Every visitor costs descriptors (two at the server with a pooled link, two
+/// at the client): lift the soft limit to the hard one and say what it allows.
+fn raise_descriptor_limit() {
+    match porthole::runtime::fds::raise_limit() {
+        Ok(limit) => info!(
+            "file descriptor limit {limit}: room for about {} visitors at once",
+            limit / 2
+        ),
+        Err(e) => warn!("cannot raise the file descriptor limit: {e}"),
+    }
 }
 
 fn run_server(args: &cli::ServerArgs) -> ExitCode {

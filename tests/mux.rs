@@ -378,3 +378,43 @@ fn a_session_that_accepts_no_streams_refuses_the_peers_opens() {
         assert_eq!(session.stream_count(), 0, "nothing buffered for it");
     });
 }
+
+/// Opens a visitor and proves it is served end to end (a byte through the echo).
+async fn held_visitor(public: std::net::SocketAddr) -> smol::net::TcpStream {
+    let mut stream = smol::net::TcpStream::connect(public)
+        .await
+        .expect("connect");
+    stream.write_all(b"h").await.expect("write");
+    let mut back = [0u8; 1];
+    within(
+        PROMPTLY,
+        "held visitor served",
+        stream.read_exact(&mut back),
+    )
+    .await
+    .expect("echo");
+    stream
+}
+
+#[test]
+fn visitors_beyond_a_full_multiplexed_link_spill_to_pooled_links() {
+    run_test(async {
+        let mut server = server_settings();
+        server.max_streams_per_link = 4;
+        let t = mux_tunnel(1, server).await;
+        // Ten held at once: four streams fill the link, six take pooled links
+        // the server asks the client for; none is reset.
+        let mut held = Vec::new();
+        for _ in 0..10 {
+            held.push(held_visitor(t.public).await);
+        }
+        assert_eq!(held.len(), 10);
+        // Once they close, streams are free again.
+        drop(held);
+        for seed in 0..20 {
+            assert_echoes(t.public, seed, 1000).await;
+        }
+        t.client.stop().await;
+        t.server.stop().await;
+    });
+}

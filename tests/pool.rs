@@ -101,3 +101,50 @@ fn idle_links_killed_behind_the_servers_back_are_never_given_to_a_visitor() {
         server.stop().await;
     });
 }
+
+#[test]
+fn visitors_beyond_max_visitors_per_client_are_refused_at_once() {
+    run_test(async {
+        let mut server = server_settings();
+        server.max_visitors_per_client = 3;
+        let t = echo_tunnel_with(server, |_| {}).await;
+        let mut held = Vec::new();
+        for i in 0..3u64 {
+            let mut s = smol::net::TcpStream::connect(t.public)
+                .await
+                .expect("connect");
+            futures_lite::AsyncWriteExt::write_all(&mut s, b"x")
+                .await
+                .expect("write");
+            let mut b = [0u8; 1];
+            within(
+                PROMPTLY,
+                "held",
+                futures_lite::AsyncReadExt::read_exact(&mut s, &mut b),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("visitor {i}: {e}"));
+            held.push(s);
+        }
+        // The fourth is closed without being served.
+        let mut fourth = smol::net::TcpStream::connect(t.public)
+            .await
+            .expect("connect");
+        let (_, seen) = assert_closed_within(&mut fourth, PROMPTLY, "fourth visitor").await;
+        assert!(seen.is_empty(), "the refused visitor got no bytes");
+        // One leaves; a new one is served.
+        held.pop();
+        within(PROMPTLY, "served after one left", async {
+            loop {
+                match exchange(t.public, b"again").await {
+                    Ok(got) if got == b"again" => break,
+                    // The server may still count the one that left.
+                    _ => smol::future::yield_now().await,
+                }
+            }
+        })
+        .await;
+        t.client.stop().await;
+        t.server.stop().await;
+    });
+}

@@ -334,7 +334,17 @@ fn raise_fd_limit() {
             }
         }
         if hard < 4096 {
-            eprintln!("warning: fd limit {hard} is low; the idle test needs ~3 per connection");
+            eprintln!(
+                "warning: fd limit {hard} is low; the held-visitor phases need ~2 per visitor"
+            );
         }
     }
+}
+
+/// The hard descriptor limit of this process (and of the modes it starts).
+pub fn fd_hard_limit() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(_, hard)| {
+        usize::try_from(hard).unwrap_or(usize::MAX)
+    })
 }

@@ -21,7 +21,8 @@ pub struct Plan {
     pub latency_max: Duration,
     pub short_workers: usize,
     pub short_window: Duration,
-    pub idle_conns: usize,
+    /// Idle visitors held at once, in turn: each count is one phase.
+    pub held: Vec<usize>,
     pub idle_max: Duration,
 }
 
@@ -35,8 +36,12 @@ impl Plan {
             latency_max: Duration::from_secs(if quick { 1 } else { 4 }),
             short_workers: 50,
             short_window: Duration::from_millis(if quick { 500 } else { 2000 }),
-            idle_conns: 1000,
-            idle_max: Duration::from_secs(if quick { 10 } else { 30 }),
+            held: if quick {
+                vec![1000]
+            } else {
+                vec![1000, 5000, 20_000]
+            },
+            idle_max: Duration::from_secs(if quick { 10 } else { 60 }),
         }
     }
 }
@@ -69,7 +74,9 @@ pub fn measure(name: &str, mode: &Mode, s: &Setup) -> RunResult {
             Err(e) => eprintln!("    syscalls failed: {e}"),
         }
     }
-    idle(mode, &s.plan, &pids, &mut r);
+    for &count in &s.plan.held {
+        held(mode, count, &s.plan, &pids, &mut r);
+    }
     if let Some(p50) = latency(mode, &s.plan) {
         r.values.insert(Metric::LatP50, p50.0);
         r.values.insert(Metric::LatP99, p50.1);
@@ -94,22 +101,47 @@ pub fn measure(name: &str, mode: &Mode, s: &Setup) -> RunResult {
     r
 }
 
-fn idle(mode: &Mode, plan: &Plan, pids: &[u32], r: &mut RunResult) {
+/// Descriptors a process needs per held visitor: the bench holds the visitor
+/// and the echo service's side; a tunnel server holds the visitor and (pooled)
+/// a data link; a client the link and the local connection.
+const FDS_PER_HELD: usize = 2;
+/// Descriptors each process needs besides the held visitors.
+const FDS_SPARE: usize = 500;
+
+/// Opens `count` idle visitors one after another (a 1-byte echo proves each),
+/// holds them all, and records the time, the RSS growth per visitor of the
+/// mode's processes, and the visitors that failed. Skipped (and said so) when
+/// a process would run out of descriptors.
+fn held(mode: &Mode, count: usize, plan: &Plan, pids: &[u32], r: &mut RunResult) {
+    let limit = crate::fd_hard_limit();
+    let need = FDS_PER_HELD * count + FDS_SPARE;
+    if need > limit {
+        eprintln!(
+            "    held {count}: skipped: needs about {need} descriptors in one process, the hard limit is {limit}"
+        );
+        return;
+    }
     let before = procstat::usage(pids).rss_kb;
-    if !pids.is_empty() {
+    if !pids.is_empty() && count == plan.held[0] {
         r.values.insert(Metric::RssStart, before as f64 / 1024.0);
     }
-    let (open, failed) = load::open_idle(mode.echo, plan.idle_conns, plan.idle_max);
+    let started = std::time::Instant::now();
+    let (open, failed) = load::open_idle(mode.echo, count, plan.idle_max);
+    let secs = started.elapsed().as_secs_f64();
     // Give pools time to refill and allocators time to settle.
     std::thread::sleep(Duration::from_millis(300));
     let after = procstat::usage(pids).rss_kb;
+    let errors = count - open.len();
     eprintln!(
-        "    idle: {} open, {failed} failed, RSS {before} KB -> {after} KB",
+        "    held {count}: {} open in {secs:.2} s, {failed} failed, {errors} errors, RSS {before} KB -> {after} KB",
         open.len()
     );
+    let key = u32::try_from(count).unwrap_or(u32::MAX);
+    r.values.insert(Metric::HeldSecs(key), secs);
+    r.values.insert(Metric::HeldErrors(key), errors as f64);
     if !pids.is_empty() && !open.is_empty() {
         let per = (after as f64 - before as f64) / open.len() as f64;
-        r.values.insert(Metric::IdleKbPerConn, per);
+        r.values.insert(Metric::HeldKb(key), per);
     }
     drop(open);
     std::thread::sleep(Duration::from_millis(300));

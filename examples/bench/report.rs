@@ -28,7 +28,12 @@ pub enum Metric {
     PinnedLatP50,
     PinnedAddedP50,
     RssStart,
-    IdleKbPerConn,
+    /// Seconds to open this many idle visitors, one after another.
+    HeldSecs(u32),
+    /// RSS growth of the mode's processes per held visitor (KB).
+    HeldKb(u32),
+    /// Visitors of this many that failed or were not open in time.
+    HeldErrors(u32),
     CpuPerGb,
     LogWarnings,
 }
@@ -95,9 +100,57 @@ const ROWS: &[Row] = &[
         false,
     ),
     row(
-        Metric::IdleKbPerConn,
-        "idle RSS per connection (KB)",
+        Metric::HeldSecs(1000),
+        "1,000 idle visitors held: time to open (s)",
+        2,
+        false,
+    ),
+    row(
+        Metric::HeldKb(1000),
+        "1,000 idle visitors held: RSS per visitor (KB)",
         1,
+        false,
+    ),
+    row(
+        Metric::HeldErrors(1000),
+        "1,000 idle visitors held: errors",
+        0,
+        false,
+    ),
+    row(
+        Metric::HeldSecs(5000),
+        "5,000 idle visitors held: time to open (s)",
+        2,
+        false,
+    ),
+    row(
+        Metric::HeldKb(5000),
+        "5,000 idle visitors held: RSS per visitor (KB)",
+        1,
+        false,
+    ),
+    row(
+        Metric::HeldErrors(5000),
+        "5,000 idle visitors held: errors",
+        0,
+        false,
+    ),
+    row(
+        Metric::HeldSecs(20000),
+        "20,000 idle visitors held: time to open (s)",
+        2,
+        false,
+    ),
+    row(
+        Metric::HeldKb(20000),
+        "20,000 idle visitors held: RSS per visitor (KB)",
+        1,
+        false,
+    ),
+    row(
+        Metric::HeldErrors(20000),
+        "20,000 idle visitors held: errors",
+        0,
         false,
     ),
     row(Metric::CpuPerGb, "relay CPU per GB moved (s)", 2, false),

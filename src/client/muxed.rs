@@ -39,7 +39,10 @@ async fn serve<T: Transport>(
     ctx: &std::sync::Arc<super::session::Context<T>>,
     link: T::Stream,
 ) -> io::Error {
-    let (session, driver) = mux::Session::new(link, Side::Client, mux::Config::default());
+    // The server decides how many streams a link carries (its
+    // `max_streams_per_link`); accept up to the most it may be set to.
+    let config = mux::Config::for_streams(crate::config::MAX_STREAMS_LIMIT);
+    let (session, driver) = mux::Session::new(link, Side::Client, config);
     // Streams live in this set: they end with the link. They run on this
     // task's worker, next to the driver, so no wake-up between a stream's
     // relay and the driver crosses threads.

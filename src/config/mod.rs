@@ -50,6 +50,16 @@ const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
 const MAX_SERVICES_PER_CLIENT: usize = 16;
 const POOL_SIZE: usize = 4;
 const MAX_LINKS: usize = 65_536;
+const MAX_VISITORS_PER_CLIENT: usize = 65_536;
+const MAX_WAITING_VISITORS: usize = 16_384;
+const MAX_STREAMS_PER_LINK: usize = 16_384;
+/// Upper bound of the per-client visitor settings: a million sockets is beyond
+/// any one machine here, and a typo of a few more zeros is caught.
+pub const MAX_VISITORS_LIMIT: usize = 1_000_000;
+/// Upper bound of `max_streams_per_link` (and what a client accepts per link):
+/// each stream may buffer its 256 KiB initial window, so 65,536 streams are a
+/// 16 GiB worst case.
+pub const MAX_STREAMS_LIMIT: usize = 65_536;
 const MAX_LINK_USES: u64 = 100_000;
 const MAX_LINK_AGE_SECS: u64 = 3600;
 
@@ -161,11 +171,34 @@ pub struct ServerConfig {
         deserialize_with = "duration"
     )]
     pub visitor_timeout: Duration,
+    /// Visitors of one client's services at once (pooled and multiplexed);
+    /// more are refused. Each costs about 2 KB here plus its sockets.
+    #[serde(default = "default_max_visitors")]
+    pub max_visitors_per_client: usize,
+    /// Visitors of one client waiting for a data link; more are refused.
+    #[serde(default = "default_max_waiting")]
+    pub max_waiting_visitors: usize,
+    /// Streams on one multiplexed link; a full link sends new visitors to
+    /// another link, or to a pooled link. Each may buffer 256 KiB.
+    #[serde(default = "default_max_streams")]
+    pub max_streams_per_link: usize,
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
     #[serde(skip)]
     source: Option<Source>,
+}
+
+fn default_max_visitors() -> usize {
+    MAX_VISITORS_PER_CLIENT
+}
+
+fn default_max_waiting() -> usize {
+    MAX_WAITING_VISITORS
+}
+
+fn default_max_streams() -> usize {
+    MAX_STREAMS_PER_LINK
 }
 
 /// Raw file shape of `client.ron`.
@@ -267,6 +300,9 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     pub reconnect_grace: Duration,
     pub visitor_timeout: Duration,
+    pub max_visitors_per_client: usize,
+    pub max_waiting_visitors: usize,
+    pub max_streams_per_link: usize,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
 }

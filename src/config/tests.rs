@@ -179,3 +179,55 @@ fn value_positions_skip_comments_and_strings() {
     assert_eq!(at("a"), None);
     assert_eq!(at("services"), None);
 }
+
+#[test]
+fn concurrency_settings_default_to_tens_of_thousands_and_are_range_checked() {
+    let server = parse_server(r#"(bind: "127.0.0.1:0", token: "t")"#, Path::new("s.ron"))
+        .expect("parses")
+        .validate()
+        .expect("valid");
+    assert_eq!(
+        (
+            server.max_visitors_per_client,
+            server.max_waiting_visitors,
+            server.max_streams_per_link
+        ),
+        (65_536, 16_384, 16_384)
+    );
+    let text = "(\n  bind: \"127.0.0.1:0\",\n  token: \"t\",\n  max_streams_per_link: 0,\n)";
+    let err = parse_server(text, Path::new("s.ron"))
+        .expect("parses")
+        .validate()
+        .expect_err("0 streams");
+    assert_eq!((err.line, err.column), (4, 25), "{err}");
+    assert!(
+        err.message
+            .contains("max_streams_per_link 0 is out of range"),
+        "{err}"
+    );
+
+    let client = r#"(server: "127.0.0.1:7000", token: "t", services: [(name: "a", local: "127.0.0.1:1")],
+        max_links: 2000000)"#;
+    let err = parse_client(client, Path::new("c.ron"))
+        .expect("parses")
+        .validate()
+        .expect_err("too many links");
+    assert!(
+        err.message.contains("max_links 2000000 is out of range"),
+        "{err}"
+    );
+    let client = r#"(server: "127.0.0.1:7000", token: "t", services: [(name: "a", local: "127.0.0.1:1")],
+        max_link_uses: 1, max_link_age: "5m")"#;
+    let settings = parse_client(client, Path::new("c.ron"))
+        .expect("parses")
+        .validate()
+        .expect("valid");
+    assert_eq!(
+        (
+            settings.max_links,
+            settings.max_link_uses,
+            settings.max_link_age
+        ),
+        (65_536, 1, Duration::from_secs(300))
+    );
+}

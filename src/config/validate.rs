@@ -18,6 +18,9 @@ impl ServerConfig {
             handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
             reconnect_grace: secs::<RECONNECT_GRACE_SECS>(),
             visitor_timeout: secs::<VISITOR_TIMEOUT_SECS>(),
+            max_visitors_per_client: MAX_VISITORS_PER_CLIENT,
+            max_waiting_visitors: MAX_WAITING_VISITORS,
+            max_streams_per_link: MAX_STREAMS_PER_LINK,
             workers: None,
             source: None,
         }
@@ -43,6 +46,25 @@ impl ServerConfig {
         ] {
             nonzero(&at, field, value)?;
         }
+        for (field, value, max) in [
+            (
+                "max_visitors_per_client",
+                self.max_visitors_per_client,
+                MAX_VISITORS_LIMIT,
+            ),
+            (
+                "max_waiting_visitors",
+                self.max_waiting_visitors,
+                MAX_VISITORS_LIMIT,
+            ),
+            (
+                "max_streams_per_link",
+                self.max_streams_per_link,
+                MAX_STREAMS_LIMIT,
+            ),
+        ] {
+            in_range(&at, field, value, max)?;
+        }
         if self.heartbeat_timeout <= self.heartbeat_interval {
             let msg = format!(
                 "heartbeat_timeout ({:?}) must be longer than heartbeat_interval ({:?}); three intervals is a good choice",
@@ -61,6 +83,9 @@ impl ServerConfig {
             handshake_timeout: self.handshake_timeout,
             reconnect_grace: self.reconnect_grace,
             visitor_timeout: self.visitor_timeout,
+            max_visitors_per_client: self.max_visitors_per_client,
+            max_waiting_visitors: self.max_waiting_visitors,
+            max_streams_per_link: self.max_streams_per_link,
             workers: workers(&at, self.workers)?,
         })
     }
@@ -130,6 +155,15 @@ pub(super) fn workers(at: &Locator, value: Option<usize>) -> Result<usize, Confi
             ),
         )),
     }
+}
+
+/// A count setting must be in `1..=max`.
+fn in_range(at: &Locator, field: &str, value: usize, max: usize) -> Result<(), ConfigError> {
+    if !(1..=max).contains(&value) {
+        let msg = format!("{field} {value} is out of range; use 1 to {max}");
+        return Err(at.error(&[field], msg));
+    }
+    Ok(())
 }
 
 fn nonzero(at: &Locator, field: &str, value: Duration) -> Result<(), ConfigError> {
@@ -227,12 +261,7 @@ impl ClientConfig {
         nonzero(&at, "handshake_timeout", self.handshake_timeout)?;
         nonzero(&at, "reconnect_max_backoff", self.reconnect_max_backoff)?;
         nonzero(&at, "max_link_age", self.max_link_age)?;
-        if self.max_links == 0 {
-            return Err(at.error(
-                &["max_links"],
-                "max_links is 0: no visitor could be served; use at least 1",
-            ));
-        }
+        in_range(&at, "max_links", self.max_links, MAX_VISITORS_LIMIT)?;
         if self.max_link_uses == 0 {
             return Err(at.error(
                 &["max_link_uses"],

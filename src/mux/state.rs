@@ -72,17 +72,32 @@ pub struct Config {
 /// The protocol's initial window (PROTOCOL.md): 256 KiB.
 pub const INITIAL_WINDOW: u32 = 256 * 1024;
 
-impl Default for Config {
-    fn default() -> Self {
+/// Memory for windows grown past their initial size (auto-tuning), on top of
+/// every stream's initial window.
+pub const GROWTH_BUDGET: u64 = 256 * 1024 * 1024;
+
+impl Config {
+    /// A session for up to `max_streams` streams: the budget covers every
+    /// stream's initial window (so the stream count, not the budget, is what
+    /// refuses a stream) plus [`GROWTH_BUDGET`] for windows grown past it.
+    /// That is also the memory bound: each stream may buffer its window.
+    pub fn for_streams(max_streams: usize) -> Self {
+        let initial = u64::from(INITIAL_WINDOW) * max_streams as u64;
         Config {
             initial_window: INITIAL_WINDOW,
             max_window: 16 * 1024 * 1024,
-            budget: 256 * 1024 * 1024,
-            max_streams: 1024,
+            budget: initial + GROWTH_BUDGET,
+            max_streams,
             accept_streams: true,
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::for_streams(1024)
     }
 }
 

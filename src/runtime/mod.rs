@@ -43,6 +43,7 @@
 //! crate (the lint does not look inside external macros). It is the code nix
 //! uses for every option it ships, with an `i32` value.
 
+pub mod fds;
 mod reactor;
 mod socket;
 pub mod sys;

@@ -488,9 +488,22 @@ impl TcpListener {
         Ok((TcpStream::from_std(stream)?, peer))
     }
 
-    /// Accepts one connection, left unregistered (and non-blocking).
+    /// Accepts one connection, left unregistered (and non-blocking). Out of
+    /// descriptors, queued connections are refused (closed) rather than left
+    /// waiting: see [`super::fds`].
     pub async fn accept_std(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-        let (stream, peer) = self.0.read_with(|l| l.accept()).await?;
+        super::fds::keep_spare();
+        let (stream, peer) = self
+            .0
+            .read_with(|l| {
+                loop {
+                    match l.accept() {
+                        Err(e) if super::fds::exhausted(&e) && super::fds::refuse_one(l) => {}
+                        other => return other,
+                    }
+                }
+            })
+            .await?;
         stream.set_nonblocking(true)?;
         Ok((stream, peer))
     }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing::debug;
 
 use crate::mux::{self, Side};
+use crate::protocol::Frame;
 use crate::tasks::{TaskSet, lock};
 use crate::transport::Transport;
 
@@ -19,14 +20,17 @@ pub(super) struct MuxLinks {
     next: AtomicUsize,
     /// The links' drivers; cancelled (links closed) with the session.
     drivers: TaskSet,
+    /// Streams per link (`max_streams_per_link`).
+    max_streams: usize,
 }
 
 impl MuxLinks {
-    pub fn new() -> Self {
+    pub fn new(max_streams: usize) -> Self {
         MuxLinks {
             links: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             drivers: TaskSet::new(),
+            max_streams,
         }
     }
 
@@ -41,7 +45,7 @@ impl MuxLinks {
         // Only the server opens streams on a tunnel's mux link.
         let config = mux::Config {
             accept_streams: false,
-            ..mux::Config::default()
+            ..mux::Config::for_streams(self.max_streams)
         };
         // The driver runs where the link was handshaken when that is a
         // worker; a link from the control plane moves to the driver's worker
@@ -57,17 +61,19 @@ impl MuxLinks {
         });
     }
 
-    /// A live link for the next visitor, round-robin, with the worker its
-    /// driver runs on (the visitor's relay should run there too); `None` when
-    /// there is none.
-    pub fn pick(&self) -> Option<(mux::Session, usize)> {
+    /// Opens a stream for a visitor (its `Open` carries the `Start` frame) on
+    /// the next live link that has room, round-robin, with the worker its
+    /// driver runs on (the visitor's relay should run there too). `None` when
+    /// no link has room: the visitor takes a pooled link instead.
+    pub fn open(&self, start: &Frame) -> Option<(mux::Stream, usize)> {
         let mut links = lock(&self.links);
         links.retain(|(l, _)| l.closed().is_none());
-        if links.is_empty() {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % links.len();
-        Some(links[i].clone())
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..links.len()).find_map(|k| {
+            let (link, worker) = &links[(first + k) % links.len()];
+            let payload = crate::protocol::to_bytes(start).ok()?;
+            link.open(payload).ok().map(|stream| (stream, *worker))
+        })
     }
 
     /// Asks every link to go away (server shutdown): open streams finish.

@@ -21,15 +21,15 @@ use crate::tasks::lock;
 /// Idle links kept per session; more are closed. Bounds what one client can make
 /// the server hold open (the client's pool size is capped lower than this).
 pub const MAX_IDLE_LINKS: usize = 512;
-/// Visitors that may wait for a link per session; more are refused at once. Bounds
-/// memory and descriptors when a client stops answering link requests: a waiter
-/// costs its socket, a small task and a channel slot (under 2 KiB), so 8192 of
-/// them stay under 16 MiB, while a burst of a few thousand visitors (faster than
-/// the client can dial links) is served instead of refused.
-pub const MAX_WAITING_VISITORS: usize = 8192;
-
 pub(crate) struct Pool<S> {
     inner: Mutex<Inner<S>>,
+    /// Visitors that may wait for a link (`max_waiting_visitors`); more are
+    /// refused at once. Bounds memory and descriptors when a client stops
+    /// answering link requests: a waiter costs its socket, a small task and a
+    /// channel slot (under 2 KiB), so the default 16,384 stay under 32 MiB,
+    /// while a burst of thousands of visitors (faster than the client can dial
+    /// links) is served instead of refused.
+    max_waiting: usize,
 }
 
 struct Inner<S> {
@@ -53,8 +53,9 @@ pub(crate) enum Take<S> {
 
 impl<S> Pool<S> {
     /// A pool with one shard per worker.
-    pub fn new(workers: usize) -> Self {
+    pub fn new(workers: usize, max_waiting: usize) -> Self {
         Pool {
+            max_waiting,
             inner: Mutex::new(Inner {
                 shards: (0..workers.max(1)).map(|_| VecDeque::new()).collect(),
                 idle: 0,
@@ -82,7 +83,7 @@ impl<S> Pool<S> {
             return Take::Ready(link);
         }
         inner.waiters.retain(|(_, w)| !w.is_closed());
-        if inner.waiters.len() >= MAX_WAITING_VISITORS {
+        if inner.waiters.len() >= self.max_waiting {
             return Take::Refused;
         }
         let (tx, rx) = bounded(1);
@@ -139,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_link_goes_to_exactly_one_waiter_and_skips_gone_ones() {
-        let pool: Pool<u32> = Pool::new(1);
+        let pool: Pool<u32> = Pool::new(1, 8);
         let Take::Wait(gone) = pool.take(0) else {
             panic!("empty pool must wait")
         };
@@ -158,7 +159,7 @@ mod tests {
 
     #[test]
     fn a_visitor_takes_from_its_own_shard_and_steals_only_when_it_is_empty() {
-        let pool: Pool<u32> = Pool::new(2);
+        let pool: Pool<u32> = Pool::new(2, 8);
         pool.add(0, 10);
         pool.add(1, 11);
         pool.add(1, 12);
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_new_link_goes_to_a_waiter_of_its_own_worker_first() {
-        let pool: Pool<u32> = Pool::new(2);
+        let pool: Pool<u32> = Pool::new(2, 8);
         let Take::Wait(on0) = pool.take(0) else {
             panic!("empty pool must wait")
         };

@@ -77,8 +77,8 @@ impl<T: Transport> Session<T> {
             peer,
             shared: shared.clone(),
             control: tx,
-            pool: Pool::new(runtime::workers()),
-            muxes: MuxLinks::new(),
+            pool: Pool::new(runtime::workers(), shared.settings.max_waiting_visitors),
+            muxes: MuxLinks::new(shared.settings.max_streams_per_link),
             visitors: TaskSet::new(),
             services: Mutex::new(Vec::new()),
             kill,
@@ -281,12 +281,25 @@ impl<T: Transport> Session<T> {
     /// A visitor arrived at one of this session's public ports; it is served
     /// on the worker that accepted it.
     pub fn visit(self: &Arc<Self>, service: String, mut visitor: TcpStream, addr: SocketAddr) {
-        if let Some((mux, worker)) = self.muxes.pick() {
+        let max = self.shared.settings.max_visitors_per_client;
+        if self.visitors.len() >= max {
+            // Dropping the socket closes it: refused, not left waiting.
+            debug!(
+                "visitor {addr} of {service} refused: client {} has {max} visitors (max_visitors_per_client)",
+                self.peer
+            );
+            return;
+        }
+        let start = Frame::Start {
+            service: service.clone(),
+            visitor: addr,
+        };
+        if let Some((stream, worker)) = self.muxes.open(&start) {
             // A stream on a multiplexed link: no connection, no handshake; the
             // relay runs on the link driver's worker.
             self.visitors.spawn_at(worker, async move {
                 let result = match visitor.rehome() {
-                    Ok(()) => Box::pin(visit_mux(mux, &service, visitor, addr)).await,
+                    Ok(()) => relay::relay(visitor, stream).await,
                     Err(e) => Err(e),
                 };
                 log_visitor_end(&service, addr, result);
@@ -411,24 +424,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// Opens a stream for the visitor (its `Open` carries the `Start` frame) and
-/// relays with the copy engine.
-async fn visit_mux(
-    mux: crate::mux::Session,
-    service: &str,
-    visitor: TcpStream,
-    addr: SocketAddr,
-) -> io::Result<relay::Moved> {
-    let start = Frame::Start {
-        service: service.to_owned(),
-        visitor: addr,
-    };
-    let payload = crate::protocol::to_bytes(&start)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let stream = mux.open(payload)?;
-    relay::relay(visitor, stream).await
 }
 
 fn log_visitor_end(service: &str, addr: SocketAddr, result: io::Result<relay::Moved>) {
