@@ -186,7 +186,7 @@ fn expected_chunks(name: &str) -> Option<(usize, Option<ChunkError>)> {
         "oversize" => (
             0,
             Some(ChunkError::BadLength {
-                kind: 0,
+                kind: b'd',
                 len: (1 << 20) + 1,
             }),
         ),

@@ -393,6 +393,17 @@ fn a_client_that_sends_more_after_idle_loses_its_link() {
 }
 
 #[test]
+fn a_client_that_sends_a_frame_where_a_chunk_is_due_loses_its_link() {
+    // A `Start`, as a confused peer would send on a link it thinks idle.
+    let start = Frame::Start {
+        service: "svc".into(),
+        visitor: SocketAddr::from(([127, 0, 0, 1], 9)),
+    };
+    let frame = porthole::protocol::to_bytes(&start).expect("encodes");
+    run_test(misbehave(&frame, PROMPTLY));
+}
+
+#[test]
 fn a_malformed_chunk_header_loses_the_link() {
     run_test(misbehave(&[9, 0, 0, 0], PROMPTLY));
 }

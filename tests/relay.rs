@@ -434,8 +434,58 @@ fn an_idle_relay_is_a_small_future() {
             &socket,
             &mut link,
             porthole::protocol::chunk::Role::Server,
+            None,
         );
         let size = std::mem::size_of_val(&relay);
         assert!(size <= 1024, "relay future is {size} bytes");
+    });
+}
+
+/// A client relay whose link's `End` came first sends its own `End` and `Idle`
+/// in one write when it keeps the link, so the server finds the link idle at
+/// once; the local service sees the server's bytes, then EOF, and its reply
+/// arrives framed.
+#[test]
+fn a_client_relay_says_idle_with_its_end_when_the_server_ended_first() {
+    use porthole::protocol::chunk::{Chunk, Role};
+    run_test(async {
+        let (near, mut service) = tcp_pair().await;
+        let (far, mut server) = tcp_pair().await;
+        let (socket, mut link) = (on_runtime(near), on_runtime(far));
+        let keep = || true;
+        let script = async {
+            let mut request = Chunk::Data(5).encode().to_vec();
+            request.extend_from_slice(b"hello");
+            request.extend_from_slice(&Chunk::End.encode());
+            server.write_all(&request).await?;
+            let mut got = Vec::new();
+            service.read_to_end(&mut got).await?;
+            assert_eq!(got, b"hello", "the service got the bytes, then EOF");
+            service.write_all(b"bye").await?;
+            service.close().await?;
+            let mut expected = Chunk::Data(3).encode().to_vec();
+            expected.extend_from_slice(b"bye");
+            expected.extend_from_slice(&Chunk::End.encode());
+            expected.extend_from_slice(&Chunk::Idle.encode());
+            let mut reply = vec![0u8; expected.len()];
+            server.read_exact(&mut reply).await?;
+            assert_eq!(reply, expected, "reply, End and Idle");
+            Ok::<_, io::Error>(())
+        };
+        let relay = porthole::relay::relay_chunked::<porthole::transport::TcpTransport>(
+            &socket,
+            &mut link,
+            Role::Client,
+            Some(&keep),
+        );
+        let (finished, ()) = try_zip(relay, script).await.expect("relay and script");
+        assert!(finished.idle_sent, "Idle left with the End");
+        assert_eq!(
+            finished.moved,
+            Moved {
+                a_to_b: 3,
+                b_to_a: 5
+            }
+        );
     });
 }

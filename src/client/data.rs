@@ -233,19 +233,30 @@ async fn carry<T: Transport>(
             let _ = link.close().await;
             return Retire::Done;
         };
-        match relay::relay_chunked::<T>(&target, &mut link, Role::Client).await {
-            Ok(done) => debug!("visitor {visitor} of {service} done: {:?}", done.moved),
+        // Asked when our direction ends after the server's, so `Idle` can
+        // leave with our `End` (the relay then commits us to the link).
+        let settings = &ctx.settings;
+        let keep = || {
+            uses < settings.max_link_uses
+                && born.elapsed() < settings.max_link_age
+                && short_of_idle(weak)
+        };
+        let relayed = relay::relay_chunked::<T>(&target, &mut link, Role::Client, Some(&keep));
+        let idle_sent = match relayed.await {
+            Ok(done) => {
+                debug!("visitor {visitor} of {service} done: {:?}", done.moved);
+                done.idle_sent
+            }
             Err(e) => {
                 debug!("visitor {visitor} of {service} ended: {e}");
                 return Retire::Done;
             }
-        }
+        };
         drop(target);
-        let settings = &ctx.settings;
-        if uses >= settings.max_link_uses
-            || born.elapsed() >= settings.max_link_age
-            || !short_of_idle(weak)
-        {
+        if idle_sent {
+            continue;
+        }
+        if !keep() {
             let _ = link.close().await;
             return Retire::Done;
         }

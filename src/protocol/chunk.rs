@@ -28,9 +28,13 @@ pub const HEADER_LEN: usize = 4;
 /// length can point.
 pub const MAX_CHUNK_LEN: u32 = 1 << 20;
 
-const KIND_DATA: u8 = 0;
-const KIND_END: u8 = 1;
-const KIND_IDLE: u8 = 2;
+// Kinds are letters, outside 0x00..=0x08 (the first byte of every control
+// frame, whose length is at most 2048) and the TLS record types: a frame sent
+// where a chunk is due, such as a `Start` on a link still busy, can never
+// parse as a chunk, and is refused.
+const KIND_DATA: u8 = b'd';
+const KIND_END: u8 = b'e';
+const KIND_IDLE: u8 = b'i';
 
 /// One chunk header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +81,7 @@ impl std::error::Error for ChunkError {}
 
 impl Chunk {
     /// The header's bytes.
-    pub fn encode(self) -> [u8; HEADER_LEN] {
+    pub const fn encode(self) -> [u8; HEADER_LEN] {
         let (kind, len) = match self {
             Chunk::Data(len) => (KIND_DATA, len),
             Chunk::End => (KIND_END, 0),
@@ -271,17 +275,17 @@ mod tests {
             assert_eq!(Chunk::decode(chunk.encode()), Ok(chunk));
         }
         assert_eq!(
-            Chunk::decode([0, 0, 0, 0]),
-            Err(ChunkError::BadLength { kind: 0, len: 0 })
+            Chunk::decode([b'd', 0, 0, 0]),
+            Err(ChunkError::BadLength { kind: b'd', len: 0 })
         );
         let too_long = (MAX_CHUNK_LEN + 1).to_be_bytes();
         assert!(matches!(
-            Chunk::decode([0, too_long[1], too_long[2], too_long[3]]),
+            Chunk::decode([b'd', too_long[1], too_long[2], too_long[3]]),
             Err(ChunkError::BadLength { .. })
         ));
         assert_eq!(
-            Chunk::decode([1, 0, 0, 1]),
-            Err(ChunkError::BadLength { kind: 1, len: 1 })
+            Chunk::decode([b'e', 0, 0, 1]),
+            Err(ChunkError::BadLength { kind: b'e', len: 1 })
         );
         assert_eq!(Chunk::decode([9, 0, 0, 0]), Err(ChunkError::UnknownKind(9)));
     }
@@ -327,6 +331,21 @@ mod tests {
         }
         assert_eq!(payload, 5);
         assert!(dec.idle());
+    }
+
+    #[test]
+    fn a_control_frame_where_a_chunk_is_due_is_refused() {
+        let start = crate::protocol::to_bytes(&crate::protocol::Frame::Start {
+            service: "web".into(),
+            visitor: "127.0.0.1:9".parse().expect("addr"),
+        })
+        .expect("encodes");
+        for role in [Role::Client, Role::Server] {
+            assert_eq!(
+                Decoder::new(role).next(&start),
+                Err(ChunkError::UnknownKind(start[0]))
+            );
+        }
     }
 
     #[test]

@@ -26,13 +26,12 @@ use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::pipe::Pipe;
 use super::splice::{SMALL_READ_LEN, drain, flags};
-use super::{Finished, Moved, Turn, ignore_not_connected, invalid};
+use super::{Ends, Moved, Turn, ignore_not_connected, invalid};
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, MAX_CHUNK_LEN, Piece, Role};
 use crate::runtime::TcpStream;
 
@@ -44,21 +43,23 @@ thread_local! {
 
 /// Relays between `socket` and the raw `link` until both directions ended
 /// (returns the link's decoder, which has read the peer's `End`) or one failed.
-pub async fn relay(socket: &TcpStream, link: &TcpStream, role: Role) -> io::Result<Finished> {
-    let out_done = AtomicBool::new(false);
+pub(super) async fn relay(
+    socket: &TcpStream,
+    link: &TcpStream,
+    role: Role,
+    ends: &Ends<'_>,
+) -> io::Result<(Moved, Decoder)> {
     let mut decoder = Decoder::new(role);
     let (out, back) = futures_lite::future::try_zip(
-        pump_out(socket, link, &out_done),
-        pump_in(link, socket, &mut decoder, &out_done),
+        pump_out(socket, link, ends),
+        pump_in(link, socket, &mut decoder, ends),
     )
     .await?;
-    Ok(Finished {
-        moved: Moved {
-            a_to_b: out,
-            b_to_a: back,
-        },
-        decoder,
-    })
+    let moved = Moved {
+        a_to_b: out,
+        b_to_a: back,
+    };
+    Ok((moved, decoder))
 }
 
 /// What one small read did.
@@ -69,7 +70,7 @@ enum Step {
 }
 
 /// Socket → link, framed; `End` at EOF.
-async fn pump_out(from: &TcpStream, to: &TcpStream, done: &AtomicBool) -> io::Result<u64> {
+async fn pump_out(from: &TcpStream, to: &TcpStream, ends: &Ends<'_>) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = Turn::default();
     loop {
@@ -87,8 +88,9 @@ async fn pump_out(from: &TcpStream, to: &TcpStream, done: &AtomicBool) -> io::Re
         }
     }
     let mut to = to;
-    to.write_all(&Chunk::End.encode()).await?;
-    done.store(true, Ordering::Release);
+    let (closing, len) = ends.closing();
+    to.write_all(&closing[..len]).await?;
+    ends.sent.store(true, std::sync::atomic::Ordering::Release);
     Ok(total)
 }
 
@@ -186,7 +188,7 @@ async fn pump_in(
     from: &TcpStream,
     to: &TcpStream,
     decoder: &mut Decoder,
-    other_done: &AtomicBool,
+    ends: &Ends<'_>,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = Turn::default();
@@ -206,7 +208,7 @@ async fn pump_in(
             break;
         }
     }
-    if !other_done.load(Ordering::Acquire) {
+    if ends.read_end() {
         to.shutdown(Shutdown::Write).or_else(ignore_not_connected)?;
     }
     Ok(total)

@@ -7,41 +7,42 @@ use futures_lite::io::split;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::copy::{COPY_BUF_LEN, COPY_START_LEN};
-use super::{Finished, Moved, Turn, ignore_not_connected, invalid};
+use super::{Ends, Moved, Turn, ignore_not_connected, invalid};
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, Piece, Role};
 use crate::runtime::TcpStream;
 
 /// Relays between `socket` and `link` until both directions ended or one
 /// failed; the link stays usable for the caller after a clean end.
-pub async fn relay<L>(socket: &TcpStream, link: &mut L, role: Role) -> io::Result<Finished>
+pub(super) async fn relay<L>(
+    socket: &TcpStream,
+    link: &mut L,
+    role: Role,
+    ends: &Ends<'_>,
+) -> io::Result<(Moved, Decoder)>
 where
     L: AsyncRead + AsyncWrite + Unpin,
 {
     let (link_read, link_write) = split(link);
-    let out_done = AtomicBool::new(false);
     let mut decoder = Decoder::new(role);
     let (out, back) = try_zip(
-        pump_out(socket, link_write, &out_done),
-        pump_in(link_read, socket, &mut decoder, &out_done),
+        pump_out(socket, link_write, ends),
+        pump_in(link_read, socket, &mut decoder, ends),
     )
     .await?;
-    Ok(Finished {
-        moved: Moved {
-            a_to_b: out,
-            b_to_a: back,
-        },
-        decoder,
-    })
+    let moved = Moved {
+        a_to_b: out,
+        b_to_a: back,
+    };
+    Ok((moved, decoder))
 }
 
 /// Socket → link: a header and the bytes in one write per read; `End` at EOF.
 async fn pump_out<W: AsyncWrite + Unpin>(
     mut from: &TcpStream,
     mut to: W,
-    done: &AtomicBool,
+    ends: &Ends<'_>,
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; HEADER_LEN + COPY_START_LEN];
     let mut total = 0u64;
@@ -60,9 +61,10 @@ async fn pump_out<W: AsyncWrite + Unpin>(
             buf.resize(HEADER_LEN + COPY_BUF_LEN, 0);
         }
     }
-    to.write_all(&Chunk::End.encode()).await?;
+    let (closing, len) = ends.closing();
+    to.write_all(&closing[..len]).await?;
     to.flush().await?;
-    done.store(true, Ordering::Release);
+    ends.sent.store(true, std::sync::atomic::Ordering::Release);
     Ok(total)
 }
 
@@ -72,7 +74,7 @@ async fn pump_in<R: AsyncRead + Unpin>(
     mut from: R,
     mut to: &TcpStream,
     decoder: &mut Decoder,
-    other_done: &AtomicBool,
+    ends: &Ends<'_>,
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; COPY_START_LEN];
     let mut total = 0u64;
@@ -99,7 +101,7 @@ async fn pump_in<R: AsyncRead + Unpin>(
             buf.resize(COPY_BUF_LEN, 0);
         }
     }
-    if !other_done.load(Ordering::Acquire) {
+    if ends.read_end() {
         to.shutdown(Shutdown::Write).or_else(ignore_not_connected)?;
     }
     Ok(total)

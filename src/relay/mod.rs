@@ -28,9 +28,10 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use std::future::Future;
 use std::io;
 
-use crate::protocol::chunk::{Decoder, Role};
+use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, Role};
 use crate::runtime::TcpStream;
 use crate::transport::Transport;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Bytes moved by a finished relay.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +68,58 @@ pub struct Finished {
     /// `a_to_b`: socket to link; `b_to_a`: link to socket.
     pub moved: Moved,
     pub decoder: Decoder,
+    /// `Idle` went out right behind our `End` (see [`relay_chunked`]).
+    pub idle_sent: bool,
+}
+
+/// Asked when a client's direction ends: whether it keeps the link (and so may
+/// send `Idle` at once).
+pub type KeepLink<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// What the two directions of a chunked relay tell each other.
+struct Ends<'a> {
+    /// Our `End` is sent.
+    sent: AtomicBool,
+    /// The peer's `End` is read.
+    read: AtomicBool,
+    /// May send `Idle` right behind our `End` (a client keeping the link).
+    offer_idle: Option<KeepLink<'a>>,
+    idle_sent: AtomicBool,
+}
+
+impl<'a> Ends<'a> {
+    fn new(offer_idle: Option<KeepLink<'a>>) -> Self {
+        Ends {
+            sent: AtomicBool::new(false),
+            read: AtomicBool::new(false),
+            offer_idle,
+            idle_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// What ends our direction: `End`, with `Idle` in the same write when the
+    /// peer's `End` came first and `Idle` may be offered (the usual order for
+    /// a client: the visitor stops, then the service) — the server then finds
+    /// the link idle without waiting for another packet.
+    fn closing(&self) -> ([u8; 2 * HEADER_LEN], usize) {
+        let mut bytes = [0; 2 * HEADER_LEN];
+        bytes[..HEADER_LEN].copy_from_slice(&Chunk::End.encode());
+        let keep = || self.offer_idle.is_some_and(|keep| keep());
+        if self.read.load(Ordering::Acquire) && keep() {
+            bytes[HEADER_LEN..].copy_from_slice(&Chunk::Idle.encode());
+            self.idle_sent.store(true, Ordering::Release);
+            return (bytes, 2 * HEADER_LEN);
+        }
+        (bytes, HEADER_LEN)
+    }
+
+    /// The peer's `End` arrived: whether to shut our socket's write side now.
+    /// Not when our own direction is over too: the socket is about to be
+    /// closed, and the caller closes it once the link is settled.
+    fn read_end(&self) -> bool {
+        self.read.store(true, Ordering::Release);
+        !self.sent.load(Ordering::Acquire)
+    }
 }
 
 /// Relays between a TCP socket (the visitor, or the local service) and a pooled
@@ -74,15 +127,26 @@ pub struct Finished {
 /// link is borrowed: after a clean end it is ready for the `Idle` exchange and
 /// the next visitor; after an error the caller must close it. Splices when the
 /// link is a raw socket, copies otherwise.
+///
+/// A client passes `offer_idle`, asked when its direction ends after the
+/// server's: if it says the link is kept, `End` and `Idle` leave in one write
+/// ([`Finished::idle_sent`]) and the client must then keep the link.
 pub async fn relay_chunked<T: Transport>(
     socket: &TcpStream,
     link: &mut T::Stream,
     role: Role,
+    offer_idle: Option<KeepLink<'_>>,
 ) -> io::Result<Finished> {
-    if let Some(raw) = T::as_raw(link) {
-        return chunked::relay(socket, raw, role).await;
-    }
-    chunked_copy::relay(socket, link, role).await
+    let ends = Ends::new(offer_idle.filter(|_| role == Role::Client));
+    let (moved, decoder) = match T::as_raw(link) {
+        Some(raw) => chunked::relay(socket, raw, role, &ends).await?,
+        None => chunked_copy::relay(socket, link, role, &ends).await?,
+    };
+    Ok(Finished {
+        moved,
+        decoder,
+        idle_sent: ends.idle_sent.load(Ordering::Acquire),
+    })
 }
 
 /// Reads from an idle-to-be link until the decoder has seen the client's `Idle`

@@ -66,13 +66,15 @@ impl MuxLinks {
     /// driver runs on (the visitor's relay should run there too). `None` when
     /// no link has room: the visitor takes a pooled link instead.
     pub fn open(&self, start: &Frame) -> Option<(mux::Stream, usize)> {
+        let payload = crate::protocol::to_bytes(start).ok()?;
         let mut links = lock(&self.links);
         links.retain(|(l, _)| l.closed().is_none());
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         (0..links.len()).find_map(|k| {
             let (link, worker) = &links[(first + k) % links.len()];
-            let payload = crate::protocol::to_bytes(start).ok()?;
-            link.open(payload).ok().map(|stream| (stream, *worker))
+            link.open(payload.clone())
+                .ok()
+                .map(|stream| (stream, *worker))
         })
     }
 
