@@ -20,7 +20,6 @@
 //! An error, a reset or an EOF of the link before `End` fails the relay; the
 //! caller then closes the link instead of reusing it.
 
-use nix::fcntl::splice;
 use nix::sys::socket::{MsgFlags, send};
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -29,8 +28,7 @@ use std::os::fd::AsRawFd;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use super::pipe::Pipe;
-use super::splice::{SMALL_READ_LEN, drain, flags};
+use super::splice::{SMALL_READ_LEN, drain, fill_pipe};
 use super::{Ends, Moved, Turn, ignore_not_connected, invalid};
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, MAX_CHUNK_LEN, Piece, Role};
 use crate::runtime::TcpStream;
@@ -135,21 +133,7 @@ async fn splice_out(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut turn = Turn::default();
     loop {
         turn.take().await;
-        let (pipe, filled) = from
-            .socket()
-            .read_with(|s| {
-                let pipe = Pipe::take()?;
-                let want = pipe.size.min(MAX_CHUNK_LEN as usize);
-                match splice(s, None, &pipe.write, None, want, flags()) {
-                    Ok(n) => Ok((pipe, n)),
-                    Err(e) => {
-                        // The pipe is empty: EAGAIN means the socket has nothing.
-                        pipe.give_back();
-                        Err(e.into())
-                    }
-                }
-            })
-            .await?;
+        let (pipe, filled) = fill_pipe(from, MAX_CHUNK_LEN as usize).await?;
         if filled == 0 {
             pipe.give_back();
             return Ok(total);
@@ -257,19 +241,7 @@ async fn splice_in(from: &TcpStream, to: &TcpStream, decoder: &mut Decoder) -> i
             read_header(from, decoder).await?;
             continue;
         }
-        let (pipe, filled) = from
-            .socket()
-            .read_with(|s| {
-                let pipe = Pipe::take()?;
-                match splice(s, None, &pipe.write, None, left.min(pipe.size), flags()) {
-                    Ok(n) => Ok((pipe, n)),
-                    Err(e) => {
-                        pipe.give_back();
-                        Err(e.into())
-                    }
-                }
-            })
-            .await?;
+        let (pipe, filled) = fill_pipe(from, left).await?;
         if filled == 0 {
             pipe.give_back();
             return Err(link_closed());

@@ -34,7 +34,7 @@ pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<Moved> {
     Ok(Moved { a_to_b, b_to_a })
 }
 
-pub(super) fn flags() -> SpliceFFlags {
+fn flags() -> SpliceFFlags {
     SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK
 }
 
@@ -112,23 +112,7 @@ async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
     let mut turn = super::Turn::default();
     loop {
         turn.take().await;
-        // Optimistic: try first, wait only on EAGAIN. The pipe is taken per
-        // attempt and given back while waiting, so an idle direction holds none.
-        let (pipe, filled) = from
-            .socket()
-            .read_with(|s| {
-                let pipe = Pipe::take()?;
-                match splice(s, None, &pipe.write, None, pipe.size, flags()) {
-                    Ok(n) => Ok((pipe, n)),
-                    Err(e) => {
-                        // The pipe is empty, so EAGAIN means the socket has
-                        // nothing (and the pipe can be pooled either way).
-                        pipe.give_back();
-                        Err(e.into())
-                    }
-                }
-            })
-            .await?;
+        let (pipe, filled) = fill_pipe(from, usize::MAX).await?;
         if filled == 0 {
             pipe.give_back();
             return finish(to, total);
@@ -137,6 +121,27 @@ async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
         pipe.give_back();
         total += filled as u64;
     }
+}
+
+/// Takes a pipe and splices into it up to `max` bytes (and at most the pipe's
+/// size) from `from`, waiting until it is readable. 0 bytes: EOF.
+///
+/// Optimistic: it tries first and waits only on EAGAIN. The pipe is taken per
+/// attempt and given back while waiting, so an idle direction holds none; it is
+/// empty then, so EAGAIN means the socket has nothing, never a full pipe.
+pub(super) async fn fill_pipe(from: &TcpStream, max: usize) -> io::Result<(Pipe, usize)> {
+    from.socket()
+        .read_with(|s| {
+            let pipe = Pipe::take()?;
+            match splice(s, None, &pipe.write, None, max.min(pipe.size), flags()) {
+                Ok(n) => Ok((pipe, n)),
+                Err(e) => {
+                    pipe.give_back();
+                    Err(e.into())
+                }
+            }
+        })
+        .await
 }
 
 /// Moves exactly `len` bytes from the pipe to `to`. On error the pipe is dropped
