@@ -21,23 +21,16 @@
 //! caller then closes the link instead of reusing it.
 
 use nix::sys::socket::{MsgFlags, send};
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
-use super::splice::{SMALL_READ_LEN, drain, fill_pipe};
+use super::splice::{SCRATCH, SMALL_READ_LEN, drain, fill_pipe, write_left, write_now};
 use super::{Ends, Moved, Turn, ignore_not_connected, invalid};
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, MAX_CHUNK_LEN, Piece, Role};
 use crate::runtime::TcpStream;
-
-thread_local! {
-    /// Where small reads land: a header's room, then the bytes.
-    static SCRATCH: RefCell<Box<[u8]>> =
-        RefCell::new(vec![0; HEADER_LEN + SMALL_READ_LEN].into_boxed_slice());
-}
 
 /// Relays between `socket` and the raw `link` until both directions ended
 /// (returns the link's decoder, which has read the peer's `End`) or one failed.
@@ -88,7 +81,7 @@ async fn pump_out(from: &TcpStream, to: &TcpStream, ends: &Ends<'_>) -> io::Resu
     let mut to = to;
     let (closing, len) = ends.closing();
     to.write_all(&closing[..len]).await?;
-    ends.sent.store(true, std::sync::atomic::Ordering::Release);
+    ends.sent_end();
     Ok(total)
 }
 
@@ -107,24 +100,6 @@ fn frame_small(from: &std::net::TcpStream, to: &TcpStream) -> io::Result<Step> {
         let left = write_now(to, &buf[..HEADER_LEN + n])?;
         Ok(Step::Moved(n, left, n == SMALL_READ_LEN))
     })
-}
-
-/// Writes what the socket takes without waiting; returns the rest.
-fn write_now(to: &TcpStream, bytes: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let written = match to.get_ref().write(bytes) {
-        Ok(w) => w,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(e) => return Err(e),
-    };
-    Ok((written < bytes.len()).then(|| bytes[written..].to_vec()))
-}
-
-async fn write_left(to: &TcpStream, left: Option<Vec<u8>>) -> io::Result<()> {
-    if let Some(left) = left {
-        let mut to = to;
-        to.write_all(&left).await?;
-    }
-    Ok(())
 }
 
 /// The bulk phase toward the link: one chunk per pipe-full, until EOF.

@@ -64,7 +64,7 @@ async fn pump_out<W: AsyncWrite + Unpin>(
     let (closing, len) = ends.closing();
     to.write_all(&closing[..len]).await?;
     to.flush().await?;
-    ends.sent.store(true, std::sync::atomic::Ordering::Release);
+    ends.sent_end();
     Ok(total)
 }
 

@@ -113,6 +113,11 @@ impl<'a> Ends<'a> {
         (bytes, HEADER_LEN)
     }
 
+    /// Our `End` is out.
+    fn sent_end(&self) {
+        self.sent.store(true, Ordering::Release);
+    }
+
     /// The peer's `End` arrived: whether to shut our socket's write side now.
     /// Not when our own direction is over too: the socket is about to be
     /// closed, and the caller closes it once the link is settled.

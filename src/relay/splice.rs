@@ -24,6 +24,7 @@ use std::net::Shutdown;
 
 use super::pipe::Pipe;
 use super::{Moved, ignore_not_connected};
+use crate::protocol::chunk::HEADER_LEN;
 
 use crate::runtime::TcpStream;
 
@@ -42,8 +43,10 @@ fn flags() -> SpliceFFlags {
 pub const SMALL_READ_LEN: usize = 16 * 1024;
 
 thread_local! {
-    /// Where small reads land on their way to the destination socket.
-    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SMALL_READ_LEN].into_boxed_slice());
+    /// Where small reads land on their way to the destination socket, with
+    /// room in front for a chunk header (`super::chunked` frames in place).
+    pub(super) static SCRATCH: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; HEADER_LEN + SMALL_READ_LEN].into_boxed_slice());
 }
 
 /// What one small read did.
@@ -66,11 +69,7 @@ async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
             Small::Moved(n, left) => (n, left, false),
             Small::Bulk(n, left) => (n, left, true),
         };
-        if let Some(left) = left {
-            // `&TcpStream` writes through the destination's readiness.
-            let mut to = to;
-            to.write_all(&left).await?;
-        }
+        write_left(to, left).await?;
         total += n as u64;
         if bulk {
             return Ok(total + splice_pump(from, to).await?);
@@ -82,22 +81,37 @@ async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
 fn small_read(from: &std::net::TcpStream, to: &TcpStream) -> io::Result<Small> {
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
-        let n = (&*from).read(&mut buf)?;
+        let buf = &mut buf[..SMALL_READ_LEN];
+        let n = (&*from).read(buf)?;
         if n == 0 {
             return Ok(Small::Eof);
         }
-        let written = match to.get_ref().write(&buf[..n]) {
-            Ok(w) => w,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => return Err(e),
-        };
-        let left = (written < n).then(|| buf[written..n].to_vec());
+        let left = write_now(to, &buf[..n])?;
         Ok(if n == buf.len() {
             Small::Bulk(n, left)
         } else {
             Small::Moved(n, left)
         })
     })
+}
+
+/// Writes what `to` takes without waiting; returns the rest.
+pub(super) fn write_now(to: &TcpStream, bytes: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let written = match to.get_ref().write(bytes) {
+        Ok(w) => w,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    Ok((written < bytes.len()).then(|| bytes[written..].to_vec()))
+}
+
+/// Writes what [`write_now`] left, through the destination's readiness.
+pub(super) async fn write_left(to: &TcpStream, left: Option<Vec<u8>>) -> io::Result<()> {
+    if let Some(left) = left {
+        let mut to = to;
+        to.write_all(&left).await?;
+    }
+    Ok(())
 }
 
 /// EOF from the source: FIN to the destination.

@@ -290,11 +290,7 @@ impl<T: Transport> Session<T> {
             );
             return;
         }
-        let start = Frame::Start {
-            service: service.clone(),
-            visitor: addr,
-        };
-        if let Some((stream, worker)) = self.muxes.open(&start) {
+        if let Some((stream, worker)) = self.muxes.open(&service, addr) {
             // A stream on a multiplexed link: no connection, no handshake; the
             // relay runs on the link driver's worker.
             self.visitors.spawn_at(worker, async move {
