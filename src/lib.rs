@@ -33,6 +33,7 @@
 //! | [`auth`] | HMAC proofs and nonces |
 //! | [`runtime`] | the per-worker runtime: one epoll, run queue and timer map per worker thread; sockets registered once |
 //! | [`tasks`], [`shutdown`] | owned task sets, the shutdown signal |
+//! | [`logfold`] | warnings a stranger can trigger, folded into one line per cause and interval |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -43,6 +44,7 @@ pub mod demo;
 pub mod forward;
 pub mod gencert;
 pub mod http_proxy;
+pub mod logfold;
 pub mod mux;
 pub mod protocol;
 pub mod relay;

@@ -7,8 +7,9 @@ mod common;
 
 use common::*;
 use futures_lite::AsyncWriteExt;
+use smol::Timer;
 use smol::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porthole::client::{ClientError, Event};
 use porthole::config::ServerSettings;
@@ -95,6 +96,43 @@ fn peer_that_never_speaks_is_closed_after_the_handshake_timeout() {
             "closed after {took:?}, before the handshake timeout"
         );
         assert_echoes(t.public, 3, 70_000).await;
+        t.client.stop().await;
+        t.server.stop().await;
+    });
+}
+
+#[test]
+fn peer_that_trickles_its_hello_is_closed_at_the_hello_deadline_not_the_handshake_one() {
+    run_test(async {
+        let mut settings = server_settings();
+        settings.handshake_timeout = Duration::from_secs(30);
+        settings.hello_timeout = Duration::from_millis(300);
+        let t = echo_tunnel(settings).await;
+        let mut peer = TcpStream::connect(t.server.addr).await.expect("connect");
+        let hello = Frame::Hello {
+            version: VERSION,
+            link: LinkHello::Control {
+                client_id: [1; 16],
+                nonce: [2; 32],
+            },
+        };
+        let hello = porthole::protocol::to_bytes(&hello).expect("encodes");
+        let started = Instant::now();
+        let trickle = async {
+            for byte in hello.iter().cycle() {
+                if peer.write_all(&[*byte]).await.is_err() {
+                    return;
+                }
+                Timer::after(Duration::from_millis(50)).await; // ok-sleep: the trickle's pace
+            }
+        };
+        within(Duration::from_secs(5), "trickling peer closed", trickle).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250),
+            "closed after {took:?}, before the hello deadline"
+        );
+        assert_echoes(t.public, 4, 1000).await;
         t.client.stop().await;
         t.server.stop().await;
     });

@@ -8,7 +8,7 @@ use common::*;
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use porthole::auth::Key;
 use porthole::client::Event;
@@ -124,6 +124,47 @@ async fn server_restart(graceful: bool) {
     client.stop().await;
     second.stop().await;
 }
+
+#[test]
+fn client_serves_again_within_a_second_of_its_server_returning_from_a_five_second_outage() {
+    run_test(async {
+        let first = start_server(server_settings())
+            .await
+            .expect("server starts");
+        let addr = first.addr;
+        let service = echo_service().await;
+        let mut settings = client_settings(addr, TOKEN, &[("echo", service.addr, 0)]);
+        // The default cap: the young-outage schedule is what is under test.
+        settings.reconnect_max_backoff = Duration::from_secs(30);
+        let client = start_client(settings);
+        client.registered("echo").await;
+        drop(first);
+        // The outage itself: the client keeps trying meanwhile.
+        smol::Timer::after(OUTAGE).await; // ok-sleep: the outage under test
+        let mut settings = server_settings();
+        settings.bind = addr;
+        let second = start_server_retrying(settings).await;
+        let back = Instant::now();
+        let public = within(
+            PROMPTLY,
+            "registration after the outage",
+            client.registered("echo"),
+        )
+        .await;
+        assert_echoes(public, 33, 10_000).await;
+        let took = back.elapsed();
+        eprintln!("serving again {took:?} after the server came back");
+        assert!(
+            took < Duration::from_secs(1),
+            "serving again only after {took:?}"
+        );
+        client.stop().await;
+        second.stop().await;
+    });
+}
+
+/// How long the server is gone in the outage test.
+const OUTAGE: Duration = Duration::from_secs(5);
 
 /// Starts a server on a fixed (previously used) address, retrying a bounded number
 /// of times if the kernel has not released it yet.

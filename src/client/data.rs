@@ -157,7 +157,9 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>, mut requested: bool) -> 
         let reason = match dialled {
             Ok(link) => carry(&weak, &ctx, link, born).await,
             Err(e) => {
-                warn!("cannot open a data link to {}: {e}", ctx.settings.server);
+                if ctx.log.note_any("data link dials failed") {
+                    warn!("cannot open a data link to {}: {e}", ctx.settings.server);
+                }
                 Retire::Failed
             }
         };

@@ -23,9 +23,16 @@ use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
 
 /// First reconnect delay; doubled after every failed attempt up to the
-/// configured cap.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// A session that lasted this long resets the backoff.
+/// configured cap (`reconnect_max_backoff`).
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// While an outage is younger than this, attempts stay at most
+/// [`YOUNG_OUTAGE_MAX_BACKOFF`] apart: most outages are a server restart or a
+/// network blip, and the client should serve again within a second of the
+/// server's return. Longer outages back off to the configured cap.
+const YOUNG_OUTAGE: Duration = Duration::from_secs(60);
+const YOUNG_OUTAGE_MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// A session that lasted this long ends an outage: the next loss starts a new
+/// one, from the first delay.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// What happened, for callers that want to know (the demo, tests, the CLI).
@@ -141,42 +148,88 @@ pub async fn run<T: Transport>(
 ) -> Result<(), ClientError> {
     let client_id = crate::auth::random().map_err(|e| ClientError::Fatal(e.to_string()))?;
     let ctx = session::Context::new(settings, transport, client_id, events);
-    let mut backoff = FIRST_BACKOFF;
+    let _ticker = {
+        let ticker = TaskSet::new();
+        ticker.spawn(crate::logfold::Fold::ticker(ctx.log.clone()));
+        ticker
+    };
+    let mut schedule = Reconnect::new(ctx.settings.reconnect_max_backoff);
     loop {
         let started = Instant::now();
         match session::run_once(&ctx, &shutdown).await {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::Fatal(e) => return Err(e),
             SessionEnd::Lost(e) => {
-                if started.elapsed() >= STABLE_SESSION {
-                    backoff = FIRST_BACKOFF;
+                let (delay, new_outage) = schedule.next(started.elapsed(), Instant::now());
+                let delay = jitter(delay);
+                let server = &ctx.settings.server;
+                if new_outage {
+                    warn!("connection to {server} lost: {e}; reconnecting in {delay:?}");
+                } else if ctx.log.note_any("reconnect attempts failed") {
+                    warn!("reconnect to {server} failed: {e}; retrying in {delay:?}");
                 }
-                let delay = jitter(backoff);
-                warn!(
-                    "connection to {} lost: {e}; reconnecting in {delay:?}",
-                    ctx.settings.server
-                );
                 ctx.emit(Event::Disconnected {
                     reason: e.to_string(),
                 });
-                backoff = (backoff * 2).min(ctx.settings.reconnect_max_backoff);
-                let waited = futures_lite::future::or(
-                    async {
-                        smol::Timer::after(delay).await;
-                        true
-                    },
-                    async {
-                        shutdown.wait().await;
-                        false
-                    },
-                )
-                .await;
-                if !waited {
+                if !pause(delay, &shutdown).await {
                     info!("client stopped");
                     return Ok(());
                 }
             }
         }
+    }
+}
+
+/// Waits `delay`; `false` when `shutdown` fired first.
+async fn pause(delay: Duration, shutdown: &Signal) -> bool {
+    futures_lite::future::or(
+        async {
+            smol::Timer::after(delay).await;
+            true
+        },
+        async {
+            shutdown.wait().await;
+            false
+        },
+    )
+    .await
+}
+
+/// The reconnect schedule: exponential backoff with a low cap while the
+/// outage is young (see [`YOUNG_OUTAGE`]), up to `max` after that.
+struct Reconnect {
+    max: Duration,
+    backoff: Duration,
+    /// When the current outage began; `None` while connected for good.
+    outage_since: Option<Instant>,
+}
+
+impl Reconnect {
+    fn new(max: Duration) -> Self {
+        Reconnect {
+            max,
+            backoff: FIRST_BACKOFF,
+            outage_since: None,
+        }
+    }
+
+    /// The delay before the next attempt (before jitter), after a session (or
+    /// attempt) that lasted `lasted`; and whether this loss began an outage.
+    fn next(&mut self, lasted: Duration, now: Instant) -> (Duration, bool) {
+        let new_outage = self.outage_since.is_none() || lasted >= STABLE_SESSION;
+        if new_outage {
+            self.outage_since = Some(now);
+            self.backoff = FIRST_BACKOFF;
+        }
+        let age = self.outage_since.map_or(Duration::ZERO, |t| now - t);
+        let cap = if age < YOUNG_OUTAGE {
+            YOUNG_OUTAGE_MAX_BACKOFF.min(self.max)
+        } else {
+            self.max
+        };
+        let delay = self.backoff.min(cap);
+        self.backoff = (delay * 2).min(self.max);
+        (delay, new_outage)
     }
 }
 
@@ -189,6 +242,35 @@ pub(crate) fn jitter(base: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_young_outage_retries_at_least_every_half_second_then_backs_off() {
+        let mut schedule = Reconnect::new(Duration::from_secs(30));
+        let start = Instant::now();
+        let short = Duration::from_millis(1);
+        let (first, new) = schedule.next(Duration::from_secs(3600), start);
+        assert!(new);
+        assert_eq!(first, FIRST_BACKOFF);
+        let mut delays = Vec::new();
+        for i in 1..=10 {
+            let (d, new) = schedule.next(short, start + Duration::from_secs(i));
+            assert!(!new);
+            delays.push(d);
+        }
+        assert!(
+            delays.iter().all(|d| *d <= YOUNG_OUTAGE_MAX_BACKOFF),
+            "{delays:?}"
+        );
+        assert_eq!(delays.last(), Some(&YOUNG_OUTAGE_MAX_BACKOFF));
+        let old = start + YOUNG_OUTAGE;
+        let later: Vec<Duration> = (0..8).map(|_| schedule.next(short, old).0).collect();
+        assert_eq!(later[0], Duration::from_secs(1));
+        assert_eq!(later[1], Duration::from_secs(2));
+        assert_eq!(later.last(), Some(&Duration::from_secs(30)), "{later:?}");
+        let (again, new) = schedule.next(STABLE_SESSION, old);
+        assert!(new, "a stable session ends the outage");
+        assert_eq!(again, FIRST_BACKOFF);
+    }
 
     #[test]
     fn jitter_stays_within_half_and_full() {

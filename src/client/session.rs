@@ -13,6 +13,7 @@ use super::data::Links;
 use super::{ClientError, Event, SessionEnd};
 use crate::auth::{self, Key};
 use crate::config::ClientSettings;
+use crate::logfold::Fold;
 use crate::protocol::{ClientId, ErrorCode, Frame, LinkHello, Nonce, SessionId, VERSION};
 use crate::shutdown::Signal;
 use crate::transport::Transport;
@@ -33,6 +34,9 @@ pub(crate) struct Context<T: Transport> {
     pub transport: T,
     pub key: Key,
     pub client_id: ClientId,
+    /// Failed reconnects and data-link dials, folded: a long outage is a few
+    /// lines, not one per attempt.
+    pub log: Arc<Fold>,
     events: Option<Sender<Event>>,
 }
 
@@ -49,6 +53,7 @@ impl<T: Transport> Context<T> {
             transport,
             key,
             client_id,
+            log: Arc::new(Fold::new("failures")),
             events,
         })
     }

@@ -44,6 +44,8 @@ pub const COMMAND_LINE: &str = "<command line>";
 const HEARTBEAT_INTERVAL_SECS: u64 = 10;
 const HEARTBEAT_TIMEOUT_SECS: u64 = 30;
 const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// A new connection to the control port must show its hello this soon.
+const HELLO_TIMEOUT_SECS: u64 = 2;
 const RECONNECT_GRACE_SECS: u64 = 30;
 const VISITOR_TIMEOUT_SECS: u64 = 10;
 const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
@@ -159,6 +161,10 @@ pub struct ServerConfig {
         deserialize_with = "duration"
     )]
     pub handshake_timeout: Duration,
+    /// Deadline from accept to the client's hello (after the TLS handshake,
+    /// if any): a silent or trickling connection is closed this soon.
+    #[serde(default = "secs::<HELLO_TIMEOUT_SECS>", deserialize_with = "duration")]
+    pub hello_timeout: Duration,
     /// How long a vanished client's ports stay reserved for it; zero releases at once.
     #[serde(
         default = "secs::<RECONNECT_GRACE_SECS>",
@@ -298,6 +304,7 @@ pub struct ServerSettings {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub hello_timeout: Duration,
     pub reconnect_grace: Duration,
     pub visitor_timeout: Duration,
     pub max_visitors_per_client: usize,

@@ -16,6 +16,7 @@ impl ServerConfig {
             heartbeat_interval: secs::<HEARTBEAT_INTERVAL_SECS>(),
             heartbeat_timeout: secs::<HEARTBEAT_TIMEOUT_SECS>(),
             handshake_timeout: secs::<HANDSHAKE_TIMEOUT_SECS>(),
+            hello_timeout: secs::<HELLO_TIMEOUT_SECS>(),
             reconnect_grace: secs::<RECONNECT_GRACE_SECS>(),
             visitor_timeout: secs::<VISITOR_TIMEOUT_SECS>(),
             max_visitors_per_client: MAX_VISITORS_PER_CLIENT,
@@ -42,6 +43,7 @@ impl ServerConfig {
             ("heartbeat_interval", self.heartbeat_interval),
             ("heartbeat_timeout", self.heartbeat_timeout),
             ("handshake_timeout", self.handshake_timeout),
+            ("hello_timeout", self.hello_timeout),
             ("visitor_timeout", self.visitor_timeout),
         ] {
             nonzero(&at, field, value)?;
@@ -81,6 +83,7 @@ impl ServerConfig {
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
+            hello_timeout: self.hello_timeout,
             reconnect_grace: self.reconnect_grace,
             visitor_timeout: self.visitor_timeout,
             max_visitors_per_client: self.max_visitors_per_client,

@@ -49,6 +49,17 @@ fn probe_unused(addr: SocketAddr) -> io::Result<()> {
 /// Listen backlog of shared listeners: the kernel caps it at `somaxconn`.
 const BACKLOG: i32 = 4096;
 
+/// Raises the backlog of an already listening socket to [`BACKLOG`] (Linux
+/// takes a second `listen` as a new backlog). Connections that wait in the
+/// kernel (for `TCP_DEFER_ACCEPT`, or while the process is busy) then do not
+/// push a client's connection attempts into SYN retransmits.
+pub fn raise_backlog(listener: &std::net::TcpListener) -> io::Result<()> {
+    Ok(listen(
+        listener,
+        Backlog::new(BACKLOG).unwrap_or(Backlog::MAXCONN),
+    )?)
+}
+
 /// A non-blocking listener on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`.
 pub fn listen_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let fd = stream_socket(&addr)?;

@@ -7,11 +7,11 @@ use crate::runtime::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::admission::Ticket;
 use super::session::Session;
 use crate::auth;
 use crate::protocol::{ErrorCode, Frame, LinkHello, Mac, Nonce, SessionId, VERSION};
@@ -19,45 +19,75 @@ use crate::transport::Transport;
 use crate::wire::{read_frame, with_timeout, write_frame};
 
 /// Handles one accepted connection to the end (for a control link, to the end of
-/// its session). Errors are logged here: a bad peer only loses its own link.
+/// its session). Errors are logged here, folded per cause (anyone can cause
+/// them): a bad peer only loses its own link and a few log lines at most.
 pub(super) async fn serve_connection<T: Transport>(
     shared: Arc<Shared<T>>,
     conn: std::net::TcpStream,
     peer: SocketAddr,
-    slot: Slot,
+    ticket: Ticket,
 ) {
-    // Registered here: on a worker for a data link (see `shows_data_hello`),
+    let accepted = Instant::now();
+    let shed = ticket.shed();
+    // Registered here: on a worker for a data link (see `peek_data_hello`),
     // on the control plane otherwise.
-    let registered = TcpStream::from_std(conn);
-    let result = match registered {
-        Ok(conn) => handshake(&shared, conn, slot, peer).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        match e.kind() {
-            io::ErrorKind::PermissionDenied => warn!("client {peer}: {e}"),
-            io::ErrorKind::UnexpectedEof => debug!("connection from {peer} closed: {e}"),
-            _ => warn!("connection from {peer} refused: {e}"),
+    let run = async {
+        match TcpStream::from_std(conn) {
+            Ok(conn) => handshake(&shared, conn, ticket, peer, accepted).await,
+            Err(e) => Err(e),
         }
+    };
+    // Shedding ends only the pending part: the ticket is gone once a control
+    // link became a session, and then `shed` never completes.
+    let shed = async {
+        shed.wait().await;
+        Err(io::Error::new(io::ErrorKind::ConnectionAborted, "shed"))
+    };
+    let Err(e) = futures_lite::future::or(run, shed).await else {
+        return;
+    };
+    let cause = match e.kind() {
+        // Counted where it was shed, and a clean close is no news.
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::UnexpectedEof => {
+            return debug!("connection from {peer} closed: {e}");
+        }
+        io::ErrorKind::PermissionDenied => "authentication failed",
+        io::ErrorKind::TimedOut => "handshake timed out",
+        io::ErrorKind::NotFound => "data link for an unknown session",
+        _ => "handshake refused",
+    };
+    if shared.connection_log.note(cause, peer.ip()) {
+        warn!("connection from {peer} refused: {e}");
     }
 }
 
 async fn handshake<T: Transport>(
     shared: &Arc<Shared<T>>,
     conn: TcpStream,
-    slot: Slot,
+    ticket: Ticket,
     peer: SocketAddr,
+    accepted: Instant,
 ) -> io::Result<()> {
     // One deadline for the whole pre-auth exchange, not one per step: a peer
-    // that dribbles one frame per almost-timeout still goes at `handshake_timeout`.
-    let deadline = Instant::now() + shared.settings.handshake_timeout;
+    // that dribbles one frame per almost-timeout still goes at
+    // `handshake_timeout`. The hello (after the TLS handshake, if any) is due
+    // sooner: a client sends it at once, and a connection that is silent or
+    // trickles its first bytes is what a flood is made of.
+    let settings = &shared.settings;
+    let deadline = accepted + settings.handshake_timeout;
+    let hello_deadline = deadline.min(accepted + settings.hello_timeout);
     let mut link = with_timeout(
-        left(deadline),
+        left(hello_deadline),
         "transport handshake",
         shared.transport.handshake(conn),
     )
     .await?;
-    let hello = with_timeout(left(deadline), "waiting for hello", read_frame(&mut link)).await;
+    let hello = with_timeout(
+        left(hello_deadline),
+        "waiting for hello",
+        read_frame(&mut link),
+    )
+    .await;
     let hello = match hello {
         Ok(frame) => frame,
         Err(e) => return refuse(&mut link, ErrorCode::ProtocolViolation, e).await,
@@ -115,7 +145,7 @@ async fn handshake<T: Transport>(
                 server_nonce,
                 mac,
             };
-            control(shared, link, peer, client_id, proofs, slot).await
+            control(shared, link, peer, client_id, proofs, ticket).await
         }
         LinkHello::Data { session_id } => {
             let proof = (server_nonce, mac);
@@ -140,7 +170,7 @@ async fn control<T: Transport>(
     peer: SocketAddr,
     client_id: [u8; 16],
     p: Proofs,
-    slot: Slot,
+    ticket: Ticket,
 ) -> io::Result<()> {
     if let Some(key) = &shared.key {
         if !key.verify_client(&p.client_nonce, &p.server_nonce, &p.mac) {
@@ -178,7 +208,7 @@ async fn control<T: Transport>(
         crate::wire::short_id(&session_id)
     );
     // From here on the connection is a session, not a pending handshake.
-    drop(slot);
+    drop(ticket);
     Session::run(shared.clone(), link, peer, session_id, client_id).await;
     Ok(())
 }
@@ -220,27 +250,26 @@ async fn data<T: Transport>(
     Ok(())
 }
 
-/// Whether an accepted connection's first bytes are already a whole plain-TCP
-/// data-link (or mux-link) hello. One non-blocking peek; nothing is consumed,
-/// and a control link, a TLS client or bytes not yet arrived all say no.
-pub(super) fn shows_data_hello(conn: &std::net::TcpStream) -> bool {
+/// The session an accepted connection's first bytes name, when they are
+/// already a whole plain-TCP data-link (or mux-link) hello. One non-blocking
+/// peek; nothing is consumed, and a control link, a TLS client or bytes not
+/// yet arrived all give `None`.
+pub(super) fn peek_data_hello(conn: &std::net::TcpStream) -> Option<SessionId> {
     use nix::sys::socket::{MsgFlags, recv};
     use std::os::fd::AsRawFd;
     let mut buf = [0u8; 64];
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-    let Ok(n) = recv(conn.as_raw_fd(), &mut buf, flags) else {
-        return false;
-    };
-    matches!(
-        crate::protocol::decode(&buf[..n]),
+    let n = recv(conn.as_raw_fd(), &mut buf, flags).ok()?;
+    match crate::protocol::decode(&buf[..n]) {
         Ok(Some((
             Frame::Hello {
-                link: LinkHello::Data { .. } | LinkHello::Mux { .. },
+                link: LinkHello::Data { session_id } | LinkHello::Mux { session_id },
                 ..
             },
-            _
-        )))
-    )
+            _,
+        ))) => Some(session_id),
+        _ => None,
+    }
 }
 
 /// Time left until `deadline` (zero once it passed).
@@ -265,23 +294,4 @@ where
     )
     .await;
     Err(cause)
-}
-
-/// Counts a connection as a pending handshake while it lives (see
-/// [`super::MAX_PENDING_HANDSHAKES`]).
-pub(super) struct Slot(Arc<AtomicUsize>);
-
-impl Slot {
-    /// Taken in the accept loop, so the cap holds even for a burst of accepts
-    /// whose tasks have not run yet.
-    pub(super) fn take<T: Transport>(shared: &Shared<T>) -> Slot {
-        shared.handshakes.fetch_add(1, Ordering::Relaxed);
-        Slot(shared.handshakes.clone())
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }

@@ -8,6 +8,7 @@
 //! which outlive a vanished client for `reconnect_grace` so that it gets its
 //! ports back. Dropping the server future cancels all of it.
 
+mod admission;
 mod handshake;
 mod muxed;
 mod pool;
@@ -16,13 +17,14 @@ mod session;
 
 use smol::net::TcpListener;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use crate::auth::Key;
 use crate::config::ServerSettings;
+use crate::logfold::Fold;
 use crate::runtime;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
@@ -31,10 +33,6 @@ use crate::transport::{self, TcpTransport, TlsTransport, Transport};
 /// After a shutdown signal, how long sessions get to say goodbye before their
 /// tasks are cancelled.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Connections that may be in their handshake at once. Each costs a task and a
-/// socket for at most `handshake_timeout`; past this, a flood of silent
-/// connections is shed at accept instead of exhausting descriptors.
-pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 /// Control sessions the server holds at once; past this new clients are refused.
 /// Each session can hold listeners and idle links, so this bounds the total.
 pub const MAX_SESSIONS: usize = 4096;
@@ -53,8 +51,12 @@ pub(crate) struct Shared<T: Transport> {
     pub key: Option<Key>,
     pub registry: Arc<registry::Registry<T>>,
     pub shutdown: Signal,
-    /// Connections still in their handshake.
-    pub handshakes: Arc<AtomicUsize>,
+    /// Budgets of connections still in their handshake.
+    pub admission: Arc<admission::Admission>,
+    /// Refused and shed connections, folded (anyone can cause them).
+    pub connection_log: Arc<Fold>,
+    /// Visitors dropped for want of a data link, folded (anyone can cause them).
+    pub visitor_log: Arc<Fold>,
 }
 
 /// Accepts control and data links until cancelled.
@@ -69,38 +71,55 @@ async fn accept_loop<T: Transport>(
     if let Err(e) = runtime::sys::defer_accept(&listener, DEFER_ACCEPT_SECS) {
         debug!("TCP_DEFER_ACCEPT not set on the control listener: {e}");
     }
+    if let Err(e) = runtime::sys::raise_backlog(&listener) {
+        debug!("control listener backlog not raised: {e}");
+    }
     let listener = match runtime::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return warn!("cannot register the control listener: {e}"),
     };
     loop {
         match transport::accept_std(&listener).await {
-            Ok((_, peer))
-                if shared.handshakes.load(Ordering::Relaxed) >= MAX_PENDING_HANDSHAKES =>
-            {
-                warn!(
-                    "connection from {peer} dropped: {MAX_PENDING_HANDSHAKES} handshakes already pending"
-                );
-            }
-            Ok((stream, peer)) => {
-                let slot = handshake::Slot::take(&shared);
-                // A plain-TCP data link that already shows its hello is
-                // handshaken on a worker and joins that worker's shard of the
-                // pool: it is registered once, with the poller that will relay
-                // it. Anything else (control links, TLS) goes to smol's
-                // executor, the control plane.
-                let worker = handshake::shows_data_hello(&stream).then(runtime::next_worker);
-                let task = handshake::serve_connection(shared.clone(), stream, peer, slot);
-                match worker {
-                    Some(w) => connections.spawn_at(w, task),
-                    None => connections.spawn(task),
-                }
-            }
+            Ok((stream, peer)) => admit(&shared, &connections, stream, peer),
             Err(e) => {
                 warn!("accept failed: {e}");
                 runtime::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+/// Budgets a new connection (see [`admission`]) and starts its handshake.
+fn admit<T: Transport>(
+    shared: &Arc<Shared<T>>,
+    connections: &TaskSet,
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+) {
+    // One non-blocking peek: a plain-TCP data link that already shows its
+    // hello is handshaken on a worker and joins that worker's shard of the
+    // pool (registered once, with the poller that will relay it); one that
+    // names a live session is counted in the share strangers cannot use.
+    // Anything else (control links, TLS) goes to smol's executor, the
+    // control plane, as a stranger.
+    let data_hello = handshake::peek_data_hello(&stream);
+    let known = data_hello.is_some_and(|id| shared.registry.session(&id).is_some());
+    let class = if known {
+        admission::Class::Known
+    } else {
+        admission::Class::Stranger
+    };
+    let (ticket, shed) = shared.admission.admit(class, peer.ip());
+    if let Some((cause, ip)) = shed {
+        let cause = cause.describe();
+        if shared.connection_log.note(cause, ip) {
+            warn!("connection from {ip}: {cause}; repeats are counted and reported every 10 s");
+        }
+    }
+    let task = handshake::serve_connection(shared.clone(), stream, peer, ticket);
+    match data_hello {
+        Some(_) => connections.spawn_at(runtime::next_worker(), task),
+        None => connections.spawn(task),
     }
 }
 
@@ -143,7 +162,9 @@ pub async fn run<T: Transport>(
         transport,
         key,
         shutdown: shutdown.clone(),
-        handshakes: Arc::new(AtomicUsize::new(0)),
+        admission: Arc::new(admission::Admission::new()),
+        connection_log: Arc::new(Fold::new("connections")),
+        visitor_log: Arc::new(Fold::new("visitors")),
     });
     info!(
         "listening for clients on {} ({})",
@@ -151,6 +172,10 @@ pub async fn run<T: Transport>(
         shared.transport.name()
     );
     let connections = Arc::new(TaskSet::new());
+    // Apart from `connections`, whose join waits for its tasks to end.
+    let tickers = TaskSet::new();
+    tickers.spawn(Fold::ticker(shared.connection_log.clone()));
+    tickers.spawn(Fold::ticker(shared.visitor_log.clone()));
     // The control port is accepted on the runtime's control loop: it never
     // waits behind data-plane work, and handing a data link to a worker costs
     // one eventfd write.
@@ -159,6 +184,7 @@ pub async fn run<T: Transport>(
     shutdown.wait().await;
     // Cancelled on the control loop, which closes the listener.
     accepting.cancel().await;
+    drop(tickers);
     info!("shutting down: closing sessions");
     connections.join(SHUTDOWN_GRACE).await;
     shared.registry.clear();

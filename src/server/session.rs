@@ -327,7 +327,14 @@ impl<T: Transport> Session<T> {
         let mut link = match self.take_link().await {
             Ok(link) => link,
             Err(e) => {
-                warn!("visitor {addr} of {service} dropped: {e}");
+                // Anyone can send visitors, so a burst is folded.
+                if self
+                    .shared
+                    .visitor_log
+                    .note("dropped: no data link", addr.ip())
+                {
+                    warn!("visitor {addr} of {service} dropped: {e}");
+                }
                 let _ = visitor.close().await;
                 return Err(e);
             }
