@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The protocol version this build speaks. Sent in [`Frame::Hello`].
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Four bytes at the start of every `Hello`, so a stray connection (a port
 /// scanner, an HTTP client, a TLS client on a plain port) is told apart at once.
 pub const MAGIC: [u8; 4] = *b"PTHL";

@@ -299,8 +299,8 @@ async fn manual(handshake_timeout: Duration) -> Manual {
     }
 }
 
-/// Connects a visitor that sends `hello` and stops writing; reads the `Start`
-/// and the visitor's bytes off the link up to the server's `End`.
+/// Connects a visitor that sends `hello` and stops writing; reads the `Start`,
+/// accepts it and reads the visitor's bytes off the link up to the server's `End`.
 async fn start_visitor(m: &mut Manual, hello: &[u8]) -> TcpStream {
     let mut visitor = TcpStream::connect(m.public).await.expect("visitor");
     visitor.write_all(hello).await.expect("visitor writes");
@@ -309,6 +309,10 @@ async fn start_visitor(m: &mut Manual, hello: &[u8]) -> TcpStream {
         .expect("visitor shuts down");
     let start = within(PROMPTLY, "start", read_frame(&mut m.link)).await;
     assert!(matches!(start, Ok(Frame::Start { .. })), "{start:?}");
+    m.link
+        .write_all(&Chunk::Accept.encode())
+        .await
+        .expect("accept");
     let mut expected = Chunk::Data(hello.len() as u32).encode().to_vec();
     expected.extend_from_slice(hello);
     expected.extend_from_slice(&Chunk::End.encode());

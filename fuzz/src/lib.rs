@@ -329,7 +329,10 @@ pub fn mux_session(data: &[u8]) {
 
 // ---------------------------------------------------------------- chunk framing
 
-use porthole::protocol::chunk::{Chunk, ChunkError, Decoder as ChunkDecoder, Piece, Role};
+use porthole::protocol::chunk::{
+    Chunk, ChunkError, Decoder as ChunkDecoder, HEADER_LEN as CHUNK_HEADER_LEN, Piece, Role,
+    before_accept,
+};
 
 /// What a pooled link's reader made of a byte stream: the chunks it saw (a
 /// `Data` with its payload), and the error that ended it, if any.
@@ -354,6 +357,7 @@ pub fn chunk(data: &[u8]) -> ChunkStream {
     } else {
         Role::Client
     };
+    before_accept_agrees(stream);
     let whole = chunk_decode(role, stream, stream.len().max(1));
     let split = chunk_decode(role, stream, usize::from(mode >> 1) + 1);
     assert_eq!(
@@ -384,6 +388,23 @@ pub fn chunk(data: &[u8]) -> ChunkStream {
         );
     }
     whole
+}
+
+/// The server's wait for `Accept` over the front of `stream`: probes are
+/// skipped, `Accept` ends the wait, and it refuses exactly the headers that
+/// are not one of those two.
+fn before_accept_agrees(stream: &[u8]) {
+    for header in stream.chunks_exact(CHUNK_HEADER_LEN) {
+        let header: [u8; CHUNK_HEADER_LEN] = header.try_into().expect("exact chunks");
+        let decoded = Chunk::decode(header);
+        match before_accept(header) {
+            Ok(true) => return assert_eq!(decoded, Ok(Chunk::Accept)),
+            Ok(false) => assert_eq!(decoded, Ok(Chunk::Probe)),
+            Err(_) => {
+                return assert!(!matches!(decoded, Ok(Chunk::Probe | Chunk::Accept)));
+            }
+        }
+    }
 }
 
 fn chunk_decode(role: Role, stream: &[u8], size: usize) -> ChunkStream {

@@ -13,7 +13,7 @@
 //! costs a few dials a second, not a busy loop.
 
 use crate::runtime::TcpStream;
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::lock::Semaphore;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use super::session::Context;
 use crate::config::DataLinks;
 use crate::protocol::chunk::{Chunk, Role};
-use crate::protocol::{Frame, LinkHello, SessionId, VERSION};
+use crate::protocol::{Frame, LEN_PREFIX, LinkHello, MAX_FRAME_LEN, SessionId, VERSION};
 use crate::relay;
 use crate::tasks::TaskSet;
 use crate::transport::Transport;
@@ -221,7 +221,8 @@ async fn carry<T: Transport>(
     loop {
         // Idle until a visitor arrives; the session's end cancels this task.
         let idle = IdleGuard::new(weak);
-        let (service, visitor) = match Box::pin(wait_for_start(&mut link)).await {
+        let probes = ctx.settings.link_probe_interval;
+        let (service, visitor) = match Box::pin(wait_for_start(&mut link, probes)).await {
             Ok(start) => start,
             Err(e) => {
                 debug!("idle data link ended: {e}");
@@ -229,6 +230,11 @@ async fn carry<T: Transport>(
             }
         };
         drop(idle);
+        // Before anything reaches the service: the server may still replay
+        // the visitor on another link until it reads this.
+        if write_chunk(&mut link, Chunk::Accept).await.is_err() {
+            return Retire::Died;
+        }
         uses += 1;
         let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
             // Closing the link closes the visitor at the server at once.
@@ -262,8 +268,7 @@ async fn carry<T: Transport>(
             let _ = link.close().await;
             return Retire::Done;
         }
-        let idle = Chunk::Idle.encode();
-        if link.write_all(&idle).await.is_err() || link.flush().await.is_err() {
+        if write_chunk(&mut link, Chunk::Idle).await.is_err() {
             return Retire::Done;
         }
     }
@@ -337,12 +342,38 @@ pub(super) async fn connect_local<T: Transport>(
     }
 }
 
-async fn wait_for_start<S: futures_lite::AsyncRead + Unpin>(
+/// Waits for the server's `Start` on an idle link, sending a `Probe` every
+/// `probes` meanwhile. Reads exactly the frame, never past it (the visitor's
+/// chunks follow at once), and keeps what it has read across probes.
+async fn wait_for_start<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut S,
+    probes: Duration,
 ) -> io::Result<(String, std::net::SocketAddr)> {
-    match read_frame(link).await? {
-        Frame::Start { service, visitor } => Ok((service, visitor)),
-        Frame::Error { code, message } => Err(io::Error::other(format!(
+    let mut buf = [0u8; LEN_PREFIX + MAX_FRAME_LEN];
+    let mut have = 0;
+    loop {
+        let need = frame_need(&buf[..have])?;
+        if need == 0 {
+            break;
+        }
+        let read = async { Some(link.read(&mut buf[have..have + need]).await) };
+        let tick = async {
+            crate::runtime::sleep(probes).await;
+            None
+        };
+        match read.or(tick).await {
+            Some(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Some(Ok(n)) => have += n,
+            Some(Err(e)) => return Err(e),
+            None => write_chunk(link, Chunk::Probe).await?,
+        }
+    }
+    let frame = crate::protocol::decode(&buf[..have])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+        .map(|(frame, _)| frame);
+    match frame {
+        Some(Frame::Start { service, visitor }) => Ok((service, visitor)),
+        Some(Frame::Error { code, message }) => Err(io::Error::other(format!(
             "server refused data link ({code:?}): {message}"
         ))),
         other => Err(io::Error::new(
@@ -350,6 +381,23 @@ async fn wait_for_start<S: futures_lite::AsyncRead + Unpin>(
             format!("expected start, got {other:?}"),
         )),
     }
+}
+
+/// Bytes still to read for the whole frame at the front of `have` (0: it is
+/// whole); an error for a length prefix over the frame cap.
+fn frame_need(have: &[u8]) -> io::Result<usize> {
+    let Some(prefix) = have.first_chunk::<LEN_PREFIX>() else {
+        return Ok(LEN_PREFIX - have.len());
+    };
+    let len = crate::protocol::check_len(*prefix)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(LEN_PREFIX + len - have.len())
+}
+
+/// Writes one header-only chunk (`Accept`, `Probe`, `Idle`) and flushes it.
+async fn write_chunk<S: AsyncWrite + Unpin>(link: &mut S, chunk: Chunk) -> io::Result<()> {
+    link.write_all(&chunk.encode()).await?;
+    link.flush().await
 }
 
 /// Counts a link as idle for as long as it lives.

@@ -49,6 +49,8 @@ const HELLO_TIMEOUT_SECS: u64 = 2;
 const RECONNECT_GRACE_SECS: u64 = 30;
 const VISITOR_TIMEOUT_SECS: u64 = 10;
 const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
+/// Shorter than the idle timeouts of common NATs and firewalls (30 s and up).
+const LINK_PROBE_INTERVAL_SECS: u64 = 20;
 const MAX_SERVICES_PER_CLIENT: usize = 16;
 const POOL_SIZE: usize = 4;
 const MAX_LINKS: usize = 65_536;
@@ -247,6 +249,13 @@ pub struct ClientConfig {
     /// Age after which a pooled link is closed (at the end of its visitor).
     #[serde(default = "secs::<MAX_LINK_AGE_SECS>", deserialize_with = "duration")]
     pub max_link_age: Duration,
+    /// A `Probe` on every idle pooled link this often: keeps NAT mappings of
+    /// idle links alive and finds links whose path broke.
+    #[serde(
+        default = "secs::<LINK_PROBE_INTERVAL_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub link_probe_interval: Duration,
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
@@ -338,6 +347,7 @@ pub struct ClientSettings {
     pub max_links: usize,
     pub max_link_uses: u64,
     pub max_link_age: Duration,
+    pub link_probe_interval: Duration,
     /// Accept a server that runs with `--insecure-no-auth` (it cannot prove it
     /// knows the token, so an impostor could pose as it).
     pub insecure_no_auth: bool,

@@ -230,6 +230,7 @@ impl ClientConfig {
             max_links: MAX_LINKS,
             max_link_uses: MAX_LINK_USES,
             max_link_age: secs::<MAX_LINK_AGE_SECS>(),
+            link_probe_interval: secs::<LINK_PROBE_INTERVAL_SECS>(),
             insecure_no_auth: false,
             workers: None,
             http_proxy: TunnelProxyConfig::default(),
@@ -264,6 +265,7 @@ impl ClientConfig {
         nonzero(&at, "handshake_timeout", self.handshake_timeout)?;
         nonzero(&at, "reconnect_max_backoff", self.reconnect_max_backoff)?;
         nonzero(&at, "max_link_age", self.max_link_age)?;
+        nonzero(&at, "link_probe_interval", self.link_probe_interval)?;
         in_range(&at, "max_links", self.max_links, MAX_VISITORS_LIMIT)?;
         if self.max_link_uses == 0 {
             return Err(at.error(
@@ -287,6 +289,7 @@ impl ClientConfig {
             max_links: self.max_links,
             max_link_uses: self.max_link_uses,
             max_link_age: self.max_link_age,
+            link_probe_interval: self.link_probe_interval,
             insecure_no_auth: self.insecure_no_auth,
             workers: workers(&at, self.workers)?,
             http_proxy,

@@ -11,6 +11,15 @@
 //! exact byte, no byte of one visitor can reach the next, and a `Start` can never
 //! meet a link the client still thinks busy.
 //!
+//! Before a visitor's chunks, the client answers each `Start` with `Accept`
+//! (length 0) as soon as it has read it — before it connects to the service —
+//! so the server knows the link is alive and can stop keeping a copy of the
+//! visitor's first bytes (a link that dies before `Accept` is replaced and those
+//! bytes replayed on another link). While a link is idle the client sends
+//! `Probe` (length 0) every `link_probe_interval`, so a NAT on the way keeps the
+//! link's mapping and a link that died is noticed; the server skips probes
+//! while it waits for `Accept` ([`before_accept`]).
+//!
 //! The [`Decoder`] is what both sides run over the bytes they read from a link:
 //! it names what each byte is, and refuses anything out of place — an unknown
 //! kind, a zero or oversized `Data` length, a length on `End` or `Idle`, `Idle`
@@ -35,6 +44,8 @@ pub const MAX_CHUNK_LEN: u32 = 1 << 20;
 const KIND_DATA: u8 = b'd';
 const KIND_END: u8 = b'e';
 const KIND_IDLE: u8 = b'i';
+const KIND_PROBE: u8 = b'p';
+const KIND_ACCEPT: u8 = b'a';
 
 /// One chunk header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,19 +56,24 @@ pub enum Chunk {
     End,
     /// Client to server, after both `End`s: the link is free for a new `Start`.
     Idle,
+    /// Client to server, while the link is idle: keeps NAT mappings alive.
+    Probe,
+    /// Client to server, first after a `Start`: the client has the visitor.
+    Accept,
 }
 
 /// Why a link's bytes are not valid chunks. Every one ends the link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChunkError {
-    /// A kind byte that is not `Data`, `End` or `Idle`.
+    /// A kind byte that is not a chunk kind.
     UnknownKind(u8),
     /// A `Data` length of 0 or above [`MAX_CHUNK_LEN`], or a non-zero length on
     /// `End` or `Idle`.
     BadLength { kind: u8, len: u32 },
     /// A well-formed chunk where it may not appear: `Idle` before `End`, a
-    /// second `End`, or `Idle` sent to the client.
+    /// second `End`, `Idle` sent to the client, `Probe` or `Accept` among a
+    /// visitor's chunks, or anything but those two before `Accept`.
     Unexpected(Chunk),
     /// A byte after the last chunk this reader may receive (after `End` on the
     /// client, after `Idle` on the server).
@@ -86,6 +102,8 @@ impl Chunk {
             Chunk::Data(len) => (KIND_DATA, len),
             Chunk::End => (KIND_END, 0),
             Chunk::Idle => (KIND_IDLE, 0),
+            Chunk::Probe => (KIND_PROBE, 0),
+            Chunk::Accept => (KIND_ACCEPT, 0),
         };
         let len = len.to_be_bytes();
         [kind, len[1], len[2], len[3]]
@@ -99,9 +117,25 @@ impl Chunk {
             (KIND_DATA, 1..=MAX_CHUNK_LEN) => Ok(Chunk::Data(len)),
             (KIND_END, 0) => Ok(Chunk::End),
             (KIND_IDLE, 0) => Ok(Chunk::Idle),
-            (KIND_DATA | KIND_END | KIND_IDLE, len) => Err(ChunkError::BadLength { kind, len }),
+            (KIND_PROBE, 0) => Ok(Chunk::Probe),
+            (KIND_ACCEPT, 0) => Ok(Chunk::Accept),
+            (KIND_DATA | KIND_END | KIND_IDLE | KIND_PROBE | KIND_ACCEPT, len) => {
+                Err(ChunkError::BadLength { kind, len })
+            }
             (kind, _) => Err(ChunkError::UnknownKind(kind)),
         }
+    }
+}
+
+/// What the server makes of a chunk header while it waits for the client to
+/// accept a `Start`: `Ok(true)` for `Accept`, `Ok(false)` for a `Probe` (sent
+/// while the link was idle, before the client read the `Start`); anything else
+/// ends the link.
+pub fn before_accept(header: [u8; HEADER_LEN]) -> Result<bool, ChunkError> {
+    match Chunk::decode(header)? {
+        Chunk::Accept => Ok(true),
+        Chunk::Probe => Ok(false),
+        other => Err(ChunkError::Unexpected(other)),
     }
 }
 
@@ -271,9 +305,15 @@ mod tests {
             Chunk::Data(MAX_CHUNK_LEN),
             Chunk::End,
             Chunk::Idle,
+            Chunk::Probe,
+            Chunk::Accept,
         ] {
             assert_eq!(Chunk::decode(chunk.encode()), Ok(chunk));
         }
+        assert_eq!(
+            Chunk::decode([b'p', 0, 0, 4]),
+            Err(ChunkError::BadLength { kind: b'p', len: 4 })
+        );
         assert_eq!(
             Chunk::decode([b'd', 0, 0, 0]),
             Err(ChunkError::BadLength { kind: b'd', len: 0 })
@@ -288,6 +328,25 @@ mod tests {
             Err(ChunkError::BadLength { kind: b'e', len: 1 })
         );
         assert_eq!(Chunk::decode([9, 0, 0, 0]), Err(ChunkError::UnknownKind(9)));
+    }
+
+    #[test]
+    fn before_accept_only_probes_and_accept_are_allowed_and_never_inside_a_visitor() {
+        assert_eq!(before_accept(Chunk::Probe.encode()), Ok(false));
+        assert_eq!(before_accept(Chunk::Accept.encode()), Ok(true));
+        for chunk in [Chunk::Data(1), Chunk::End, Chunk::Idle] {
+            assert_eq!(
+                before_accept(chunk.encode()),
+                Err(ChunkError::Unexpected(chunk))
+            );
+        }
+        for chunk in [Chunk::Probe, Chunk::Accept] {
+            let bytes = stream(&[Chunk::Data(1), chunk], 0);
+            assert_eq!(
+                decode_all(Role::Server, &bytes),
+                Err(ChunkError::Unexpected(chunk))
+            );
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! ports back. Dropping the server future cancels all of it.
 
 mod admission;
+mod dispatch;
 mod handshake;
 mod muxed;
 mod pool;

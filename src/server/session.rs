@@ -17,6 +17,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::dispatch;
 use super::muxed::MuxLinks;
 use super::pool::{Pool, Take};
 use crate::protocol::chunk::Role;
@@ -26,7 +27,7 @@ use crate::shutdown;
 use crate::tasks::{TaskSet, lock};
 use crate::transport::Transport;
 use crate::wire::short_id;
-use crate::wire::{read_frame, with_timeout, write_frame};
+use crate::wire::{read_frame, with_timeout};
 
 /// Frames queued for the control writer. Heartbeats and link requests are tiny
 /// and rare; a full queue means the client stopped reading, and the heartbeat
@@ -316,7 +317,10 @@ impl<T: Transport> Session<T> {
         });
     }
 
-    /// Takes a link for the visitor and writes the `Start` header on it.
+    /// Takes a link for the visitor and offers it there (see [`dispatch`]);
+    /// a link that fails before the client accepted is closed and the visitor
+    /// offered to the next, its first bytes replayed, until the visitor's
+    /// deadline.
     async fn start_visitor(
         &self,
         service: &str,
@@ -324,27 +328,42 @@ impl<T: Transport> Session<T> {
         addr: SocketAddr,
     ) -> io::Result<(TcpStream, T::Stream)> {
         visitor.rehome()?;
-        let mut link = match self.take_link().await {
-            Ok(link) => link,
-            Err(e) => {
-                // Anyone can send visitors, so a burst is folded.
-                if self
-                    .shared
-                    .visitor_log
-                    .note("dropped: no data link", addr.ip())
-                {
-                    warn!("visitor {addr} of {service} dropped: {e}");
-                }
-                let _ = visitor.close().await;
-                return Err(e);
-            }
-        };
         let start = Frame::Start {
             service: service.to_owned(),
             visitor: addr,
         };
-        write_frame(&mut link, &start).await?;
-        Ok((visitor, link))
+        let start = crate::protocol::to_bytes(&start)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
+        let limit = self.shared.settings.handshake_timeout;
+        let mut replay = dispatch::Replay::default();
+        loop {
+            let mut link = match self.take_link(deadline).await {
+                Ok(link) => link,
+                Err(e) => {
+                    // Anyone can send visitors, so a burst is folded.
+                    if self
+                        .shared
+                        .visitor_log
+                        .note("dropped: no data link", addr.ip())
+                    {
+                        warn!("visitor {addr} of {service} dropped: {e}");
+                    }
+                    let _ = visitor.close().await;
+                    return Err(e);
+                }
+            };
+            match dispatch::offer(&mut link, &start, &visitor, &mut replay, limit).await {
+                Ok(()) => return Ok((visitor, link)),
+                Err(dispatch::Refused::Visitor(e)) => return Err(e),
+                Err(dispatch::Refused::LinkLost(e)) => {
+                    let cause = "data link lost before the client accepted a visitor; visitor moved to another link";
+                    if self.shared.visitor_log.note(cause, self.peer.ip()) {
+                        warn!("client {}: {cause}: {e}", self.peer);
+                    }
+                }
+            }
+        }
     }
 
     /// Relays a visitor over its link; after a clean end (both directions ended
@@ -374,8 +393,7 @@ impl<T: Transport> Session<T> {
 
     /// An idle data link for a visitor, waiting (bounded) for one if needed.
     /// Links found dead are closed and skipped, never given to the visitor.
-    async fn take_link(&self) -> io::Result<T::Stream> {
-        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
+    async fn take_link(&self, deadline: Instant) -> io::Result<T::Stream> {
         loop {
             let mut link = self.next_link(deadline).await?;
             if !T::is_dead(&link) {

@@ -60,13 +60,15 @@ fn keepalive(stream: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// Peeks one byte without blocking: nothing to read means alive; EOF, data or
-/// an error (reset, keepalive timeout) means the link must not be used.
+/// Peeks one byte without blocking: EOF or an error (reset, keepalive timeout)
+/// means the link must not be used. Bytes are the client's probes of an idle
+/// link (anything else is caught while the server waits for `Accept`, and the
+/// visitor then goes to another link).
 pub(crate) fn socket_is_dead(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     !matches!(
         recv(stream.as_fd().as_raw_fd(), &mut byte, flags),
-        Err(Errno::EAGAIN)
+        Ok(1) | Err(Errno::EAGAIN)
     )
 }

@@ -386,8 +386,8 @@ impl Transport for TlsTransport {
     }
 
     fn is_dead(stream: &Self::Stream) -> bool {
-        // An idle link's peer sends nothing after the handshake; any bytes
-        // (a close_notify alert, data) or EOF mean it must not be used.
+        // EOF or an error: gone. Bytes are probes, or a close_notify that the
+        // wait for `Accept` then finds (and the visitor goes to another link).
         socket_is_dead(stream.inner.get_ref().0)
     }
 

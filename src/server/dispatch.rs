@@ -1,0 +1,141 @@
+//! Offering a visitor to a pooled link: `Start`, then the visitor's bytes as
+//! they come, kept (bounded) until the client's `Accept` says the link is
+//! alive — so that a visitor whose link turns out dead is offered to another
+//! link with its first bytes intact (PROTOCOL.md section 9).
+//!
+//! Nothing waits for `Accept` before relaying: the visitor's request leaves
+//! with no extra round trip, and `Accept` normally arrives before the
+//! service's first answer. Only the copy is extra, and only until `Accept`.
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+use std::io;
+use std::time::Duration;
+
+use crate::protocol::chunk::{self, Chunk, HEADER_LEN};
+use crate::runtime::TcpStream;
+use crate::wire::with_timeout;
+
+/// Visitor bytes kept until `Accept`; past this the visitor is not read until
+/// `Accept` arrives. Bounds the copy per visitor: a request head, a TLS
+/// ClientHello or an SSH banner fit many times over.
+pub const MAX_REPLAY_LEN: usize = 64 * 1024;
+/// One read from the visitor while waiting for `Accept`.
+const READ_LEN: usize = 4096;
+
+/// What a visitor sent before any link accepted it.
+#[derive(Default)]
+pub(super) struct Replay {
+    bytes: Vec<u8>,
+    /// The visitor already sent EOF (its `End` goes out once a link accepted).
+    eof: bool,
+}
+
+/// Why an offer failed.
+pub(super) enum Refused {
+    /// The link failed before `Accept`: try another with the same replay.
+    LinkLost(io::Error),
+    /// The visitor failed: the visitor is over.
+    Visitor(io::Error),
+}
+
+/// Sends `start` (an encoded `Start` frame) and what `replay` holds on `link`,
+/// then relays the visitor's bytes (keeping a copy) until the client's
+/// `Accept`, at most `limit`.
+pub(super) async fn offer<L: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut L,
+    start: &[u8],
+    visitor: &TcpStream,
+    replay: &mut Replay,
+    limit: Duration,
+) -> Result<(), Refused> {
+    let mut first = Vec::with_capacity(start.len() + HEADER_LEN + replay.bytes.len());
+    first.extend_from_slice(start);
+    if !replay.bytes.is_empty() {
+        first.extend_from_slice(&data_header(replay.bytes.len())?);
+        first.extend_from_slice(&replay.bytes);
+    }
+    send(link, &first).await.map_err(Refused::LinkLost)?;
+    let waiting = until_accepted(link, visitor, replay);
+    match with_timeout(limit, "waiting for the client to accept a visitor", async {
+        Ok(waiting.await)
+    })
+    .await
+    {
+        Ok(result) => result,
+        Err(e) => Err(Refused::LinkLost(e)),
+    }
+}
+
+/// What woke the wait for `Accept`.
+enum Woke {
+    Link(io::Result<usize>),
+    Visitor(io::Result<usize>),
+}
+
+async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
+    link: &mut L,
+    visitor: &TcpStream,
+    replay: &mut Replay,
+) -> Result<(), Refused> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut have = 0;
+    let mut buf = [0u8; READ_LEN];
+    loop {
+        let room = MAX_REPLAY_LEN - replay.bytes.len();
+        let woke = {
+            // Each is one `read`: dropping the loser loses no byte.
+            let from_link = async { Woke::Link(link.read(&mut header[have..]).await) };
+            if replay.eof || room == 0 {
+                from_link.await
+            } else {
+                let mut visitor = visitor;
+                let len = room.min(READ_LEN);
+                let from_visitor = async { Woke::Visitor(visitor.read(&mut buf[..len]).await) };
+                from_link.or(from_visitor).await
+            }
+        };
+        match woke {
+            Woke::Link(Ok(0)) => {
+                return Err(Refused::LinkLost(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "data link closed before the client accepted the visitor",
+                )));
+            }
+            Woke::Link(Ok(n)) => {
+                have += n;
+                if have == HEADER_LEN {
+                    have = 0;
+                    let accepted = chunk::before_accept(header).map_err(|e| {
+                        Refused::LinkLost(io::Error::new(io::ErrorKind::InvalidData, e))
+                    })?;
+                    if accepted {
+                        return Ok(());
+                    }
+                }
+            }
+            Woke::Link(Err(e)) => return Err(Refused::LinkLost(e)),
+            Woke::Visitor(Ok(0)) => replay.eof = true,
+            Woke::Visitor(Ok(n)) => {
+                let bytes = &buf[..n];
+                let mut out = Vec::with_capacity(HEADER_LEN + n);
+                out.extend_from_slice(&data_header(n)?);
+                out.extend_from_slice(bytes);
+                send(link, &out).await.map_err(Refused::LinkLost)?;
+                replay.bytes.extend_from_slice(bytes);
+            }
+            Woke::Visitor(Err(e)) => return Err(Refused::Visitor(e)),
+        }
+    }
+}
+
+fn data_header(len: usize) -> Result<[u8; HEADER_LEN], Refused> {
+    // len ≤ MAX_REPLAY_LEN < MAX_CHUNK_LEN.
+    let len =
+        u32::try_from(len).map_err(|_| Refused::Visitor(io::Error::other("oversized replay")))?;
+    Ok(Chunk::Data(len).encode())
+}
+
+async fn send<L: AsyncWrite + Unpin>(link: &mut L, bytes: &[u8]) -> io::Result<()> {
+    link.write_all(bytes).await?;
+    link.flush().await
+}
