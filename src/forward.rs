@@ -3,7 +3,9 @@
 //!
 //! Every accepted connection gets its own task: a non-blocking connect to the
 //! target under `connect_timeout`, then a splice relay with half-close
-//! propagation. A slow or stalled peer only ever holds its own task.
+//! propagation. A slow or stalled peer only ever holds its own task. A reset or
+//! an error on one side resets the other; a client whose target cannot be
+//! reached is reset too.
 
 use crate::runtime::{self, TcpListener, TcpStream};
 use std::io;
@@ -83,9 +85,14 @@ async fn accept_loop(listener: std::net::TcpListener, target: Arc<str>, connect_
                 relays.spawn_at(here, async move {
                     // Connecting is boxed so its state is freed before the
                     // long-lived relay starts.
+                    // Either way out but a clean end resets the client: an
+                    // unreachable target is a refusal, a failed relay a cut.
                     let result = match Box::pin(connect(&target, connect_timeout)).await {
                         Ok(upstream) => relay::relay_tcp(client, upstream).await,
-                        Err(e) => Err(e),
+                        Err(e) => {
+                            client.abort();
+                            Err(e)
+                        }
                     };
                     match result {
                         Ok(moved) => debug!("{peer} -> {target} done: {moved:?}"),

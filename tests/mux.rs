@@ -198,6 +198,60 @@ fn half_close_works_both_ways_and_reset_reaches_the_peer() {
 }
 
 #[test]
+fn a_stream_dropped_after_its_fin_resets_the_peers_writes() {
+    run_test(async {
+        let p = pair(Config::default()).await;
+        let mut a = p.client.open(Vec::new()).expect("open");
+        let (mut b, _) = within(PROMPTLY, "accept", p.server.accept())
+            .await
+            .expect("stream");
+        // a finished writing, then went away before reading b's side: that
+        // direction was cut, so b must not see its writes accepted.
+        a.close().await.expect("close");
+        drop(a);
+        let mut got = Vec::new();
+        within(PROMPTLY, "read to fin", b.read_to_end(&mut got))
+            .await
+            .expect("a's direction ended cleanly");
+        assert!(got.is_empty());
+        // More than the send buffer and the credit together: it cannot all
+        // be accepted before the reset is seen.
+        let err = within(PROMPTLY, "write fails", b.write_all(&vec![7; 1 << 20]))
+            .await
+            .expect_err("reset");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+    });
+}
+
+#[test]
+fn streams_fail_rather_than_end_when_their_link_dies() {
+    run_test(async {
+        let p = pair(Config::default()).await;
+        let mut a = p.client.open(Vec::new()).expect("open");
+        let (mut b, _) = within(PROMPTLY, "accept", p.server.accept())
+            .await
+            .expect("stream");
+        a.write_all(b"x").await.expect("write");
+        let mut buf = [0u8; 16];
+        within(PROMPTLY, "first byte", b.read_exact(&mut buf[..1]))
+            .await
+            .expect("read");
+        // Cancelling the client's driver drops its end of the link.
+        drop(p.client_driver);
+        // The peer's link ended: its stream fails, it does not read EOF.
+        let err = within(PROMPTLY, "peer stream fails", b.read(&mut buf))
+            .await
+            .expect_err("link lost");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+        // The stream whose own driver was dropped fails too, never hangs.
+        let err = within(PROMPTLY, "own stream fails", a.read(&mut buf))
+            .await
+            .expect_err("driver dropped");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    });
+}
+
+#[test]
 fn go_away_refuses_new_streams_and_drains_open_ones() {
     run_test(async {
         let p = pair(Config::default()).await;

@@ -237,7 +237,8 @@ async fn carry<T: Transport>(
         }
         uses += 1;
         let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
-            // Closing the link closes the visitor at the server at once.
+            // A link that ends before its `End` resets the visitor at the
+            // server at once: the service could not be reached.
             let _ = link.close().await;
             return Retire::Done;
         };
@@ -256,6 +257,8 @@ async fn carry<T: Transport>(
                 done.idle_sent
             }
             Err(e) => {
+                // The relay set the service's socket to reset on close; the
+                // link is closed before its `End`, which resets the visitor.
                 debug!("visitor {visitor} of {service} ended: {e}");
                 return Retire::Done;
             }

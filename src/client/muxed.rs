@@ -73,7 +73,7 @@ async fn serve<T: Transport>(
 /// One visitor: the `Start` in the stream's `Open`, the local service, a relay.
 async fn visitor<T: Transport>(
     ctx: &super::session::Context<T>,
-    mut stream: mux::Stream,
+    stream: mux::Stream,
     payload: &[u8],
 ) -> io::Result<()> {
     let (service, visitor) = match decode_start(payload)? {
@@ -86,11 +86,15 @@ async fn visitor<T: Transport>(
         }
     };
     let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
-        // Closing the stream closes the visitor at the server.
-        futures_lite::AsyncWriteExt::close(&mut stream).await?;
+        // Dropped unfinished, the stream is reset, and so is the visitor at
+        // the server: the service could not be reached. (A `Fin` would tell
+        // the visitor the service answered nothing and closed.)
+        drop(stream);
         return Ok(());
     };
-    let moved = relay::relay(target, stream).await?;
+    // Unless it ends cleanly, the service's socket is reset, and the stream
+    // too (dropped unfinished).
+    let moved = relay::relay_socket(&target, stream).await?;
     debug!("visitor {visitor} of {service} done: {moved:?}");
     Ok(())
 }

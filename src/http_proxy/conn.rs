@@ -6,7 +6,10 @@
 //! `Connection: close`): no origin pool to poison or to leak between clients,
 //! at the cost of a TCP handshake per request. The request body upload and the
 //! response download run concurrently, so an origin that answers while still
-//! reading (or echoes as it reads) cannot deadlock the exchange.
+//! reading (or echoes as it reads) cannot deadlock the exchange. A response cut
+//! after its first bytes reached the client (the origin reset, timed out or
+//! broke the framing) resets the client rather than closing it, and a CONNECT
+//! tunnel passes a reset from either side on (see [`crate::relay`]).
 
 use crate::runtime::SharedTcpStream as TcpStream;
 use futures_lite::AsyncWriteExt;
@@ -24,6 +27,10 @@ use crate::wire::with_timeout;
 enum Next {
     KeepAlive,
     Close,
+    /// Close with a reset: the response was cut after some of it reached the
+    /// client, which must not take it for complete (a read-to-close body has
+    /// no length of its own).
+    Abort,
 }
 
 /// A response the proxy generates itself, and whether the connection survives it.
@@ -86,8 +93,14 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
         } else {
             exchange(&proxy, &mut client, &mut writer, peer, request).await
         };
-        if let Next::Close = next {
-            return;
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => return,
+            Next::Abort => {
+                // Failing, the close is a FIN: nothing better is left to do.
+                let _ = writer.get_ref().reset_on_close();
+                return;
+            }
         }
     }
 }
@@ -198,40 +211,51 @@ async fn exchange(
         let body = copy_body(client, &mut origin_writer, framing, idle).await?;
         Ok::<u64, io::Error>(head.len() as u64 + body)
     };
-    let download = relay_response(proxy, origin, writer, &req);
+    let mut sent = 0;
+    let download = relay_response(proxy, origin, writer, &req, &mut sent);
     let (up, down) = futures_lite::future::zip(upload, download).await;
     proxy.stats.request();
-    proxy
-        .stats
-        .bytes(*up.as_ref().unwrap_or(&0), down.as_ref().map_or(0, |d| d.0));
+    proxy.stats.bytes(
+        *up.as_ref().unwrap_or(&0),
+        down.as_ref().map_or(0, |_| sent),
+    );
     match (up, down) {
-        (Ok(_), Ok((_, true))) => Next::KeepAlive,
+        (Ok(_), Ok(true)) => Next::KeepAlive,
+        (Ok(_), Ok(false)) => Next::Close,
         (up, down) => {
+            // Cut only if the response failed once bytes of it were out:
+            // before that the client got a 502, and an upload that failed
+            // after a complete response (an origin that answered early and
+            // closed) leaves that response intact.
+            let cut = down.is_err() && sent > 0;
             if let Err(e) = up.map(drop).and(down.map(drop)) {
                 debug!("{peer}: {} {}: {e}", req.method, req.dest.authority());
             }
-            Next::Close
+            // The origin's exchange failed either way: reset, not closed.
+            let _ = origin_writer.get_ref().reset_on_close();
+            if cut { Next::Abort } else { Next::Close }
         }
     }
 }
 
 /// Reads the origin's response (passing interim 1xx heads along) and streams it
-/// to the client. Returns bytes written and whether the client may keep the
-/// connection. A failure before any byte reached the client becomes a `502`.
+/// to the client, counting the bytes written in `sent`. Returns whether the
+/// client may keep the connection. A failure before any byte reached the client
+/// becomes a `502`.
 async fn relay_response(
     proxy: &Proxy,
     origin: TcpStream,
     writer: &mut TcpStream,
     req: &Request,
-) -> io::Result<(u64, bool)> {
+    sent: &mut u64,
+) -> io::Result<bool> {
     let idle = proxy.settings.idle_timeout;
     let mut origin = Buffered::new(origin);
-    let mut sent = 0u64;
     loop {
         let (response, framing) = match response_head(&mut origin, req, idle).await {
             Ok(head) => head,
             Err(why) => {
-                if sent == 0 {
+                if *sent == 0 {
                     let text = format!("bad response from the origin: {why}");
                     respond(proxy, writer, Refuse::new(502, text), false).await;
                 }
@@ -243,13 +267,13 @@ async fn relay_response(
             && !(req.version == Version::Http10 && framing == Framing::Chunked);
         let head = head::client_response(&response, req.version, keep);
         with_timeout(idle, "writing the response head", writer.write_all(&head)).await?;
-        sent += head.len() as u64;
+        *sent += head.len() as u64;
         if (100..200).contains(&response.status) {
             continue;
         }
-        sent += copy_body(&mut origin, writer, framing, idle).await?;
+        *sent += copy_body(&mut origin, writer, framing, idle).await?;
         with_timeout(idle, "flushing the response", writer.flush()).await?;
-        return Ok((sent, keep));
+        return Ok(keep);
     }
 }
 

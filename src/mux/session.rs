@@ -117,6 +117,7 @@ async fn drive<S>(io: S, shared: Arc<Shared>, wake_rx: Receiver<()>) -> io::Resu
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let _ends = EndsSession(&shared);
     let (reader, writer) = split(io);
     let result = read_loop(reader, &shared)
         .or(write_loop(writer, &shared, &wake_rx))
@@ -128,6 +129,20 @@ where
     };
     shared.lock().close(why);
     result
+}
+
+/// Ends the session when the driver is dropped before it finished (its owner
+/// cancelled it): the link goes with the driver, so every stream must fail
+/// (`ConnectionAborted`) rather than wait for frames nobody will read.
+struct EndsSession<'a>(&'a Shared);
+
+impl Drop for EndsSession<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        if st.closed.is_none() {
+            st.close("mux link dropped".to_owned());
+        }
+    }
 }
 
 fn violation(msg: impl Into<String>) -> io::Error {

@@ -5,6 +5,10 @@
 //! waits for the driver to send it within the peer's credit. `close` half-closes
 //! (a `Fin` after the queued bytes); dropping the stream before a clean close
 //! both ways resets it.
+//!
+//! Only the peer's `Fin` reads as EOF. A cut stream fails instead, so a relay
+//! passes the abort on: `ConnectionReset` when the peer reset it,
+//! `ConnectionAborted` when the session ended (link lost, driver dropped).
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::io;

@@ -5,6 +5,15 @@
 //! keeps flowing until it ends too; an error in either direction ends the relay
 //! and drops (closes) both streams. The byte count of each direction is returned.
 //!
+//! Aborts travel as aborts: when a relay does not end cleanly — an error or a
+//! reset on either side, a data link lost before its `End`, a mux stream reset,
+//! a timeout, or the relay's future dropped (its session ended) — every raw TCP
+//! socket it relays is set to close with a reset (RST, see
+//! [`crate::runtime::AbortGuard`]), never a FIN, so the visitor or the local
+//! service cannot take a cut transfer for a complete one. A FIN goes out only
+//! for an EOF that really came from the other end. The clean path makes no
+//! extra system call.
+//!
 //! Two engines: [`splice`] moves bytes between raw TCP sockets inside the kernel
 //! (through a pooled [`pipe`]); [`copy`] is a userspace copy with 64 KiB buffers (4 KiB until bulk flows)
 //! for anything else (TLS, mux streams). [`relay_tcp`] picks splice for raw
@@ -29,7 +38,7 @@ use std::future::Future;
 use std::io;
 
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, Role};
-use crate::runtime::TcpStream;
+use crate::runtime::{AbortGuard, TcpStream};
 use crate::transport::Transport;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -59,6 +68,20 @@ where
     B: AsyncRead + AsyncWrite + Unpin,
 {
     copy::relay(a, b).await
+}
+
+/// Relays between a raw TCP socket (the visitor, or the local service) and any
+/// stream (a mux stream) with the copy engine; the socket closes with a reset
+/// unless the relay ends cleanly (see the module docs). `Moved::a_to_b` counts
+/// socket → stream.
+pub async fn relay_socket<S>(socket: &TcpStream, stream: S) -> io::Result<Moved>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let aborting = socket.abort_guard();
+    let moved = copy::relay(socket, stream).await?;
+    aborting.disarm();
+    Ok(moved)
 }
 
 /// A chunked relay that ended cleanly: what it moved, and the link's decoder,
@@ -136,6 +159,10 @@ impl<'a> Ends<'a> {
 /// A client passes `offer_idle`, asked when its direction ends after the
 /// server's: if it says the link is kept, `End` and `Idle` leave in one write
 /// ([`Finished::idle_sent`]) and the client must then keep the link.
+///
+/// Unless the relay ends cleanly, `socket` closes with a reset: a link that
+/// ends before the peer's `End` (the other side's process died, the path
+/// broke, the peer's socket failed) is an abort, and the socket passes it on.
 pub async fn relay_chunked<T: Transport>(
     socket: &TcpStream,
     link: &mut T::Stream,
@@ -143,10 +170,12 @@ pub async fn relay_chunked<T: Transport>(
     offer_idle: Option<KeepLink<'_>>,
 ) -> io::Result<Finished> {
     let ends = Ends::new(offer_idle.filter(|_| role == Role::Client));
+    let aborting = socket.abort_guard();
     let (moved, decoder) = match T::as_raw(link) {
         Some(raw) => chunked::relay(socket, raw, role, &ends).await?,
         None => chunked_copy::relay(socket, link, role, &ends).await?,
     };
+    aborting.disarm();
     Ok(Finished {
         moved,
         decoder,
@@ -167,7 +196,8 @@ pub async fn read_idle<R: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Relays between two raw TCP sockets with the default engine (splice).
+/// Relays between two raw TCP sockets with the default engine (splice). Both
+/// close with a reset unless the relay ends cleanly (see the module docs).
 pub fn relay_tcp(
     a: TcpStream,
     b: TcpStream,
@@ -183,8 +213,15 @@ pub fn relay_tcp_with(
 ) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
     run(match engine {
         Engine::Splice => Plan::Splice(a, b),
-        Engine::Copy => Plan::Copy(Box::pin(copy::relay(a, b))),
+        Engine::Copy => Plan::Copy(Box::pin(copy_tcp(a, b))),
     })
+}
+
+async fn copy_tcp(a: TcpStream, b: TcpStream) -> io::Result<Moved> {
+    let aborting = (a.abort_guard(), b.abort_guard());
+    let moved = copy::relay(&a, &b).await?;
+    disarm(aborting);
+    Ok(moved)
 }
 
 /// A relay with its engine chosen. Deciding before the future is built keeps
@@ -197,9 +234,20 @@ enum Plan {
 
 async fn run(plan: Plan) -> io::Result<Moved> {
     match plan {
-        Plan::Splice(a, b) => splice::relay(&a, &b).await,
+        Plan::Splice(a, b) => {
+            let aborting = (a.abort_guard(), b.abort_guard());
+            let moved = splice::relay(&a, &b).await?;
+            disarm(aborting);
+            Ok(moved)
+        }
         Plan::Copy(copy) => copy.await,
     }
+}
+
+/// Both sockets of a clean relay close with a FIN.
+fn disarm((a, b): (AbortGuard<'_>, AbortGuard<'_>)) {
+    a.disarm();
+    b.disarm();
 }
 
 /// Moves a relay direction makes before it lets the other tasks of its worker

@@ -43,6 +43,7 @@
 //! crate (the lint does not look inside external macros). It is the code nix
 //! uses for every option it ships, with an `i32` value.
 
+mod abort;
 pub mod fds;
 mod reactor;
 mod socket;
@@ -50,6 +51,7 @@ pub mod sys;
 mod timer;
 mod worker;
 
+pub use abort::AbortGuard;
 pub use socket::{SharedTcpStream, Socket, TcpListener, TcpStream, std_listener};
 pub use timer::{Sleep, sleep, sleep_until, timeout};
 

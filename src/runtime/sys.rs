@@ -1,5 +1,5 @@
-//! The two socket calls std does not offer: a non-blocking connect, and a
-//! listener bound with `SO_REUSEPORT`.
+//! The socket calls std does not offer: a non-blocking connect, a listener
+//! bound with `SO_REUSEPORT`, and `SO_LINGER` 0 (a close that resets).
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -8,7 +8,7 @@ use nix::sys::socket::{
 };
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 fn stream_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     let family = match addr {
@@ -35,6 +35,16 @@ pub fn connect_nonblocking(addr: SocketAddr) -> io::Result<std::net::TcpStream> 
         Err(e) => return Err(e.into()),
     }
     Ok(std::net::TcpStream::from(fd))
+}
+
+/// Sets `SO_LINGER` to {on, 0 s}: closing the socket then sends a reset (RST)
+/// and drops whatever it has not sent yet, instead of sending that and a FIN.
+pub fn linger_zero(socket: &impl AsFd) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    Ok(setsockopt(socket, sockopt::Linger, &linger)?)
 }
 
 /// Fails with `EADDRINUSE` when anything listens on `addr`'s port.

@@ -117,11 +117,13 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
             Woke::Visitor(Ok(0)) => replay.eof = true,
             Woke::Visitor(Ok(n)) => {
                 let bytes = &buf[..n];
+                // Kept before it is sent: a link that fails mid-write must
+                // not lose it.
+                replay.bytes.extend_from_slice(bytes);
                 let mut out = Vec::with_capacity(HEADER_LEN + n);
                 out.extend_from_slice(&data_header(n)?);
                 out.extend_from_slice(bytes);
                 send(link, &out).await.map_err(Refused::LinkLost)?;
-                replay.bytes.extend_from_slice(bytes);
             }
             Woke::Visitor(Err(e)) => return Err(Refused::Visitor(e)),
         }

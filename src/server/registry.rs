@@ -357,10 +357,15 @@ async fn accept_visitors<T: Transport>(
         };
         match service.owner() {
             Some(session) => session.visit(service.name(), visitor, addr),
-            None => debug!(
-                "visitor {addr} refused: port {} has no client right now",
-                service.port
-            ),
+            None => {
+                // Its client is gone (the port lingers for its return): the
+                // visitor is refused with a reset, as a closed port would be.
+                debug!(
+                    "visitor {addr} refused: port {} has no client right now",
+                    service.port
+                );
+                visitor.abort();
+            }
         }
     }
 }

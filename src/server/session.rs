@@ -7,8 +7,8 @@
 //! never blocks on a slow control socket.
 
 use crate::runtime::{self, TcpStream};
+use futures_lite::FutureExt;
 use futures_lite::io::split;
-use futures_lite::{AsyncWriteExt, FutureExt};
 use smol::channel::{Receiver, Sender, bounded};
 use std::io;
 use std::net::SocketAddr;
@@ -281,24 +281,22 @@ impl<T: Transport> Session<T> {
 
     /// A visitor arrived at one of this session's public ports; it is served
     /// on the worker that accepted it.
-    pub fn visit(self: &Arc<Self>, service: String, mut visitor: TcpStream, addr: SocketAddr) {
+    pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
         let max = self.shared.settings.max_visitors_per_client;
         if self.visitors.len() >= max {
-            // Dropping the socket closes it: refused, not left waiting.
+            // Refused, not left waiting: reset, as a port that refuses does.
             debug!(
                 "visitor {addr} of {service} refused: client {} has {max} visitors (max_visitors_per_client)",
                 self.peer
             );
+            visitor.abort();
             return;
         }
         if let Some((stream, worker)) = self.muxes.open(&service, addr) {
             // A stream on a multiplexed link: no connection, no handshake; the
             // relay runs on the link driver's worker.
             self.visitors.spawn_at(worker, async move {
-                let result = match visitor.rehome() {
-                    Ok(()) => relay::relay(visitor, stream).await,
-                    Err(e) => Err(e),
-                };
+                let result = relay_muxed(visitor, stream).await;
                 log_visitor_end(&service, addr, result);
             });
             return;
@@ -306,15 +304,32 @@ impl<T: Transport> Session<T> {
         let session = self.clone();
         let here = runtime::this_or_next_worker();
         self.visitors.spawn_at(here, async move {
-            // The set-up is boxed so its state is freed before the long-lived
-            // relay starts: an idle tunneled connection costs little more than
-            // the relay itself.
-            let result = match Box::pin(session.start_visitor(&service, visitor, addr)).await {
-                Ok((visitor, link)) => session.relay_visitor(visitor, link).await,
-                Err(e) => Err(e),
-            };
+            let result = session.serve_visitor(&service, visitor, addr).await;
             log_visitor_end(&service, addr, result);
         });
+    }
+
+    /// Takes a link for the visitor, starts it there and relays. Until the
+    /// relay has it, a visitor let go — no link came in time, the session ended
+    /// while it waited — is reset: it was never served, and a clean close would
+    /// look like a service that said nothing.
+    async fn serve_visitor(
+        &self,
+        service: &str,
+        mut visitor: TcpStream,
+        addr: SocketAddr,
+    ) -> io::Result<relay::Moved> {
+        if let Err(e) = visitor.rehome() {
+            visitor.abort();
+            return Err(e);
+        }
+        let waiting = visitor.abort_guard();
+        // The set-up is boxed so its state is freed before the long-lived
+        // relay starts: an idle tunneled connection costs little more than
+        // the relay itself.
+        let link = Box::pin(self.start_visitor(service, &visitor, addr)).await?;
+        waiting.disarm();
+        self.relay_visitor(visitor, link).await
     }
 
     /// Takes a link for the visitor and offers it there (see [`dispatch`]);
@@ -324,10 +339,9 @@ impl<T: Transport> Session<T> {
     async fn start_visitor(
         &self,
         service: &str,
-        mut visitor: TcpStream,
+        visitor: &TcpStream,
         addr: SocketAddr,
-    ) -> io::Result<(TcpStream, T::Stream)> {
-        visitor.rehome()?;
+    ) -> io::Result<T::Stream> {
         let start = Frame::Start {
             service: service.to_owned(),
             visitor: addr,
@@ -338,23 +352,15 @@ impl<T: Transport> Session<T> {
         let limit = self.shared.settings.handshake_timeout;
         let mut replay = dispatch::Replay::default();
         loop {
-            let mut link = match self.take_link(deadline).await {
-                Ok(link) => link,
-                Err(e) => {
-                    // Anyone can send visitors, so a burst is folded.
-                    if self
-                        .shared
-                        .visitor_log
-                        .note("dropped: no data link", addr.ip())
-                    {
-                        warn!("visitor {addr} of {service} dropped: {e}");
-                    }
-                    let _ = visitor.close().await;
-                    return Err(e);
+            let mut link = self.take_link(deadline).await.inspect_err(|e| {
+                // Anyone can send visitors, so a burst is folded.
+                let log = &self.shared.visitor_log;
+                if log.note("dropped: no data link", addr.ip()) {
+                    warn!("visitor {addr} of {service} dropped: {e}");
                 }
-            };
-            match dispatch::offer(&mut link, &start, &visitor, &mut replay, limit).await {
-                Ok(()) => return Ok((visitor, link)),
+            })?;
+            match dispatch::offer(&mut link, &start, visitor, &mut replay, limit).await {
+                Ok(()) => return Ok(link),
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
                 Err(dispatch::Refused::LinkLost(e)) => {
                     let cause = "data link lost before the client accepted a visitor; visitor moved to another link";
@@ -369,7 +375,8 @@ impl<T: Transport> Session<T> {
     /// Relays a visitor over its link; after a clean end (both directions ended
     /// exactly and the client said `Idle`) the link goes back to the pool —
     /// before the visitor's connection is closed, so a visitor that sees its end
-    /// and connects again finds the link idle. Any error closes the link.
+    /// and connects again finds the link idle. Any error closes the link and
+    /// resets the visitor (see [`relay::relay_chunked`]).
     async fn relay_visitor(
         &self,
         visitor: TcpStream,
@@ -446,6 +453,19 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A visitor's relay over a mux stream; the visitor is reset unless it ends
+/// cleanly, and the stream is reset (dropped unfinished) if the visitor fails.
+async fn relay_muxed(
+    mut visitor: TcpStream,
+    stream: crate::mux::Stream,
+) -> io::Result<relay::Moved> {
+    if let Err(e) = visitor.rehome() {
+        visitor.abort();
+        return Err(e);
+    }
+    relay::relay_socket(&visitor, stream).await
 }
 
 fn log_visitor_end(service: &str, addr: SocketAddr, result: io::Result<relay::Moved>) {

@@ -384,6 +384,20 @@ pub async fn assert_closed_within(
     (started.elapsed(), seen)
 }
 
+/// Connects to `addr` and checks that the connection is refused unserved: reset
+/// (the reset may even beat `connect`'s own check of the socket) or closed
+/// within `limit`, without a byte either way.
+pub async fn assert_refused(addr: SocketAddr, limit: Duration, what: &str) {
+    match TcpStream::connect(addr).await {
+        Ok(mut stream) => {
+            let (_, seen) = assert_closed_within(&mut stream, limit, what).await;
+            assert!(seen.is_empty(), "{what}: got {} bytes", seen.len());
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("{what}: connect failed: {e}"),
+    }
+}
+
 // ---------------------------------------------------------------- raw protocol
 
 /// Performs the client side of a control-link handshake by hand and returns the

@@ -1,7 +1,7 @@
 //! Absolute-form requests: origin form, hop-by-hop removal, keep-alive with
 //! several requests per connection, chunked and Content-Length bodies both ways.
 
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
 use crate::http::*;
@@ -202,5 +202,48 @@ fn a_response_without_length_is_read_to_close_and_closes_the_client() {
             m.headers.get("connection").map(String::as_str),
             Some("close")
         );
+    });
+}
+
+#[test]
+fn a_read_to_close_response_cut_by_an_origin_reset_resets_the_client() {
+    run_test(async {
+        // The origin sends a body without a length, then resets once the
+        // client has its first bytes: a FIN here would pass for the whole body.
+        let (seen_tx, seen) = smol::channel::bounded::<()>(1);
+        let web = serve(
+            local_listener().await,
+            move |stream: smol::net::TcpStream| {
+                let seen = seen.clone();
+                async move {
+                    let mut w = stream.clone();
+                    let mut r = futures_lite::io::BufReader::new(stream);
+                    read_head(&mut r).await?;
+                    w.write_all(b"HTTP/1.0 200 OK\r\n\r\npartial").await?;
+                    let _ = seen.recv().await;
+                    reset_on_close(&w);
+                    Ok(())
+                }
+            },
+        );
+        let proxy = start(settings()).await;
+        let (mut w, mut r) = dial(proxy.addr).await;
+        let req = format!("GET http://{}/ HTTP/1.0\r\n\r\n", web.addr);
+        w.write_all(req.as_bytes()).await.expect("send");
+        let head = within(PROMPTLY, "response head", read_head(&mut r))
+            .await
+            .expect("head");
+        assert_eq!(head.status(), 200);
+        let mut first = [0u8; 7];
+        within(PROMPTLY, "first body bytes", r.read_exact(&mut first))
+            .await
+            .expect("the start of the body");
+        seen_tx.send(()).await.expect("origin waiting");
+        let mut rest = Vec::new();
+        let end = within(PROMPTLY, "the cut", r.read_to_end(&mut rest)).await;
+        match end {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+            Ok(n) => panic!("clean EOF after {n} more bytes where a reset was due"),
+        }
     });
 }
