@@ -16,11 +16,21 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A child process killed and reaped when the guard drops.
-pub struct ChildGuard(Child);
+pub struct ChildGuard {
+    child: Child,
+    /// Lines the child has written so far (stdout and stderr; counted by the
+    /// drain threads, so a line shows up here a moment after it is written).
+    lines: Arc<AtomicU64>,
+}
 
 impl ChildGuard {
     pub fn pid(&self) -> u32 {
-        self.0.id()
+        self.child.id()
+    }
+
+    /// Output lines (both streams) drained so far.
+    pub fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
     }
 
     /// Sends SIGINT and waits up to `max` for the child to exit; kills it after
@@ -28,7 +38,7 @@ impl ChildGuard {
     pub fn interrupt(&mut self, max: Duration) -> bool {
         use nix::sys::signal::{Signal, kill};
         use nix::unistd::Pid;
-        let Ok(raw) = i32::try_from(self.0.id()) else {
+        let Ok(raw) = i32::try_from(self.child.id()) else {
             return false;
         };
         if kill(Pid::from_raw(raw), Signal::SIGINT).is_err() {
@@ -36,22 +46,22 @@ impl ChildGuard {
         }
         let end = Instant::now() + max;
         while Instant::now() < end {
-            match self.0.try_wait() {
+            match self.child.try_wait() {
                 Ok(Some(_)) => return true,
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
                 Err(_) => return false,
             }
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         false
     }
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -87,23 +97,31 @@ fn start_piped(mut cmd: Command) -> Result<(Child, String), String> {
 }
 
 /// Spawns `cmd` with piped output drained by threads; lines go to the returned
-/// channel (until it is dropped), warnings are counted in `logs`.
+/// channel (until it is dropped), warnings are counted in `logs`, every line
+/// in the guard's [`ChildGuard::lines`].
 pub fn spawn(cmd: Command, logs: &Arc<LogStats>) -> Result<(ChildGuard, Receiver<String>), String> {
     let (mut child, _) = start_piped(cmd)?;
     let (tx, rx) = mpsc::channel();
+    let lines = Arc::new(AtomicU64::new(0));
     if let Some(out) = child.stdout.take() {
-        drain(out, tx.clone(), logs.clone());
+        drain(out, tx.clone(), logs.clone(), lines.clone());
     }
     if let Some(err) = child.stderr.take() {
-        drain(err, tx, logs.clone());
+        drain(err, tx, logs.clone(), lines.clone());
     }
-    Ok((ChildGuard(child), rx))
+    Ok((ChildGuard { child, lines }, rx))
 }
 
-fn drain(pipe: impl Read + Send + 'static, tx: Sender<String>, logs: Arc<LogStats>) {
+fn drain(
+    pipe: impl Read + Send + 'static,
+    tx: Sender<String>,
+    logs: Arc<LogStats>,
+    lines: Arc<AtomicU64>,
+) {
     // Detached: the thread ends at EOF, which the child's death guarantees.
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            lines.fetch_add(1, Ordering::Relaxed);
             let line = strip_ansi(&line);
             let upper = line.to_ascii_uppercase();
             let bad = ["WARN", "ERROR", "ALERT", "PANICKED"];

@@ -223,6 +223,64 @@ pub fn short_connections(addr: SocketAddr, workers: usize, window: Duration) -> 
     }
 }
 
+/// Outcome of [`downloads`].
+pub struct Downloads {
+    /// Wall time of the whole sequence.
+    pub elapsed: Duration,
+    /// Whether every download was attempted before `max_time`.
+    pub finished: bool,
+    pub failed: u64,
+    pub first_errors: Vec<String>,
+}
+
+/// Up to `count` sequential downloads of `len` bytes each from the source
+/// (connect, read `len` bytes, close), stopping at `max_time`. A failed
+/// download (connect refused or timed out, reset, early EOF, a read timeout)
+/// is counted and the next one starts.
+pub fn downloads(addr: SocketAddr, count: usize, len: usize, max_time: Duration) -> Downloads {
+    let start = Instant::now();
+    let end = start + max_time;
+    let mut buf = vec![0u8; BULK_BUF_LEN];
+    let (mut failed, mut first_errors, mut finished) = (0, Vec::new(), true);
+    for _ in 0..count {
+        if Instant::now() >= end {
+            finished = false;
+            break;
+        }
+        let download = connect(addr).and_then(|mut s| {
+            let mut left = len;
+            while left > 0 {
+                // Bounded by `max_time` too, not only by the per-read timeout.
+                let now = Instant::now();
+                if now >= end {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "cut at the time limit",
+                    ));
+                }
+                s.set_read_timeout(Some(IO_TIMEOUT.min(end - now)))?;
+                match s.read(&mut buf[..left.min(BULK_BUF_LEN)])? {
+                    0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "early eof")),
+                    n => left -= n,
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = download {
+            failed += 1;
+            if first_errors.len() < 5 {
+                first_errors.push(e.to_string());
+            }
+        }
+    }
+    Downloads {
+        elapsed: start.elapsed(),
+        finished,
+        failed,
+        first_errors,
+    }
+}
+
 /// Up to `count` sequential visitors (connect, 64 B echo, close), stopping at
 /// `max_time`. Returns how many succeeded and the first few distinct errors.
 pub fn visitors(addr: SocketAddr, count: usize, max_time: Duration) -> (u64, Vec<String>) {

@@ -10,6 +10,7 @@
 //! cargo build --release --bins --example bench
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
 //!     [--syscalls 500] [--pin] [--baseline /work/base/target/release/porthole]
+//! cargo run --release --example bench -- --flood [--flood-from 127.0.0.2] [--only tunnel]
 //! examples/bench/install-peers.sh   # iperf3 wrk nginx haproxy socat strace rathole
 //! ```
 //!
@@ -23,6 +24,13 @@
 //! - `--baseline PATH`: a second porthole binary; every selected porthole
 //!   mode also runs as `MODE@base` with it, next to it in the table.
 //!   `--only` accepts `MODE@base` names too.
+//! - `--flood`: instead of the phases above, per tunnel mode (porthole's four,
+//!   their `@base` twins, rathole and rathole-tls) quiet figures and then the
+//!   same under a flood of 2,000 silent and 500 one-byte-per-second
+//!   connections to the server's control port (`flood.rs`, `flooder.rs`): new
+//!   client registration time, short-connection rate, 64 sequential 4 MiB
+//!   downloads, failed visitors, server log lines. `--flood-from ADDR` is the
+//!   flood's loopback source address (default 127.0.0.1, the client's own).
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
@@ -34,6 +42,8 @@
 //! numbers on stderr. Loopback only; every load loop is bounded in count and time.
 
 mod child;
+mod flood;
+mod flooder;
 mod iperf;
 mod load;
 mod measure;
@@ -48,6 +58,7 @@ mod syscalls;
 mod wrk;
 
 use argh::FromArgs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -77,6 +88,14 @@ struct Args {
     /// a second porthole binary, run as MODE@base next to every porthole mode
     #[argh(option)]
     baseline: Option<PathBuf>,
+    /// only the flood phase: per tunnel mode, quiet figures, then the same
+    /// under a flood of unauthenticated connections to its control port
+    #[argh(switch)]
+    flood: bool,
+    /// source address of the flood's connections, on loopback (default
+    /// 127.0.0.1, the same as the client's)
+    #[argh(option, default = "Ipv4Addr::LOCALHOST")]
+    flood_from: Ipv4Addr,
 }
 
 fn main() {
@@ -96,12 +115,32 @@ fn run(args: &Args) -> Result<(), String> {
     if args.syscalls.is_some() && child::find_tool("strace").is_none() {
         return Err("--syscalls needs strace".to_owned());
     }
+    if args.flood && (args.syscalls.is_some() || args.pin) {
+        return Err("--flood runs only the flood phase; drop --syscalls and --pin".to_owned());
+    }
+    if !args.flood_from.is_loopback() {
+        return Err(format!(
+            "--flood-from {}: not a loopback address",
+            args.flood_from
+        ));
+    }
     let dir = std::env::temp_dir().join(format!("porthole-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let svc = services::Services::start(2).map_err(|e| format!("services: {e}"))?;
     let mut targets = svc.targets();
     let mut header = Vec::new();
-    let iperf = start_extra("iperf3", iperf::Server::start, &mut header);
+    if args.flood {
+        header.push(format!(
+            "flood: {} silent + {} one-byte-per-second connections to the control port from {}",
+            flood::SILENT,
+            flood::TRICKLING,
+            args.flood_from
+        ));
+    }
+    // The flood phase uses the built-in services only.
+    let iperf = (!args.flood)
+        .then(|| start_extra("iperf3", iperf::Server::start, &mut header))
+        .flatten();
     match &iperf {
         Some(s) => {
             targets.push(("iperf", s.addr));
@@ -110,9 +149,12 @@ fn run(args: &Args) -> Result<(), String> {
                 Plan::new(args.quick).iperf_secs
             ));
         }
+        None if args.flood => {}
         None => header.push("bulk: built-in sink/source".to_owned()),
     }
-    let nginx = if child::find_tool("wrk").is_some() {
+    let nginx = if args.flood {
+        None
+    } else if child::find_tool("wrk").is_some() {
         start_extra("nginx", || nginx::Server::start(&dir), &mut header)
     } else {
         header.push("requests: skipped (wrk not installed)".to_owned());
@@ -162,9 +204,14 @@ fn run(args: &Args) -> Result<(), String> {
     drop((iperf, nginx, svc));
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "\nporthole bench: {} run(s){}, medians; (×) = ratio to direct in the same runs",
+        "\nporthole bench: {} run(s){}, medians; (×) = ratio to {}",
         args.runs.max(1),
-        if args.quick { ", --quick" } else { "" }
+        if args.quick { ", --quick" } else { "" },
+        if args.flood {
+            "the same mode's quiet figure"
+        } else {
+            "direct in the same runs"
+        }
     );
     println!("{}\n", header.join("; "));
     println!("{}", report::table(&results));
@@ -213,7 +260,11 @@ fn run_once(
         let Some(mode) = start_mode(name, targets, &bin, setup.dir, run, notes) else {
             continue;
         };
-        let mut r = measure::measure(split_base(name).0, &mode, setup);
+        let mut r = if args.flood {
+            flood::measure(name, &mode, &setup.plan, args.flood_from)
+        } else {
+            measure::measure(split_base(name).0, &mode, setup)
+        };
         if name == "direct" {
             direct_p50 = r.values.get(&Metric::LatP50).copied();
             direct_pinned = r.values.get(&Metric::PinnedLatP50).copied();
@@ -271,6 +322,12 @@ fn select(args: &Args, porthole: &Path) -> Result<Vec<String>, String> {
     names.sort_by_key(|n| n != "direct");
     let mut selected = Vec::new();
     for name in names {
+        if args.flood && !flood::applies(&name) {
+            if args.only.is_some() {
+                println!("> skipped {name}: no control port to flood");
+            }
+            continue;
+        }
         let bin = binary(&name, args, porthole);
         match modes::unavailable(&name, &bin) {
             Some(why) if ["tunnel", "forward"].contains(&name.as_str()) => return Err(why),

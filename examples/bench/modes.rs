@@ -4,7 +4,12 @@
 //!
 //! A porthole mode name may end in `@base`: the same mode run with the
 //! `--baseline` binary, so one table shows before and after.
+//!
+//! A tunnel mode (porthole's and rathole's) also says where its clients dial
+//! (`control`) and how to start one more client of the same server
+//! (`late`), for `--flood` (`flood.rs`).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +21,8 @@ use crate::peers;
 use crate::services::Target;
 
 pub const TOKEN: &str = "bench-token-0123456789";
+/// The service a late client registers: the echo service on another public port.
+pub const LATE_SERVICE: &str = "late";
 /// Suffix of a mode run with the `--baseline` binary.
 pub const BASE_SUFFIX: &str = "@base";
 
@@ -50,8 +57,31 @@ pub struct Mode {
     /// nginx's public address, when nginx is installed.
     pub http: Option<SocketAddr>,
     pub logs: Arc<LogStats>,
+    /// The port clients dial (tunnel modes only).
+    pub control: Option<SocketAddr>,
+    /// One more client for the same server (tunnel modes only).
+    pub late: Option<LateClient>,
     /// Children with their role: `server`, `client`, `forward`, `haproxy`, ...
     children: Vec<(&'static str, ChildGuard)>,
+}
+
+/// One more client of a tunnel mode's server, configured like the mode's own
+/// client but serving only [`LATE_SERVICE`] (the echo service).
+pub struct LateClient {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(&'static str, &'static str)>,
+    /// Its public address when its config fixes it (rathole); `None`: the
+    /// server picks the port and the client prints it (porthole).
+    pub public: Option<SocketAddr>,
+}
+
+impl LateClient {
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).envs(self.env.iter().copied());
+        cmd
+    }
 }
 
 impl Mode {
@@ -70,8 +100,18 @@ impl Mode {
             iperf: find("iperf"),
             http: find("http"),
             logs,
+            control: None,
+            late: None,
             children,
         })
+    }
+
+    /// Lines the child with `role` has written so far.
+    pub fn lines_of(&self, role: &str) -> Option<u64> {
+        self.children
+            .iter()
+            .find(|c| c.0 == role)
+            .map(|c| c.1.lines())
     }
 
     pub fn pids(&self) -> Vec<u32> {
@@ -146,13 +186,16 @@ pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Res
     Ok(mode)
 }
 
+/// The environment of every porthole child.
+const PORTHOLE_ENV: [(&str, &str); 2] = [("PORTHOLE_LOG", "info"), ("NO_COLOR", "1")];
+
 fn porthole_cmd(porthole: &Path) -> Command {
     let mut cmd = Command::new(porthole);
-    cmd.env("PORTHOLE_LOG", "info").env("NO_COLOR", "1");
+    cmd.envs(PORTHOLE_ENV);
     cmd
 }
 
-fn parse_addr(text: &str) -> Option<SocketAddr> {
+pub fn parse_addr(text: &str) -> Option<SocketAddr> {
     text.split_whitespace().next()?.parse().ok()
 }
 
@@ -212,16 +255,9 @@ fn start_tunnel(
     })?[0];
     drop(rx);
     let config = dir.join("client.ron");
-    let services: String = targets
-        .iter()
-        .map(|(name, local)| {
-            format!("        (name: \"{name}\", local: \"{local}\", remote_port: 0),\n")
-        })
-        .collect();
-    let ron = format!(
-        "(\n    server: \"{control}\",\n    token: \"{TOKEN}\",\n    transport: {transport},\n    data_links: {data_links},\n    services: [\n{services}    ],\n)\n"
-    );
-    std::fs::write(&config, ron).map_err(|e| format!("{}: {e}", config.display()))?;
+    let ron = |services: &[Target]| client_ron(control, &transport, data_links, services);
+    write(&config, &ron(targets))?;
+    let late = late_porthole(porthole, dir, targets, ron)?;
     let mut client = porthole_cmd(porthole);
     client.arg("client").arg("-c").arg(&config);
     let (client, rx) = spawn(client, &logs)?;
@@ -236,7 +272,49 @@ fn start_tunnel(
             Some((name, parse_addr(rest)?))
         },
     )?;
-    Mode::new(&public, logs, vec![("server", server), ("client", client)])
+    let mut mode = Mode::new(&public, logs, vec![("server", server), ("client", client)])?;
+    mode.control = Some(control);
+    mode.late = Some(late);
+    Ok(mode)
+}
+
+/// A porthole client config: `services` through the server at `control`.
+fn client_ron(control: SocketAddr, transport: &str, links: &str, services: &[Target]) -> String {
+    let services: String = services
+        .iter()
+        .map(|(name, local)| {
+            format!("        (name: \"{name}\", local: \"{local}\", remote_port: 0),\n")
+        })
+        .collect();
+    format!(
+        "(\n    server: \"{control}\",\n    token: \"{TOKEN}\",\n    transport: {transport},\n    data_links: {links},\n    services: [\n{services}    ],\n)\n"
+    )
+}
+
+/// A late client for a porthole tunnel: `ron` makes its config (the mode's
+/// own, with only the echo service, as [`LATE_SERVICE`]).
+fn late_porthole(
+    porthole: &Path,
+    dir: &Path,
+    targets: &[Target],
+    ron: impl Fn(&[Target]) -> String,
+) -> Result<LateClient, String> {
+    let echo = targets
+        .iter()
+        .find(|t| t.0 == "echo")
+        .ok_or("no echo target")?;
+    let config = dir.join("client-late.ron");
+    write(&config, &ron(&[(LATE_SERVICE, echo.1)]))?;
+    Ok(LateClient {
+        program: porthole.to_path_buf(),
+        args: vec!["client".into(), "-c".into(), config.into()],
+        env: PORTHOLE_ENV.to_vec(),
+        public: None,
+    })
+}
+
+pub fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn start_forward(targets: &[Target], porthole: &Path) -> Result<Mode, String> {

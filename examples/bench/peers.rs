@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crate::child::{ChildGuard, LogStats, find_tool, free_port, spawn, wait_listening};
-use crate::modes::{Mode, TOKEN, certificates};
+use crate::modes::{LATE_SERVICE, LateClient, Mode, TOKEN, certificates, write};
 use crate::services::Target;
 
 /// A public address for every target, same names.
@@ -50,6 +50,9 @@ fn rathole_tls(porthole: &Path, dir: &Path) -> Result<(String, String), String> 
     Ok((server, client))
 }
 
+/// rathole's log level: warnings only (its info lines are per connection).
+const RATHOLE_LOG: &str = "warn";
+
 pub fn rathole(targets: &[Target], porthole: &Path, dir: &Path, tls: bool) -> Result<Mode, String> {
     let bin = find_tool("rathole").ok_or("rathole not installed")?;
     let logs = Arc::<LogStats>::default();
@@ -62,16 +65,31 @@ pub fn rathole(targets: &[Target], porthole: &Path, dir: &Path, tls: bool) -> Re
         server += &s;
         client += &c;
     }
+    let client_head = client.clone();
     for ((name, local), (_, public)) in targets.iter().zip(&public) {
         server += &format!("[server.services.{name}]\nbind_addr = \"{public}\"\n");
         client += &format!("[client.services.{name}]\nlocal_addr = \"{local}\"\n");
     }
-    let (sp, cp) = (
+    // The late client's service: rathole binds its port only once a client
+    // serves it, so it costs the mode nothing until `--flood` starts one.
+    let late_public = free_port()?;
+    let echo = targets
+        .iter()
+        .find(|t| t.0 == "echo")
+        .ok_or("no echo target")?;
+    server += &format!("[server.services.{LATE_SERVICE}]\nbind_addr = \"{late_public}\"\n");
+    let late = format!(
+        "{client_head}[client.services.{LATE_SERVICE}]\nlocal_addr = \"{}\"\n",
+        echo.1
+    );
+    let (sp, cp, lp) = (
         dir.join("rathole-server.toml"),
         dir.join("rathole-client.toml"),
+        dir.join("rathole-client-late.toml"),
     );
-    std::fs::write(&sp, server).map_err(|e| e.to_string())?;
-    std::fs::write(&cp, client).map_err(|e| e.to_string())?;
+    write(&sp, &server)?;
+    write(&cp, &client)?;
+    write(&lp, &late)?;
     let mut children = Vec::new();
     for (role, flag, path) in [("server", "--server", &sp), ("client", "--client", &cp)] {
         if flag == "--client" {
@@ -79,10 +97,18 @@ pub fn rathole(targets: &[Target], porthole: &Path, dir: &Path, tls: bool) -> Re
             wait_listening(control)?;
         }
         let mut cmd = Command::new(&bin);
-        cmd.env("RUST_LOG", "warn").arg(flag).arg(path);
+        cmd.env("RUST_LOG", RATHOLE_LOG).arg(flag).arg(path);
         children.push((role, spawn(cmd, &logs)?.0));
     }
-    Mode::new(&public, logs, children)
+    let mut mode = Mode::new(&public, logs, children)?;
+    mode.control = Some(control);
+    mode.late = Some(LateClient {
+        program: bin,
+        args: vec!["--client".into(), lp.into()],
+        env: vec![("RUST_LOG", RATHOLE_LOG)],
+        public: Some(late_public),
+    });
+    Ok(mode)
 }
 
 pub fn haproxy(targets: &[Target], dir: &Path) -> Result<Mode, String> {

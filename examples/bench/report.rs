@@ -1,5 +1,6 @@
 //! Per-run results, medians over runs, and the markdown table.
 
+use crate::flood;
 use std::collections::BTreeMap;
 
 /// One run of one mode. `None`: not measured or not meaningful (e.g. idle KB for direct).
@@ -36,6 +37,17 @@ pub enum Metric {
     HeldErrors(u32),
     CpuPerGb,
     LogWarnings,
+    /// `--flood` (`flood.rs`), each figure quiet and under the flood.
+    QuietRegister,
+    FloodRegister,
+    QuietShort,
+    FloodShort,
+    QuietBulkSecs,
+    FloodBulkSecs,
+    QuietFailed,
+    FloodFailed,
+    QuietLogLines,
+    FloodLogLines,
 }
 
 /// How a row is printed.
@@ -45,6 +57,10 @@ struct Row {
     decimals: usize,
     /// Show "(ratio to direct)".
     ratio: bool,
+    /// Show "(ratio to this metric of the same mode)".
+    of: Option<Metric>,
+    /// A value at this cap was cut there: shown as "> cap".
+    cap: Option<f64>,
 }
 
 const ROWS: &[Row] = &[
@@ -154,6 +170,64 @@ const ROWS: &[Row] = &[
         false,
     ),
     row(Metric::CpuPerGb, "relay CPU per GB moved (s)", 2, false),
+    flood_row(
+        Metric::QuietRegister,
+        "quiet: new client registers in (s)",
+        2,
+        None,
+        Some(flood::REGISTER_MAX.as_secs_f64()),
+    ),
+    flood_row(
+        Metric::FloodRegister,
+        "flood: new client registers in (s)",
+        2,
+        None,
+        Some(flood::REGISTER_MAX.as_secs_f64()),
+    ),
+    flood_row(
+        Metric::QuietShort,
+        "quiet: short conn/s (50 workers)",
+        0,
+        None,
+        None,
+    ),
+    flood_row(
+        Metric::FloodShort,
+        "flood: short conn/s (× quiet)",
+        0,
+        Some(Metric::QuietShort),
+        None,
+    ),
+    flood_row(
+        Metric::QuietBulkSecs,
+        "quiet: bulk s for 64×4 MiB",
+        2,
+        None,
+        Some(flood::BULK_MAX.as_secs_f64()),
+    ),
+    flood_row(
+        Metric::FloodBulkSecs,
+        "flood: bulk s for 64×4 MiB (× quiet)",
+        2,
+        Some(Metric::QuietBulkSecs),
+        Some(flood::BULK_MAX.as_secs_f64()),
+    ),
+    flood_row(Metric::QuietFailed, "quiet: failed visitors", 0, None, None),
+    flood_row(Metric::FloodFailed, "flood: failed visitors", 0, None, None),
+    flood_row(
+        Metric::QuietLogLines,
+        "quiet: server log lines",
+        0,
+        None,
+        None,
+    ),
+    flood_row(
+        Metric::FloodLogLines,
+        "flood: server log lines",
+        0,
+        None,
+        None,
+    ),
     row(Metric::LogWarnings, "warning/error log lines", 0, false),
 ];
 
@@ -163,6 +237,26 @@ const fn row(metric: Metric, label: &'static str, decimals: usize, ratio: bool) 
         label,
         decimals,
         ratio,
+        of: None,
+        cap: None,
+    }
+}
+
+/// A `--flood` row: `of` is the quiet figure it is compared with.
+const fn flood_row(
+    metric: Metric,
+    label: &'static str,
+    decimals: usize,
+    of: Option<Metric>,
+    cap: Option<f64>,
+) -> Row {
+    Row {
+        metric,
+        label,
+        decimals,
+        ratio: false,
+        of,
+        cap,
     }
 }
 
@@ -196,6 +290,28 @@ fn metric_median(runs: &[RunResult], m: Metric) -> Option<f64> {
     )
 }
 
+/// One value of `row` for a mode with these `runs`; `direct`: the same
+/// metric's median for direct.
+fn cell(row: &Row, v: f64, direct: Option<f64>, runs: &[RunResult]) -> String {
+    let capped = row.cap.filter(|&c| v >= c);
+    let mut s = match capped {
+        Some(c) => format!("> {c:.0}"),
+        None => format!("{v:.*}", row.decimals),
+    };
+    if let (true, Some(b)) = (row.ratio, direct) {
+        if b > 0.0 {
+            s += &format!(" ({:.2}×)", v / b);
+        }
+    }
+    if let Some(q) = row.of.and_then(|m| metric_median(runs, m)) {
+        if q > 0.0 {
+            let at_least = if capped.is_some() { "> " } else { "" };
+            s += &format!(" ({at_least}{:.2}×)", v / q);
+        }
+    }
+    s
+}
+
 /// The markdown table: rows = metrics, columns = modes (in run order). A row
 /// no mode measured (a phase that was not selected) is left out.
 pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
@@ -219,15 +335,7 @@ pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
         for (name, runs) in modes {
             let cell = match metric_median(runs, row.metric) {
                 None => "n/a".to_owned(),
-                Some(v) => {
-                    let mut s = format!("{v:.*}", row.decimals);
-                    if let (true, Some(b), false) = (row.ratio, base, name == "direct") {
-                        if b > 0.0 {
-                            s += &format!(" ({:.2}×)", v / b);
-                        }
-                    }
-                    s
-                }
+                Some(v) => cell(row, v, base.filter(|_| name != "direct"), runs),
             };
             out += &format!(" {cell} |");
         }
