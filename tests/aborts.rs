@@ -493,23 +493,6 @@ fn a_visitor_reset_resets_the_service_with_multiplexed_links() {
     run_test(visitor_resets(MUXED));
 }
 
-/// A local address that refuses connections and stays ours while it lives: a
-/// bound socket that never listens (no port number is released and reused).
-fn refusing_address() -> (std::os::fd::OwnedFd, SocketAddr) {
-    use nix::sys::socket::*;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )
-    .expect("socket");
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    bind(raw, &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind 127.0.0.1:0");
-    let local: SockaddrIn = getsockname(raw).expect("name");
-    (fd, std::net::SocketAddrV4::from(local).into())
-}
-
 async fn service_unreachable(mode: DataLinks) {
     let (_bound, local) = refusing_address();
     let server = start_server(server_settings()).await.expect("server");

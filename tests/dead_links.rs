@@ -30,29 +30,57 @@ fn visitors_whose_links_died_while_idle_are_served_on_other_links_with_their_byt
         let mut nat =
             Nat::start(|settings| settings.link_probe_interval = Duration::from_secs(3600)).await;
         assert_echoes(nat.public, 1, 1000).await;
-        nat.wait_for_links(POOL).await;
+        // The control link and the pool.
+        nat.wait_for_links(1 + POOL).await;
         let forgotten = nat.proxy.forget_all();
         assert!(
             forgotten >= POOL as u64,
             "only {forgotten} connections forgotten"
         );
-        for seed in 0..10 {
-            // First bytes before any answer, as an HTTP request sends them.
-            let data = payload(seed, 3000 + seed as usize);
-            let echoed = within(
-                PROMPTLY,
-                "a visitor after the links died",
-                exchange(nat.public, &data),
-            )
-            .await
-            .expect("the visitor is served");
-            assert_eq!(echoed.len(), data.len(), "visitor {seed}: every byte back");
-            assert!(echoed == data, "visitor {seed}: first bytes intact");
-        }
+        ten_visitors_served(&nat).await;
         let resets = nat.proxy.resets.load(Ordering::Relaxed);
         assert!(resets >= 1, "the visitors met dead links ({resets} resets)");
         nat.stop().await;
     });
+}
+
+#[test]
+fn visitors_whose_mux_link_died_are_served_on_another_link_with_their_bytes() {
+    run_test(async {
+        let nat = Nat::start(|settings| {
+            settings.data_links = porthole::config::DataLinks::Multiplexed { links: 1 };
+        })
+        .await;
+        within(PROMPTLY, "the mux link", nat.proxy.muxes.recv())
+            .await
+            .expect("proxy runs");
+        assert_echoes(nat.public, 1, 1000).await;
+        assert!(nat.proxy.forget_all() >= 1, "the mux link is forgotten");
+        ten_visitors_served(&nat).await;
+        let resets = nat.proxy.resets.load(Ordering::Relaxed);
+        assert!(
+            resets >= 1,
+            "the visitors met the dead link ({resets} resets)"
+        );
+        nat.stop().await;
+    });
+}
+
+/// Ten visitors in a row, each sending its first bytes before any answer (as
+/// an HTTP request does), each echoed in full.
+async fn ten_visitors_served(nat: &Nat) {
+    for seed in 0..10 {
+        let data = payload(seed, 3000 + seed as usize);
+        let echoed = within(
+            PROMPTLY,
+            "a visitor after the links died",
+            exchange(nat.public, &data),
+        )
+        .await
+        .expect("the visitor is served");
+        assert_eq!(echoed.len(), data.len(), "visitor {seed}: every byte back");
+        assert!(echoed == data, "visitor {seed}: first bytes intact");
+    }
 }
 
 #[test]
@@ -61,7 +89,7 @@ fn probes_find_idle_links_that_died_and_the_client_replaces_them() {
         let mut nat =
             Nat::start(|settings| settings.link_probe_interval = Duration::from_millis(100)).await;
         assert_echoes(nat.public, 2, 1000).await;
-        nat.wait_for_links(POOL).await;
+        nat.wait_for_links(1 + POOL).await;
         nat.proxy.forget_all();
         // No visitor: only the client's probes can find the dead links.
         within(
@@ -125,6 +153,8 @@ struct NatProxy {
     epoch: Arc<AtomicU64>,
     /// One message per connection opened.
     opened: Receiver<()>,
+    /// One message per multiplexed link (its hello seen going by).
+    muxes: Receiver<()>,
     /// Resets sent to a side that used a forgotten connection.
     resets: Arc<AtomicU64>,
     carried: Arc<AtomicU64>,
@@ -139,6 +169,7 @@ impl NatProxy {
         let resets = Arc::new(AtomicU64::new(0));
         let carried = Arc::new(AtomicU64::new(0));
         let (tx, opened) = unbounded();
+        let (mux_tx, muxes) = unbounded();
         let state = Shared {
             upstream,
             epoch: epoch.clone(),
@@ -146,12 +177,14 @@ impl NatProxy {
             carried: carried.clone(),
             carried_total: AtomicU64::new(0),
             opened: tx,
+            muxes: mux_tx,
         };
         let task = smol::spawn(accept_loop(listener, Arc::new(state)));
         NatProxy {
             addr,
             epoch,
             opened,
+            muxes,
             resets,
             carried,
             _task: task,
@@ -172,6 +205,7 @@ struct Shared {
     carried: Arc<AtomicU64>,
     carried_total: AtomicU64,
     opened: Sender<()>,
+    muxes: Sender<()>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -220,6 +254,9 @@ async fn relay(mut sides: [Option<TcpStream>; 2], born: u64, shared: Arc<Shared>
             }
             Ok(n) => n,
         };
+        if side == 0 && is_mux_hello(&bufs[0][..n]) {
+            let _ = shared.muxes.try_send(());
+        }
         if born != u64::MAX && shared.epoch.load(Ordering::SeqCst) != born {
             if let Some(from) = sides[side].take() {
                 reset_on_close(&from);
@@ -248,4 +285,18 @@ async fn read_from(
         Some(mut s) => (i, s.read(buf).await),
         None => std::future::pending().await,
     }
+}
+
+/// Whether `bytes` begin with a client's `Hello` for a multiplexed link.
+fn is_mux_hello(bytes: &[u8]) -> bool {
+    matches!(
+        porthole::protocol::decode(bytes),
+        Ok(Some((
+            porthole::protocol::Frame::Hello {
+                link: porthole::protocol::LinkHello::Mux { .. },
+                ..
+            },
+            _
+        )))
+    )
 }

@@ -9,10 +9,12 @@ use tracing::{debug, warn};
 
 use super::data::{Inner, REFILL_PAUSE, connect_local, dial};
 use crate::mux::{self, Side};
+use crate::protocol::chunk::Chunk;
 use crate::protocol::{self, Frame, LinkHello};
 use crate::relay;
 use crate::tasks::TaskSet;
 use crate::transport::Transport;
+use futures_lite::AsyncWriteExt;
 
 /// Keeps one multiplexed link up until the session's link set is dropped.
 pub(super) async fn keep<T: Transport>(weak: Weak<Inner<T>>) {
@@ -85,6 +87,11 @@ async fn visitor<T: Transport>(
             ));
         }
     };
+    // Before anything reaches the service: until the server reads this, it
+    // may still offer the visitor to another link (PROTOCOL.md section 10).
+    let mut stream = stream;
+    stream.write_all(&Chunk::Accept.encode()).await?;
+    stream.flush().await?;
     let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
         // Dropped unfinished, the stream is reset, and so is the visitor at
         // the server: the service could not be reached. (A `Fin` would tell

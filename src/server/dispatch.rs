@@ -1,7 +1,8 @@
-//! Offering a visitor to a pooled link: `Start`, then the visitor's bytes as
-//! they come, kept (bounded) until the client's `Accept` says the link is
-//! alive — so that a visitor whose link turns out dead is offered to another
-//! link with its first bytes intact (PROTOCOL.md section 9).
+//! Offering a visitor to a data link: `Start` (on a pooled link; a mux
+//! stream's `Open` carries it), then the visitor's bytes as they come, kept
+//! (bounded) until the client's `Accept` says the link is alive — so that a
+//! visitor whose link turns out dead is offered to another link with its first
+//! bytes intact (PROTOCOL.md sections 9 and 10).
 //!
 //! Nothing waits for `Accept` before relaying: the visitor's request leaves
 //! with no extra round trip, and `Accept` normally arrives before the
@@ -30,32 +31,40 @@ pub(super) struct Replay {
     eof: bool,
 }
 
+/// How a link carries the visitor's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Framing {
+    /// A pooled link: in `Data` chunks.
+    Chunks,
+    /// A mux stream: as they are (the mux frames them).
+    Raw,
+}
+
 /// Why an offer failed.
 pub(super) enum Refused {
     /// The link failed before `Accept`: try another with the same replay.
     LinkLost(io::Error),
-    /// The visitor failed: the visitor is over.
+    /// The visitor failed, or the client refused it: the visitor is over.
     Visitor(io::Error),
 }
 
-/// Sends `start` (an encoded `Start` frame) and what `replay` holds on `link`,
-/// then relays the visitor's bytes (keeping a copy) until the client's
-/// `Accept`, at most `limit`.
+/// Sends `start` (an encoded `Start` frame, or nothing on a mux stream) and
+/// what `replay` holds on `link`, then relays the visitor's bytes (keeping a
+/// copy) until the client's `Accept`, at most `limit`.
 pub(super) async fn offer<L: AsyncRead + AsyncWrite + Unpin>(
     link: &mut L,
-    start: &[u8],
+    (start, framing): (&[u8], Framing),
     visitor: &TcpStream,
     replay: &mut Replay,
     limit: Duration,
 ) -> Result<(), Refused> {
     let mut first = Vec::with_capacity(start.len() + HEADER_LEN + replay.bytes.len());
     first.extend_from_slice(start);
-    if !replay.bytes.is_empty() {
-        first.extend_from_slice(&data_header(replay.bytes.len())?);
-        first.extend_from_slice(&replay.bytes);
+    frame(&mut first, &replay.bytes, framing)?;
+    if !first.is_empty() {
+        send(link, &first).await.map_err(Refused::LinkLost)?;
     }
-    send(link, &first).await.map_err(Refused::LinkLost)?;
-    let waiting = until_accepted(link, visitor, replay);
+    let waiting = until_accepted(link, framing, visitor, replay);
     match with_timeout(limit, "waiting for the client to accept a visitor", async {
         Ok(waiting.await)
     })
@@ -74,6 +83,7 @@ enum Woke {
 
 async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
     link: &mut L,
+    framing: Framing,
     visitor: &TcpStream,
     replay: &mut Replay,
 ) -> Result<(), Refused> {
@@ -113,6 +123,13 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
+            // A mux stream reset by the client is its answer, not a lost link
+            // (which fails the stream with `ConnectionAborted`).
+            Woke::Link(Err(e))
+                if framing == Framing::Raw && e.kind() == io::ErrorKind::ConnectionReset =>
+            {
+                return Err(Refused::Visitor(e));
+            }
             Woke::Link(Err(e)) => return Err(Refused::LinkLost(e)),
             Woke::Visitor(Ok(0)) => replay.eof = true,
             Woke::Visitor(Ok(n)) => {
@@ -121,8 +138,7 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
                 // not lose it.
                 replay.bytes.extend_from_slice(bytes);
                 let mut out = Vec::with_capacity(HEADER_LEN + n);
-                out.extend_from_slice(&data_header(n)?);
-                out.extend_from_slice(bytes);
+                frame(&mut out, bytes, framing)?;
                 send(link, &out).await.map_err(Refused::LinkLost)?;
             }
             Woke::Visitor(Err(e)) => return Err(Refused::Visitor(e)),
@@ -130,11 +146,19 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn data_header(len: usize) -> Result<[u8; HEADER_LEN], Refused> {
-    // len ≤ MAX_REPLAY_LEN < MAX_CHUNK_LEN.
-    let len =
-        u32::try_from(len).map_err(|_| Refused::Visitor(io::Error::other("oversized replay")))?;
-    Ok(Chunk::Data(len).encode())
+/// Appends `bytes` to `out` as the link carries them (nothing when empty).
+fn frame(out: &mut Vec<u8>, bytes: &[u8], framing: Framing) -> Result<(), Refused> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    if framing == Framing::Chunks {
+        // len ≤ MAX_REPLAY_LEN < MAX_CHUNK_LEN.
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| Refused::Visitor(io::Error::other("oversized replay")))?;
+        out.extend_from_slice(&Chunk::Data(len).encode());
+    }
+    out.extend_from_slice(bytes);
+    Ok(())
 }
 
 async fn send<L: AsyncWrite + Unpin>(link: &mut L, bytes: &[u8]) -> io::Result<()> {

@@ -295,8 +295,9 @@ impl<T: Transport> Session<T> {
         if let Some((stream, worker)) = self.muxes.open(&service, addr) {
             // A stream on a multiplexed link: no connection, no handshake; the
             // relay runs on the link driver's worker.
+            let session = self.clone();
             self.visitors.spawn_at(worker, async move {
-                let result = relay_muxed(visitor, stream).await;
+                let result = session.serve_muxed(&service, visitor, addr, stream).await;
                 log_visitor_end(&service, addr, result);
             });
             return;
@@ -327,9 +328,64 @@ impl<T: Transport> Session<T> {
         // The set-up is boxed so its state is freed before the long-lived
         // relay starts: an idle tunneled connection costs little more than
         // the relay itself.
-        let link = Box::pin(self.start_visitor(service, &visitor, addr)).await?;
+        let replay = dispatch::Replay::default();
+        let link = Box::pin(self.start_visitor(service, &visitor, addr, replay)).await?;
         waiting.disarm();
         self.relay_visitor(visitor, link).await
+    }
+
+    /// [`Session::serve_visitor`] for a visitor given a stream on a mux link:
+    /// offered there (see [`dispatch`]); if the link dies before the client
+    /// accepted, offered on another mux link, else on a pooled link, with its
+    /// first bytes.
+    async fn serve_muxed(
+        &self,
+        service: &str,
+        mut visitor: TcpStream,
+        addr: SocketAddr,
+        mut stream: crate::mux::Stream,
+    ) -> io::Result<relay::Moved> {
+        if let Err(e) = visitor.rehome() {
+            visitor.abort();
+            return Err(e);
+        }
+        let waiting = visitor.abort_guard();
+        let limit = self.shared.settings.handshake_timeout;
+        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
+        let mut replay = dispatch::Replay::default();
+        let raw = (&[][..], dispatch::Framing::Raw);
+        loop {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no multiplexed link accepted the visitor in time",
+                ));
+            }
+            match Box::pin(dispatch::offer(
+                &mut stream,
+                raw,
+                &visitor,
+                &mut replay,
+                limit,
+            ))
+            .await
+            {
+                Ok(()) => break,
+                Err(dispatch::Refused::Visitor(e)) => return Err(e),
+                Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
+            }
+            match self.muxes.open(service, addr) {
+                Some((next, _)) => stream = next,
+                None => {
+                    let link = self.start_visitor(service, &visitor, addr, replay);
+                    let link = Box::pin(link).await?;
+                    waiting.disarm();
+                    return self.relay_visitor(visitor, link).await;
+                }
+            }
+        }
+        waiting.disarm();
+        relay::relay_socket(&visitor, stream).await
     }
 
     /// Takes a link for the visitor and offers it there (see [`dispatch`]);
@@ -341,6 +397,7 @@ impl<T: Transport> Session<T> {
         service: &str,
         visitor: &TcpStream,
         addr: SocketAddr,
+        mut replay: dispatch::Replay,
     ) -> io::Result<T::Stream> {
         let start = Frame::Start {
             service: service.to_owned(),
@@ -350,7 +407,7 @@ impl<T: Transport> Session<T> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let deadline = Instant::now() + self.shared.settings.visitor_timeout;
         let limit = self.shared.settings.handshake_timeout;
-        let mut replay = dispatch::Replay::default();
+        let start = (&start[..], dispatch::Framing::Chunks);
         loop {
             let mut link = self.take_link(deadline).await.inspect_err(|e| {
                 // Anyone can send visitors, so a burst is folded.
@@ -359,16 +416,22 @@ impl<T: Transport> Session<T> {
                     warn!("visitor {addr} of {service} dropped: {e}");
                 }
             })?;
-            match dispatch::offer(&mut link, &start, visitor, &mut replay, limit).await {
+            match dispatch::offer(&mut link, start, visitor, &mut replay, limit).await {
                 Ok(()) => return Ok(link),
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
-                Err(dispatch::Refused::LinkLost(e)) => {
-                    let cause = "data link lost before the client accepted a visitor; visitor moved to another link";
-                    if self.shared.visitor_log.note(cause, self.peer.ip()) {
-                        warn!("client {}: {cause}: {e}", self.peer);
-                    }
-                }
+                Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
             }
+        }
+    }
+
+    /// A link (or mux stream) failed before the client accepted a visitor,
+    /// which goes to another: worth a (folded) warning, as links should not
+    /// die while idle.
+    fn note_lost_link(&self, e: &io::Error) {
+        let cause =
+            "data link lost before the client accepted a visitor; visitor moved to another link";
+        if self.shared.visitor_log.note(cause, self.peer.ip()) {
+            warn!("client {}: {cause}: {e}", self.peer);
         }
     }
 
@@ -453,19 +516,6 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// A visitor's relay over a mux stream; the visitor is reset unless it ends
-/// cleanly, and the stream is reset (dropped unfinished) if the visitor fails.
-async fn relay_muxed(
-    mut visitor: TcpStream,
-    stream: crate::mux::Stream,
-) -> io::Result<relay::Moved> {
-    if let Err(e) = visitor.rehome() {
-        visitor.abort();
-        return Err(e);
-    }
-    relay::relay_socket(&visitor, stream).await
 }
 
 fn log_visitor_end(service: &str, addr: SocketAddr, result: io::Result<relay::Moved>) {

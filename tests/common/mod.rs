@@ -346,6 +346,23 @@ pub async fn exchange_on(stream: TcpStream, data: &[u8]) -> io::Result<Vec<u8>> 
     Ok(got)
 }
 
+/// A local address that refuses connections and stays ours while it lives: a
+/// bound socket that never listens (no port number is released and reused).
+pub fn refusing_address() -> (std::os::fd::OwnedFd, SocketAddr) {
+    use nix::sys::socket::*;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )
+    .expect("socket");
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    bind(raw, &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind 127.0.0.1:0");
+    let local: SockaddrIn = getsockname(raw).expect("name");
+    (fd, std::net::SocketAddrV4::from(local).into())
+}
+
 /// Sends `len` random bytes through an echo at `addr` and checks the hash of what
 /// came back.
 pub async fn assert_echoes(addr: SocketAddr, seed: u64, len: usize) {
