@@ -12,18 +12,16 @@
 
 mod common;
 
+use common::process::{Proc, porthole};
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::config::DataLinks;
 use porthole::gencert::{Ca, Validity};
 use smol::channel::{Sender, bounded};
 use smol::net::TcpStream;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Instant;
 
 /// Bytes a reader takes before the test cuts the transfer: "mid-transfer".
 const SOME_BYTES: usize = 64 * 1024;
@@ -33,83 +31,15 @@ const MAX_BYTES: usize = 1 << 30;
 /// Write size of the endless streams.
 const CHUNK: usize = 64 * 1024;
 
-// ---------------------------------------------------------------- processes
-
-/// A running porthole process: killed and reaped on drop. Its stderr lines
-/// arrive on `lines`, read by a thread, so waiting for one has a deadline.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_porthole"))
-            .args(args)
-            .env_remove("PORTHOLE_TOKEN")
-            .env_remove("PORTHOLE_LOG")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn porthole");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        // Ends by itself at EOF, when the child is gone.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (blocking) for a stderr line containing `needle`; returns the
-    /// first word after it, parsed as an address.
-    fn address_after(&mut self, needle: &str) -> SocketAddr {
-        let limit = PROMPTLY * 2;
-        let started = Instant::now();
-        loop {
-            let left = limit.saturating_sub(started.elapsed());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                panic!(
-                    "no stderr line with {needle:?} within {limit:?}; saw:\n{}",
-                    self.seen.join("\n")
-                );
-            };
-            self.seen.push(line.clone());
-            if let Some(at) = line.find(needle) {
-                let rest = &line[at + needle.len()..];
-                return rest
-                    .split_whitespace()
-                    .next()
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or_else(|| panic!("no address in {rest:?}"));
-            }
-        }
-    }
-
-    /// SIGKILL: the process gets no chance to close anything itself.
-    fn kill9(&self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An in-process server and a client exposing `local` as `svc` over `mode`
+/// links; returns them and the public address.
+async fn tunnel(local: SocketAddr, mode: &DataLinks) -> (Server, Client, SocketAddr) {
+    let server = start_server(server_settings()).await.expect("server");
+    let mut settings = client_settings(server.addr, TOKEN, &[("svc", local, 0)]);
+    settings.data_links = mode.clone();
+    let client = start_client(settings);
+    let public = client.registered("svc").await;
+    (server, client, public)
 }
 
 /// A directory of files for one test, removed when dropped.
@@ -163,15 +93,21 @@ fn client_config(
 /// `porthole client -c CONFIG` (see [`client_config`]); returns it and the
 /// public address it logs.
 fn client_process(config: &Path) -> (Proc, SocketAddr) {
-    let mut client = Proc::spawn(&["client", "-c", &config.to_string_lossy()]);
-    let public = client.address_after("service stream is public at ");
+    let mut client = Proc::spawn(porthole(&["client", "-c", &config.to_string_lossy()]));
+    let public = client.address_after("service stream is public at ", PROMPTLY * 2);
     (client, public)
 }
 
 /// `porthole server` on `127.0.0.1:0`; returns it and its control address.
 fn server_process() -> (Proc, SocketAddr) {
-    let mut server = Proc::spawn(&["server", "--bind", "127.0.0.1:0", "--token", TOKEN]);
-    let addr = server.address_after("listening for clients on ");
+    let mut server = Proc::spawn(porthole(&[
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        TOKEN,
+    ]));
+    let addr = server.address_after("listening for clients on ", PROMPTLY * 2);
     (server, addr)
 }
 
@@ -365,11 +301,7 @@ async fn clean_ends(mode: DataLinks) {
             stream.close().await
         }
     });
-    let server = start_server(server_settings()).await.expect("server");
-    let mut settings = client_settings(server.addr, TOKEN, &[("svc", service.addr, 0)]);
-    settings.data_links = mode.clone();
-    let client = start_client(settings);
-    let public = client.registered("svc").await;
+    let (server, client, public) = tunnel(service.addr, &mode).await;
     let request = payload(1, REQUEST_LEN);
     let reply = within(PROMPTLY * 2, "the exchange", exchange(public, &request))
         .await
@@ -414,11 +346,7 @@ async fn service_resets(mode: DataLinks) {
             Ok(())
         }
     });
-    let server = start_server(server_settings()).await.expect("server");
-    let mut settings = client_settings(server.addr, TOKEN, &[("svc", service.addr, 0)]);
-    settings.data_links = mode.clone();
-    let client = start_client(settings);
-    let public = client.registered("svc").await;
+    let (server, client, public) = tunnel(service.addr, &mode).await;
     let mut visitor = TcpStream::connect(public).await.expect("connect visitor");
     let mut first = [0u8; 7];
     within(PROMPTLY, "the first bytes", visitor.read_exact(&mut first))
@@ -459,11 +387,7 @@ async fn visitor_resets(mode: DataLinks) {
             Ok(())
         }
     });
-    let server = start_server(server_settings()).await.expect("server");
-    let mut settings = client_settings(server.addr, TOKEN, &[("svc", service.addr, 0)]);
-    settings.data_links = mode.clone();
-    let client = start_client(settings);
-    let public = client.registered("svc").await;
+    let (server, client, public) = tunnel(service.addr, &mode).await;
     let mut visitor = TcpStream::connect(public).await.expect("connect visitor");
     visitor.write_all(b"partial").await.expect("write");
     within(PROMPTLY, "the service's first bytes", seen.recv())
@@ -495,11 +419,7 @@ fn a_visitor_reset_resets_the_service_with_multiplexed_links() {
 
 async fn service_unreachable(mode: DataLinks) {
     let (_bound, local) = refusing_address();
-    let server = start_server(server_settings()).await.expect("server");
-    let mut settings = client_settings(server.addr, TOKEN, &[("svc", local, 0)]);
-    settings.data_links = mode.clone();
-    let client = start_client(settings);
-    let public = client.registered("svc").await;
+    let (server, client, public) = tunnel(local, &mode).await;
     let what = format!("{mode:?} visitor of an unreachable service");
     // The reset can come back before `connect` has even returned (it checks
     // the socket's error once it is writable): that is the reset, too.

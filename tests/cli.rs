@@ -8,45 +8,18 @@
 
 mod common;
 
+use common::process::{Proc, plain, porthole as args};
 use common::*;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Deadline for a short-lived command (help, check, demo) to finish.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
-
-fn porthole() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("PORTHOLE_TOKEN")
-        .env_remove("PORTHOLE_LOG")
-        .env("NO_COLOR", "1");
-    cmd
-}
-
-/// Strips ANSI escape sequences, in case the logger colours its output.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte(@..~)
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 // ---------------------------------------------------------------- one-shot commands
 
@@ -99,12 +72,6 @@ fn run(mut cmd: Command) -> Output {
         stdout: plain(&texts.next().unwrap_or_default()),
         stderr: plain(&texts.next().unwrap_or_default()),
     }
-}
-
-fn args(list: &[&str]) -> Command {
-    let mut cmd = porthole();
-    cmd.args(list);
-    cmd
 }
 
 #[test]
@@ -219,96 +186,10 @@ fn demo_once_answers_every_request_and_exits_zero() {
 
 // ---------------------------------------------------------------- long-running processes
 
-/// A running porthole process: killed and reaped on drop. Its stderr lines arrive
-/// on `lines`; `seen` keeps the ones read so far, for failure messages.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn porthole");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = mpsc::channel();
-        // Ends by itself at EOF, when the child is gone.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(plain(&line)).is_err() {
-                    return;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a stderr line containing `needle`; returns the text after it.
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let left = limit.saturating_sub(started.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if let Some(at) = line.find(needle) {
-                        return line[at + needle.len()..].to_owned();
-                    }
-                }
-                Err(_) => panic!(
-                    "no stderr line with {needle:?} within {limit:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Waits for the process to exit on its own (its stderr closes first) and
-    /// returns its status and every stderr line.
-    fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
-        let started = Instant::now();
-        loop {
-            let left = limit.saturating_sub(started.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "process did not exit within {limit:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-        let status = self.child.wait().expect("reap porthole");
-        (status, self.seen.join("\n"))
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `porthole server` on `127.0.0.1:0`; returns it and the address it reports.
 fn server_process(token: &str) -> (Proc, SocketAddr) {
     let mut server = Proc::spawn(args(&["server", "--bind", "127.0.0.1:0", "--token", token]));
-    let rest = server.wait_for("listening for clients on ", PROMPTLY * 2);
-    let addr = rest
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {rest:?}"));
+    let addr = server.address_after("listening for clients on ", PROMPTLY * 2);
     (server, addr)
 }
 
@@ -318,15 +199,8 @@ fn client_process(server: SocketAddr, token: &str, local_port: u16) -> (Proc, So
     cmd.arg(local_port.to_string());
     cmd.env("PORTHOLE_TOKEN", token);
     let mut client = Proc::spawn(cmd);
-    let rest = client.wait_for(
-        &format!("service port-{local_port} is public at "),
-        PROMPTLY * 2,
-    );
-    let public = rest
-        .split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no public address in {rest:?}"));
+    let needle = format!("service port-{local_port} is public at ");
+    let public = client.address_after(&needle, PROMPTLY * 2);
     (client, public)
 }
 

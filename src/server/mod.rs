@@ -15,6 +15,7 @@ mod muxed;
 mod pool;
 mod registry;
 mod session;
+mod visitor;
 
 use smol::net::TcpListener;
 use std::io;

@@ -1,28 +1,24 @@
 //! One authenticated client: its control link, its services, its data-link pool
-//! and its visitors.
+//! and its visitors (served in `super::visitor`).
 //!
 //! The control link is read by the session's own loop (every read under the
 //! heartbeat timeout, so a half-open link is noticed within it) and written by a
 //! writer task fed through a bounded channel, so a visitor asking for a data link
 //! never blocks on a slow control socket.
 
-use crate::runtime::{self, TcpStream};
+use crate::runtime;
 use futures_lite::FutureExt;
 use futures_lite::io::split;
-use smol::channel::{Receiver, Sender, bounded};
+use smol::channel::{Sender, bounded};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::Shared;
-use super::dispatch;
 use super::muxed::MuxLinks;
-use super::pool::{Pool, Take};
-use crate::protocol::chunk::Role;
+use super::pool::Pool;
 use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
-use crate::relay;
 use crate::shutdown;
 use crate::tasks::{TaskSet, lock};
 use crate::transport::Transport;
@@ -37,14 +33,14 @@ const CONTROL_QUEUE_LEN: usize = 256;
 pub(crate) struct Session<T: Transport> {
     pub id: SessionId,
     pub client_id: ClientId,
-    peer: SocketAddr,
-    shared: Arc<Shared<T>>,
-    control: Sender<Frame>,
-    pool: Pool<T::Stream>,
+    pub(super) peer: SocketAddr,
+    pub(super) shared: Arc<Shared<T>>,
+    pub(super) control: Sender<Frame>,
+    pub(super) pool: Pool<T::Stream>,
     /// Multiplexed data links; visitors prefer them when there are any.
-    muxes: MuxLinks,
+    pub(super) muxes: MuxLinks,
     /// Relays of this session's visitors; cancelled when the session ends.
-    visitors: TaskSet,
+    pub(super) visitors: TaskSet,
     /// Names of the services this session registered.
     services: Mutex<Vec<String>>,
     /// Ends the session from outside (see [`Session::supersede`]).
@@ -278,235 +274,6 @@ impl<T: Transport> Session<T> {
     pub fn add_mux(&self, link: T::Stream) {
         self.muxes.add::<T>(link);
     }
-
-    /// A visitor arrived at one of this session's public ports; it is served
-    /// on the worker that accepted it.
-    pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
-        let max = self.shared.settings.max_visitors_per_client;
-        if self.visitors.len() >= max {
-            // Refused, not left waiting: reset, as a port that refuses does.
-            debug!(
-                "visitor {addr} of {service} refused: client {} has {max} visitors (max_visitors_per_client)",
-                self.peer
-            );
-            visitor.abort();
-            return;
-        }
-        if let Some((stream, worker)) = self.muxes.open(&service, addr) {
-            // A stream on a multiplexed link: no connection, no handshake; the
-            // relay runs on the link driver's worker.
-            let session = self.clone();
-            self.visitors.spawn_at(worker, async move {
-                let result = session.serve_muxed(&service, visitor, addr, stream).await;
-                log_visitor_end(&service, addr, result);
-            });
-            return;
-        }
-        let session = self.clone();
-        let here = runtime::this_or_next_worker();
-        self.visitors.spawn_at(here, async move {
-            let result = session.serve_visitor(&service, visitor, addr).await;
-            log_visitor_end(&service, addr, result);
-        });
-    }
-
-    /// Takes a link for the visitor, starts it there and relays. Until the
-    /// relay has it, a visitor let go — no link came in time, the session ended
-    /// while it waited — is reset: it was never served, and a clean close would
-    /// look like a service that said nothing.
-    async fn serve_visitor(
-        &self,
-        service: &str,
-        mut visitor: TcpStream,
-        addr: SocketAddr,
-    ) -> io::Result<relay::Moved> {
-        if let Err(e) = visitor.rehome() {
-            visitor.abort();
-            return Err(e);
-        }
-        let waiting = visitor.abort_guard();
-        // The set-up is boxed so its state is freed before the long-lived
-        // relay starts: an idle tunneled connection costs little more than
-        // the relay itself.
-        let replay = dispatch::Replay::default();
-        let link = Box::pin(self.start_visitor(service, &visitor, addr, replay)).await?;
-        waiting.disarm();
-        self.relay_visitor(visitor, link).await
-    }
-
-    /// [`Session::serve_visitor`] for a visitor given a stream on a mux link:
-    /// offered there (see [`dispatch`]); if the link dies before the client
-    /// accepted, offered on another mux link, else on a pooled link, with its
-    /// first bytes.
-    async fn serve_muxed(
-        &self,
-        service: &str,
-        mut visitor: TcpStream,
-        addr: SocketAddr,
-        mut stream: crate::mux::Stream,
-    ) -> io::Result<relay::Moved> {
-        if let Err(e) = visitor.rehome() {
-            visitor.abort();
-            return Err(e);
-        }
-        let waiting = visitor.abort_guard();
-        let limit = self.shared.settings.handshake_timeout;
-        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
-        let mut replay = dispatch::Replay::default();
-        let raw = (&[][..], dispatch::Framing::Raw);
-        loop {
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no multiplexed link accepted the visitor in time",
-                ));
-            }
-            match Box::pin(dispatch::offer(
-                &mut stream,
-                raw,
-                &visitor,
-                &mut replay,
-                limit,
-            ))
-            .await
-            {
-                Ok(()) => break,
-                Err(dispatch::Refused::Visitor(e)) => return Err(e),
-                Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
-            }
-            match self.muxes.open(service, addr) {
-                Some((next, _)) => stream = next,
-                None => {
-                    let link = self.start_visitor(service, &visitor, addr, replay);
-                    let link = Box::pin(link).await?;
-                    waiting.disarm();
-                    return self.relay_visitor(visitor, link).await;
-                }
-            }
-        }
-        waiting.disarm();
-        relay::relay_socket(&visitor, stream).await
-    }
-
-    /// Takes a link for the visitor and offers it there (see [`dispatch`]);
-    /// a link that fails before the client accepted is closed and the visitor
-    /// offered to the next, its first bytes replayed, until the visitor's
-    /// deadline.
-    async fn start_visitor(
-        &self,
-        service: &str,
-        visitor: &TcpStream,
-        addr: SocketAddr,
-        mut replay: dispatch::Replay,
-    ) -> io::Result<T::Stream> {
-        let start = Frame::Start {
-            service: service.to_owned(),
-            visitor: addr,
-        };
-        let start = crate::protocol::to_bytes(&start)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
-        let limit = self.shared.settings.handshake_timeout;
-        let start = (&start[..], dispatch::Framing::Chunks);
-        loop {
-            let mut link = self.take_link(deadline).await.inspect_err(|e| {
-                // Anyone can send visitors, so a burst is folded.
-                let log = &self.shared.visitor_log;
-                if log.note("dropped: no data link", addr.ip()) {
-                    warn!("visitor {addr} of {service} dropped: {e}");
-                }
-            })?;
-            match dispatch::offer(&mut link, start, visitor, &mut replay, limit).await {
-                Ok(()) => return Ok(link),
-                Err(dispatch::Refused::Visitor(e)) => return Err(e),
-                Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
-            }
-        }
-    }
-
-    /// A link (or mux stream) failed before the client accepted a visitor,
-    /// which goes to another: worth a (folded) warning, as links should not
-    /// die while idle.
-    fn note_lost_link(&self, e: &io::Error) {
-        let cause =
-            "data link lost before the client accepted a visitor; visitor moved to another link";
-        if self.shared.visitor_log.note(cause, self.peer.ip()) {
-            warn!("client {}: {cause}: {e}", self.peer);
-        }
-    }
-
-    /// Relays a visitor over its link; after a clean end (both directions ended
-    /// exactly and the client said `Idle`) the link goes back to the pool —
-    /// before the visitor's connection is closed, so a visitor that sees its end
-    /// and connects again finds the link idle. Any error closes the link and
-    /// resets the visitor (see [`relay::relay_chunked`]).
-    async fn relay_visitor(
-        &self,
-        visitor: TcpStream,
-        mut link: T::Stream,
-    ) -> io::Result<relay::Moved> {
-        let mut finished =
-            relay::relay_chunked::<T>(&visitor, &mut link, Role::Server, None).await?;
-        // The client's `Idle` usually came with its `End`; if not, it is due
-        // as soon as our `End` arrives there.
-        let limit = self.shared.settings.handshake_timeout;
-        let idle = relay::read_idle(&mut link, &mut finished.decoder);
-        match with_timeout(limit, "waiting for the data link to go idle", idle).await {
-            Ok(()) => self.pool.add(runtime::this_or_next_worker(), link),
-            // The visitor was served in full; only the link is gone (the client
-            // retires links at the end of a visitor by closing them).
-            Err(e) => debug!("client {}: data link retired: {e}", self.peer),
-        }
-        drop(visitor);
-        Ok(finished.moved)
-    }
-
-    /// An idle data link for a visitor, waiting (bounded) for one if needed.
-    /// Links found dead are closed and skipped, never given to the visitor.
-    async fn take_link(&self, deadline: Instant) -> io::Result<T::Stream> {
-        loop {
-            let mut link = self.next_link(deadline).await?;
-            if !T::is_dead(&link) {
-                // A no-op unless the link was stolen from another worker's
-                // shard or handshaken on the control plane.
-                T::rehome(&mut link)?;
-                return Ok(link);
-            }
-            debug!("client {}: skipped a dead idle data link", self.peer);
-        }
-    }
-
-    async fn next_link(&self, deadline: Instant) -> io::Result<T::Stream> {
-        let worker = runtime::this_or_next_worker();
-        let rx: Receiver<T::Stream> = match self.pool.take(worker) {
-            Take::Ready(link) => return Ok(link),
-            Take::Wait(rx) => rx,
-            Take::Refused => {
-                return Err(io::Error::other(
-                    "too many visitors waiting for a data link",
-                ));
-            }
-        };
-        // Ask for one more link per waiting visitor; the client also refills on
-        // its own, so a lost request only costs latency.
-        let _ = self.control.try_send(Frame::OpenData { count: 1 });
-        let left = deadline.saturating_duration_since(Instant::now());
-        let got = with_timeout(left, "waiting for a data link", async {
-            rx.recv()
-                .await
-                .map_err(|_| io::Error::other("session ended"))
-        })
-        .await;
-        if got.is_err() {
-            // A link handed over just as the deadline hit goes back to the
-            // pool; closing first means none can arrive after the check.
-            rx.close();
-            if let Ok(link) = rx.try_recv() {
-                self.pool.add(worker, link);
-            }
-        }
-        got
-    }
 }
 
 /// Service names: 1..=64 bytes of `[A-Za-z0-9_.-]` (the config checks the same).
@@ -516,11 +283,4 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-fn log_visitor_end(service: &str, addr: SocketAddr, result: io::Result<relay::Moved>) {
-    match result {
-        Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
-        Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
-    }
 }

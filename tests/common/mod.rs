@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod process;
 pub mod proxy;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};

@@ -1,0 +1,140 @@
+//! The real `porthole` binary as a child process of a test.
+//!
+//! Every child is owned by a [`Proc`] guard that kills and reaps it on drop;
+//! its stderr is read by a thread into a channel, so a test waits for a log
+//! line with a deadline instead of sleeping, and a chatty child never blocks on
+//! a full pipe.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// `porthole` with `args`, run from the crate's directory, with no token or
+/// log level from the environment and no colours.
+pub fn porthole(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("PORTHOLE_TOKEN")
+        .env_remove("PORTHOLE_LOG")
+        .env("NO_COLOR", "1")
+        .args(args);
+    cmd
+}
+
+/// Strips ANSI escape sequences, in case the logger colours its output.
+pub fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte(@..~)
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A running porthole process: killed and reaped on drop. Its stderr lines arrive
+/// on `lines`; `seen` keeps the ones read so far, for failure messages.
+pub struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn porthole");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        // Ends by itself at EOF, when the child is gone.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(plain(&line)).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (blocking) for a stderr line containing `needle`; returns the
+    /// text after it.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let left = limit.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Some(at) = line.find(needle) {
+                        return line[at + needle.len()..].to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} within {limit:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// [`Proc::wait_for`], then the first word after `needle` as an address.
+    pub fn address_after(&mut self, needle: &str, limit: Duration) -> SocketAddr {
+        let rest = self.wait_for(needle, limit);
+        rest.split_whitespace()
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {rest:?}"))
+    }
+
+    /// Waits for the process to exit on its own (its stderr closes first) and
+    /// returns its status and every stderr line.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
+        let started = Instant::now();
+        loop {
+            let left = limit.saturating_sub(started.elapsed());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "process did not exit within {limit:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+        let status = self.child.wait().expect("reap porthole");
+        (status, self.seen.join("\n"))
+    }
+
+    /// SIGKILL: the process gets no chance to close anything itself.
+    pub fn kill9(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
