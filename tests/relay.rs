@@ -26,7 +26,7 @@ use std::io::{self, Write};
 use std::net::Shutdown;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 use porthole::relay::{Engine, Moved, relay_tcp_with};
@@ -435,6 +435,7 @@ fn an_idle_relay_is_a_small_future() {
             &mut link,
             porthole::protocol::chunk::Role::Server,
             None,
+            porthole::relay::Accepted::Sent,
         );
         let size = std::mem::size_of_val(&relay);
         assert!(size <= 1024, "relay future is {size} bytes");
@@ -477,6 +478,7 @@ fn a_client_relay_says_idle_with_its_end_when_the_server_ended_first() {
             &mut link,
             Role::Client,
             Some(&keep),
+            porthole::relay::Accepted::Sent,
         );
         let (finished, ()) = try_zip(relay, script).await.expect("relay and script");
         assert!(finished.idle_sent, "Idle left with the End");
@@ -487,5 +489,61 @@ fn a_client_relay_says_idle_with_its_end_when_the_server_ended_first() {
                 b_to_a: 5
             }
         );
+    });
+}
+
+/// A client's `Accept` corked with `MSG_MORE` never waits for ever: with a
+/// silent service the relay pushes it alone (well within the deadline), and
+/// with an answering service it arrives first, right before the answer.
+#[test]
+fn a_corked_accept_leaves_alone_when_the_service_is_silent_and_first_when_it_answers() {
+    use porthole::protocol::chunk::{Chunk, Role};
+    use porthole::relay::{Accepted, relay_chunked, send_corked};
+    run_test(async {
+        for answers in [false, true] {
+            let (near, mut service) = tcp_pair().await;
+            let (far, mut server) = tcp_pair().await;
+            let (socket, mut link) = (on_runtime(near), on_runtime(far));
+            let keep = || true;
+            let accept = Chunk::Accept.encode();
+            assert!(
+                send_corked(&link, &accept),
+                "an idle link takes 4 bytes at once"
+            );
+            let corked = Accepted::Corked(std::time::Instant::now());
+            let script = async {
+                if answers {
+                    service.write_all(b"hi").await?;
+                }
+                let mut expected = accept.to_vec();
+                if answers {
+                    expected.extend_from_slice(&Chunk::Data(2).encode());
+                    expected.extend_from_slice(b"hi");
+                }
+                let mut got = vec![0u8; expected.len()];
+                // The kernel would push corked bytes after about 200 ms on
+                // its own; the relay does it after `UNCORK_AFTER` (1 ms).
+                within(
+                    Duration::from_millis(100),
+                    "the Accept",
+                    server.read_exact(&mut got),
+                )
+                .await?;
+                assert_eq!(got, expected, "service answers: {answers}");
+                // End the visitor: the server's End, then the service's.
+                server.write_all(&Chunk::End.encode()).await?;
+                service.close().await?;
+                Ok::<_, io::Error>(())
+            };
+            let relay = relay_chunked::<porthole::transport::TcpTransport>(
+                &socket,
+                &mut link,
+                Role::Client,
+                Some(&keep),
+                corked,
+            );
+            let (finished, ()) = try_zip(relay, script).await.expect("relay and script");
+            assert_eq!(finished.moved.a_to_b, if answers { 2 } else { 0 });
+        }
     });
 }

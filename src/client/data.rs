@@ -231,10 +231,18 @@ async fn carry<T: Transport>(
         };
         drop(idle);
         // Before anything reaches the service: the server may still replay
-        // the visitor on another link until it reads this.
-        if write_chunk(&mut link, Chunk::Accept).await.is_err() {
-            return Retire::Died;
-        }
+        // the visitor on another link until it reads this. On a raw link it
+        // waits corked for the service's first answer (see `Accepted`).
+        let accept = Chunk::Accept.encode();
+        let accepted = match T::as_raw(&link) {
+            Some(raw) if relay::send_corked(raw, &accept) => {
+                relay::Accepted::Corked(Instant::now())
+            }
+            _ => match write_chunk(&mut link, Chunk::Accept).await {
+                Ok(()) => relay::Accepted::Sent,
+                Err(_) => return Retire::Died,
+            },
+        };
         uses += 1;
         let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
             // A link that ends before its `End` resets the visitor at the
@@ -250,7 +258,8 @@ async fn carry<T: Transport>(
                 && born.elapsed() < settings.max_link_age
                 && short_of_idle(weak)
         };
-        let relayed = relay::relay_chunked::<T>(&target, &mut link, Role::Client, Some(&keep));
+        let relayed =
+            relay::relay_chunked::<T>(&target, &mut link, Role::Client, Some(&keep), accepted);
         let idle_sent = match relayed.await {
             Ok(done) => {
                 debug!("visitor {visitor} of {service} done: {:?}", done.moved);

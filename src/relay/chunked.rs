@@ -20,7 +20,8 @@
 //! An error, a reset or an EOF of the link before `End` fails the relay; the
 //! caller then closes the link instead of reusing it.
 
-use nix::sys::socket::{MsgFlags, send};
+use futures_lite::FutureExt;
+use nix::sys::socket::{MsgFlags, send, setsockopt, sockopt};
 use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
@@ -64,9 +65,33 @@ enum Step {
 async fn pump_out(from: &TcpStream, to: &TcpStream, ends: &Ends<'_>) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = Turn::default();
+    // A corked `Accept` leaves with the first chunk, or alone once the
+    // service has been silent for a moment.
+    let mut uncork = ends.uncork_at.map(crate::runtime::sleep_until);
     loop {
         turn.take().await;
-        match from.socket().read_with(|s| frame_small(s, to)).await? {
+        let read = from.socket().read_with(|s| frame_small(s, to));
+        let step = match uncork.as_mut() {
+            None => read.await?,
+            Some(timer) => {
+                let timer = async {
+                    timer.await;
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
+                match read.or(timer).await {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        setsockopt(to.get_ref(), sockopt::TcpNoDelay, &true)?;
+                        uncork = None;
+                        continue;
+                    }
+                    step => {
+                        uncork = None;
+                        step?
+                    }
+                }
+            }
+        };
+        match step {
             Step::Eof => break,
             Step::Moved(n, left, bulk) => {
                 write_left(to, left).await?;

@@ -108,11 +108,15 @@ struct Ends<'a> {
     /// May send `Idle` right behind our `End` (a client keeping the link).
     offer_idle: Option<KeepLink<'a>>,
     idle_sent: AtomicBool,
+    /// The client's `Accept` waits corked in the link's socket until then
+    /// (see [`Accepted::Corked`]) unless the first chunk takes it along.
+    uncork_at: Option<std::time::Instant>,
 }
 
 impl<'a> Ends<'a> {
-    fn new(offer_idle: Option<KeepLink<'a>>) -> Self {
+    fn new(offer_idle: Option<KeepLink<'a>>, uncork_at: Option<std::time::Instant>) -> Self {
         Ends {
+            uncork_at,
             sent: AtomicBool::new(false),
             read: AtomicBool::new(false),
             offer_idle,
@@ -150,6 +154,32 @@ impl<'a> Ends<'a> {
     }
 }
 
+/// How the client's `Accept` of this visitor left (PROTOCOL.md section 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Already on the wire (or the server's side of the relay).
+    Sent,
+    /// Written with `MSG_MORE` on a raw link ([`send_corked`]) at this
+    /// instant: it leaves with the first chunk toward the server — usually the
+    /// service's first answer — in one segment, so the server wakes once for
+    /// both; [`UNCORK_AFTER`] after this instant with no chunk (a silent
+    /// service, a slow local connect) it is pushed alone when the relay starts.
+    Corked(std::time::Instant),
+}
+
+/// How long a corked `Accept` waits for the service's first bytes.
+pub const UNCORK_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Writes `bytes` (a few, to an idle link whose send buffer is empty) with
+/// `MSG_MORE`, so they wait for the next write; `false` when the socket did
+/// not take them all at once (the caller then writes them normally).
+pub fn send_corked(link: &TcpStream, bytes: &[u8]) -> bool {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    let flags = MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_DONTWAIT;
+    matches!(send(link.get_ref().as_raw_fd(), bytes, flags), Ok(n) if n == bytes.len())
+}
+
 /// Relays between a TCP socket (the visitor, or the local service) and a pooled
 /// data link until both directions ended with `End` chunks or one failed. The
 /// link is borrowed: after a clean end it is ready for the `Idle` exchange and
@@ -168,8 +198,13 @@ pub async fn relay_chunked<T: Transport>(
     link: &mut T::Stream,
     role: Role,
     offer_idle: Option<KeepLink<'_>>,
+    accepted: Accepted,
 ) -> io::Result<Finished> {
-    let ends = Ends::new(offer_idle.filter(|_| role == Role::Client));
+    let uncork_at = match accepted {
+        Accepted::Corked(at) if T::as_raw(link).is_some() => Some(at + UNCORK_AFTER),
+        _ => None,
+    };
+    let ends = Ends::new(offer_idle.filter(|_| role == Role::Client), uncork_at);
     let aborting = socket.abort_guard();
     let (moved, decoder) = match T::as_raw(link) {
         Some(raw) => chunked::relay(socket, raw, role, &ends).await?,

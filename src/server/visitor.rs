@@ -187,8 +187,14 @@ impl<T: Transport> Session<T> {
         visitor: TcpStream,
         mut link: T::Stream,
     ) -> io::Result<relay::Moved> {
-        let mut finished =
-            relay::relay_chunked::<T>(&visitor, &mut link, Role::Server, None).await?;
+        let mut finished = relay::relay_chunked::<T>(
+            &visitor,
+            &mut link,
+            Role::Server,
+            None,
+            relay::Accepted::Sent,
+        )
+        .await?;
         // The client's `Idle` usually came with its `End`; if not, it is due
         // as soon as our `End` arrives there.
         let limit = self.shared.settings.handshake_timeout;
