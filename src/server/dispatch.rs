@@ -58,10 +58,16 @@ pub(super) async fn offer<L: AsyncRead + AsyncWrite + Unpin>(
     replay: &mut Replay,
     limit: Duration,
 ) -> Result<(), Refused> {
-    let mut first = Vec::with_capacity(start.len() + HEADER_LEN + replay.bytes.len());
-    first.extend_from_slice(start);
-    frame(&mut first, &replay.bytes, framing)?;
-    if !first.is_empty() {
+    // The first offer sends the encoded `Start` as it is; a replay goes out
+    // in the same write, right behind it.
+    if replay.bytes.is_empty() {
+        if !start.is_empty() {
+            send(link, start).await.map_err(Refused::LinkLost)?;
+        }
+    } else {
+        let mut first = Vec::with_capacity(start.len() + HEADER_LEN + replay.bytes.len());
+        first.extend_from_slice(start);
+        frame(&mut first, &replay.bytes, framing)?;
         send(link, &first).await.map_err(Refused::LinkLost)?;
     }
     let waiting = until_accepted(link, framing, visitor, replay);
@@ -89,21 +95,32 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), Refused> {
     let mut header = [0u8; HEADER_LEN];
     let mut have = 0;
-    let mut buf = [0u8; READ_LEN];
+    // Reused for every chunk sent while waiting.
+    let mut out = Vec::new();
     loop {
-        let room = MAX_REPLAY_LEN - replay.bytes.len();
+        let kept = replay.bytes.len();
+        let room = MAX_REPLAY_LEN - kept;
         let woke = {
             // Each is one `read`: dropping the loser loses no byte.
             let from_link = async { Woke::Link(link.read(&mut header[have..]).await) };
             if replay.eof || room == 0 {
                 from_link.await
             } else {
+                // The visitor reads straight into the replay: its bytes are
+                // kept before they are sent, so a link that fails mid-write
+                // loses none.
                 let mut visitor = visitor;
-                let len = room.min(READ_LEN);
-                let from_visitor = async { Woke::Visitor(visitor.read(&mut buf[..len]).await) };
+                replay.bytes.resize(kept + room.min(READ_LEN), 0);
+                let spare = &mut replay.bytes[kept..];
+                let from_visitor = async { Woke::Visitor(visitor.read(spare).await) };
                 from_link.or(from_visitor).await
             }
         };
+        let read = match woke {
+            Woke::Visitor(Ok(n)) => n,
+            _ => 0,
+        };
+        replay.bytes.truncate(kept + read);
         match woke {
             Woke::Link(Ok(0)) => {
                 return Err(Refused::LinkLost(io::Error::new(
@@ -132,14 +149,17 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
             }
             Woke::Link(Err(e)) => return Err(Refused::LinkLost(e)),
             Woke::Visitor(Ok(0)) => replay.eof = true,
-            Woke::Visitor(Ok(n)) => {
-                let bytes = &buf[..n];
-                // Kept before it is sent: a link that fails mid-write must
-                // not lose it.
-                replay.bytes.extend_from_slice(bytes);
-                let mut out = Vec::with_capacity(HEADER_LEN + n);
-                frame(&mut out, bytes, framing)?;
-                send(link, &out).await.map_err(Refused::LinkLost)?;
+            Woke::Visitor(Ok(_)) => {
+                let bytes = &replay.bytes[kept..];
+                let sent = match framing {
+                    Framing::Raw => send(link, bytes).await,
+                    Framing::Chunks => {
+                        out.clear();
+                        frame(&mut out, bytes, framing)?;
+                        send(link, &out).await
+                    }
+                };
+                sent.map_err(Refused::LinkLost)?;
             }
             Woke::Visitor(Err(e)) => return Err(Refused::Visitor(e)),
         }

@@ -103,15 +103,7 @@ impl<T: Transport> Session<T> {
                     "no multiplexed link accepted the visitor in time",
                 ));
             }
-            match Box::pin(dispatch::offer(
-                &mut stream,
-                raw,
-                &visitor,
-                &mut replay,
-                limit,
-            ))
-            .await
-            {
+            match dispatch::offer(&mut stream, raw, &visitor, &mut replay, limit).await {
                 Ok(()) => break,
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
                 Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),

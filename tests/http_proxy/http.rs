@@ -217,19 +217,9 @@ where
 /// A listener whose accept queue is full, so a connect to it hangs (SYNs are
 /// dropped): fills it with connections that complete, until one does not.
 pub async fn full_listener() -> (SocketAddr, Vec<TcpStream>, std::os::fd::OwnedFd) {
-    use nix::sys::socket::*;
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )
-    .expect("socket");
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    bind(raw, &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind 127.0.0.1:0");
+    use nix::sys::socket::{Backlog, listen};
+    let (fd, addr) = refusing_address();
     listen(&fd, Backlog::new(0).expect("backlog")).expect("listen");
-    let local: SockaddrIn = getsockname(raw).expect("name");
-    let addr: SocketAddr = std::net::SocketAddrV4::from(local).into();
     let mut fillers = Vec::new();
     for _ in 0..8 {
         let attempt = TcpStream::connect(addr);
