@@ -118,6 +118,8 @@ impl<T: Transport> Session<T> {
                 }
             }
         }
+        // Freed before the long-lived relay: an idle visitor keeps no replay.
+        drop(replay);
         waiting.disarm();
         relay::relay_socket(&visitor, stream).await
     }
