@@ -8,11 +8,13 @@
 //! its bodies are.
 
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use super::chunked::Decoder;
-use super::head::{Framing, HeadError, MAX_HEAD_LEN, MAX_REQUEST_LINE_LEN};
+use super::chunked::{ChunkError, Decoder};
+use super::framing::Framing;
+use super::head::{HeadError, MAX_HEAD_LEN, MAX_REQUEST_LINE_LEN};
 use crate::wire::with_timeout;
 
 /// A stream with a read buffer; see the module docs.
@@ -45,6 +47,13 @@ impl<S: AsyncRead + Unpin> Buffered<S> {
     /// The buffered, unconsumed bytes.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
+    }
+
+    /// The stream and the bytes still buffered, freeing the buffer: a
+    /// connection that turns into a tunnel keeps no head buffer.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        let early = self.data().to_vec();
+        (self.stream, early)
     }
 
     pub fn consume(&mut self, n: usize) {
@@ -82,7 +91,11 @@ impl<S: AsyncRead + Unpin> Buffered<S> {
         loop {
             let data = self.data();
             let from = scanned.saturating_sub(3);
-            let blank_line = data[from..].windows(4).any(|w| w == b"\r\n\r\n");
+            let fresh = &data[from..];
+            // A bare LF ends the head at once (as an error), not at the timeout.
+            let blank_line = fresh.windows(4).any(|w| w == b"\r\n\r\n")
+                || fresh.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r')
+                || data.first() == Some(&b'\n');
             let bound = data.len() >= MAX_HEAD_LEN
                 || (scanned <= MAX_REQUEST_LINE_LEN && data.len() > MAX_REQUEST_LINE_LEN);
             if blank_line || bound {
@@ -106,21 +119,51 @@ impl<S: AsyncRead + Unpin> Buffered<S> {
     }
 }
 
-/// Streams one body of `framing` from `src` (buffered bytes first) to `dst`.
-/// Every read and write must make progress within `idle`. Returns the bytes
-/// written; `UnexpectedEof` if the sender closes before a delimited body ends.
+/// Why a body could not be streamed.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The sender broke the chunked framing: nothing after this point can be
+    /// trusted to belong to this message.
+    Framing(ChunkError),
+    /// The connection failed or closed early, or a deadline passed.
+    Io(io::Error),
+}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        BodyError::Io(e)
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Framing(e) => e.fmt(f),
+            BodyError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// Streams one body of `framing` from `src` (buffered bytes first) to `dst`;
+/// with `dechunk`, a chunked body goes out as its bare data (for a reader that
+/// takes the close as its end). Every read and write must make progress within
+/// `idle`. Returns the bytes written; `UnexpectedEof` if the sender closes
+/// before a delimited body ends.
 pub async fn copy_body<R, W>(
     src: &mut Buffered<R>,
     dst: &mut W,
     framing: Framing,
     idle: Duration,
-) -> io::Result<u64>
+    dechunk: bool,
+) -> Result<u64, BodyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut left = match framing {
-        Framing::None => return Ok(0),
+        Framing::None | Framing::Length(0) => return Ok(0),
         Framing::Length(n) => n,
         Framing::Chunked | Framing::UntilClose => u64::MAX,
     };
@@ -130,20 +173,30 @@ where
         if src.data().is_empty() && with_timeout(idle, "reading a body", src.fill()).await? == 0 {
             return match framing {
                 Framing::UntilClose => Ok(moved),
-                _ => Err(io::Error::new(
+                _ => Err(BodyError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "closed before the end of the body",
-                )),
+                ))),
             };
         }
         let data = src.data();
-        let take = match &mut chunked {
-            Some(decoder) => decoder.feed(data).map_err(|e| invalid(&e))?,
-            None => usize::try_from(left).unwrap_or(usize::MAX).min(data.len()),
+        let (take, out) = match &mut chunked {
+            Some(decoder) if dechunk => decoder.split(data).map_err(BodyError::Framing)?,
+            Some(decoder) => {
+                let used = decoder.feed(data).map_err(BodyError::Framing)?;
+                (used, 0..used)
+            }
+            None => {
+                let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len());
+                (take, 0..take)
+            }
         };
-        with_timeout(idle, "writing a body", dst.write_all(&data[..take])).await?;
+        let written = out.len() as u64;
+        if !out.is_empty() {
+            with_timeout(idle, "writing a body", dst.write_all(&data[out])).await?;
+        }
         src.consume(take);
-        moved += take as u64;
+        moved += written;
         left -= (take as u64).min(left);
         let done = match &chunked {
             Some(decoder) => decoder.is_done(),
@@ -154,10 +207,6 @@ where
             return Ok(moved);
         }
     }
-}
-
-fn invalid(e: &dyn std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
 
 #[cfg(test)]
@@ -196,7 +245,7 @@ mod tests {
 
     #[test]
     fn pipelined_requests_and_bodies_keep_their_bytes() {
-        let wire = b"POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloPOST http://h/2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET http://h/3 HTTP/1.1\r\n\r\n";
+        let wire = b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloPOST http://h/2 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET http://h/3 HTTP/1.1\r\nHost: h\r\n\r\n";
         for step in [1, 2, 7, 1000] {
             smol::block_on(async {
                 let mut src = trickle(wire, step);
@@ -207,8 +256,8 @@ mod tests {
                     .await
                     .expect("head")
                     .expect("some");
-                let framing = first.framing().expect("framing");
-                copy_body(&mut src, &mut sink, framing, idle)
+                let framing = first.framing;
+                copy_body(&mut src, &mut sink, framing, idle, false)
                     .await
                     .expect("body");
                 assert_eq!(sink, b"hello");
@@ -219,7 +268,7 @@ mod tests {
                     .expect("some");
                 assert_eq!(second.path, "/2");
                 let mut sink = Vec::new();
-                copy_body(&mut src, &mut sink, Framing::Chunked, idle)
+                copy_body(&mut src, &mut sink, Framing::Chunked, idle, false)
                     .await
                     .expect("chunked");
                 assert_eq!(sink, b"3\r\nabc\r\n0\r\n\r\n");

@@ -7,6 +7,7 @@
 //! Line endings must be CRLF (bare LF is a known smuggling vector).
 
 use std::fmt;
+use std::ops::Range;
 
 /// Longest chunk-size line or trailer line (size, extensions, CRLF included).
 /// Lines are forwarded, not stored, but an endless extension would otherwise
@@ -96,20 +97,31 @@ impl Decoder {
     /// Scans `input`; returns how many of its bytes belong to the body. Fewer
     /// than `input.len()` only when the body ended inside `input`.
     pub fn feed(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
+        let mut used = 0;
+        while used < input.len() && !self.is_done() {
+            used += self.split(&input[used..])?.0;
+        }
+        Ok(used)
+    }
+
+    /// Scans `input` up to the end of the first run of chunk data in it (or to
+    /// its end, or the body's). Returns how many bytes it used and where in
+    /// them that chunk data lies (empty when there was none): the way to
+    /// de-chunk a body while it streams.
+    pub fn split(&mut self, input: &[u8]) -> Result<(usize, Range<usize>), ChunkError> {
         let mut i = 0;
         while i < input.len() && self.state != State::Done {
             if let State::Data { left } = self.state {
                 let take = usize::try_from(left)
                     .unwrap_or(usize::MAX)
                     .min(input.len() - i);
-                i += take;
                 let left = left - take as u64;
                 self.state = if left == 0 {
                     State::DataCr
                 } else {
                     State::Data { left }
                 };
-                continue;
+                return Ok((i + take, i..i + take));
             }
             self.line_len += 1;
             if self.line_len > MAX_CHUNK_LINE_LEN {
@@ -118,7 +130,7 @@ impl Decoder {
             self.state = self.step(input[i])?;
             i += 1;
         }
-        Ok(i)
+        Ok((i, i..i))
     }
 
     /// One byte outside chunk data: one flat match over the states.
@@ -235,6 +247,25 @@ mod tests {
         }
         let long = format!("1;{}\r\n", "x".repeat(MAX_CHUNK_LINE_LEN));
         assert_eq!(run(long.as_bytes(), 7), Err(ChunkError("line too long")));
+    }
+
+    #[test]
+    fn split_yields_exactly_the_data_at_any_split() {
+        let body = b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for step in 1..=body.len() {
+            let (mut d, mut data, mut used) = (Decoder::new(), Vec::new(), 0);
+            for piece in body.chunks(step) {
+                let mut at = 0;
+                while at < piece.len() && !d.is_done() {
+                    let (n, range) = d.split(&piece[at..]).expect("valid");
+                    data.extend_from_slice(&piece[at..][range]);
+                    at += n;
+                }
+                used += at;
+            }
+            assert_eq!((data.as_slice(), used), (&b"Wikipedia"[..], body.len() - 4));
+            assert!(d.is_done());
+        }
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! Pure HTTP/1.x message-head codec: request heads from clients, response heads
-//! from origins, and the header rewriting a forward proxy does. No I/O.
+//! Pure HTTP/1.x message-head codec: request heads from clients and response
+//! heads from origins. No I/O. What the fields mean for framing is in
+//! [`super::framing`]; what the proxy sends on is in [`super::rewrite`].
 //!
 //! Parsing is strict where leniency lets two parties disagree about where a
-//! message ends (request smuggling): lines end in CRLF, header names are tokens
-//! with no space before the colon, obsolete line folding is refused, and a
-//! message with both `Content-Length` and `Transfer-Encoding` is refused.
+//! message ends (request smuggling): every line ends in CRLF (a bare LF is
+//! refused at once), header names are tokens with no space before the colon,
+//! obsolete line folding is refused, and optional whitespace is SP or HTAB,
+//! nothing else. Field values are bytes: obs-text (0x80–0xFF, RFC 9110 §5.5)
+//! passes through untouched; only NUL, CR and LF are refused in them.
 //! `Ok(None)` means "need more bytes"; every bound is checked before the bytes
 //! that would exceed it are kept.
 
 use std::fmt;
+
+use super::framing::{self, Declared, Framing};
 
 /// Largest request or response head, request line and CRLFs included. A head
 /// must sit whole in the connection's buffer, so this is also what one idle
@@ -24,8 +29,8 @@ pub const MAX_HEADERS: usize = 100;
 /// ignore at least one, as some clients send a CRLF after a body).
 const MAX_LEADING_EMPTY_LINES: usize = 4;
 
-/// Header fields in order: (name as sent, value trimmed).
-pub type Headers = Vec<(String, String)>;
+/// Header fields in order: (name as sent, value without surrounding OWS).
+pub type Headers = Vec<(String, Vec<u8>)>;
 
 /// Why a head was refused; each maps to one status code.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,18 +40,20 @@ pub enum HeadError {
     TooLarge { len: usize, max: usize },
     /// The request line exceeds [`MAX_REQUEST_LINE_LEN`].
     LineTooLong { len: usize, max: usize },
-    /// Not HTTP/1.x syntax.
+    /// Not HTTP/1.x syntax, or framing fields that do not add up.
     Malformed(&'static str),
-    /// A method this proxy does not forward.
+    /// A method this proxy refuses by rule (TRACE).
     Method(String),
     /// A target form this proxy does not serve (origin form, `*`, `https://`).
     Target(&'static str),
     /// A transfer coding other than `chunked`.
     Coding(String),
+    /// An HTTP major version other than 1.
+    Version(String),
 }
 
 impl HeadError {
-    /// The status code answering this error.
+    /// The status code answering this error in a request.
     pub fn status(&self) -> u16 {
         match self {
             HeadError::TooLarge { .. } => 431,
@@ -54,6 +61,7 @@ impl HeadError {
             HeadError::Malformed(_) | HeadError::Target(_) => 400,
             HeadError::Method(_) => 405,
             HeadError::Coding(_) => 501,
+            HeadError::Version(_) => 505,
         }
     }
 }
@@ -65,22 +73,23 @@ impl fmt::Display for HeadError {
             HeadError::LineTooLong { len, max } => {
                 write!(f, "request line too long ({len} > {max})")
             }
-            HeadError::Malformed(what) => write!(f, "malformed request: {what}"),
-            HeadError::Method(m) => write!(f, "method {m:?} is not supported"),
+            HeadError::Malformed(what) => write!(f, "malformed message: {what}"),
+            HeadError::Method(m) => write!(f, "method {m} is not forwarded"),
             HeadError::Target(what) => write!(f, "unsupported request target: {what}"),
             HeadError::Coding(c) => write!(f, "transfer coding {c:?} is not supported"),
+            HeadError::Version(v) => write!(f, "{v} is not supported"),
         }
     }
 }
 
 impl std::error::Error for HeadError {}
 
-/// Methods forwarded in absolute form (TRACE is left out: it reflects
-/// credentials back to scripts; anything else gets `405`).
-pub const FORWARDED_METHODS: [&str; 7] =
-    ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+/// Methods a `405` names in `Allow`. Any other token is forwarded too (a
+/// method is a token, RFC 9110 §9.1); only TRACE is refused, since it reflects
+/// credentials back to scripts (cross-site tracing).
+pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT";
 
-/// HTTP/1.0 or HTTP/1.1 (minor version).
+/// HTTP/1.0 or HTTP/1.1 (1.2 and later minors count as 1.1, RFC 9110 §2.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     Http10,
@@ -93,6 +102,11 @@ impl Version {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
         }
+    }
+
+    /// The protocol as `Via` names it (`1.0`, `1.1`).
+    pub fn via(self) -> &'static str {
+        &self.as_str()[5..]
     }
 }
 
@@ -115,16 +129,6 @@ impl Destination {
     }
 }
 
-/// How a message body is delimited (RFC 9112 §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-    /// Until the sender closes (responses only).
-    UntilClose,
-}
-
 /// A parsed request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -133,7 +137,9 @@ pub struct Request {
     /// Origin-form path and query for forwarded requests; empty for CONNECT.
     pub path: String,
     pub version: Version,
-    pub headers: Vec<(String, String)>,
+    pub headers: Headers,
+    /// How the body is delimited, checked at parse time.
+    pub framing: Framing,
 }
 
 impl Request {
@@ -141,27 +147,14 @@ impl Request {
         self.method == "CONNECT"
     }
 
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    /// The value of the first header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
         header(&self.headers, name)
-    }
-
-    /// Body framing of the request; a request never reads until close.
-    pub fn framing(&self) -> Result<Framing, HeadError> {
-        match body_framing(&self.headers)? {
-            Framing::UntilClose => Ok(Framing::None),
-            framing => Ok(framing),
-        }
     }
 
     /// Whether the client wants the connection kept open after this exchange.
     pub fn keep_alive(&self) -> bool {
-        let tokens = connection_tokens(&self.headers);
-        let has = |t: &str| tokens.iter().any(|x| x == t);
-        match self.version {
-            Version::Http11 => !has("close"),
-            Version::Http10 => has("keep-alive"),
-        }
+        framing::keep_alive(self.version, &self.headers)
     }
 }
 
@@ -170,93 +163,63 @@ impl Request {
 pub struct Response {
     pub version: Version,
     pub status: u16,
-    pub reason: String,
-    pub headers: Vec<(String, String)>,
+    pub reason: Vec<u8>,
+    pub headers: Headers,
+    /// What the framing fields say, whatever the request was.
+    pub declared: Declared,
 }
 
 impl Response {
     /// Body framing given the request method (RFC 9112 §6.3).
-    pub fn framing(&self, method: &str) -> Result<Framing, HeadError> {
-        if method == "HEAD" || (100..200).contains(&self.status) || matches!(self.status, 204 | 304)
-        {
-            return Ok(Framing::None);
-        }
-        body_framing(&self.headers)
+    pub fn framing(&self, method: &str) -> Framing {
+        framing::response_body(method, self.status, self.declared)
+    }
+
+    /// Whether the origin lets the connection be used again.
+    pub fn keep_alive(&self) -> bool {
+        framing::keep_alive(self.version, &self.headers)
     }
 }
 
 /// The value of the first `name` field.
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
     headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.as_slice())
 }
 
-/// Lower-case tokens of every `Connection` and `Proxy-Connection` field.
-pub fn connection_tokens(headers: &[(String, String)]) -> Vec<String> {
-    headers
-        .iter()
-        .filter(|(n, _)| {
-            n.eq_ignore_ascii_case("connection") || n.eq_ignore_ascii_case("proxy-connection")
-        })
-        .flat_map(|(_, v)| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect()
-}
-
-fn body_framing(headers: &[(String, String)]) -> Result<Framing, HeadError> {
-    let mut codings = Vec::new();
-    let mut length: Option<u64> = None;
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            codings.extend(value.split(',').map(|c| c.trim().to_ascii_lowercase()));
-        } else if name.eq_ignore_ascii_case("content-length") {
-            for part in value.split(',') {
-                let n = parse_length(part.trim())?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(HeadError::Malformed("conflicting Content-Length"));
-                }
-                length = Some(n);
-            }
-        }
-    }
-    codings.retain(|c| !c.is_empty());
-    match (codings.as_slice(), length) {
-        ([], Some(0)) => Ok(Framing::None),
-        ([], Some(n)) => Ok(Framing::Length(n)),
-        ([], None) => Ok(Framing::UntilClose),
-        (_, Some(_)) => Err(HeadError::Malformed(
-            "both Content-Length and Transfer-Encoding",
-        )),
-        ([only], None) if only == "chunked" => Ok(Framing::Chunked),
-        (all, None) => Err(HeadError::Coding(all.join(", "))),
-    }
-}
-
-fn parse_length(text: &str) -> Result<u64, HeadError> {
-    // At most 19 digits always fits a u64; the parse also rejects signs.
-    if text.is_empty() || text.len() > 19 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(HeadError::Malformed("invalid Content-Length"));
-    }
-    text.parse()
-        .map_err(|_| HeadError::Malformed("invalid Content-Length"))
-}
-
-/// Where a complete head ends in `buf` (the index after its blank line), after
-/// skipping leading empty lines; `Ok(None)` if it is not all there yet.
+/// Where a complete head lies in `buf` (after leading empty lines, up to and
+/// including its blank line); `Ok(None)` if it is not all there yet. A bare LF
+/// anywhere before the blank line is refused as soon as it arrives.
 fn find_head(buf: &[u8]) -> Result<Option<(usize, usize)>, HeadError> {
     let start = skip_empty_lines(buf);
     let window = &buf[..buf.len().min(MAX_HEAD_LEN)];
-    match window[start..].windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => Ok(Some((start, start + i + 4))),
-        None if buf.len() >= MAX_HEAD_LEN => Err(HeadError::TooLarge {
+    let mut line_start = start;
+    for (i, _) in window
+        .iter()
+        .enumerate()
+        .skip(start)
+        .filter(|(_, b)| **b == b'\n')
+    {
+        if i == 0 || window[i - 1] != b'\r' {
+            return Err(HeadError::Malformed("bare LF in the head"));
+        }
+        if i + 1 - line_start == 2 {
+            if line_start == start {
+                return Err(HeadError::Malformed("empty first line"));
+            }
+            return Ok(Some((start, i + 1)));
+        }
+        line_start = i + 1;
+    }
+    if buf.len() >= MAX_HEAD_LEN {
+        return Err(HeadError::TooLarge {
             len: buf.len(),
             max: MAX_HEAD_LEN,
-        }),
-        None => Ok(None),
+        });
     }
+    Ok(None)
 }
 
 /// How many bytes of leading empty lines to skip.
@@ -270,13 +233,19 @@ fn skip_empty_lines(buf: &[u8]) -> usize {
     start
 }
 
-/// Splits a head into its first line and its fields.
-fn lines(head: &[u8]) -> Result<(&str, Headers), HeadError> {
-    let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("head is not UTF-8"))?;
-    let mut lines = text.split("\r\n");
+/// Splits a head (ending in its blank line) into its first line and fields.
+fn lines(head: &[u8]) -> Result<(&[u8], Headers), HeadError> {
+    // Without the blank line every line ends in CRLF (find_head checked each
+    // LF), so the split leaves one empty piece at the end; exactly one CR is
+    // taken off each line, so a stray CR before it stays and is refused.
+    let body = head.strip_suffix(b"\r\n").unwrap_or(head);
+    let mut lines = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let first = lines.next().unwrap_or_default();
     let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
+    for line in lines {
         if headers.len() == MAX_HEADERS {
             return Err(HeadError::TooLarge {
                 len: headers.len() + 1,
@@ -288,32 +257,62 @@ fn lines(head: &[u8]) -> Result<(&str, Headers), HeadError> {
     Ok((first, headers))
 }
 
-fn field(line: &str) -> Result<(String, String), HeadError> {
-    if line.starts_with([' ', '\t']) {
+fn field(line: &[u8]) -> Result<(String, Vec<u8>), HeadError> {
+    if line.starts_with(b" ") || line.starts_with(b"\t") {
         return Err(HeadError::Malformed("obsolete line folding"));
     }
-    let (name, value) = line
-        .split_once(':')
+    let colon = line
+        .iter()
+        .position(|&b| b == b':')
         .ok_or(HeadError::Malformed("header line without a colon"))?;
-    if name.is_empty() || !name.bytes().all(is_tchar) {
+    let (name, value) = (&line[..colon], trim_ows(&line[colon + 1..]));
+    if !is_token(name) {
         return Err(HeadError::Malformed("invalid header name"));
     }
-    let value = value.trim_matches([' ', '\t']);
-    if value.bytes().any(|b| b == 0 || b == b'\r' || b == b'\n') {
-        return Err(HeadError::Malformed("invalid header value"));
+    if value.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n')) {
+        return Err(HeadError::Malformed("NUL, CR or LF in a header value"));
     }
-    Ok((name.to_owned(), value.to_owned()))
+    // A token is ASCII, so the name is valid UTF-8.
+    let name = String::from_utf8_lossy(name).into_owned();
+    Ok((name, value.to_vec()))
+}
+
+/// `bytes` without leading and trailing OWS: SP and HTAB only (RFC 9110 §5.6.3),
+/// the one definition used for every field.
+pub fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| matches!(*b, b' ' | b'\t');
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// Whether `bytes` is a non-empty token (RFC 9110 §5.6.2).
+pub fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
 }
 
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn version(text: &str) -> Result<Version, HeadError> {
+/// `HTTP/1.x`; any other `HTTP/d.d` is a version we do not speak.
+fn version(text: &[u8]) -> Result<Version, HeadError> {
     match text {
-        "HTTP/1.1" => Ok(Version::Http11),
-        "HTTP/1.0" => Ok(Version::Http10),
-        _ => Err(HeadError::Malformed("unsupported HTTP version")),
+        b"HTTP/1.0" => Ok(Version::Http10),
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
+            Ok(Version::Http11)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Err(HeadError::Version(
+                String::from_utf8_lossy(text).into_owned(),
+            ))
+        }
+        _ => Err(HeadError::Malformed("invalid HTTP version")),
     }
 }
 
@@ -323,8 +322,8 @@ fn version(text: &str) -> Result<Version, HeadError> {
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     let start = skip_empty_lines(buf);
     let line_len = buf[start..]
-        .windows(2)
-        .position(|w| w == b"\r\n")
+        .iter()
+        .position(|&b| b == b'\n')
         .unwrap_or(buf.len() - start);
     if line_len > MAX_REQUEST_LINE_LEN {
         return Err(HeadError::LineTooLong {
@@ -336,7 +335,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> 
         return Ok(None);
     };
     let (first, headers) = lines(&buf[start..end])?;
-    let mut parts = first.split(' ');
+    let mut parts = first.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(ver), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -344,25 +343,29 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> 
             "request line is not METHOD TARGET VERSION",
         ));
     };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
+    if !is_token(method) {
         return Err(HeadError::Malformed("invalid method"));
     }
     let version = version(ver)?;
+    let target = std::str::from_utf8(target)
+        .ok()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or(HeadError::Malformed("invalid request target"))?;
+    let method = String::from_utf8_lossy(method).into_owned();
     let (dest, path) = if method == "CONNECT" {
         (parse_authority(target, None)?, String::new())
-    } else if FORWARDED_METHODS.contains(&method) {
-        parse_absolute(target)?
     } else {
-        return Err(HeadError::Method(method.to_owned()));
+        parse_absolute(target)?
     };
+    let framing = framing::request_body(version, &headers, method == "CONNECT")?;
     let request = Request {
-        method: method.to_owned(),
+        method,
         dest,
         path,
         version,
         headers,
+        framing,
     };
-    request.framing()?;
     Ok(Some((request, end)))
 }
 
@@ -389,9 +392,6 @@ fn parse_absolute(target: &str) -> Result<(Destination, String), HeadError> {
         Some('?') => format!("/{path}"),
         Some(_) => path.to_owned(),
     };
-    if !path.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(HeadError::Malformed("invalid character in the path"));
-    }
     Ok((parse_authority(authority, Some(80))?, path))
 }
 
@@ -414,9 +414,10 @@ pub fn parse_authority(text: &str, default_port: Option<u16>) -> Result<Destinat
         }
     };
     let port = match (port, default_port) {
-        (Some(p), _) => p
-            .parse::<u16>()
-            .ok()
+        // Digits only: `u16::from_str` would also take a `+` sign.
+        (Some(p), _) => Some(p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
             .filter(|&p| p != 0)
             .ok_or(bad.clone())?,
         (None, Some(p)) => p,
@@ -436,20 +437,25 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(Response, usize)>, HeadError
         return Ok(None);
     };
     let (first, headers) = lines(&buf[start..end])?;
-    let mut parts = first.splitn(3, ' ');
+    let mut parts = first.splitn(3, |&b| b == b' ');
     let version = version(parts.next().unwrap_or_default())?;
     let status = parts
         .next()
-        .filter(|s| s.len() == 3)
-        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| s.len() == 3 && s.iter().all(u8::is_ascii_digit))
+        .and_then(|s| std::str::from_utf8(s).ok()?.parse::<u16>().ok())
         .filter(|s| (100..600).contains(s))
         .ok_or(HeadError::Malformed("invalid status code"))?;
-    let reason = parts.next().unwrap_or_default().to_owned();
+    let reason = parts.next().unwrap_or_default().to_vec();
+    if reason.iter().any(|&b| b < b' ' && b != b'\t') {
+        return Err(HeadError::Malformed("control character in the reason"));
+    }
+    let declared = framing::response_declared(version, &headers)?;
     let response = Response {
         version,
         status,
         reason,
         headers,
+        declared,
     };
     Ok(Some((response, end)))
 }

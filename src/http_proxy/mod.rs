@@ -1,18 +1,23 @@
 //! `porthole http-proxy`: an HTTP/1.1 forward proxy — CONNECT tunnels and
 //! absolute-form `http://` requests — on the tunnel's relay engine.
 //!
-//! Layers, as elsewhere in porthole: pure codecs ([`head`], [`chunked`]), pure
-//! policy ([`rules`], [`auth`]), then I/O (`body`, `conn`, this file).
+//! Layers, as elsewhere in porthole: pure codecs ([`head`], [`framing`],
+//! [`chunked`], `rewrite`), pure policy ([`rules`], [`auth`]), then I/O
+//! (`body`, `pool`, `exchange`, `conn`, this file).
 //!
 //! - CONNECT `host:port` → destination rules → non-blocking connect under
 //!   `connect_timeout` → `200` → the bytes the client sent after the head →
 //!   a splice relay (both ends are raw sockets).
-//! - `GET http://host/path` → the same checks → a fresh origin connection per
-//!   request, sent in origin form with hop-by-hop fields removed; bodies stream
-//!   through a 16 KiB buffer (Content-Length, chunked, or until close).
-//! - Errors answer with a short text body: `400`, `403` (rules), `405`, `407`,
-//!   `408`, `414`, `431`, `501`, `502` (resolution, refusal, bad response),
-//!   `504` (connect timeout).
+//! - `GET http://host/path` (any method but TRACE) → the same checks → an idle
+//!   origin connection from the pool, or a new one → the request in origin
+//!   form, as HTTP/1.1, with hop-by-hop fields removed, one canonical framing
+//!   field and `Via`; bodies stream through a 16 KiB buffer. An `Upgrade`
+//!   the origin accepts with `101` becomes a relay like CONNECT.
+//! - Framing is never guessed (see [`framing`]): anything a next hop could
+//!   read another way is refused (`400` for requests, `502` for responses).
+//! - Errors answer with a short text body: `400`, `403` (rules), `405` (with
+//!   `Allow`), `407`, `408`, `414`, `431`, `501`, `502` (resolution, refusal,
+//!   bad response), `504` (connect timeout), `505`.
 //!
 //! Name resolution goes through a [`Resolve`] implementation; the default runs
 //! `getaddrinfo` on smol's blocking pool (never on an executor thread) and
@@ -28,8 +33,11 @@ pub mod auth;
 mod body;
 pub mod chunked;
 mod conn;
+mod exchange;
+pub mod framing;
 pub mod head;
-mod rewrite;
+pub mod pool;
+pub mod rewrite;
 pub mod rules;
 pub mod stats;
 
@@ -88,6 +96,7 @@ pub struct Proxy {
     settings: ProxySettings,
     resolver: Arc<dyn Resolve>,
     stats: Arc<Stats>,
+    origins: pool::Origins,
 }
 
 impl Proxy {
@@ -97,10 +106,12 @@ impl Proxy {
     }
 
     pub fn with_resolver(settings: ProxySettings, resolver: Arc<dyn Resolve>) -> Arc<Proxy> {
+        let origins = pool::Origins::new(runtime::workers(), settings.origin_idle_timeout);
         Arc::new(Proxy {
             settings,
             resolver,
             stats: Stats::new(),
+            origins,
         })
     }
 
@@ -111,6 +122,11 @@ impl Proxy {
 
     pub fn settings(&self) -> &ProxySettings {
         &self.settings
+    }
+
+    /// Idle origin connections kept for reuse now.
+    pub fn idle_origins(&self) -> usize {
+        self.origins.idle()
     }
 
     /// Rules, resolution, rules on the addresses, then a connect to the first
@@ -211,6 +227,7 @@ pub async fn run(
         loops.spawn_at(worker, accept_loop(listener, proxy.clone()));
     }
     loops.spawn(log_stats(proxy.clone(), stats_interval));
+    loops.spawn(sweep_origins(proxy.clone()));
     shutdown.wait().await;
     info!("http proxy stopped: {}", proxy.stats.snapshot());
     Ok(())
@@ -240,6 +257,14 @@ async fn accept_loop(listener: std::net::TcpListener, proxy: Arc<Proxy>) {
                 runtime::sleep(ACCEPT_ERROR_PAUSE).await;
             }
         }
+    }
+}
+
+/// Closes idle origin connections past their timeout.
+async fn sweep_origins(proxy: Arc<Proxy>) {
+    loop {
+        smol::Timer::after(proxy.origins.sweep_interval()).await;
+        proxy.origins.sweep();
     }
 }
 

@@ -11,6 +11,7 @@ mod tcp;
 pub mod tls;
 
 pub use tcp::TcpTransport;
+pub(crate) use tcp::socket_is_quiet;
 pub use tls::TlsTransport;
 
 use crate::runtime::{TcpListener, TcpStream};

@@ -60,6 +60,18 @@ fn keepalive(stream: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether `stream` has nothing to read and no end pending: the test for an
+/// idle connection whose peer must not have said anything since (a pooled
+/// HTTP origin connection: any byte there would be out of step).
+pub(crate) fn socket_is_quiet(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    matches!(
+        recv(stream.as_fd().as_raw_fd(), &mut byte, flags),
+        Err(Errno::EAGAIN)
+    )
+}
+
 /// Peeks one byte without blocking: EOF or an error (reset, keepalive timeout)
 /// means the link must not be used. Bytes are the client's probes of an idle
 /// link (anything else is caught while the server waits for `Accept`, and the

@@ -24,7 +24,7 @@ fn unreachable_origins_get_502_and_504() {
         assert_eq!(refused.status(), 502);
         assert!(String::from_utf8_lossy(&refused.body).contains("cannot connect"));
         // Refused locally by the default resolver: no DNS query leaves the host.
-        let req = b"GET http://no-such-host.invalid/ HTTP/1.1\r\n\r\n";
+        let req = b"GET http://no-such-host.invalid/ HTTP/1.1\r\nHost: h\r\n\r\n";
         let unresolvable = ask(proxy.addr, req).await;
         assert_eq!(unresolvable.status(), 502);
         assert!(String::from_utf8_lossy(&unresolvable.body).contains("cannot resolve"));
@@ -47,16 +47,16 @@ fn malformed_oversize_and_unsupported_requests_are_refused() {
     run_test(async {
         let proxy = start(settings()).await;
         let big = format!(
-            "GET http://h/ HTTP/1.1\r\nX: {}\r\n\r\n",
+            "GET http://h/ HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
             "a".repeat(20_000)
         );
         let cases: [(&[u8], u16); 6] = [
             (b"GARBAGE\r\n\r\n", 400),
-            (b"GET /origin-form HTTP/1.1\r\n\r\n", 400),
-            (b"GET https://h/ HTTP/1.1\r\n\r\n", 400),
-            (b"TRACE http://h/ HTTP/1.1\r\n\r\n", 405),
+            (b"GET /origin-form HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"GET https://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+            (b"TRACE http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 405),
             (
-                b"POST http://h/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
                 501,
             ),
             (big.as_bytes(), 431),
@@ -89,7 +89,7 @@ fn auth_answers_407_then_lets_the_right_credentials_through() {
         ));
         let proxy = start(s).await;
         let (mut w, mut r) = dial(proxy.addr).await;
-        let bare = format!("GET http://{}/ HTTP/1.1\r\n\r\n", web.addr);
+        let bare = format!("GET http://{}/ HTTP/1.1\r\nHost: h\r\n\r\n", web.addr);
         w.write_all(bare.as_bytes()).await.expect("send");
         let m = within(PROMPTLY, "407", read_response(&mut r))
             .await
@@ -99,7 +99,7 @@ fn auth_answers_407_then_lets_the_right_credentials_through() {
         assert!(challenge.starts_with("Basic realm="), "{challenge}");
         let wrong = porthole::http_proxy::auth::base64(b"alice:wrong");
         let req = format!(
-            "GET http://{}/ HTTP/1.1\r\nProxy-Authorization: Basic {wrong}\r\n\r\n",
+            "GET http://{}/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic {wrong}\r\n\r\n",
             web.addr
         );
         w.write_all(req.as_bytes()).await.expect("send");
@@ -110,7 +110,7 @@ fn auth_answers_407_then_lets_the_right_credentials_through() {
         // Same connection, right credentials (never forwarded to the origin).
         let right = porthole::http_proxy::auth::base64(b"alice:s3cret");
         let req = format!(
-            "GET http://{}/ HTTP/1.1\r\nProxy-Authorization: Basic {right}\r\n\r\n",
+            "GET http://{}/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic {right}\r\n\r\n",
             web.addr
         );
         w.write_all(req.as_bytes()).await.expect("send");
@@ -200,7 +200,7 @@ fn head_and_idle_timeouts_close_slow_clients() {
         let proxy = start(s).await;
         // A head that never ends: 408.
         let (mut w, mut r) = dial(proxy.addr).await;
-        w.write_all(b"GET http://h/ HTTP/1.1\r\nX: ")
+        w.write_all(b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: ")
             .await
             .expect("send");
         let m = within(PROMPTLY, "408", read_response(&mut r))
@@ -209,7 +209,7 @@ fn head_and_idle_timeouts_close_slow_clients() {
         assert_eq!(m.status(), 408);
         // An idle keep-alive connection is closed after one exchange.
         let (mut w, mut r) = dial(proxy.addr).await;
-        let req = format!("GET http://{}/ HTTP/1.1\r\n\r\n", web.addr);
+        let req = format!("GET http://{}/ HTTP/1.1\r\nHost: h\r\n\r\n", web.addr);
         w.write_all(req.as_bytes()).await.expect("send");
         let m = within(PROMPTLY, "200", read_response(&mut r))
             .await

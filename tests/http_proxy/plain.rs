@@ -40,7 +40,7 @@ fn get_is_forwarded_in_origin_form_without_hop_by_hop_fields() {
             .await
             .expect("head");
         let expected = format!(
-            "GET /a/b?c=1 HTTP/1.1\r\nHost: {}\r\nUser-Agent: t\r\nConnection: close\r\n",
+            "GET /a/b?c=1 HTTP/1.1\r\nHost: {}\r\nUser-Agent: t\r\nVia: 1.1 porthole\r\n",
             web.addr
         );
         assert_eq!(head, expected);
@@ -81,7 +81,7 @@ fn keep_alive_carries_several_requests_on_one_connection() {
         let (mut w, mut r) = dial(proxy.addr).await;
         // Two requests written back to back (pipelined), then more one by one.
         let two = format!(
-            "GET http://{0}/one HTTP/1.1\r\n\r\nGET http://{0}/chunked HTTP/1.1\r\n\r\n",
+            "GET http://{0}/one HTTP/1.1\r\nHost: h\r\n\r\nGET http://{0}/chunked HTTP/1.1\r\nHost: h\r\n\r\n",
             web.addr
         );
         w.write_all(two.as_bytes()).await.expect("send");
@@ -93,7 +93,7 @@ fn keep_alive_carries_several_requests_on_one_connection() {
             .await
             .expect("second");
         assert_eq!(second.body, b"chunked reply");
-        let head = format!("HEAD http://{}/head HTTP/1.1\r\n\r\n", web.addr);
+        let head = format!("HEAD http://{}/head HTTP/1.1\r\nHost: h\r\n\r\n", web.addr);
         w.write_all(head.as_bytes()).await.expect("send HEAD");
         let m = within(PROMPTLY, "HEAD", read_head(&mut r))
             .await
@@ -102,14 +102,14 @@ fn keep_alive_carries_several_requests_on_one_connection() {
             m.headers.get("content-length").map(String::as_str),
             Some("1000")
         );
-        let empty = format!("GET http://{}/empty HTTP/1.1\r\n\r\n", web.addr);
+        let empty = format!("GET http://{}/empty HTTP/1.1\r\nHost: h\r\n\r\n", web.addr);
         w.write_all(empty.as_bytes()).await.expect("send");
         let m = within(PROMPTLY, "204", read_head(&mut r))
             .await
             .expect("204");
         assert_eq!(m.status(), 204);
         let last = format!(
-            "GET http://{}/last HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET http://{}/last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
             web.addr
         );
         w.write_all(last.as_bytes()).await.expect("send");
@@ -158,7 +158,7 @@ fn chunked_and_sized_bodies_stream_both_ways_intact() {
         let (mut w, mut r) = dial(proxy.addr).await;
         let body = payload(1, 3 * 1024 * 1024 + 17);
         let mut request = format!(
-            "POST http://{}/up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST http://{}/up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
             web.addr
         )
         .into_bytes();
@@ -173,7 +173,7 @@ fn chunked_and_sized_bodies_stream_both_ways_intact() {
         // travel in the same write as the head.
         let body = payload(2, 1024 * 1024 + 1);
         let mut request = format!(
-            "PUT http://{}/sized HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            "PUT http://{}/sized HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
             web.addr,
             body.len()
         )
@@ -192,7 +192,7 @@ fn a_response_without_length_is_read_to_close_and_closes_the_client() {
         let web = origin(|_| async { b"HTTP/1.0 200 OK\r\n\r\nuntil close".to_vec() }).await;
         let proxy = start(settings()).await;
         let (mut w, mut r) = dial(proxy.addr).await;
-        let req = format!("GET http://{}/ HTTP/1.1\r\n\r\n", web.addr);
+        let req = format!("GET http://{}/ HTTP/1.1\r\nHost: h\r\n\r\n", web.addr);
         w.write_all(req.as_bytes()).await.expect("send");
         let m = within(PROMPTLY, "response", read_response(&mut r))
             .await
