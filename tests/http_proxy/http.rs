@@ -234,3 +234,102 @@ pub async fn full_listener() -> (SocketAddr, Vec<TcpStream>, std::os::fd::OwnedF
     }
     panic!("the accept queue never filled up");
 }
+
+/// An origin that records every byte each connection sends it, until that
+/// connection closes; see [`recorder`].
+pub struct Recorder {
+    pub addr: SocketAddr,
+    /// Connections accepted so far.
+    pub accepts: Arc<std::sync::atomic::AtomicUsize>,
+    /// What each connection sent, once it closed.
+    pub recordings: smol::channel::Receiver<Vec<u8>>,
+    _service: Service,
+}
+
+impl Recorder {
+    pub fn accepts(&self) -> usize {
+        self.accepts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The bytes of the next connection to close.
+    pub async fn next(&self) -> Vec<u8> {
+        within(
+            PROMPTLY,
+            "a recorded origin connection",
+            self.recordings.recv(),
+        )
+        .await
+        .expect("recording")
+    }
+}
+
+/// An origin that answers the first request head of each connection with
+/// `reply` (which should say `Connection: close`, so the proxy lets go), then
+/// records what else arrives until the proxy closes or resets.
+pub async fn recorder(reply: &[u8]) -> Recorder {
+    let reply = Arc::new(reply.to_vec());
+    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, recordings) = smol::channel::unbounded();
+    let counter = accepts.clone();
+    let service = serve(local_listener().await, move |stream: TcpStream| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (reply, tx) = (reply.clone(), tx.clone());
+        async move {
+            let (mut w, mut r) = (stream.clone(), stream);
+            let (mut seen, mut buf, mut answered) = (Vec::new(), [0u8; 4096], false);
+            loop {
+                let n = r.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+                if !answered && seen.windows(4).any(|x| x == b"\r\n\r\n") {
+                    answered = true;
+                    let _ = w.write_all(&reply).await;
+                }
+            }
+            let _ = tx.send(seen).await;
+            Ok(())
+        }
+    });
+    Recorder {
+        addr: service.addr,
+        accepts,
+        recordings,
+        _service: service,
+    }
+}
+
+/// What a [`scripted`] origin does with request number `request` (from 0) on
+/// connection number `conn` (from 0): answer these bytes, or close (`None`).
+pub type Script = fn(conn: usize, request: usize) -> Option<Vec<u8>>;
+
+/// A keep-alive origin: reads requests (heads and Content-Length or chunked
+/// bodies) one after another on each connection and answers as `script` says.
+pub async fn scripted(script: Script) -> Recorder {
+    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (_tx, recordings) = smol::channel::unbounded();
+    let counter = accepts.clone();
+    let service = serve(local_listener().await, move |stream: TcpStream| {
+        let conn = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let mut w = stream.clone();
+            let mut r = BufReader::new(stream);
+            for request in 0.. {
+                let mut m = read_head(&mut r).await?;
+                read_body(&mut r, &mut m, false).await?;
+                match script(conn, request) {
+                    Some(reply) => w.write_all(&reply).await?,
+                    None => return Ok(()),
+                }
+            }
+            Ok(())
+        }
+    });
+    Recorder {
+        addr: service.addr,
+        accepts,
+        recordings,
+        _service: service,
+    }
+}

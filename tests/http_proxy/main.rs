@@ -12,5 +12,7 @@ mod http;
 
 mod connect;
 mod errors;
+mod framing;
+mod origin_pool;
 mod plain;
 mod tunnel;
