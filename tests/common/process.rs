@@ -125,6 +125,14 @@ impl Proc {
         (status, self.seen.join("\n"))
     }
 
+    /// SIGTERM, then waits for the exit: a graceful stop, for programs (nginx)
+    /// whose main process must stop its own workers.
+    pub fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL: the process gets no chance to close anything itself.
     pub fn kill9(&self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);

@@ -13,6 +13,7 @@ mod http;
 mod connect;
 mod errors;
 mod framing;
+mod nginx;
 mod origin_pool;
 mod plain;
 mod tunnel;
