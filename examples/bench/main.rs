@@ -11,6 +11,8 @@
 //! cargo run --release --example bench -- [--runs 3] [--quick] [--only direct,tunnel,forward]
 //!     [--syscalls 500] [--pin] [--baseline /work/base/target/release/porthole]
 //! cargo run --release --example bench -- --flood [--flood-from 127.0.0.2] [--only tunnel]
+//! cargo run --release --example bench -- --proxy [--runs 3] [--quick] [--baseline PATH]
+//!     [--only direct,http-proxy,http-proxy@base,squid,tinyproxy]
 //! examples/bench/install-peers.sh   # iperf3 wrk nginx haproxy socat strace rathole
 //! ```
 //!
@@ -31,6 +33,23 @@
 //!   client registration time, short-connection rate, 64 sequential 4 MiB
 //!   downloads, failed visitors, server log lines. `--flood-from ADDR` is the
 //!   flood's loopback source address (default 127.0.0.1, the client's own).
+//! - `--proxy`: instead of the phases above, HTTP forward proxies between
+//!   wrk and nginx (`proxy.rs`), per mode: `direct` (wrk straight to nginx,
+//!   the baseline of the ratios), `http-proxy` (`porthole http-proxy` beside
+//!   this binary), `http-proxy@base` (the `--baseline` binary), and `squid`
+//!   and `tinyproxy` when installed (skipped otherwise). Each proxy starts
+//!   afresh per run on loopback, with `max_connections: 4096` and the bench's
+//!   raised descriptor limit, and answers one probe request first. Rows:
+//!   keep-alive requests a second (`wrk -t2 -c32`, 10 s, 3 s with `--quick`,
+//!   a Lua script asking for the absolute-form `http://NGINX/1k.bin`, a 1 KiB
+//!   static file, with `Host: NGINX`); the proxy's and nginx's CPU ms per
+//!   1,000 of those requests; nginx's accepted connections per request (its
+//!   `stub_status` `accepts` counter on a second loopback port, before and
+//!   after); the same with `Connection: close` (requests a second, proxy CPU
+//!   per 1,000); and 1,000 idle CONNECT tunnels to a loopback listener of the
+//!   bench that holds connections silently, opened one after another, each
+//!   answered `200`: the proxy's RSS growth per tunnel in KB (VmRSS, before
+//!   and with all open), time to open, errors. `--only` takes these mode names.
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
@@ -52,6 +71,7 @@ mod nginx;
 mod peers;
 mod pin;
 mod procstat;
+mod proxy;
 mod report;
 mod services;
 mod syscalls;
@@ -96,6 +116,11 @@ struct Args {
     /// 127.0.0.1, the same as the client's)
     #[argh(option, default = "Ipv4Addr::LOCALHOST")]
     flood_from: Ipv4Addr,
+    /// only the HTTP-proxy phase: porthole http-proxy (and its @base twin,
+    /// squid, tinyproxy) between wrk and nginx, and idle CONNECT tunnels;
+    /// --only takes direct,http-proxy,http-proxy@base,squid,tinyproxy
+    #[argh(switch)]
+    proxy: bool,
 }
 
 fn main() {
@@ -111,6 +136,9 @@ fn main() {
 fn run(args: &Args) -> Result<(), String> {
     raise_fd_limit();
     let porthole = porthole_path();
+    if args.proxy {
+        return run_proxy(args, &porthole);
+    }
     let selected = select(args, &porthole)?;
     if args.syscalls.is_some() && child::find_tool("strace").is_none() {
         return Err("--syscalls needs strace".to_owned());
@@ -124,8 +152,7 @@ fn run(args: &Args) -> Result<(), String> {
             args.flood_from
         ));
     }
-    let dir = std::env::temp_dir().join(format!("porthole-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = temp_dir()?;
     let svc = services::Services::start(2).map_err(|e| format!("services: {e}"))?;
     let mut targets = svc.targets();
     let mut header = Vec::new();
@@ -218,6 +245,77 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(t) = args.syscalls.and_then(|n| syscalls::table(&results, n)) {
         println!("{t}");
     }
+    for note in notes {
+        println!("> start failure: {note}");
+    }
+    Ok(())
+}
+
+/// The bench's scratch directory (removed at the end).
+fn temp_dir() -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("porthole-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// `--proxy`: every selected proxy mode per run (`proxy.rs`), then the table.
+fn run_proxy(args: &Args, porthole: &Path) -> Result<(), String> {
+    if args.flood || args.syscalls.is_some() || args.pin {
+        return Err(
+            "--proxy runs only the proxy phase; drop --flood, --syscalls and --pin".to_owned(),
+        );
+    }
+    let selected = proxy::select(args.only.as_deref(), args.baseline.as_deref(), porthole)?;
+    let dir = temp_dir()?;
+    let mut header = Vec::new();
+    let nginx = if child::find_tool("wrk").is_some() {
+        start_extra("nginx", || nginx::Server::start(&dir), &mut header)
+    } else {
+        header.push("requests: skipped (wrk not installed)".to_owned());
+        None
+    };
+    let secs = proxy::wrk_secs(args.quick);
+    if let Some(s) = &nginx {
+        header.push(proxy::label(secs, s));
+    }
+    header.push(format!(
+        "tunnels: {} idle CONNECT to a silent loopback listener",
+        proxy::TUNNELS
+    ));
+    if let Some(base) = &args.baseline {
+        header.push(format!("@base: {}", base.display()));
+    }
+    let runs = args.runs.max(1);
+    let mut results: Vec<(String, Vec<RunResult>)> =
+        selected.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let mut notes = Vec::new();
+    for run in 0..runs {
+        for (name, per_run) in results.iter_mut() {
+            eprintln!("run {}/{runs}: {name}", run + 1);
+            let bin = binary(name, args, porthole);
+            match proxy::run_mode(name, &bin, &dir, nginx.as_ref(), secs) {
+                Ok(r) => {
+                    eprintln!("  raw {name} run {}: {:?}", run + 1, r.values);
+                    per_run.push(r);
+                }
+                Err(e) => notes.push(format!("{name}, run {}: {e}", run + 1)),
+            }
+        }
+    }
+    if let Some(s) = &nginx {
+        let samples = s.logs.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if !samples.is_empty() {
+            eprintln!("nginx warnings: {samples:?}");
+        }
+    }
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "\nporthole bench --proxy: {runs} run(s){}, medians; (×) = ratio to direct in the same runs",
+        if args.quick { ", --quick" } else { "" },
+    );
+    println!("{}\n", header.join("; "));
+    println!("{}", report::table(&results));
     for note in notes {
         println!("> start failure: {note}");
     }

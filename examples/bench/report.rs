@@ -48,6 +48,25 @@ pub enum Metric {
     FloodFailed,
     QuietLogLines,
     FloodLogLines,
+    /// `--proxy` (`proxy.rs`): keep-alive requests through the proxy.
+    ProxyKeepAlive,
+    /// CPU of the proxy's processes per 1,000 keep-alive requests (ms).
+    ProxyCpuPerK,
+    /// CPU of nginx per 1,000 keep-alive requests (ms).
+    OriginCpuPerK,
+    /// Connections nginx accepted per keep-alive request.
+    OriginAcceptsPerReq,
+    /// `Connection: close` requests through the proxy.
+    ProxyClose,
+    /// CPU of the proxy's processes per 1,000 `Connection: close` requests (ms).
+    ProxyCloseCpuPerK,
+    ProxyWrkErrors,
+    /// The proxy's RSS just before the tunnels open (MB).
+    TunnelRssStart,
+    TunnelSecs,
+    /// RSS growth of the proxy per idle CONNECT tunnel (KB).
+    TunnelKb,
+    TunnelErrors,
 }
 
 /// How a row is printed.
@@ -227,6 +246,67 @@ const ROWS: &[Row] = &[
         0,
         None,
         None,
+    ),
+    row(
+        Metric::ProxyKeepAlive,
+        "keep-alive req/s (wrk -c32, 1 KiB)",
+        0,
+        true,
+    ),
+    row(
+        Metric::ProxyCpuPerK,
+        "proxy CPU per 1,000 keep-alive requests (ms)",
+        1,
+        false,
+    ),
+    row(
+        Metric::OriginCpuPerK,
+        "origin (nginx) CPU per 1,000 keep-alive requests (ms)",
+        1,
+        true,
+    ),
+    row(
+        Metric::OriginAcceptsPerReq,
+        "origin connections accepted per keep-alive request",
+        3,
+        false,
+    ),
+    row(
+        Metric::ProxyClose,
+        "Connection: close req/s (wrk -c32, 1 KiB)",
+        0,
+        true,
+    ),
+    row(
+        Metric::ProxyCloseCpuPerK,
+        "proxy CPU per 1,000 Connection: close requests (ms)",
+        1,
+        false,
+    ),
+    row(Metric::ProxyWrkErrors, "wrk errors (both runs)", 0, false),
+    row(
+        Metric::TunnelRssStart,
+        "proxy RSS before the tunnels (MB)",
+        1,
+        false,
+    ),
+    row(
+        Metric::TunnelSecs,
+        "1,000 idle CONNECT tunnels: time to open (s)",
+        2,
+        false,
+    ),
+    row(
+        Metric::TunnelKb,
+        "1,000 idle CONNECT tunnels: RSS per tunnel (KB)",
+        1,
+        false,
+    ),
+    row(
+        Metric::TunnelErrors,
+        "1,000 idle CONNECT tunnels: errors",
+        0,
+        false,
     ),
     row(Metric::LogWarnings, "warning/error log lines", 0, false),
 ];

@@ -1,7 +1,9 @@
 //! The request phase: wrk against nginx through the mode, once with
 //! `Connection: close` (a new visitor per request) and once with keep-alive.
+//! `--proxy` runs wrk with a Lua script instead ([`run_script`]).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ const SLACK: Duration = Duration::from_secs(15);
 #[derive(Debug, Default, PartialEq)]
 pub struct Run {
     pub per_sec: f64,
+    /// Responses completed (`N requests in ...`).
+    pub requests: u64,
     /// Socket errors (connect, read, write, timeout) plus non-2xx/3xx responses.
     pub errors: u64,
 }
@@ -41,6 +45,34 @@ pub fn run(addr: SocketAddr, secs: u64, close: bool) -> Result<Run, String> {
         cmd.arg("-H").arg("Connection: close");
     }
     cmd.arg(format!("http://{addr}/"));
+    finish(cmd, secs)
+}
+
+/// `wrk -s script` with `threads` and `connections` against `http://addr/`
+/// for `secs` seconds (the script may set another path, method or headers).
+pub fn run_script(
+    addr: SocketAddr,
+    script: &Path,
+    threads: usize,
+    connections: usize,
+    secs: u64,
+) -> Result<Run, String> {
+    let bin = child::find_tool("wrk").ok_or("wrk not installed")?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-t{threads}"))
+        .arg(format!("-c{connections}"))
+        .arg("-d")
+        .arg(format!("{secs}s"))
+        .arg("--timeout")
+        .arg(REQUEST_TIMEOUT)
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://{addr}/"));
+    finish(cmd, secs)
+}
+
+/// Runs a wrk command of a `secs` second test and parses its output.
+fn finish(cmd: Command, secs: u64) -> Result<Run, String> {
     let out = child::run_bounded(cmd, Duration::from_secs(secs) + SLACK)?;
     if !out.status.success() {
         return Err(format!(
@@ -52,12 +84,16 @@ pub fn run(addr: SocketAddr, secs: u64, close: bool) -> Result<Run, String> {
     parse(&out.stdout)
 }
 
-/// Reads `Requests/sec:`, `Socket errors:` and `Non-2xx or 3xx responses:`.
+/// Reads `N requests in`, `Requests/sec:`, `Socket errors:` and `Non-2xx or
+/// 3xx responses:`.
 pub fn parse(text: &str) -> Result<Run, String> {
     let mut run = Run::default();
     let mut rate = None;
     for line in text.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
+        if line.contains(" requests in ") {
+            let n = line.split_whitespace().next().and_then(|n| n.parse().ok());
+            run.requests = n.unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("Requests/sec:") {
             rate = v.trim().parse::<f64>().ok();
         } else if let Some(v) = line.strip_prefix("Socket errors:") {
             // "connect 0, read 0, write 0, timeout 0"
@@ -84,6 +120,7 @@ mod tests {
             parse(out),
             Ok(Run {
                 per_sec: 12340.5,
+                requests: 12345,
                 errors: 10
             })
         );
