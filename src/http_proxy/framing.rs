@@ -10,7 +10,7 @@
 //! tokens of which only a lone `chunked` is served; both at once, chunked in
 //! HTTP/1.0, or a `Connection` that names a framing field are refused.
 
-use super::head::{HeadError, Headers, Version, is_token, parse_authority, trim_ows};
+use super::head::{HeadError, Version, is_token, parse_authority, trim_ows};
 
 /// How a message body is delimited (RFC 9112 §6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +41,7 @@ const FRAMING_FIELDS: [&str; 2] = ["content-length", "transfer-encoding"];
 /// so any declared body is refused.
 pub fn request_body(
     version: Version,
-    headers: &Headers,
+    headers: &[(String, Vec<u8>)],
     connect: bool,
 ) -> Result<Framing, HeadError> {
     connection_tokens(headers)?;
@@ -59,7 +59,10 @@ pub fn request_body(
 }
 
 /// The declared framing of a response, after checking its hop fields.
-pub fn response_declared(version: Version, headers: &Headers) -> Result<Declared, HeadError> {
+pub fn response_declared(
+    version: Version,
+    headers: &[(String, Vec<u8>)],
+) -> Result<Declared, HeadError> {
     connection_tokens(headers)?;
     match declared(headers)? {
         Declared::Chunked if version == Version::Http10 => {
@@ -82,7 +85,7 @@ pub fn response_body(method: &str, status: u16, declared: Declared) -> Framing {
 }
 
 /// The framing fields of `headers`, read exactly one way (see the module docs).
-pub fn declared(headers: &Headers) -> Result<Declared, HeadError> {
+pub fn declared(headers: &[(String, Vec<u8>)]) -> Result<Declared, HeadError> {
     let mut codings: Vec<String> = Vec::new();
     let mut length: Option<u64> = None;
     for (name, value) in headers {
@@ -148,7 +151,7 @@ fn parse_length(text: &[u8]) -> Result<u64, HeadError> {
 /// Lower-case tokens of every `Connection` and `Proxy-Connection` field;
 /// refuses a value that is not a token list, or one naming a framing field
 /// (dropping that field would unframe the message for the next hop).
-pub fn connection_tokens(headers: &Headers) -> Result<Vec<String>, HeadError> {
+pub fn connection_tokens(headers: &[(String, Vec<u8>)]) -> Result<Vec<String>, HeadError> {
     let mut tokens = Vec::new();
     for (name, value) in headers {
         if !(name.eq_ignore_ascii_case("connection")
@@ -171,7 +174,7 @@ pub fn connection_tokens(headers: &Headers) -> Result<Vec<String>, HeadError> {
 }
 
 /// Whether the sender keeps the connection open after this message.
-pub fn keep_alive(version: Version, headers: &Headers) -> bool {
+pub fn keep_alive(version: Version, headers: &[(String, Vec<u8>)]) -> bool {
     let tokens = connection_tokens(headers).unwrap_or_default();
     let has = |t: &str| tokens.iter().any(|x| x == t);
     match version {
@@ -183,7 +186,11 @@ pub fn keep_alive(version: Version, headers: &Headers) -> bool {
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid `Host` (CONNECT
 /// may omit it: some clients do, and its target already names the authority);
 /// any request with two is refused.
-fn check_host(version: Version, headers: &Headers, connect: bool) -> Result<(), HeadError> {
+fn check_host(
+    version: Version,
+    headers: &[(String, Vec<u8>)],
+    connect: bool,
+) -> Result<(), HeadError> {
     let mut hosts = headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("host"));
@@ -208,7 +215,7 @@ fn check_host(version: Version, headers: &Headers, connect: bool) -> Result<(), 
 }
 
 /// The `Max-Forwards` value, if any (RFC 9110 §7.6.2).
-pub fn max_forwards(headers: &Headers) -> Result<Option<u32>, HeadError> {
+pub fn max_forwards(headers: &[(String, Vec<u8>)]) -> Result<Option<u32>, HeadError> {
     let Some(value) = super::head::header(headers, "max-forwards") else {
         return Ok(None);
     };

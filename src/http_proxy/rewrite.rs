@@ -32,7 +32,7 @@ const NOT_REFLECTED: [&str; 3] = ["authorization", "proxy-authorization", "cooki
 /// `headers` without hop-by-hop fields, without every field `Connection`
 /// names, and without the framing fields (sent again in canonical form).
 pub fn end_to_end(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = &(String, Vec<u8>)> {
-    let named = connection_tokens(&headers.to_vec()).unwrap_or_default();
+    let named = connection_tokens(headers).unwrap_or_default();
     headers.iter().filter(move |(n, _)| {
         let n = n.to_ascii_lowercase();
         let n = n.as_str();
