@@ -140,6 +140,10 @@ async fn attempt(
     let (up_result, down_result) = both(upload, download).await;
     let uploaded = *up_result.as_ref().unwrap_or(&0);
     proxy.stats.bytes(uploaded, sent);
+    // Cut the client only if the response failed once bytes of it were out:
+    // before that it got a 502, and an upload that failed after a complete
+    // response (an origin that answered early and closed) leaves that intact.
+    let cut = !matches!(down_result, Some(Ok(_))) && sent > 0;
     let failure = match (up_result, down_result) {
         (_, Some(Err(Failure::Retry))) => {
             let _ = origin_writer.get_ref().reset_on_close();
@@ -192,10 +196,9 @@ async fn attempt(
     if let Some(why) = failure {
         debug!("{peer}: {} {}: {why}", req.method, req.dest.authority());
     }
-    // The origin's exchange failed either way: reset, not closed. Cut only if
-    // bytes of the response were out: before that the client got a 502.
+    // The origin's exchange failed either way: reset, not closed.
     let _ = origin_writer.get_ref().reset_on_close();
-    Some(if sent > 0 { Next::Abort } else { Next::Close })
+    Some(if cut { Next::Abort } else { Next::Close })
 }
 
 /// Runs the upload and the download together until both end, except that a
