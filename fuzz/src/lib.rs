@@ -442,3 +442,366 @@ fn chunk_decode(role: Role, stream: &[u8], size: usize) -> ChunkStream {
     }
     out
 }
+
+// ---------------------------------------------------------------- HTTP proxy codecs
+
+use std::fmt::Debug;
+
+use porthole::http_proxy::chunked::{ChunkError as HttpChunkError, Decoder as HttpChunkDecoder};
+use porthole::http_proxy::framing::{Declared, Framing};
+use porthole::http_proxy::head::{
+    HeadError, MAX_HEAD_LEN, MAX_HEADERS, MAX_REQUEST_LINE_LEN, Request, Response, Version,
+    parse_request, parse_response,
+};
+use porthole::http_proxy::rewrite::{Upstream, client_response, dechunks, origin_request};
+
+/// What a head parser made of a buffer: the head and the bytes it used, `None`
+/// for "need more", or why it was refused.
+pub type Parsed<T> = Result<Option<(T, usize)>, HeadError>;
+
+/// Byte 0 of an HTTP input picks the split size (its value + 1); the rest is
+/// the byte stream.
+fn split_mode(data: &[u8]) -> (usize, &[u8]) {
+    match data.split_first() {
+        Some((&mode, stream)) => (usize::from(mode) + 1, stream),
+        None => (1, data),
+    }
+}
+
+/// The `http_request` target: what a client sends, through `parse_request`.
+///
+/// Checks: no panic; every prefix shorter than an accepted head is "need more";
+/// re-parsing a buffer that grows piece by piece reaches the one-shot result.
+/// And the differential: an accepted request (not CONNECT, whose bytes after
+/// the head are the tunnel's) whose body is all there, re-serialised by
+/// `origin_request` with that body and its request line put back in absolute
+/// form, parses again to the same method, destination, path and framing, uses
+/// exactly the re-serialised head and delimits exactly the same body; that
+/// head carries at most one framing field. Returns the one-shot result.
+pub fn http_request(data: &[u8]) -> Parsed<Request> {
+    let (size, stream) = split_mode(data);
+    let whole = parse_request(stream);
+    heads_agree(stream, size, &whole, parse_request);
+    if let Ok(Some((req, used))) = &whole {
+        request_round_trip(req, &stream[*used..]);
+    }
+    whole
+}
+
+/// The `http_response` target: what an origin sends, through `parse_response`.
+///
+/// Checks: no panic; the prefix and split properties of `http_request`; an
+/// accepted head, rewritten by `client_response` for HTTP/1.1 and HTTP/1.0
+/// clients with and without keep-alive, parses again whole, to the same status
+/// and reason, with at most one framing field, declaring what the origin
+/// declared, except nothing for 1xx and 204 and for a body sent de-chunked.
+/// Returns the one-shot result.
+pub fn http_response(data: &[u8]) -> Parsed<Response> {
+    let (size, stream) = split_mode(data);
+    let whole = parse_response(stream);
+    heads_agree(stream, size, &whole, parse_response);
+    if let Ok(Some((resp, _))) = &whole {
+        for version in [Version::Http11, Version::Http10] {
+            for keep_alive in [true, false] {
+                response_round_trip(resp, version, keep_alive);
+            }
+        }
+    }
+    whole
+}
+
+/// Every prefix of an accepted head is "need more", and parsing a buffer that
+/// grows by `size` bytes at a time stops where the one-shot parse does.
+fn heads_agree<T: Debug + PartialEq>(
+    stream: &[u8],
+    size: usize,
+    whole: &Parsed<T>,
+    parse: fn(&[u8]) -> Parsed<T>,
+) {
+    if let Ok(Some((_, used))) = whole {
+        assert!(
+            *used <= stream.len(),
+            "used {used} of {} bytes",
+            stream.len()
+        );
+        for len in 0..*used {
+            let prefix = parse(&stream[..len]);
+            assert!(
+                matches!(prefix, Ok(None)),
+                "a {len}-byte prefix of a {used}-byte head gives {prefix:?}"
+            );
+        }
+    }
+    let mut grown = Ok(None);
+    for end in (size..stream.len()).step_by(size).chain([stream.len()]) {
+        grown = parse(&stream[..end]);
+        if !matches!(grown, Ok(None)) {
+            break;
+        }
+    }
+    let same = match (&grown, whole) {
+        (Err(a), Err(b)) => same_head_error(a, b),
+        (a, b) => a == b,
+    };
+    assert!(
+        same,
+        "split into {size}-byte pieces: {grown:?}, one shot: {whole:?}"
+    );
+}
+
+/// Errors alike but for the length seen, which depends on how much had arrived.
+fn same_head_error(a: &HeadError, b: &HeadError) -> bool {
+    match (a, b) {
+        (HeadError::TooLarge { max: a, .. }, HeadError::TooLarge { max: b, .. })
+        | (HeadError::LineTooLong { max: a, .. }, HeadError::LineTooLong { max: b, .. }) => a == b,
+        _ => a == b,
+    }
+}
+
+/// The body a head's framing delimits at the start of `after`; `None` when it
+/// is incomplete, malformed, or runs until close.
+fn body_of(framing: Framing, after: &[u8]) -> Option<&[u8]> {
+    match framing {
+        Framing::None => Some(&after[..0]),
+        Framing::Length(n) => usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= after.len())
+            .map(|n| &after[..n]),
+        Framing::Chunked => {
+            let mut decoder = HttpChunkDecoder::new();
+            let used = decoder.feed(after).ok()?;
+            decoder.is_done().then_some(&after[..used])
+        }
+        Framing::UntilClose => None,
+    }
+}
+
+/// The field lines of a serialised head (without its first line).
+fn field_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n')
+        .skip(1)
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .filter(|line| !line.is_empty())
+}
+
+/// How many `Content-Length` and `Transfer-Encoding` fields a head carries.
+fn framing_fields(head: &[u8]) -> usize {
+    field_lines(head)
+        .filter(|line| {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            name.eq_ignore_ascii_case(b"content-length")
+                || name.eq_ignore_ascii_case(b"transfer-encoding")
+        })
+        .count()
+}
+
+/// Whether a head the proxy wrote exceeds a bound the parser enforces: the
+/// proxy adds `Via`, `Host`, `Connection` and a space after each colon, so a
+/// head near a limit may be refused for size when read back.
+fn over_limits(head: &[u8], request: bool) -> bool {
+    let line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    head.len() > MAX_HEAD_LEN
+        || field_lines(head).count() > MAX_HEADERS
+        || (request && line > MAX_REQUEST_LINE_LEN)
+}
+
+fn request_round_trip(req: &Request, after: &[u8]) {
+    if req.is_connect() {
+        return;
+    }
+    let Some(body) = body_of(req.framing, after) else {
+        return;
+    };
+    let head = origin_request(req, Upstream::default());
+    assert!(
+        framing_fields(&head) <= 1,
+        "more than one framing field in {:?}",
+        String::from_utf8_lossy(&head)
+    );
+    let origin_line = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    assert!(
+        head.starts_with(origin_line.as_bytes()),
+        "origin request does not start {origin_line:?}: {:?}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut again = format!(
+        "{} http://{}{} HTTP/1.1\r\n",
+        req.method,
+        req.dest.authority(),
+        req.path
+    )
+    .into_bytes();
+    again.extend_from_slice(&head[origin_line.len()..]);
+    let head_len = again.len();
+    let over = over_limits(&again, true);
+    again.extend_from_slice(body);
+    match parse_request(&again) {
+        Ok(Some((re, used))) if !over => {
+            let text = String::from_utf8_lossy(&again[..head_len]);
+            assert_eq!(used, head_len, "re-parse used a different head: {text:?}");
+            assert_eq!(
+                (&re.method, &re.dest, &re.path, re.framing),
+                (&req.method, &req.dest, &req.path, req.framing),
+                "re-parse differs: {text:?}"
+            );
+            assert_eq!(
+                body_of(re.framing, &again[used..]),
+                Some(body),
+                "re-parse delimits another body: {text:?}"
+            );
+        }
+        Err(HeadError::TooLarge { .. } | HeadError::LineTooLong { .. }) if over => {}
+        other => panic!(
+            "re-serialised {:?} (over limits: {over}) parses to {other:?}; first parse: {req:?}",
+            String::from_utf8_lossy(&again[..head_len])
+        ),
+    }
+}
+
+fn response_round_trip(resp: &Response, version: Version, keep_alive: bool) {
+    let head = client_response(resp, version, keep_alive);
+    let text = String::from_utf8_lossy(&head);
+    assert!(
+        framing_fields(&head) <= 1,
+        "more than one framing field in {text:?}"
+    );
+    let informational = (100..200).contains(&resp.status);
+    let expected = if informational || resp.status == 204 || dechunks(resp, version) {
+        Declared::Nothing
+    } else {
+        resp.declared
+    };
+    let over = over_limits(&head, false);
+    match parse_response(&head) {
+        Ok(Some((re, used))) if !over => {
+            assert_eq!(used, head.len(), "re-parse used part of {text:?}");
+            assert_eq!(
+                (re.status, &re.reason, re.declared),
+                (resp.status, &resp.reason, expected),
+                "for {version:?}, keep-alive {keep_alive}: {text:?} from {resp:?}"
+            );
+            if !informational {
+                assert_eq!(re.keep_alive(), keep_alive, "Connection in {text:?}");
+            }
+        }
+        Err(HeadError::TooLarge { .. }) if over => {}
+        other => panic!("rewritten {text:?} (over limits: {over}) parses to {other:?}"),
+    }
+}
+
+/// A chunked body as the proxy reads it: the bytes that belong to it, whether
+/// its end was seen, and its data with the chunk framing taken off.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dechunked {
+    pub used: usize,
+    pub done: bool,
+    pub data: Vec<u8>,
+}
+
+/// The `http_chunked` target: byte 0 picks the split size (value + 1), the
+/// rest is a chunked body and whatever follows it.
+///
+/// Checks: no panic; `feed` in one shot and in pieces uses the same bytes,
+/// finishes alike and fails alike; `split` in one shot and in pieces yields
+/// the same data, bytes used, end and error, and agrees with `feed`; every
+/// `split` makes progress and points inside what it used. A finished body's
+/// data, sent again as one chunk, decodes to the same data. Returns the
+/// one-shot `split` result.
+pub fn http_chunked(data: &[u8]) -> Result<Dechunked, HttpChunkError> {
+    let (size, stream) = split_mode(data);
+    let one_shot = stream.len().max(1);
+    let fed = feed_in(stream, one_shot);
+    let fed_pieces = feed_in(stream, size);
+    assert_eq!(
+        fed.as_ref().ok(),
+        fed_pieces.as_ref().ok(),
+        "feed in {size}-byte pieces: {fed_pieces:?}, one shot: {fed:?}"
+    );
+    assert_eq!(fed.is_err(), fed_pieces.is_err());
+    let whole = split_in(stream, one_shot);
+    let pieces = split_in(stream, size);
+    assert_eq!(whole, pieces, "split in {size}-byte pieces differs");
+    assert_eq!(
+        whole.as_ref().map(|d| (d.used, d.done)).ok(),
+        fed.as_ref().ok().copied(),
+        "split and feed disagree"
+    );
+    assert_eq!(whole.is_err(), fed.is_err(), "split and feed disagree");
+    if let Ok(Dechunked {
+        done: true, data, ..
+    }) = &whole
+    {
+        let mut encoded = Vec::new();
+        if !data.is_empty() {
+            encoded.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            encoded.extend_from_slice(data);
+            encoded.extend_from_slice(b"\r\n");
+        }
+        encoded.extend_from_slice(b"0\r\n\r\n");
+        let expected = Dechunked {
+            used: encoded.len(),
+            done: true,
+            data: data.clone(),
+        };
+        for size in [encoded.len(), size] {
+            assert_eq!(
+                split_in(&encoded, size).as_ref(),
+                Ok(&expected),
+                "one chunk of the same data, in {size}-byte pieces"
+            );
+            assert_eq!(feed_in(&encoded, size), Ok((encoded.len(), true)));
+        }
+    }
+    whole
+}
+
+/// `feed` over `stream` in `size`-byte pieces: bytes used, and whether done.
+fn feed_in(stream: &[u8], size: usize) -> Result<(usize, bool), HttpChunkError> {
+    let mut decoder = HttpChunkDecoder::new();
+    let mut used = 0;
+    for piece in stream.chunks(size) {
+        let n = decoder.feed(piece)?;
+        assert!(
+            n == piece.len() || (n < piece.len() && decoder.is_done()),
+            "feed used {n} of {} bytes without finishing",
+            piece.len()
+        );
+        used += n;
+        if decoder.is_done() {
+            break;
+        }
+    }
+    Ok((used, decoder.is_done()))
+}
+
+/// `split` over `stream` in `size`-byte pieces, collecting the data.
+fn split_in(stream: &[u8], size: usize) -> Result<Dechunked, HttpChunkError> {
+    let mut decoder = HttpChunkDecoder::new();
+    let (mut used, mut data) = (0, Vec::new());
+    for piece in stream.chunks(size) {
+        let mut at = 0;
+        while at < piece.len() && !decoder.is_done() {
+            let (n, range) = decoder.split(&piece[at..])?;
+            assert!(
+                n > 0 && n <= piece.len() - at,
+                "split used {n} of {} bytes",
+                piece.len() - at
+            );
+            assert!(
+                range.start <= range.end && range.end <= n,
+                "data {range:?} of {n}"
+            );
+            data.extend_from_slice(&piece[at..][range]);
+            at += n;
+        }
+        used += at;
+        if decoder.is_done() {
+            break;
+        }
+    }
+    Ok(Dechunked {
+        used,
+        done: decoder.is_done(),
+        data,
+    })
+}

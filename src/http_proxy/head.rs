@@ -403,12 +403,17 @@ pub fn parse_authority(text: &str, default_port: Option<u16>) -> Result<Destinat
     }
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or(bad.clone())?;
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
+        // Nothing but `:port` may follow the bracket.
+        if host.parse::<std::net::Ipv6Addr>().is_err()
+            || !(after.is_empty() || after.starts_with(':'))
+        {
             return Err(bad);
         }
         (host, after.strip_prefix(':'))
     } else {
         match text.rsplit_once(':') {
+            // A colon in the host needs brackets: `::1:8080` reads two ways.
+            Some((host, _)) if host.contains(':') => return Err(bad),
             Some((host, port)) => (host, Some(port)),
             None => (text, None),
         }
@@ -424,10 +429,12 @@ pub fn parse_authority(text: &str, default_port: Option<u16>) -> Result<Destinat
         (None, None) => return Err(HeadError::Target("CONNECT needs host:port")),
     };
     let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':');
+    // Trailing dots off first: `.` alone would leave no host at all.
+    let host = host.trim_end_matches('.');
     if host.is_empty() || host.len() > 253 || !host.bytes().all(valid) {
         return Err(bad);
     }
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.to_ascii_lowercase();
     Ok(Destination { host, port })
 }
 

@@ -56,6 +56,29 @@ fn connect_and_absolute_forms() {
 }
 
 #[test]
+fn authorities_read_one_way_only() {
+    // An IPv6 literal needs its brackets, only `:port` may follow them, and
+    // dots alone are no host. A colon outside brackets and a dots-only host
+    // broke the `http_request` fuzz target's round trip: `origin_request` wrote
+    // back a bracketed or empty host that did not parse to the same destination.
+    for bad in [
+        "GET http://::1:8080/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://exam:ple.com:8080/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://[::1]evil/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nHost: ::1\r\n\r\n",
+        "CONNECT ::1:443 HTTP/1.1\r\n\r\n",
+        // Dots alone leave no host once trailing dots are dropped.
+        "GET http://./ HTTP/1.0\r\n\r\n",
+        "CONNECT ..:443 HTTP/1.1\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nHost: .\r\n\r\n",
+    ] {
+        assert_eq!(status(bad), 400, "{bad:?}");
+    }
+    let r = ok("GET http://[::1]:8080/ HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+    assert_eq!((r.dest.host.as_str(), r.dest.port), ("::1", 8080));
+}
+
+#[test]
 fn incomplete_heads_need_more() {
     for partial in [
         "",
