@@ -263,17 +263,35 @@ impl Recorder {
     }
 }
 
+/// An origin whose connections are numbered from 0 and counted; `handler`
+/// serves each with its number and the channel for recordings.
+async fn counted<H, F>(handler: H) -> Recorder
+where
+    H: Fn(usize, TcpStream, smol::channel::Sender<Vec<u8>>) -> F + Send + 'static,
+    F: Future<Output = io::Result<()>> + Send + 'static,
+{
+    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, recordings) = smol::channel::unbounded();
+    let counter = accepts.clone();
+    let service = serve(local_listener().await, move |stream: TcpStream| {
+        let conn = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        handler(conn, stream, tx.clone())
+    });
+    Recorder {
+        addr: service.addr,
+        accepts,
+        recordings,
+        _service: service,
+    }
+}
+
 /// An origin that answers the first request head of each connection with
 /// `reply` (which should say `Connection: close`, so the proxy lets go), then
 /// records what else arrives until the proxy closes or resets.
 pub async fn recorder(reply: &[u8]) -> Recorder {
     let reply = Arc::new(reply.to_vec());
-    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (tx, recordings) = smol::channel::unbounded();
-    let counter = accepts.clone();
-    let service = serve(local_listener().await, move |stream: TcpStream| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (reply, tx) = (reply.clone(), tx.clone());
+    counted(move |_, stream, tx| {
+        let reply = reply.clone();
         async move {
             let (mut w, mut r) = (stream.clone(), stream);
             let (mut seen, mut buf, mut answered) = (Vec::new(), [0u8; 4096], false);
@@ -291,13 +309,8 @@ pub async fn recorder(reply: &[u8]) -> Recorder {
             let _ = tx.send(seen).await;
             Ok(())
         }
-    });
-    Recorder {
-        addr: service.addr,
-        accepts,
-        recordings,
-        _service: service,
-    }
+    })
+    .await
 }
 
 /// What a [`scripted`] origin does with request number `request` (from 0) on
@@ -307,29 +320,18 @@ pub type Script = fn(conn: usize, request: usize) -> Option<Vec<u8>>;
 /// A keep-alive origin: reads requests (heads and Content-Length or chunked
 /// bodies) one after another on each connection and answers as `script` says.
 pub async fn scripted(script: Script) -> Recorder {
-    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (_tx, recordings) = smol::channel::unbounded();
-    let counter = accepts.clone();
-    let service = serve(local_listener().await, move |stream: TcpStream| {
-        let conn = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async move {
-            let mut w = stream.clone();
-            let mut r = BufReader::new(stream);
-            for request in 0.. {
-                let mut m = read_head(&mut r).await?;
-                read_body(&mut r, &mut m, false).await?;
-                match script(conn, request) {
-                    Some(reply) => w.write_all(&reply).await?,
-                    None => return Ok(()),
-                }
+    counted(move |conn, stream, _| async move {
+        let mut w = stream.clone();
+        let mut r = BufReader::new(stream);
+        for request in 0.. {
+            let mut m = read_head(&mut r).await?;
+            read_body(&mut r, &mut m, false).await?;
+            match script(conn, request) {
+                Some(reply) => w.write_all(&reply).await?,
+                None => return Ok(()),
             }
-            Ok(())
         }
-    });
-    Recorder {
-        addr: service.addr,
-        accepts,
-        recordings,
-        _service: service,
-    }
+        Ok(())
+    })
+    .await
 }
