@@ -91,7 +91,11 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
                     max_forwards,
                     upgrade: upgrade.as_deref(),
                 };
-                exchange::forward(&proxy, &mut client, &mut writer, peer, &request, up).await
+                // Boxed: inline, its state (heads, buffers, the two halves)
+                // would size this task for every connection, idle tunnels too.
+                let exchange =
+                    exchange::forward(&proxy, &mut client, &mut writer, peer, &request, up);
+                Box::pin(exchange).await
             }
             Err(refuse) => {
                 debug!(
@@ -265,6 +269,8 @@ async fn tunnel(
         return debug!("{peer}: CONNECT {}: {e}", req.dest.authority());
     }
     proxy.stats.connect();
+    // The request's fields are of no use to the tunnel.
+    drop(req);
     splice(proxy, client, writer, origin, Vec::new(), peer).await
 }
 
