@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::body::{Buffered, HeadFailure};
-use super::exchange::{self, Next};
+use super::exchange::{Exchange, Next};
 use super::framing::{self, Framing};
 use super::head::{self, ALLOWED_METHODS, HeadError, Request, Version, parse_request};
 use super::rewrite::{self, Upstream};
@@ -87,15 +87,20 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
                 max_forwards,
                 upgrade,
             }) => {
-                let up = Upstream {
-                    max_forwards,
-                    upgrade: upgrade.as_deref(),
+                let exchange = Exchange {
+                    proxy: &proxy,
+                    client: &mut client,
+                    writer: &mut writer,
+                    peer,
+                    req: &request,
+                    up: Upstream {
+                        max_forwards,
+                        upgrade: upgrade.as_deref(),
+                    },
                 };
                 // Boxed: inline, its state (heads, buffers, the two halves)
                 // would size this task for every connection, idle tunnels too.
-                let exchange =
-                    exchange::forward(&proxy, &mut client, &mut writer, peer, &request, up);
-                Box::pin(exchange).await
+                Box::pin(exchange.forward()).await
             }
             Err(refuse) => {
                 debug!(

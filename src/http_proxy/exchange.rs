@@ -66,139 +66,143 @@ enum Failure {
     Failed(String),
 }
 
-/// Forwards `req` and its body, and the response back.
-pub(super) async fn forward(
-    proxy: &Proxy,
-    client: &mut Buffered<TcpStream>,
-    writer: &mut TcpStream,
-    peer: SocketAddr,
-    req: &Request,
-    up: Upstream<'_>,
-) -> Next {
-    let idempotent = IDEMPOTENT.contains(&req.method.as_str()) && req.framing == Framing::None;
-    let mut pooled = if up.upgrade.is_none() {
-        proxy.origins.take(&req.dest)
-    } else {
-        None
-    };
-    loop {
-        let retry = pooled.is_some() && idempotent;
-        let origin = match pooled.take() {
-            Some(origin) => origin,
-            None => match proxy.connect(&req.dest).await {
-                Ok(origin) => origin,
-                Err(refuse) => {
-                    debug!(
-                        "{peer}: {} {}: {}",
-                        req.method,
-                        req.dest.authority(),
-                        refuse.text
-                    );
-                    respond(proxy, writer, refuse, false).await;
-                    return Next::Close;
-                }
-            },
-        };
-        match attempt(proxy, client, writer, peer, req, up, origin, retry).await {
-            Some(next) => return next,
-            None => debug!(
-                "{peer}: {}: idle origin connection closed; again",
-                req.dest.authority()
-            ),
-        }
-    }
+/// A forwarded request with the client connection it came on.
+pub(super) struct Exchange<'a> {
+    pub(super) proxy: &'a Proxy,
+    pub(super) client: &'a mut Buffered<TcpStream>,
+    pub(super) writer: &'a mut TcpStream,
+    pub(super) peer: SocketAddr,
+    pub(super) req: &'a Request,
+    pub(super) up: Upstream<'a>,
 }
 
-/// One try on `origin`; `None` when it should be tried again on a new one.
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    proxy: &Proxy,
-    client: &mut Buffered<TcpStream>,
-    writer: &mut TcpStream,
-    peer: SocketAddr,
-    req: &Request,
-    up: Upstream<'_>,
-    origin: TcpStream,
-    retry: bool,
-) -> Option<Next> {
-    let idle = proxy.settings.idle_timeout;
-    let mut origin_writer = origin.clone();
-    let head = head::origin_request(req, up);
-    let upload = async {
-        with_timeout(
-            idle,
-            "sending a request head",
-            origin_writer.write_all(&head),
-        )
-        .await?;
-        let body = copy_body(client, &mut origin_writer, req.framing, idle, false).await?;
-        Ok::<u64, BodyError>(head.len() as u64 + body)
-    };
-    let mut sent = 0;
-    let answer = up.upgrade.is_some();
-    let download = download(proxy, origin, writer, req, &mut sent, retry, answer);
-    let (up_result, down_result) = both(upload, download).await;
-    let uploaded = *up_result.as_ref().unwrap_or(&0);
-    proxy.stats.bytes(uploaded, sent);
-    // Cut the client only if the response failed once bytes of it were out:
-    // before that it got a 502, and an upload that failed after a complete
-    // response (an origin that answered early and closed) leaves that intact.
-    let cut = !matches!(down_result, Some(Ok(_))) && sent > 0;
-    let failure = match (up_result, down_result) {
-        (_, Some(Err(Failure::Retry))) => {
-            let _ = origin_writer.get_ref().reset_on_close();
-            return None;
-        }
-        (
-            Ok(_),
-            Some(Ok(Answered::Done {
-                keep_client,
-                reusable,
-            })),
-        ) => {
-            proxy.stats.request();
-            drop(origin_writer);
-            if let Some(origin) = reusable {
-                proxy.origins.put(&req.dest, origin);
+impl Exchange<'_> {
+    /// Forwards the request and its body, and the response back.
+    pub(super) async fn forward(mut self) -> Next {
+        let (proxy, req) = (self.proxy, self.req);
+        let idempotent = IDEMPOTENT.contains(&req.method.as_str()) && req.framing == Framing::None;
+        let mut pooled = if self.up.upgrade.is_none() {
+            proxy.origins.take(&req.dest)
+        } else {
+            None
+        };
+        loop {
+            let retry = pooled.is_some() && idempotent;
+            let origin = match pooled.take() {
+                Some(origin) => origin,
+                None => match proxy.connect(&req.dest).await {
+                    Ok(origin) => origin,
+                    Err(refuse) => {
+                        let (peer, dest) = (self.peer, req.dest.authority());
+                        debug!("{peer}: {} {dest}: {}", req.method, refuse.text);
+                        respond(proxy, self.writer, refuse, false).await;
+                        return Next::Close;
+                    }
+                },
+            };
+            match self.attempt(origin, retry).await {
+                Some(next) => return next,
+                None => debug!(
+                    "{}: {}: idle origin connection closed; again",
+                    self.peer,
+                    req.dest.authority()
+                ),
             }
-            return Some(if keep_client {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            });
         }
-        (Ok(_), Some(Ok(Answered::Switched(origin)))) => {
-            proxy.stats.request();
-            drop(origin_writer);
-            return Some(Next::Switch(origin));
-        }
-        (Err(BodyError::Framing(e)), _) => {
-            debug!("{peer}: {} {}: {e}", req.method, req.dest.authority());
-            let _ = origin_writer.get_ref().reset_on_close();
-            if sent > 0 {
-                proxy.stats.error(400);
-                return Some(Next::Abort);
-            }
-            respond(
-                proxy,
-                writer,
-                Refuse::new(400, format!("bad request: {e}")),
-                false,
-            )
-            .await;
-            return Some(Next::Close);
-        }
-        (up, Some(Err(Failure::Failed(why)))) => Some(up.err().map_or(why, |e| e.to_string())),
-        (Err(e), _) => Some(e.to_string()),
-        (Ok(_), None) => None,
-    };
-    proxy.stats.request();
-    if let Some(why) = failure {
-        debug!("{peer}: {} {}: {why}", req.method, req.dest.authority());
     }
-    // The origin's exchange failed either way: reset, not closed.
-    let _ = origin_writer.get_ref().reset_on_close();
-    Some(if cut { Next::Abort } else { Next::Close })
+
+    /// One try on `origin`; `None` when it should be tried again on a new one.
+    async fn attempt(&mut self, origin: TcpStream, retry: bool) -> Option<Next> {
+        // Apart, so the upload and the download borrow the client's halves at once.
+        let Exchange {
+            proxy,
+            client,
+            writer,
+            peer,
+            req,
+            up,
+        } = self;
+        let (proxy, req, peer, up) = (*proxy, *req, *peer, *up);
+        let (client, writer) = (&mut **client, &mut **writer);
+        let idle = proxy.settings.idle_timeout;
+        let mut origin_writer = origin.clone();
+        let head = head::origin_request(req, up);
+        let upload = async {
+            with_timeout(
+                idle,
+                "sending a request head",
+                origin_writer.write_all(&head),
+            )
+            .await?;
+            let body = copy_body(client, &mut origin_writer, req.framing, idle, false).await?;
+            Ok::<u64, BodyError>(head.len() as u64 + body)
+        };
+        let mut sent = 0;
+        let answer = up.upgrade.is_some();
+        let download = download(proxy, origin, writer, req, &mut sent, retry, answer);
+        let (up_result, down_result) = both(upload, download).await;
+        let uploaded = *up_result.as_ref().unwrap_or(&0);
+        proxy.stats.bytes(uploaded, sent);
+        // Cut the client only if the response failed once bytes of it were out:
+        // before that it got a 502, and an upload that failed after a complete
+        // response (an origin that answered early and closed) leaves that intact.
+        let cut = !matches!(down_result, Some(Ok(_))) && sent > 0;
+        let failure = match (up_result, down_result) {
+            (_, Some(Err(Failure::Retry))) => {
+                let _ = origin_writer.get_ref().reset_on_close();
+                return None;
+            }
+            (
+                Ok(_),
+                Some(Ok(Answered::Done {
+                    keep_client,
+                    reusable,
+                })),
+            ) => {
+                proxy.stats.request();
+                drop(origin_writer);
+                if let Some(origin) = reusable {
+                    proxy.origins.put(&req.dest, origin);
+                }
+                return Some(if keep_client {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                });
+            }
+            (Ok(_), Some(Ok(Answered::Switched(origin)))) => {
+                proxy.stats.request();
+                drop(origin_writer);
+                return Some(Next::Switch(origin));
+            }
+            (Err(BodyError::Framing(e)), _) => {
+                debug!("{peer}: {} {}: {e}", req.method, req.dest.authority());
+                let _ = origin_writer.get_ref().reset_on_close();
+                if sent > 0 {
+                    proxy.stats.error(400);
+                    return Some(Next::Abort);
+                }
+                respond(
+                    proxy,
+                    writer,
+                    Refuse::new(400, format!("bad request: {e}")),
+                    false,
+                )
+                .await;
+                return Some(Next::Close);
+            }
+            (up, Some(Err(Failure::Failed(why)))) => Some(up.err().map_or(why, |e| e.to_string())),
+            (Err(e), _) => Some(e.to_string()),
+            (Ok(_), None) => None,
+        };
+        proxy.stats.request();
+        if let Some(why) = failure {
+            debug!("{peer}: {} {}: {why}", req.method, req.dest.authority());
+        }
+        // The origin's exchange failed either way: reset, not closed.
+        let _ = origin_writer.get_ref().reset_on_close();
+        Some(if cut { Next::Abort } else { Next::Close })
+    }
 }
 
 /// Runs the upload and the download together until both end, except that a
