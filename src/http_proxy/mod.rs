@@ -1,7 +1,7 @@
 //! `porthole http-proxy`: an HTTP/1.1 forward proxy — CONNECT tunnels and
 //! absolute-form `http://` requests — on the tunnel's relay engine.
 //!
-//! Layers, as elsewhere in porthole: pure codecs ([`head`], [`framing`],
+//! Layers, as elsewhere in porthole: pure codecs ([`head`], `target`, [`framing`],
 //! [`chunked`], `rewrite`), pure policy ([`rules`], [`auth`]), then I/O
 //! (`body`, `pool`, `exchange`, `conn`, this file).
 //!
@@ -40,6 +40,7 @@ pub mod pool;
 pub mod rewrite;
 pub mod rules;
 pub mod stats;
+mod target;
 
 use crate::runtime::{self, SharedTcpStream as TcpStream, TcpListener};
 use futures_lite::future::Boxed;
