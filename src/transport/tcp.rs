@@ -64,12 +64,7 @@ fn keepalive(stream: &TcpStream) -> io::Result<()> {
 /// idle connection whose peer must not have said anything since (a pooled
 /// HTTP origin connection: any byte there would be out of step).
 pub(crate) fn socket_is_quiet(stream: &TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-    matches!(
-        recv(stream.as_fd().as_raw_fd(), &mut byte, flags),
-        Err(Errno::EAGAIN)
-    )
+    matches!(peek_one(stream), Err(Errno::EAGAIN))
 }
 
 /// Peeks one byte without blocking: EOF or an error (reset, keepalive timeout)
@@ -77,10 +72,12 @@ pub(crate) fn socket_is_quiet(stream: &TcpStream) -> bool {
 /// link (anything else is caught while the server waits for `Accept`, and the
 /// visitor then goes to another link).
 pub(crate) fn socket_is_dead(stream: &TcpStream) -> bool {
+    !matches!(peek_one(stream), Ok(1) | Err(Errno::EAGAIN))
+}
+
+/// Peeks at most one byte without blocking: `Ok(0)` is EOF, `EAGAIN` nothing yet.
+fn peek_one(stream: &TcpStream) -> Result<usize, Errno> {
     let mut byte = [0u8; 1];
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
-    !matches!(
-        recv(stream.as_fd().as_raw_fd(), &mut byte, flags),
-        Ok(1) | Err(Errno::EAGAIN)
-    )
+    recv(stream.as_fd().as_raw_fd(), &mut byte, flags)
 }

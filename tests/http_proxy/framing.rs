@@ -22,18 +22,6 @@ fn slow_settings() -> porthole::http_proxy::ProxySettings {
     s
 }
 
-/// Sends `request` and everything after it, reads the whole answer until the
-/// proxy closes; returns it raw.
-async fn raw(proxy: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
-    let (mut w, mut r) = dial(proxy).await;
-    w.write_all(request).await.expect("send");
-    let mut out = Vec::new();
-    let read = within(PROMPTLY, "the proxy to close", r.read_to_end(&mut out)).await;
-    // A reset after the answer still leaves the answer read.
-    let _ = read;
-    out
-}
-
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -65,7 +53,7 @@ fn refused_framing_never_reaches_the_origin() {
         for (mut request, status) in cases {
             request.extend_from_slice(smuggled.as_bytes());
             let started = Instant::now();
-            let answer = raw(proxy.addr, &request).await;
+            let answer = raw_exchange(proxy.addr, &request).await;
             let text = String::from_utf8_lossy(&answer);
             let what = String::from_utf8_lossy(&request);
             assert!(
@@ -116,7 +104,7 @@ fn malformed_chunked_upload_is_refused_at_once_and_counted() {
             web.addr
         );
         let started = Instant::now();
-        let answer = raw(proxy.addr, request.as_bytes()).await;
+        let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
         assert!(text.contains("malformed chunked body"), "{text}");
@@ -175,7 +163,7 @@ fn obs_text_passes_both_ways_byte_for_byte() {
             b"X-Name: caf\xe9 \xff\r\n\r\n",
         ]
         .concat();
-        let answer = raw(proxy.addr, &request).await;
+        let answer = raw_exchange(proxy.addr, &request).await;
         assert!(
             answer.starts_with(b"HTTP/1.1 200 D\xe9j\xe0 vu\r\n"),
             "{answer:?}"
@@ -234,7 +222,7 @@ fn an_http10_client_gets_no_interim_and_no_chunks() {
         let web = recorder(reply).await;
         let proxy = start(settings()).await;
         let request = format!("GET http://{}/ HTTP/1.0\r\n\r\n", web.addr);
-        let answer = raw(proxy.addr, request.as_bytes()).await;
+        let answer = raw_exchange(proxy.addr, request.as_bytes()).await;
         let text = String::from_utf8_lossy(&answer);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(

@@ -182,6 +182,16 @@ pub async fn ask(proxy: SocketAddr, request: &[u8]) -> Message {
         .expect("a response")
 }
 
+/// Sends `request` on a fresh connection to `addr` and reads everything until
+/// the peer closes (a reset after the answer still leaves the answer read).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let (mut w, mut r) = dial(addr).await;
+    w.write_all(request).await.expect("send");
+    let mut out = Vec::new();
+    let _ = within(PROMPTLY, "the close", r.read_to_end(&mut out)).await;
+    out
+}
+
 /// `chunk`-sized chunked encoding of `data`.
 pub fn chunked(data: &[u8], chunk: usize) -> Vec<u8> {
     let mut out = Vec::new();

@@ -5,7 +5,7 @@
 //! kept), through the `NGINX` variable nginx uses to inherit sockets across a
 //! binary upgrade: no port number is ever released and reused.
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -99,15 +99,6 @@ fn config(dir: &Path, addr: SocketAddr) -> String {
     )
 }
 
-/// Sends `request` straight to `addr` and reads until the close.
-async fn raw_to(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let (mut w, mut r) = dial(addr).await;
-    w.write_all(request).await.expect("send");
-    let mut out = Vec::new();
-    let _ = within(PROMPTLY, "the close", r.read_to_end(&mut out)).await;
-    out
-}
-
 /// nginx's count of accepted connections (this request's own included).
 async fn accepts(nginx: &Nginx) -> u64 {
     let resp = ask(
@@ -138,7 +129,7 @@ fn nginx_reads_every_forwarded_message_as_the_proxy_framed_it() {
                 "POST {target} HTTP/1.1\r\nHost: n\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello"
             )
         };
-        let direct = raw_to(n, twice("/upload").as_bytes()).await;
+        let direct = raw_exchange(n, twice("/upload").as_bytes()).await;
         assert!(
             direct.starts_with(b"HTTP/1.1 400"),
             "{}",
@@ -207,7 +198,7 @@ fn an_http10_client_gets_nginx_chunked_responses_dechunked() {
         let proxy = start(settings()).await;
         let n = nginx.addr;
         // To HTTP/1.1, gzip makes nginx's response chunked...
-        let direct11 = raw_to(
+        let direct11 = raw_exchange(
             n,
             b"GET /gz/text.txt HTTP/1.1\r\nHost: n\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
         )
@@ -215,12 +206,12 @@ fn an_http10_client_gets_nginx_chunked_responses_dechunked() {
         let head = String::from_utf8_lossy(&direct11[..200]).to_ascii_lowercase();
         assert!(head.contains("transfer-encoding: chunked"), "{head}");
         // ...while an HTTP/1.0 client gets the same bytes read to the close.
-        let direct10 = raw_to(
+        let direct10 = raw_exchange(
             n,
             b"GET /gz/text.txt HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n",
         )
         .await;
-        let proxied = raw_to(
+        let proxied = raw_exchange(
             proxy.addr,
             format!("GET http://{n}/gz/text.txt HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n")
                 .as_bytes(),
