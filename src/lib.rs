@@ -43,6 +43,7 @@ pub mod config;
 pub mod demo;
 pub mod forward;
 pub mod gencert;
+pub mod handshake;
 pub mod http_proxy;
 pub mod logfold;
 pub mod mux;

@@ -67,6 +67,16 @@ pub async fn with_timeout<T, F>(limit: Duration, what: &str, fut: F) -> io::Resu
 where
     F: Future<Output = io::Result<T>>,
 {
+    with_deadline(limit, what, fut).await
+}
+
+/// [`with_timeout`] for any error type an `io::Error` converts into (the
+/// `TimedOut` error is converted).
+pub async fn with_deadline<T, E, F>(limit: Duration, what: &str, fut: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    E: From<io::Error>,
+{
     // On a worker the deadline lives in the worker's timer map (no syscall);
     // elsewhere it is an async-io timer.
     fut.or(async move {
@@ -74,7 +84,8 @@ where
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
             format!("{what} timed out after {limit:?}"),
-        ))
+        )
+        .into())
     })
     .await
 }

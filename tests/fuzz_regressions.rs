@@ -352,3 +352,36 @@ fn http_chunked_regressions_hold() {
         "no hand-written http_chunked fixture found"
     );
 }
+
+/// What a hand-written `handshake` fixture reaches: whether the server proved
+/// the link, and whether the client ended (`Some(true)`: an accepted control
+/// link that the server authenticated).
+fn expected_handshake(name: &str) -> Option<(bool, Option<Option<bool>>)> {
+    Some(match name {
+        "honest-control" => (true, Some(Some(true))),
+        "wrong-token-control" => (false, None),
+        "honest-data" => (true, Some(None)),
+        "honest-mux-keyless" => (true, Some(None)),
+        "forged-auth-ok" => (false, None),
+        "unauthenticated-accepted" => (false, Some(Some(false))),
+        "proof-before-hello" => (false, None),
+        _ => return None,
+    })
+}
+
+#[test]
+fn handshake_regressions_hold() {
+    let mut checked = 0;
+    for path in regressions("handshake") {
+        let data = std::fs::read(&path).expect("fixture readable");
+        eprintln!("replaying {}", path.display());
+        let run: checks::HandshakeRun = checks::handshake(&data);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if let Some((proven, done)) = expected_handshake(name) {
+            let got = run.client_done.map(|a| a.map(|a| a.authenticated));
+            assert_eq!((run.server_proven, got), (proven, done), "{name}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7, "every hand-written fixture is replayed");
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use porthole::client::{ClientError, Event};
 use porthole::config::ServerSettings;
+use porthole::handshake::HandshakeError;
 use porthole::protocol::{ErrorCode, Frame, LinkHello, VERSION};
 use porthole::wire::{read_frame, write_frame};
 
@@ -211,10 +212,13 @@ fn wrong_token_is_an_auth_error_while_a_good_client_is_served() {
         ));
         let result = within(PROMPTLY, "bad client gives up", bad.task).await;
         match result {
-            Err(ClientError::Auth(message)) => {
+            Err(ClientError::Handshake(HandshakeError::Refused {
+                code: ErrorCode::AuthFailed,
+                message,
+            })) => {
                 assert!(message.contains("authentication failed"), "{message}");
             }
-            other => panic!("expected ClientError::Auth, got {other:?}"),
+            other => panic!("expected the server's AuthFailed, got {other:?}"),
         }
         // It never got as far as registering anything.
         while let Ok(event) = bad.events.try_recv() {

@@ -12,7 +12,8 @@ use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use porthole::client::Event;
+use porthole::client::{ClientError, Event};
+use porthole::handshake::HandshakeError;
 use porthole::protocol::{ErrorCode, Frame};
 use porthole::tasks::TaskSet;
 use porthole::wire::{read_frame, write_frame};
@@ -159,8 +160,8 @@ fn server_without_auth_accepts_only_a_client_that_opted_in() {
         )
         .await;
         match refused {
-            Err(porthole::client::ClientError::Auth(m)) => {
-                assert!(m.contains("--insecure-no-auth"), "{m}")
+            Err(ClientError::Handshake(e @ HandshakeError::ServerUnauthenticated)) => {
+                assert!(e.to_string().contains("--insecure-no-auth"), "{e}")
             }
             other => panic!("expected an auth error, got {other:?}"),
         }

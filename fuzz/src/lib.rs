@@ -805,3 +805,9 @@ fn split_in(stream: &[u8], size: usize) -> Result<Dechunked, HttpChunkError> {
         data,
     })
 }
+
+// ---------------------------------------------------------------- handshake
+
+#[path = "handshake.rs"]
+mod handshake_property;
+pub use handshake_property::{HandshakeRun, handshake};

@@ -6,13 +6,22 @@
 //! transient failure and registers again (a reconnect within the server's grace
 //! period gets the same ports back). Authentication failures, a version
 //! mismatch and "every service refused" are fatal: retrying cannot fix them.
+//!
+//! Layout, imports pointing down (as in `crate::server`):
+//! - `mod.rs`: [`run`], the reconnect schedule;
+//! - `session.rs`: one connection: dial, register, control loop; owns its links;
+//! - `pool.rs`, `muxed.rs`: pooled links, multiplexed links;
+//! - `dialer.rs`: dialling the server (connect and the `crate::handshake`
+//!   machines) and the local services;
+//! - `context.rs`: what lives as long as the client (settings, key, events).
 
-mod data;
+mod context;
+mod dialer;
 mod muxed;
+mod pool;
 mod session;
 
 use smol::channel::Sender;
-use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -21,6 +30,11 @@ use crate::config::ClientSettings;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
+use dialer::jitter;
+use session::SessionEnd;
+
+pub use context::Event;
+pub use session::ClientError;
 
 /// First reconnect delay; doubled after every failed attempt up to the
 /// configured cap (`reconnect_max_backoff`).
@@ -35,54 +49,6 @@ const YOUNG_OUTAGE_MAX_BACKOFF: Duration = Duration::from_millis(500);
 /// one, from the first delay.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
-/// What happened, for callers that want to know (the demo, tests, the CLI).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// The control link is up and authenticated.
-    Connected,
-    /// A service is reachable at `public` (`server-host:port`).
-    Registered {
-        name: String,
-        port: u16,
-        public: String,
-    },
-    /// The server refused a service; the others are unaffected.
-    Refused { name: String, message: String },
-    /// The control link ended; the client will reconnect.
-    Disconnected { reason: String },
-}
-
-/// Why the client gave up.
-#[derive(Debug)]
-pub enum ClientError {
-    /// The server refused our token, or could not prove it knows it. The
-    /// message starts with "authentication failed".
-    Auth(String),
-    /// Retrying cannot help (version mismatch, every service refused).
-    Fatal(String),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Auth(m) => f.write_str(m),
-            ClientError::Fatal(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
-
-/// How one connection attempt ended.
-pub(crate) enum SessionEnd {
-    /// Our shutdown signal fired; goodbye sent.
-    Shutdown,
-    /// Transient: reconnect.
-    Lost(io::Error),
-    /// Give up.
-    Fatal(ClientError),
-}
-
 /// [`run`] over the transport the settings name: TLS when `settings.tls` is
 /// set, plain TCP otherwise.
 pub async fn run_configured(
@@ -94,7 +60,10 @@ pub async fn run_configured(
     // `local: "http-proxy"` service.
     let _proxy = builtin_proxy(&mut settings, &shutdown)
         .await
-        .map_err(|e| ClientError::Fatal(format!("cannot start the built-in HTTP proxy: {e}")))?;
+        .map_err(|source| ClientError::Start {
+            what: "the built-in HTTP proxy",
+            source,
+        })?;
     match settings.tls.as_ref().map(TlsTransport::client) {
         Some(tls) => run(settings, tls, shutdown, events).await,
         None => run(settings, TcpTransport, shutdown, events).await,
@@ -146,8 +115,11 @@ pub async fn run<T: Transport>(
     shutdown: Signal,
     events: Option<Sender<Event>>,
 ) -> Result<(), ClientError> {
-    let client_id = crate::auth::random().map_err(|e| ClientError::Fatal(e.to_string()))?;
-    let ctx = session::Context::new(settings, transport, client_id, events);
+    let client_id = crate::auth::random().map_err(|source| ClientError::Start {
+        what: "the client (no random client id)",
+        source,
+    })?;
+    let ctx = context::Context::new(settings, transport, client_id, events);
     let _ticker = {
         let ticker = TaskSet::new();
         ticker.spawn(crate::logfold::Fold::ticker(ctx.log.clone()));
@@ -231,12 +203,6 @@ impl Reconnect {
         self.backoff = (delay * 2).min(self.max);
         (delay, new_outage)
     }
-}
-
-/// A delay between 50% and 100% of `base`, so clients that lost the same server
-/// do not all come back in the same millisecond.
-pub(crate) fn jitter(base: Duration) -> Duration {
-    base.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
 #[cfg(test)]

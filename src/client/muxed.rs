@@ -4,28 +4,28 @@
 //! replaced after a pause for as long as the control session lives.
 
 use std::io;
-use std::sync::Weak;
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::{debug, warn};
 
-use super::data::{Inner, REFILL_PAUSE, connect_local, dial};
+use super::context::Context;
+use super::dialer::{self, connect_local};
 use crate::mux::{self, Side};
 use crate::protocol::chunk::Chunk;
-use crate::protocol::{self, Frame, LinkHello};
+use crate::protocol::{self, Frame, SessionId};
 use crate::relay;
 use crate::tasks::TaskSet;
 use crate::transport::Transport;
 use futures_lite::AsyncWriteExt;
 
-/// Keeps one multiplexed link up until the session's link set is dropped.
-pub(super) async fn keep<T: Transport>(weak: Weak<Inner<T>>) {
+/// Pause before replacing a multiplexed link that ended.
+const REFILL_PAUSE: Duration = Duration::from_secs(1);
+
+/// Keeps one multiplexed link of `session` up; the task set that owns this
+/// task ends it with the session.
+pub(super) async fn keep<T: Transport>(ctx: Arc<Context<T>>, session: SessionId) {
     loop {
-        let Some(inner) = weak.upgrade() else {
-            return;
-        };
-        let (ctx, session_id) = (inner.ctx.clone(), inner.session_id);
-        drop(inner);
-        let hello = LinkHello::Mux { session_id };
-        match Box::pin(dial(&ctx, session_id, hello)).await {
+        match Box::pin(dialer::data_link(&ctx, session, true)).await {
             Ok(link) => {
                 let end = serve(&ctx, link).await;
                 warn!("multiplexed data link ended: {end}; reconnecting");
@@ -37,10 +37,7 @@ pub(super) async fn keep<T: Transport>(weak: Weak<Inner<T>>) {
 }
 
 /// Runs the mux session on `link`, serving every stream the server opens.
-async fn serve<T: Transport>(
-    ctx: &std::sync::Arc<super::session::Context<T>>,
-    link: T::Stream,
-) -> io::Error {
+async fn serve<T: Transport>(ctx: &Arc<Context<T>>, link: T::Stream) -> io::Error {
     // The server decides how many streams a link carries (its
     // `max_streams_per_link`); accept up to the most it may be set to.
     let config = mux::Config::for_streams(crate::config::MAX_STREAMS_LIMIT);
@@ -74,7 +71,7 @@ async fn serve<T: Transport>(
 
 /// One visitor: the `Start` in the stream's `Open`, the local service, a relay.
 async fn visitor<T: Transport>(
-    ctx: &super::session::Context<T>,
+    ctx: &Context<T>,
     stream: mux::Stream,
     payload: &[u8],
 ) -> io::Result<()> {

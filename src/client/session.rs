@@ -1,21 +1,25 @@
-//! One connection of the client to the server: handshake, registration, then
-//! the control loop (heartbeats, link requests) until the link ends.
+//! One connection of the client to the server: dial and authenticate,
+//! register, then the control loop (heartbeats, link requests) until the link
+//! ends. The session owns its data links (pooled, and multiplexed when asked
+//! for): they end with it.
 
 use futures_lite::io::split;
 use futures_lite::{AsyncRead, FutureExt};
-use smol::channel::{Sender, bounded};
+use smol::channel::bounded;
+use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-use super::data::Links;
-use super::{ClientError, Event, SessionEnd};
-use crate::auth::{self, Key};
-use crate::config::ClientSettings;
-use crate::logfold::Fold;
-use crate::protocol::{ClientId, ErrorCode, Frame, LinkHello, Nonce, SessionId, VERSION};
+use super::context::{Context, Event};
+use super::pool::Pool;
+use super::{dialer, muxed};
+use crate::config::DataLinks;
+use crate::handshake::HandshakeError;
+use crate::protocol::{ErrorCode, Frame, SessionId};
 use crate::shutdown::Signal;
+use crate::tasks::TaskSet;
 use crate::transport::Transport;
 use crate::wire::{read_frame, with_timeout, write_frame};
 
@@ -28,75 +32,117 @@ const MIN_TIMEOUT_INTERVALS: u32 = 3;
 /// The fastest heartbeat the client sends, whatever the server announces.
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
 
-/// What every connection attempt shares.
-pub(crate) struct Context<T: Transport> {
-    pub settings: ClientSettings,
-    pub transport: T,
-    pub key: Key,
-    pub client_id: ClientId,
-    /// Failed reconnects and data-link dials, folded: a long outage is a few
-    /// lines, not one per attempt.
-    pub log: Arc<Fold>,
-    events: Option<Sender<Event>>,
+/// Why the client gave up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Retrying cannot help: the server refused our token, could not prove
+    /// it knows it, runs without authentication unasked, or speaks another
+    /// protocol version ([`HandshakeError::is_permanent`]).
+    Handshake(HandshakeError),
+    /// The server refused every service, none of them for a port in use.
+    EveryServiceRefused,
+    /// The client could not start: `what` failed.
+    Start {
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
-impl<T: Transport> Context<T> {
-    pub fn new(
-        settings: ClientSettings,
-        transport: T,
-        client_id: ClientId,
-        events: Option<Sender<Event>>,
-    ) -> Arc<Self> {
-        let key = Key::new(settings.token.expose());
-        Arc::new(Context {
-            settings,
-            transport,
-            key,
-            client_id,
-            log: Arc::new(Fold::new("failures")),
-            events,
-        })
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Handshake(e) => write!(f, "{e}"),
+            ClientError::EveryServiceRefused => f.write_str("the server refused every service"),
+            ClientError::Start { what, source } => write!(f, "cannot start {what}: {source}"),
+        }
     }
+}
 
-    pub fn emit(&self, event: Event) {
-        if let Some(events) = &self.events {
-            // Observers are optional; one that stopped listening is ignored.
-            let _ = events.try_send(event);
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Handshake(e) => Some(e),
+            ClientError::Start { source, .. } => Some(source),
+            ClientError::EveryServiceRefused => None,
+        }
+    }
+}
+
+/// How one connection attempt ended.
+pub(super) enum SessionEnd {
+    /// Our shutdown signal fired; goodbye sent.
+    Shutdown,
+    /// Transient: reconnect.
+    Lost(io::Error),
+    /// Give up.
+    Fatal(ClientError),
+}
+
+impl From<HandshakeError> for SessionEnd {
+    /// Fatal when retrying cannot help, else lost (reconnect).
+    fn from(e: HandshakeError) -> Self {
+        if e.is_permanent() {
+            SessionEnd::Fatal(ClientError::Handshake(e))
+        } else {
+            SessionEnd::Lost(e.into())
+        }
+    }
+}
+
+/// The data links of one session; dropping it closes them all.
+struct Links<T: Transport> {
+    pool: Pool<T>,
+    /// The tasks keeping multiplexed links up.
+    _muxed: TaskSet,
+}
+
+impl<T: Transport> Links<T> {
+    /// A pool of idle links, or multiplexed links kept up (a pooled link
+    /// the server asks for is opened either way, so visitors are served
+    /// while no multiplexed link is up).
+    fn new(ctx: &Arc<Context<T>>, session: SessionId) -> Self {
+        let muxed = TaskSet::new();
+        let size = match ctx.settings.data_links {
+            DataLinks::Pooled { size } => size,
+            DataLinks::Multiplexed { links } => {
+                for _ in 0..links {
+                    muxed.spawn_worker(muxed::keep(ctx.clone(), session));
+                }
+                0
+            }
+        };
+        let pool = Pool::new(ctx.clone(), session, size);
+        Links {
+            pool,
+            _muxed: muxed,
         }
     }
 
-    /// The host part of the server address, for printing public addresses.
-    fn server_host(&self) -> &str {
-        let server = &self.settings.server;
-        server
-            .rsplit_once(':')
-            .map_or(server.as_str(), |(host, _)| host)
+    /// The server asked for `count` more links.
+    fn open(&self, count: u16) {
+        self.pool.open(usize::from(count));
     }
 }
 
 /// Connects, authenticates, registers and serves until the link ends.
 pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Signal) -> SessionEnd {
     let connected = async {
-        let limit = ctx.settings.handshake_timeout;
-        let mut link = with_timeout(
-            limit,
-            "connecting to the server",
-            ctx.transport.connect(&ctx.settings.server),
-        )
-        .await
-        .map_err(|e| {
-            SessionEnd::Lost(io::Error::new(
-                e.kind(),
-                format!("cannot connect to {}: {e}", ctx.settings.server),
-            ))
-        })?;
-        let (session_id, interval) = with_timeout(limit, "handshake", authenticate(ctx, &mut link))
-            .await
-            .map_err(handshake_error)?;
+        let (mut link, accepted) = dialer::control(ctx).await?;
+        if !accepted.authenticated {
+            warn!("the server runs with --insecure-no-auth; accepted as asked");
+        }
+        info!(
+            "connected to {} (session {})",
+            ctx.settings.server,
+            crate::wire::short_id(&accepted.session)
+        );
         ctx.emit(Event::Connected);
+        // A (hostile or misconfigured) tiny interval must not make us spin.
+        let interval = accepted.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
         // The pool fills while we register: a visitor may arrive at the first
         // registered port before the last service is answered.
-        let links = Links::new(ctx.clone(), session_id, &ctx.settings.data_links);
+        let links = Links::new(ctx, accepted.session);
         register(ctx, &mut link, &links).await?;
         Ok::<_, SessionEnd>((link, links, interval))
     };
@@ -136,95 +182,14 @@ async fn stopped<T>(shutdown: &Signal) -> Result<T, SessionEnd> {
     Err(SessionEnd::Shutdown)
 }
 
-/// Hello, challenge, proof, and the server's proof back.
-async fn authenticate<T: Transport>(
-    ctx: &Context<T>,
-    link: &mut T::Stream,
-) -> io::Result<(SessionId, Duration)> {
-    let client_nonce: Nonce = auth::random()?;
-    let hello = Frame::Hello {
-        version: VERSION,
-        link: LinkHello::Control {
-            client_id: ctx.client_id,
-            nonce: client_nonce,
-        },
-    };
-    write_frame(link, &hello).await?;
-    let server_nonce = match read_frame(link).await? {
-        Frame::Challenge { nonce } => nonce,
-        other => return Err(unexpected(other)),
-    };
-    let mac = ctx.key.client_proof(&client_nonce, &server_nonce);
-    write_frame(link, &Frame::AuthResponse { mac }).await?;
-    match read_frame(link).await? {
-        Frame::AuthOk {
-            session_id,
-            authenticated,
-            mac,
-            heartbeat_interval_ms,
-        } => {
-            if !authenticated && !ctx.settings.insecure_no_auth {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "authentication failed: the server runs without authentication \
-                     (--insecure-no-auth) and cannot prove it is the real server; \
-                     pass --insecure-no-auth to the client to accept that",
-                ));
-            }
-            if !authenticated {
-                warn!("the server runs with --insecure-no-auth; accepted as asked");
-            } else if !ctx
-                .key
-                .verify_server(&client_nonce, &server_nonce, &session_id, &mac)
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "authentication failed: the server could not prove it knows the token (wrong server, or a different token)",
-                ));
-            }
-            // A (hostile or misconfigured) tiny interval must not make us spin.
-            let interval =
-                Duration::from_millis(u64::from(heartbeat_interval_ms)).max(MIN_HEARTBEAT_INTERVAL);
-            info!(
-                "connected to {} (session {})",
-                ctx.settings.server,
-                crate::wire::short_id(&session_id)
-            );
-            Ok((session_id, interval))
-        }
-        other => Err(unexpected(other)),
-    }
-}
-
-/// Maps a handshake failure to fatal (auth, version) or transient.
-fn handshake_error(e: io::Error) -> SessionEnd {
-    if e.kind() == io::ErrorKind::PermissionDenied {
-        return SessionEnd::Fatal(ClientError::Auth(e.to_string()));
-    }
-    if e.kind() == io::ErrorKind::Unsupported {
-        return SessionEnd::Fatal(ClientError::Fatal(e.to_string()));
-    }
-    SessionEnd::Lost(e)
-}
-
-/// An unexpected frame; a server `Error` keeps its meaning.
-fn unexpected(frame: Frame) -> io::Error {
+/// A frame the server should not have sent now; its `Error` keeps its meaning.
+fn unexpected(frame: Frame) -> SessionEnd {
     match frame {
-        Frame::Error {
-            code: ErrorCode::AuthFailed,
-            message,
-        } => io::Error::new(io::ErrorKind::PermissionDenied, message),
-        Frame::Error {
-            code: ErrorCode::UnsupportedVersion,
-            message,
-        } => io::Error::new(io::ErrorKind::Unsupported, message),
-        Frame::Error { code, message } => {
-            io::Error::other(format!("server error {code:?}: {message}"))
-        }
-        other => io::Error::new(
+        Frame::Error { code, message } => HandshakeError::from_wire(code, message).into(),
+        other => SessionEnd::Lost(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unexpected frame from server: {other:?}"),
-        ),
+        )),
     }
 }
 
@@ -255,12 +220,7 @@ async fn register<T: Transport>(
                 answered += 1;
                 registered += 1;
                 let public = format!("{}:{port}", ctx.server_host());
-                let local = ctx
-                    .settings
-                    .services
-                    .iter()
-                    .find(|s| s.name == name)
-                    .map_or("?", |s| s.local.as_str());
+                let local = ctx.local_of(&name).unwrap_or("?");
                 info!("service {name} is public at {public} -> {local}");
                 ctx.emit(Event::Registered { name, port, public });
             }
@@ -275,8 +235,8 @@ async fn register<T: Transport>(
                 ctx.emit(Event::Refused { name, message });
             }
             Frame::Heartbeat => {}
-            Frame::OpenData { count } => links.open(usize::from(count)),
-            other => return Err(handshake_error(unexpected(other))),
+            Frame::OpenData { count } => links.open(count),
+            other => return Err(unexpected(other)),
         }
     }
     if registered == 0 && port_in_use {
@@ -287,9 +247,7 @@ async fn register<T: Transport>(
         )));
     }
     if registered == 0 {
-        return Err(SessionEnd::Fatal(ClientError::Fatal(
-            "the server refused every service".into(),
-        )));
+        return Err(SessionEnd::Fatal(ClientError::EveryServiceRefused));
     }
     Ok(())
 }
@@ -306,16 +264,13 @@ async fn control_loop<R: AsyncRead + Unpin, T: Transport>(
         };
         match frame {
             Frame::Heartbeat => {}
-            Frame::OpenData { count } => links.open(usize::from(count)),
+            Frame::OpenData { count } => links.open(count),
             Frame::Goodbye => {
                 return SessionEnd::Lost(io::Error::other("the server is shutting down"));
             }
             other => {
                 debug!("control link: {other:?}");
-                return match handshake_error(unexpected(other)) {
-                    SessionEnd::Fatal(e) => SessionEnd::Fatal(e),
-                    end => end,
-                };
+                return unexpected(other);
             }
         }
     }

@@ -14,9 +14,11 @@ use super::Shared;
 use super::admission::Ticket;
 use super::session::Session;
 use crate::auth;
-use crate::protocol::{ErrorCode, Frame, LinkHello, Mac, Nonce, SessionId, VERSION};
+use crate::handshake::drive::{receive, send};
+use crate::handshake::{ControlProof, HandshakeError, Proven, ServerHandshake, ServerStep};
+use crate::protocol::{Frame, LinkHello, SessionId};
 use crate::transport::Transport;
-use crate::wire::{read_frame, with_timeout, write_frame};
+use crate::wire::with_deadline;
 
 /// Handles one accepted connection to the end (for a control link, to the end of
 /// its session). Errors are logged here, folded per cause (anyone can cause
@@ -32,31 +34,24 @@ pub(super) async fn serve_connection<T: Transport>(
     // Registered here: on a worker for a data link (see `peek_data_hello`),
     // on the control plane otherwise.
     let run = async {
-        match TcpStream::from_std(conn) {
-            Ok(conn) => handshake(&shared, conn, ticket, peer, accepted).await,
-            Err(e) => Err(e),
-        }
+        let conn = TcpStream::from_std(conn).map_err(HandshakeError::Io)?;
+        handshake(&shared, conn, ticket, peer, accepted).await
     };
     // Shedding ends only the pending part: the ticket is gone once a control
-    // link became a session, and then `shed` never completes.
+    // link became a session, and then `shed` never completes. It is counted
+    // where it was shed.
     let shed = async {
         shed.wait().await;
-        Err(io::Error::new(io::ErrorKind::ConnectionAborted, "shed"))
+        Ok(())
     };
     let Err(e) = futures_lite::future::or(run, shed).await else {
         return;
     };
-    let cause = match e.kind() {
-        // Counted where it was shed, and a clean close is no news.
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::UnexpectedEof => {
-            return debug!("connection from {peer} closed: {e}");
-        }
-        io::ErrorKind::PermissionDenied => "authentication failed",
-        io::ErrorKind::TimedOut => "handshake timed out",
-        io::ErrorKind::NotFound => "data link for an unknown session",
-        _ => "handshake refused",
-    };
-    if shared.connection_log.note(cause, peer.ip()) {
+    // A clean close is no news.
+    if matches!(e, HandshakeError::Closed) {
+        return debug!("connection from {peer} closed: {e}");
+    }
+    if shared.connection_log.note(e.cause(), peer.ip()) {
         warn!("connection from {peer} refused: {e}");
     }
 }
@@ -67,7 +62,7 @@ async fn handshake<T: Transport>(
     ticket: Ticket,
     peer: SocketAddr,
     accepted: Instant,
-) -> io::Result<()> {
+) -> Result<(), HandshakeError> {
     // One deadline for the whole pre-auth exchange, not one per step: a peer
     // that dribbles one frame per almost-timeout still goes at
     // `handshake_timeout`. The hello (after the TLS handshake, if any) is due
@@ -76,140 +71,61 @@ async fn handshake<T: Transport>(
     let settings = &shared.settings;
     let deadline = accepted + settings.handshake_timeout;
     let hello_deadline = deadline.min(accepted + settings.hello_timeout);
-    let mut link = with_timeout(
-        left(hello_deadline),
-        "transport handshake",
-        shared.transport.handshake(conn),
-    )
-    .await?;
-    let hello = with_timeout(
-        left(hello_deadline),
-        "waiting for hello",
-        read_frame(&mut link),
-    )
-    .await;
-    let hello = match hello {
-        Ok(frame) => frame,
-        Err(e) => return refuse(&mut link, ErrorCode::ProtocolViolation, e).await,
-    };
-    let (version, kind) = match hello {
-        Frame::Hello { version, link } => (version, link),
-        other => {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("expected hello, got {other:?}"),
-            );
-            return refuse(&mut link, ErrorCode::ProtocolViolation, e).await;
+    let tls = shared.transport.handshake(conn);
+    let mut link = with_deadline(left(hello_deadline), "transport handshake", tls)
+        .await
+        .map_err(|e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut => HandshakeError::Timeout(e),
+            io::ErrorKind::UnexpectedEof => HandshakeError::Closed,
+            _ => HandshakeError::Transport(e),
+        })?;
+    let nonce = auth::random().map_err(HandshakeError::Io)?;
+    let mut machine = ServerHandshake::new(shared.key.as_ref(), nonce);
+    let proven = async {
+        let hello = receive(&mut link);
+        let mut frame = with_deadline(left(hello_deadline), "waiting for hello", hello).await?;
+        // Bounded by the machine: it refuses anything after its outcome.
+        loop {
+            match machine.on_frame(frame)? {
+                ServerStep::Send(challenge) => {
+                    let sent = send(&mut link, &challenge);
+                    with_deadline(left(deadline), "sending challenge", sent).await?;
+                    let proof = receive(&mut link);
+                    frame =
+                        with_deadline(left(deadline), "waiting for auth response", proof).await?;
+                }
+                ServerStep::Proven(proven) => return Ok(proven),
+            }
         }
     };
-    if version != VERSION {
-        let e = io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("client speaks protocol version {version}; this server speaks {VERSION}"),
-        );
-        return refuse(&mut link, ErrorCode::UnsupportedVersion, e).await;
+    match proven.await {
+        Ok(Proven::Control(proof)) => control(shared, link, peer, proof, ticket).await,
+        Ok(Proven::Data { session, muxed }) => data(shared, link, peer, session, muxed).await,
+        Err(e) => refuse(&mut link, e).await,
     }
-    let server_nonce: Nonce = auth::random()?;
-    with_timeout(
-        left(deadline),
-        "sending challenge",
-        write_frame(
-            &mut link,
-            &Frame::Challenge {
-                nonce: server_nonce,
-            },
-        ),
-    )
-    .await?;
-    let mac = match with_timeout(
-        left(deadline),
-        "waiting for auth response",
-        read_frame(&mut link),
-    )
-    .await
-    {
-        Ok(Frame::AuthResponse { mac }) => mac,
-        Ok(other) => {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("expected auth response, got {other:?}"),
-            );
-            return refuse(&mut link, ErrorCode::ProtocolViolation, e).await;
-        }
-        Err(e) => return refuse(&mut link, ErrorCode::ProtocolViolation, e).await,
-    };
-    match kind {
-        LinkHello::Control { client_id, nonce } => {
-            let proofs = Proofs {
-                client_nonce: nonce,
-                server_nonce,
-                mac,
-            };
-            control(shared, link, peer, client_id, proofs, ticket).await
-        }
-        LinkHello::Data { session_id } => {
-            let proof = (server_nonce, mac);
-            data(shared, link, peer, session_id, proof, false).await
-        }
-        LinkHello::Mux { session_id } => {
-            let proof = (server_nonce, mac);
-            data(shared, link, peer, session_id, proof, true).await
-        }
-    }
-}
-
-struct Proofs {
-    client_nonce: Nonce,
-    server_nonce: Nonce,
-    mac: Mac,
 }
 
 async fn control<T: Transport>(
     shared: &Arc<Shared<T>>,
     mut link: T::Stream,
     peer: SocketAddr,
-    client_id: [u8; 16],
-    p: Proofs,
+    proof: ControlProof<'_>,
     ticket: Ticket,
-) -> io::Result<()> {
-    if let Some(key) = &shared.key {
-        if !key.verify_client(&p.client_nonce, &p.server_nonce, &p.mac) {
-            let e = io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "authentication failed: the client's token does not match the server's",
-            );
-            return refuse(&mut link, ErrorCode::AuthFailed, e).await;
-        }
-    }
+) -> Result<(), HandshakeError> {
     if shared.registry.session_count() >= super::MAX_SESSIONS {
-        let e = io::Error::other("the server is at its session limit; try again later");
-        return refuse(&mut link, ErrorCode::Internal, e).await;
+        return refuse(&mut link, HandshakeError::SessionLimit).await;
     }
-    let session_id: SessionId = auth::random()?;
-    let mac = match &shared.key {
-        Some(key) => key.server_proof(&p.client_nonce, &p.server_nonce, &session_id),
-        None => [0; 32],
-    };
-    let ok = Frame::AuthOk {
-        session_id,
-        authenticated: shared.key.is_some(),
-        mac,
-        heartbeat_interval_ms: u32::try_from(shared.settings.heartbeat_interval.as_millis())
-            .unwrap_or(u32::MAX),
-    };
-    with_timeout(
-        shared.settings.handshake_timeout,
-        "sending auth ok",
-        write_frame(&mut link, &ok),
-    )
-    .await?;
+    let session_id: SessionId = auth::random().map_err(HandshakeError::Io)?;
+    let ok = proof.accept(session_id, shared.settings.heartbeat_interval);
+    let limit = shared.settings.handshake_timeout;
+    with_deadline(limit, "sending auth ok", send(&mut link, &ok)).await?;
     info!(
         "client {peer} authenticated (session {})",
         crate::wire::short_id(&session_id)
     );
     // From here on the connection is a session, not a pending handshake.
     drop(ticket);
-    Session::run(shared.clone(), link, peer, session_id, client_id).await;
+    Session::run(shared.clone(), link, peer, session_id, proof.client_id).await;
     Ok(())
 }
 
@@ -218,24 +134,10 @@ async fn data<T: Transport>(
     mut link: T::Stream,
     peer: SocketAddr,
     session_id: SessionId,
-    (server_nonce, mac): (Nonce, Mac),
     muxed: bool,
-) -> io::Result<()> {
-    if let Some(key) = &shared.key {
-        if !key.verify_data(&session_id, &server_nonce, &mac) {
-            let e = io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "data link authentication failed",
-            );
-            return refuse(&mut link, ErrorCode::AuthFailed, e).await;
-        }
-    }
+) -> Result<(), HandshakeError> {
     let Some(session) = shared.registry.session(&session_id) else {
-        let e = io::Error::new(
-            io::ErrorKind::NotFound,
-            "data link names an unknown or ended session",
-        );
-        return refuse(&mut link, ErrorCode::UnknownSession, e).await;
+        return refuse(&mut link, HandshakeError::UnknownSession).await;
     };
     debug!(
         "{} link from {peer} joined session {}",
@@ -278,20 +180,15 @@ fn left(deadline: Instant) -> Duration {
 }
 
 /// Tells the peer why it is refused (best effort, bounded) and returns the cause.
-async fn refuse<S>(link: &mut S, code: ErrorCode, cause: io::Error) -> io::Result<()>
+async fn refuse<S>(link: &mut S, cause: HandshakeError) -> Result<(), HandshakeError>
 where
     S: futures_lite::AsyncWrite + Unpin,
 {
-    let frame = Frame::Error {
-        code,
-        message: crate::protocol::clamp_message(&cause.to_string()),
-    };
-    // The peer may be gone or not reading; never let that hold the task.
-    let _ = with_timeout(
-        std::time::Duration::from_secs(1),
-        "sending error",
-        write_frame(link, &frame),
-    )
-    .await;
+    // A peer that closed hears nothing; one that is not reading may not hold
+    // the task.
+    if !matches!(cause, HandshakeError::Closed) {
+        let frame = cause.to_frame();
+        let _ = with_deadline(Duration::from_secs(1), "sending error", send(link, &frame)).await;
+    }
     Err(cause)
 }

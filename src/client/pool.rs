@@ -1,4 +1,4 @@
-//! The client's data links: each is dialled ahead of time, authenticated for the
+//! The client's pooled data links: each is dialled ahead of time, authenticated for the
 //! current session and left idle at the server until a `Start` names a service;
 //! then the client connects to that service's local address and relays. When the
 //! visitor ends cleanly the link says `Idle` and waits for the next `Start`
@@ -12,7 +12,6 @@
 //! a failed dial is retried with backoff, so a server that is down or refusing
 //! costs a few dials a second, not a busy loop.
 
-use crate::runtime::TcpStream;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::lock::Semaphore;
 use std::io;
@@ -21,14 +20,14 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
-use super::session::Context;
-use crate::config::DataLinks;
+use super::context::Context;
+use super::dialer::{self, connect_local, jitter};
+use crate::handshake::HandshakeError;
 use crate::protocol::chunk::{Chunk, Role};
-use crate::protocol::{Frame, LEN_PREFIX, LinkHello, MAX_FRAME_LEN, SessionId, VERSION};
+use crate::protocol::{Frame, LEN_PREFIX, MAX_FRAME_LEN, SessionId};
 use crate::relay;
 use crate::tasks::TaskSet;
 use crate::transport::Transport;
-use crate::wire::{read_frame, with_timeout, write_frame};
 
 /// Links opened at once on one `OpenData` request; caps what a (buggy or
 /// hostile) server can make the client dial per frame.
@@ -37,8 +36,6 @@ pub const MAX_OPEN_PER_REQUEST: usize = 64;
 /// to open thousands of links a second on a LAN, few enough that a burst of
 /// requests does not open thousands of half-done handshakes at once.
 pub const MAX_CONCURRENT_DIALS: usize = 64;
-/// Pause before replacing a multiplexed link that ended.
-pub(super) const REFILL_PAUSE: Duration = Duration::from_secs(1);
 /// First pause after a failed dial; doubles up to [`MAX_DIAL_BACKOFF`].
 const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(5);
@@ -46,14 +43,14 @@ const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(5);
 /// dial (a server refusing the link after authentication), so it is backed off.
 const SHORT_LIVED: Duration = Duration::from_secs(1);
 
-/// The data links of one session; dropping it closes them all.
-pub(crate) struct Links<T: Transport> {
+/// The pooled data links of one session; dropping it closes them all.
+pub(super) struct Pool<T: Transport> {
     inner: Arc<Inner<T>>,
 }
 
-pub(super) struct Inner<T: Transport> {
-    pub(super) ctx: Arc<Context<T>>,
-    pub(super) session_id: SessionId,
+struct Inner<T: Transport> {
+    ctx: Arc<Context<T>>,
+    session_id: SessionId,
     tasks: TaskSet,
     /// Links authenticated and waiting for a visitor.
     idle: AtomicUsize,
@@ -67,34 +64,21 @@ pub(super) struct Inner<T: Transport> {
     unrequested: AtomicUsize,
 }
 
-impl<T: Transport> Links<T> {
-    /// Starts the session's data links: a pool of idle links, or multiplexed
-    /// links kept up (a pooled link the server asks for is opened either way,
-    /// so visitors are served while no multiplexed link is up).
-    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, mode: &DataLinks) -> Self {
-        let target = match mode {
-            DataLinks::Pooled { size } => *size,
-            DataLinks::Multiplexed { .. } => 0,
-        };
+impl<T: Transport> Pool<T> {
+    /// Starts a pool that keeps `size` idle links (0: only the links the
+    /// server asks for, as with multiplexed links).
+    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, size: usize) -> Self {
         let inner = Arc::new(Inner {
             ctx,
             session_id,
             tasks: TaskSet::new(),
             idle: AtomicUsize::new(0),
-            target,
+            target: size,
             dials: Semaphore::new(MAX_CONCURRENT_DIALS),
             unrequested: AtomicUsize::new(0),
         });
-        match mode {
-            DataLinks::Pooled { size } => open(&inner, *size, false),
-            DataLinks::Multiplexed { links } => {
-                for _ in 0..*links {
-                    let weak = Arc::downgrade(&inner);
-                    inner.tasks.spawn_worker(super::muxed::keep(weak));
-                }
-            }
-        }
-        Links { inner }
+        open(&inner, size, false);
+        Pool { inner }
     }
 
     /// The server asked for `count` more links: opens those not already on
@@ -105,7 +89,7 @@ impl<T: Transport> Links<T> {
     }
 }
 
-impl<T: Transport> Drop for Links<T> {
+impl<T: Transport> Drop for Pool<T> {
     fn drop(&mut self) {
         self.inner.tasks.cancel_all();
     }
@@ -164,7 +148,7 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>, mut requested: bool) -> 
             }
         };
         if reason == Retire::Failed || born.elapsed() < SHORT_LIVED && reason == Retire::Died {
-            crate::runtime::sleep(super::jitter(backoff)).await;
+            crate::runtime::sleep(jitter(backoff)).await;
             backoff = (backoff * 2).min(MAX_DIAL_BACKOFF);
         } else {
             backoff = FIRST_DIAL_BACKOFF;
@@ -192,9 +176,9 @@ async fn dial_bounded<T: Transport>(
     ctx: &Context<T>,
     session_id: SessionId,
     requested: bool,
-) -> io::Result<T::Stream> {
+) -> Result<T::Stream, HandshakeError> {
     let Some(inner) = weak.upgrade() else {
-        return Err(io::Error::other("session ended"));
+        return Err(HandshakeError::Closed);
     };
     if !requested {
         inner.unrequested.fetch_add(1, Ordering::Relaxed);
@@ -202,7 +186,7 @@ async fn dial_bounded<T: Transport>(
     // The strong reference lives only as long as the dial; dropping the
     // session's `Links` cancels this task either way.
     let permit = inner.dials.acquire().await;
-    let link = dial(ctx, session_id, LinkHello::Data { session_id }).await;
+    let link = dialer::data_link(ctx, session_id, false).await;
     drop(permit);
     if !requested {
         take_up_to(&inner.unrequested, 1);
@@ -290,68 +274,6 @@ async fn carry<T: Transport>(
 fn short_of_idle<T: Transport>(weak: &Weak<Inner<T>>) -> bool {
     weak.upgrade()
         .is_some_and(|inner| inner.idle.load(Ordering::Relaxed) < inner.target)
-}
-
-/// Dials the server and authenticates a data link of `session_id`, all under
-/// the handshake timeout. `hello` says which kind of data link.
-pub(super) async fn dial<T: Transport>(
-    ctx: &Context<T>,
-    session_id: SessionId,
-    hello: LinkHello,
-) -> io::Result<T::Stream> {
-    with_timeout(ctx.settings.handshake_timeout, "opening data link", async {
-        let mut link = ctx.transport.connect(&ctx.settings.server).await?;
-        let hello = Frame::Hello {
-            version: VERSION,
-            link: hello,
-        };
-        write_frame(&mut link, &hello).await?;
-        let nonce = match read_frame(&mut link).await? {
-            Frame::Challenge { nonce } => nonce,
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("expected challenge, got {other:?}"),
-                ));
-            }
-        };
-        let mac = ctx.key.data_proof(&session_id, &nonce);
-        write_frame(&mut link, &Frame::AuthResponse { mac }).await?;
-        Ok(link)
-    })
-    .await
-}
-
-/// Connects to the local address of `service` for a visitor; `None` (logged)
-/// when the service is unknown or unreachable.
-pub(super) async fn connect_local<T: Transport>(
-    ctx: &Context<T>,
-    service: &str,
-    visitor: std::net::SocketAddr,
-) -> Option<TcpStream> {
-    let Some(local) = ctx
-        .settings
-        .services
-        .iter()
-        .find(|s| s.name == service)
-        .map(|s| s.local.as_str())
-    else {
-        warn!("server started a visitor for unknown service {service:?}");
-        return None;
-    };
-    let limit = ctx.settings.handshake_timeout;
-    let connect = TcpStream::connect(local);
-    match with_timeout(limit, "connecting to the local service", connect).await {
-        Ok(stream) => {
-            let _ = stream.set_nodelay(true);
-            debug!("visitor {visitor} -> {service} ({local})");
-            Some(stream)
-        }
-        Err(e) => {
-            warn!("service {service}: cannot reach {local}: {e}; visitor {visitor} closed");
-            None
-        }
-    }
 }
 
 /// Waits for the server's `Start` on an idle link, sending a `Probe` every

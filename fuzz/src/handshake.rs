@@ -1,0 +1,226 @@
+//! The `handshake` target's property: an attacker's frames mixed with an
+//! honest client's and an honest server's, fed to both handshake machines.
+
+use std::time::Duration;
+
+use porthole::auth::Key;
+use porthole::handshake::{
+    Accepted, ClientHandshake, ClientStep, HandshakeError, Proven, ServerHandshake, ServerStep,
+};
+use porthole::protocol::{ErrorCode, Frame, LinkHello, VERSION};
+
+const SERVER_NONCE: [u8; 32] = [0x5a; 32];
+const CLIENT_NONCE: [u8; 32] = [0xc1; 32];
+const CLIENT_ID: [u8; 16] = [0x1d; 16];
+
+/// What one run reached, for tests that check more.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HandshakeRun {
+    /// The server machine proved a link.
+    pub server_proven: bool,
+    /// The client machine ended (a ready data link or an accepted control link).
+    pub client_done: Option<Option<Accepted>>,
+}
+
+/// Byte 0 picks the scenario: bit 0 the server runs without a key, bit 1
+/// the honest client holds another token, bits 2–3 the client's link
+/// (control, data, mux), bit 4 the client accepts a server without
+/// authentication. Then operations, one byte each (and their operands):
+/// 0 the attacker sends the server a frame, 1 the attacker sends the client
+/// a frame, 2 the honest client's pending frame reaches the server, 3 the
+/// honest server's pending frame reaches the client.
+///
+/// Checks: nothing panics; the server proves a link only after `Hello` and
+/// then an `AuthResponse`, and with a key, only on the honest client's
+/// proof made with the same token; the client ends only after sending its
+/// proof, and accepts a control link only on the honest server's `AuthOk` or,
+/// when told to, on one without authentication; after an outcome or an
+/// error, both machines refuse every further frame.
+pub fn handshake(data: &[u8]) -> HandshakeRun {
+    let mut bytes = data.iter().copied();
+    let scenario = bytes.next().unwrap_or(0);
+    let server_key = Key::new("server token");
+    let other_key = Key::new("another token");
+    let keyless = scenario & 1 == 1;
+    let same_token = scenario & 2 == 0;
+    let client_key = if same_token { &server_key } else { &other_key };
+    let accept_unauthenticated = scenario & 16 != 0;
+    let session = [scenario; 16];
+    let (mut client, hello) = match (scenario >> 2) & 3 {
+        0 | 3 => {
+            ClientHandshake::control(client_key, CLIENT_ID, CLIENT_NONCE, accept_unauthenticated)
+        }
+        kind => ClientHandshake::data(client_key, session, kind == 2),
+    };
+    let mut server = ServerHandshake::new((!keyless).then_some(&server_key), SERVER_NONCE);
+    let mut server_side = Side::default();
+    let mut client_side = Side::default();
+    let mut to_server = Some(hello);
+    let mut to_client = None;
+    let mut run = HandshakeRun::default();
+    while let Some(op) = bytes.next() {
+        match op % 4 {
+            0 | 2 => {
+                let honest = op % 4 == 2;
+                let frame = if honest {
+                    to_server.take()
+                } else {
+                    attacker_frame(&mut bytes)
+                };
+                let Some(frame) = frame else { continue };
+                let is_proof = matches!(frame, Frame::AuthResponse { .. });
+                let step = server.on_frame(frame);
+                server_side.check(step.is_ok(), "server");
+                match step {
+                    Ok(ServerStep::Send(challenge)) => {
+                        assert!(matches!(challenge, Frame::Challenge { .. }));
+                        server_side.sent = true;
+                        to_client = Some(challenge);
+                    }
+                    Ok(ServerStep::Proven(proven)) => {
+                        assert!(
+                            server_side.sent && is_proof,
+                            "proven only by a proof after a challenge"
+                        );
+                        if !keyless {
+                            assert!(honest && same_token, "proven without the token");
+                        }
+                        server_side.over = true;
+                        run.server_proven = true;
+                        if let Proven::Control(proof) = proven {
+                            to_client = Some(proof.accept(session, Duration::from_millis(500)));
+                        }
+                    }
+                    Err(e) => {
+                        check_error(&e);
+                        server_side.over = true;
+                    }
+                }
+            }
+            _ => {
+                let honest = op % 4 == 3;
+                let frame = if honest {
+                    to_client.take()
+                } else {
+                    attacker_frame(&mut bytes)
+                };
+                let Some(frame) = frame else { continue };
+                let is_auth_ok = matches!(frame, Frame::AuthOk { .. });
+                let step = client.on_frame(frame);
+                client_side.check(step.is_ok(), "client");
+                match step {
+                    Ok(ClientStep::Send(proof)) => {
+                        assert!(matches!(proof, Frame::AuthResponse { .. }));
+                        client_side.sent = true;
+                        to_server = Some(proof);
+                    }
+                    Ok(ClientStep::SendLast(proof)) => {
+                        assert!(matches!(proof, Frame::AuthResponse { .. }));
+                        client_side.over = true;
+                        run.client_done = Some(None);
+                        to_server = Some(proof);
+                    }
+                    Ok(ClientStep::Accepted(accepted)) => {
+                        assert!(
+                            client_side.sent && is_auth_ok,
+                            "accepted only after the proof"
+                        );
+                        if accepted.authenticated {
+                            assert!(honest && !keyless && same_token, "a server proof forged");
+                            assert_eq!(accepted.session, session);
+                        } else {
+                            assert!(accept_unauthenticated, "an unauthenticated server accepted");
+                        }
+                        client_side.over = true;
+                        run.client_done = Some(Some(accepted));
+                    }
+                    Err(e) => {
+                        check_error(&e);
+                        client_side.over = true;
+                    }
+                }
+            }
+        }
+    }
+    run
+}
+
+/// One machine's progress as the property sees it.
+#[derive(Default)]
+struct Side {
+    /// It answered a frame (the server its challenge, the client its proof).
+    sent: bool,
+    /// It reached an outcome or an error: it must refuse everything after.
+    over: bool,
+}
+
+impl Side {
+    fn check(&self, ok: bool, who: &str) {
+        assert!(
+            !(self.over && ok),
+            "the {who} machine took a frame after its end"
+        );
+    }
+}
+
+/// Every error maps to a code and renders (what a refusal sends).
+fn check_error(e: &HandshakeError) {
+    let Frame::Error { message, .. } = e.to_frame() else {
+        panic!("a refusal is an Error frame");
+    };
+    assert!(message.len() <= porthole::protocol::MAX_MESSAGE_LEN);
+}
+
+/// A frame of the kinds a handshake sees, from the attacker's bytes.
+fn attacker_frame(bytes: &mut impl Iterator<Item = u8>) -> Option<Frame> {
+    let kind = bytes.next()?;
+    let mut array = |n: usize| -> Vec<u8> { bytes.by_ref().take(n).collect() };
+    let nonce = |v: Vec<u8>| -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..v.len()].copy_from_slice(&v);
+        out
+    };
+    let id = |v: Vec<u8>| -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..v.len()].copy_from_slice(&v);
+        out
+    };
+    Some(match kind % 8 {
+        0 => Frame::Hello {
+            version: if kind & 8 == 0 { VERSION } else { kind },
+            link: match (kind >> 4) % 3 {
+                0 => LinkHello::Control {
+                    client_id: id(array(16)),
+                    nonce: nonce(array(32)),
+                },
+                1 => LinkHello::Data {
+                    session_id: id(array(16)),
+                },
+                _ => LinkHello::Mux {
+                    session_id: id(array(16)),
+                },
+            },
+        },
+        1 => Frame::Challenge {
+            nonce: nonce(array(32)),
+        },
+        2 => Frame::AuthResponse {
+            mac: nonce(array(32)),
+        },
+        3 => Frame::AuthOk {
+            session_id: id(array(16)),
+            authenticated: kind & 8 != 0,
+            mac: nonce(array(32)),
+            heartbeat_interval_ms: u32::from(kind),
+        },
+        4 => Frame::Error {
+            code: ErrorCode::from_u16(u16::from(kind >> 3)),
+            message: String::from_utf8_lossy(&array(usize::from(kind >> 3))).into_owned(),
+        },
+        5 => Frame::Heartbeat,
+        6 => Frame::OpenData {
+            count: u16::from(kind),
+        },
+        _ => Frame::Goodbye,
+    })
+}

@@ -1,0 +1,96 @@
+//! Dialling: the server (connect, then authenticate with the handshake
+//! machines of `crate::handshake`), and a local service for a visitor.
+//! Every dial runs under the handshake timeout.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tracing::{debug, warn};
+
+use super::context::Context;
+use crate::handshake::{Accepted, ClientHandshake, HandshakeError, drive};
+use crate::protocol::SessionId;
+use crate::runtime::TcpStream;
+use crate::transport::Transport;
+use crate::wire::{with_deadline, with_timeout};
+
+/// Connects to the server and authenticates a control link.
+pub(super) async fn control<T: Transport>(
+    ctx: &Context<T>,
+) -> Result<(T::Stream, Accepted), HandshakeError> {
+    let mut link = connect(ctx).await?;
+    let nonce = crate::auth::random()?;
+    let insecure = ctx.settings.insecure_no_auth;
+    let (machine, hello) = ClientHandshake::control(&ctx.key, ctx.client_id, nonce, insecure);
+    let limit = ctx.settings.handshake_timeout;
+    let done = with_deadline(limit, "handshake", drive::client(&mut link, machine, hello)).await?;
+    // A control machine ends only in `Accepted`.
+    let accepted = done.ok_or(HandshakeError::Unexpected {
+        expected: "auth ok",
+        got: "nothing",
+    })?;
+    Ok((link, accepted))
+}
+
+/// Connects to the server and authenticates a data link of `session`
+/// (multiplexed when `muxed`), all under the handshake timeout.
+pub(super) async fn data_link<T: Transport>(
+    ctx: &Context<T>,
+    session: SessionId,
+    muxed: bool,
+) -> Result<T::Stream, HandshakeError> {
+    with_deadline(ctx.settings.handshake_timeout, "opening data link", async {
+        let mut link = ctx.transport.connect(&ctx.settings.server).await?;
+        let (machine, hello) = ClientHandshake::data(&ctx.key, session, muxed);
+        drive::client(&mut link, machine, hello).await?;
+        Ok(link)
+    })
+    .await
+}
+
+/// The transport's connect, under the handshake timeout, its error naming
+/// the server.
+async fn connect<T: Transport>(ctx: &Context<T>) -> Result<T::Stream, HandshakeError> {
+    let limit = ctx.settings.handshake_timeout;
+    let server = &ctx.settings.server;
+    let connect = ctx.transport.connect(server);
+    let context =
+        |e: io::Error| io::Error::new(e.kind(), format!("cannot connect to {server}: {e}"));
+    match with_timeout(limit, "connecting to the server", connect).await {
+        Ok(link) => Ok(link),
+        // Kept apart from `Io`: it is what a reconnect reports.
+        Err(e) => Err(HandshakeError::Io(context(e))),
+    }
+}
+
+/// Connects to the local address of `service` for a visitor; `None` (logged)
+/// when the service is unknown or unreachable.
+pub(super) async fn connect_local<T: Transport>(
+    ctx: &Context<T>,
+    service: &str,
+    visitor: SocketAddr,
+) -> Option<TcpStream> {
+    let Some(local) = ctx.local_of(service) else {
+        warn!("server started a visitor for unknown service {service:?}");
+        return None;
+    };
+    let limit = ctx.settings.handshake_timeout;
+    let connect = TcpStream::connect(local);
+    match with_timeout(limit, "connecting to the local service", connect).await {
+        Ok(stream) => {
+            let _ = stream.set_nodelay(true);
+            debug!("visitor {visitor} -> {service} ({local})");
+            Some(stream)
+        }
+        Err(e) => {
+            warn!("service {service}: cannot reach {local}: {e}; visitor {visitor} closed");
+            None
+        }
+    }
+}
+
+/// A delay between 50% and 100% of `base`, so clients that lost the same server
+/// do not all come back in the same millisecond.
+pub(super) fn jitter(base: Duration) -> Duration {
+    base.mul_f64(0.5 + fastrand::f64() * 0.5)
+}

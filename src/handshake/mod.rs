@@ -1,0 +1,37 @@
+//! The handshake every link starts with, written once, as I/O-free state
+//! machines in the shape of `crate::mux::state`: a machine is fed decoded
+//! frames and answers with frames to send or with an outcome; it owns no
+//! socket, no clock and no random source (nonces are passed in).
+//!
+//! ```text
+//! client                                  server
+//!   Hello { version, Control | Data | Mux } ──▶   version must be ours
+//!                                ◀── Challenge { server nonce }
+//!   AuthResponse { HMAC proof }            ──▶   verified with the token
+//!                                ◀── AuthOk { session, server proof }   (control links only)
+//! ```
+//!
+//! [`ClientHandshake`] and [`ServerHandshake`] are the two sides;
+//! [`HandshakeError`] says why one failed and maps to and from the wire's
+//! `ErrorCode`. The server's driver (`crate::server`) adds its deadlines and
+//! its session registry; the client's control and data dials and the tests use
+//! [`drive::client`]. Proofs are `crate::auth`'s; PROTOCOL.md sections 4–5 are
+//! the normative text.
+//!
+//! Invariants (the `handshake` fuzz target checks them): no input panics; a
+//! server machine proves a link only after `Hello` then `AuthResponse`, in
+//! that order, with a proof made with its key; a client machine accepts a
+//! control link only after its own proof is sent and only with the server's
+//! proof (or, when told to, a server without authentication); after an
+//! outcome or an error, every further frame is refused.
+
+mod client;
+pub mod drive;
+mod error;
+mod server;
+#[cfg(test)]
+mod tests;
+
+pub use client::{Accepted, ClientHandshake, ClientStep};
+pub use error::HandshakeError;
+pub use server::{ControlProof, Proven, ServerHandshake, ServerStep};
