@@ -9,31 +9,81 @@
 //! ```
 //!
 //! A client dials the server, authenticates with an HMAC challenge–response over
-//! a shared token ([`auth`]), and registers services; the server opens one public
-//! port per service. Each visitor of a public port is relayed ([`relay`]) through a
-//! pre-opened, separately authenticated data link to the client, which connects
-//! to the local service.
+//! a shared token ([`auth`], [`handshake`]), and registers services; the server
+//! opens one public port per service. Each visitor of a public port is relayed
+//! ([`relay`]) through a pre-opened, separately authenticated data link to the
+//! client, which connects to the local service. `PROTOCOL.md` is the wire
+//! specification; `../shared/DESIGN.md` in the team's tree the target design.
 //!
-//! Module map, dependencies pointing down:
+//! # Architecture (read this first)
+//!
+//! ## Module map
+//!
+//! Dependencies point down the table: a module imports only from modules
+//! below it (`protocol`, `mux`, `relay`, `transport` and `config` import
+//! nothing from `server`, `client`, `http_proxy` or `cli`).
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | argh command-line structs only |
-//! | [`config`] | RON schema, validation into typed settings |
+//! | [`cli`] | argh command-line structs, and turning them into settings |
+//! | [`demo`] | the one-process loopback demo |
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
 //! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays |
-//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy |
-//! | [`demo`] | the one-process loopback demo |
+//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy, and its settings |
 //! | [`gencert`] | `porthole gen-cert`: a private CA and certificates (rcgen) |
+//! | [`config`] | the RON file format, error locations, one loader; the tunnel's schema and validation |
+//! | [`handshake`] | I/O-free client and server handshake machines (fuzzed), thin async drivers |
 //! | [`transport`] | the `Transport` trait: TCP, and TLS (rustls) |
 //! | [`mux`] | the stream multiplexer: codec, state machine, driver, stream type |
-//! | [`relay`] | joining two streams with half-close semantics: splice or copy |
+//! | [`relay`] | joining two streams with half-close semantics: splice, chunked or copy |
 //! | [`wire`] | async frame I/O and deadlines |
-//! | [`protocol`] | pure frame codec (fuzzed) |
+//! | [`protocol`] | pure frame and chunk codecs (fuzzed) |
 //! | [`auth`] | HMAC proofs and nonces |
 //! | [`runtime`] | the per-worker runtime: one epoll, run queue and timer map per worker thread; sockets registered once |
-//! | [`tasks`], [`shutdown`] | owned task sets, the shutdown signal |
-//! | [`logfold`] | warnings a stranger can trigger, folded into one line per cause and interval |
+//! | [`tasks`], [`shutdown`], [`logfold`] | owned task sets, the shutdown signal, folded warnings |
+//!
+//! `server/` and `client/` mirror each other: a long-lived part (`server::Shared`,
+//! `client/context.rs`), the handshake (`server/handshake.rs`,
+//! `client/dialer.rs`, both over [`handshake`]), one session per control link
+//! (`session.rs`), pooled links (`pool.rs`) and multiplexed links (`muxed.rs`).
+//!
+//! ## The flow of one visitor
+//!
+//! 1. The client's session (`client/session.rs`) has authenticated its control
+//!    link, registered its services and filled its pool: each pooled link is
+//!    dialled and authenticated (`client/dialer.rs`) and waits idle for a
+//!    `Start` (`client/pool.rs`).
+//! 2. At the server the link joined its session's pool, in the shard of the
+//!    worker its socket is registered with (`server/handshake.rs` →
+//!    `server/pool.rs`).
+//! 3. A visitor connects to a public port. Every worker has its own listener on
+//!    it (`SO_REUSEPORT`, `server/registry.rs`); the accepting worker takes an
+//!    idle link from its own shard (stealing only when it is empty) and writes
+//!    `Start` (`server/visitor.rs`, `server/dispatch.rs`). With multiplexed
+//!    links the visitor becomes a stream instead (`server/muxed.rs`, [`mux`]).
+//! 4. The client reads `Start`, answers `Accept`, connects to the local service
+//!    and relays (`client/pool.rs` → [`relay`]); the server relays the visitor,
+//!    keeping a bounded copy of its first bytes until `Accept` so that a dead
+//!    link costs nothing but a retry on another link.
+//! 5. When both directions end cleanly the client says `Idle` and the link
+//!    goes back to the pool; an error resets both ends and retires the link.
+//!
+//! A visitor's sockets, its link, its relay and its pipe all live on one
+//! worker thread from accept to close ([`runtime`]).
+//!
+//! ## Who owns which task
+//!
+//! Every task is owned by a [`tasks::TaskSet`] (or a `Task` handle) whose
+//! owner's drop cancels it; `.detach()` is for `main.rs` only.
+//!
+//! | owner | tasks |
+//! |---|---|
+//! | `server::run` | the control-port accept loop (control loop), one task per connection in its handshake or session, the log tickers |
+//! | a server `Session` | its control writer and heartbeat, its visitors (each on its worker), its mux drivers |
+//! | the registry | the public listeners of every service (one per worker), the reapers of lingering ports |
+//! | `client::run` | the built-in HTTP proxy, the log ticker, the current session |
+//! | a client session | its control writer and heartbeat; through its `Links`, every pooled link (one task per link, dial to close) and the mux keepers, whose streams live in the mux link's own set |
+//! | `forward::run`, `http_proxy::run` | one accept loop per worker, one task per connection on the accepting worker |
 #![forbid(unsafe_code)]
 
 pub mod auth;
