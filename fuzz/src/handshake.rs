@@ -38,111 +38,176 @@ pub struct HandshakeRun {
 /// error, both machines refuse every further frame.
 pub fn handshake(data: &[u8]) -> HandshakeRun {
     let mut bytes = data.iter().copied();
-    let scenario = bytes.next().unwrap_or(0);
+    let scenario = Scenario::new(bytes.next().unwrap_or(0));
     let server_key = Key::new("server token");
     let other_key = Key::new("another token");
-    let keyless = scenario & 1 == 1;
-    let same_token = scenario & 2 == 0;
-    let client_key = if same_token { &server_key } else { &other_key };
-    let accept_unauthenticated = scenario & 16 != 0;
-    let session = [scenario; 16];
-    let (mut client, hello) = match (scenario >> 2) & 3 {
-        0 | 3 => {
-            ClientHandshake::control(client_key, CLIENT_ID, CLIENT_NONCE, accept_unauthenticated)
-        }
-        kind => ClientHandshake::data(client_key, session, kind == 2),
+    let client_key = if scenario.same_token {
+        &server_key
+    } else {
+        &other_key
     };
-    let mut server = ServerHandshake::new((!keyless).then_some(&server_key), SERVER_NONCE);
-    let mut server_side = Side::default();
-    let mut client_side = Side::default();
-    let mut to_server = Some(hello);
-    let mut to_client = None;
-    let mut run = HandshakeRun::default();
+    let (client, hello) = match scenario.link {
+        0 | 3 => ClientHandshake::control(
+            client_key,
+            CLIENT_ID,
+            CLIENT_NONCE,
+            scenario.accept_unauthenticated,
+        ),
+        kind => ClientHandshake::data(client_key, scenario.session, kind == 2),
+    };
+    let server_key = (!scenario.keyless).then_some(&server_key);
+    let mut duel = Duel {
+        scenario,
+        server: ServerHandshake::new(server_key, SERVER_NONCE),
+        client,
+        server_side: Side::default(),
+        client_side: Side::default(),
+        to_server: Some(hello),
+        to_client: None,
+        run: HandshakeRun::default(),
+    };
     while let Some(op) = bytes.next() {
-        match op % 4 {
-            0 | 2 => {
-                let honest = op % 4 == 2;
-                let frame = if honest {
-                    to_server.take()
-                } else {
-                    attacker_frame(&mut bytes)
-                };
-                let Some(frame) = frame else { continue };
-                let is_proof = matches!(frame, Frame::AuthResponse { .. });
-                let step = server.on_frame(frame);
-                server_side.check(step.is_ok(), "server");
-                match step {
-                    Ok(ServerStep::Send(challenge)) => {
-                        assert!(matches!(challenge, Frame::Challenge { .. }));
-                        server_side.sent = true;
-                        to_client = Some(challenge);
-                    }
-                    Ok(ServerStep::Proven(proven)) => {
-                        assert!(
-                            server_side.sent && is_proof,
-                            "proven only by a proof after a challenge"
-                        );
-                        if !keyless {
-                            assert!(honest && same_token, "proven without the token");
-                        }
-                        server_side.over = true;
-                        run.server_proven = true;
-                        if let Proven::Control(proof) = proven {
-                            to_client = Some(proof.accept(session, Duration::from_millis(500)));
-                        }
-                    }
-                    Err(e) => {
-                        check_error(&e);
-                        server_side.over = true;
-                    }
-                }
+        let honest = op % 4 >= 2;
+        if op % 2 == 0 {
+            let frame = if honest {
+                duel.to_server.take()
+            } else {
+                attacker_frame(&mut bytes)
+            };
+            if let Some(frame) = frame {
+                duel.server_takes(frame, honest);
             }
-            _ => {
-                let honest = op % 4 == 3;
-                let frame = if honest {
-                    to_client.take()
-                } else {
-                    attacker_frame(&mut bytes)
-                };
-                let Some(frame) = frame else { continue };
-                let is_auth_ok = matches!(frame, Frame::AuthOk { .. });
-                let step = client.on_frame(frame);
-                client_side.check(step.is_ok(), "client");
-                match step {
-                    Ok(ClientStep::Send(proof)) => {
-                        assert!(matches!(proof, Frame::AuthResponse { .. }));
-                        client_side.sent = true;
-                        to_server = Some(proof);
-                    }
-                    Ok(ClientStep::SendLast(proof)) => {
-                        assert!(matches!(proof, Frame::AuthResponse { .. }));
-                        client_side.over = true;
-                        run.client_done = Some(None);
-                        to_server = Some(proof);
-                    }
-                    Ok(ClientStep::Accepted(accepted)) => {
-                        assert!(
-                            client_side.sent && is_auth_ok,
-                            "accepted only after the proof"
-                        );
-                        if accepted.authenticated {
-                            assert!(honest && !keyless && same_token, "a server proof forged");
-                            assert_eq!(accepted.session, session);
-                        } else {
-                            assert!(accept_unauthenticated, "an unauthenticated server accepted");
-                        }
-                        client_side.over = true;
-                        run.client_done = Some(Some(accepted));
-                    }
-                    Err(e) => {
-                        check_error(&e);
-                        client_side.over = true;
-                    }
-                }
+        } else {
+            let frame = if honest {
+                duel.to_client.take()
+            } else {
+                attacker_frame(&mut bytes)
+            };
+            if let Some(frame) = frame {
+                duel.client_takes(frame, honest);
             }
         }
     }
-    run
+    duel.run
+}
+
+/// What byte 0 of an input chose.
+struct Scenario {
+    keyless: bool,
+    same_token: bool,
+    /// 0 or 3 control, 1 data, 2 mux.
+    link: u8,
+    accept_unauthenticated: bool,
+    session: [u8; 16],
+}
+
+impl Scenario {
+    fn new(byte: u8) -> Self {
+        Scenario {
+            keyless: byte & 1 == 1,
+            same_token: byte & 2 == 0,
+            link: (byte >> 2) & 3,
+            accept_unauthenticated: byte & 16 != 0,
+            session: [byte; 16],
+        }
+    }
+}
+
+/// Both machines, what each side's honest peer would send next, and the checks.
+struct Duel<'k> {
+    scenario: Scenario,
+    server: ServerHandshake<'k>,
+    client: ClientHandshake<'k>,
+    server_side: Side,
+    client_side: Side,
+    to_server: Option<Frame>,
+    to_client: Option<Frame>,
+    run: HandshakeRun,
+}
+
+impl Duel<'_> {
+    fn server_takes(&mut self, frame: Frame, honest: bool) {
+        let is_proof = matches!(frame, Frame::AuthResponse { .. });
+        let step = self.server.on_frame(frame);
+        self.server_side.check(step.is_ok(), "server");
+        match step {
+            Ok(ServerStep::Send(challenge)) => {
+                assert!(matches!(challenge, Frame::Challenge { .. }));
+                self.server_side.sent = true;
+                self.to_client = Some(challenge);
+            }
+            Ok(ServerStep::Proven(proven)) => {
+                assert!(
+                    self.server_side.sent && is_proof,
+                    "proven only by a proof after a challenge"
+                );
+                if !self.scenario.keyless {
+                    assert!(
+                        honest && self.scenario.same_token,
+                        "proven without the token"
+                    );
+                }
+                self.server_side.over = true;
+                self.run.server_proven = true;
+                if let Proven::Control(proof) = proven {
+                    let interval = Duration::from_millis(500);
+                    self.to_client = Some(proof.accept(self.scenario.session, interval));
+                }
+            }
+            Err(e) => {
+                check_error(&e);
+                self.server_side.over = true;
+            }
+        }
+    }
+
+    fn client_takes(&mut self, frame: Frame, honest: bool) {
+        let is_auth_ok = matches!(frame, Frame::AuthOk { .. });
+        let step = self.client.on_frame(frame);
+        self.client_side.check(step.is_ok(), "client");
+        match step {
+            Ok(ClientStep::Send(proof)) => self.proof_sent(proof, false),
+            Ok(ClientStep::SendLast(proof)) => self.proof_sent(proof, true),
+            Ok(ClientStep::Accepted(accepted)) => {
+                let scenario = &self.scenario;
+                assert!(
+                    self.client_side.sent && is_auth_ok,
+                    "accepted only after the proof"
+                );
+                if accepted.authenticated {
+                    let genuine = honest && !scenario.keyless && scenario.same_token;
+                    assert!(genuine, "a server proof forged");
+                    assert_eq!(accepted.session, scenario.session);
+                } else {
+                    assert!(
+                        scenario.accept_unauthenticated,
+                        "an unauthenticated server accepted"
+                    );
+                }
+                self.client_side.over = true;
+                self.run.client_done = Some(Some(accepted));
+            }
+            Err(e) => {
+                check_error(&e);
+                self.client_side.over = true;
+            }
+        }
+    }
+}
+
+impl Duel<'_> {
+    /// The client answered a challenge; a data link's machine ends there.
+    fn proof_sent(&mut self, proof: Frame, last: bool) {
+        assert!(matches!(proof, Frame::AuthResponse { .. }));
+        let data_link = matches!(self.scenario.link, 1 | 2);
+        assert_eq!(last, data_link, "only a data link ends with its proof");
+        self.client_side.sent = true;
+        if last {
+            self.client_side.over = true;
+            self.run.client_done = Some(None);
+        }
+        self.to_server = Some(proof);
+    }
 }
 
 /// One machine's progress as the property sees it.
