@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use porthole::mux::frame::{HEADER_LEN, Header, Kind, MAX_DATA_LEN};
-use porthole::mux::{Config, Session, Side, Stream};
+use porthole::mux::frame::{FrameError, HEADER_LEN, Header, Kind, MAX_DATA_LEN};
+use porthole::mux::{Config, Error, Session, Side, Stream, Violation};
 use smol::Task;
 use std::io;
 use std::time::Duration;
@@ -325,6 +325,11 @@ async fn server_facing(bytes: Vec<u8>) -> io::Error {
     err
 }
 
+/// The mux error inside a driver's `io::Error`.
+fn mux_error(err: &io::Error) -> Option<&Error> {
+    err.get_ref()?.downcast_ref()
+}
+
 fn frame(kind: Kind, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Header::new(kind, 0, stream, payload.len() as u32)
         .encode()
@@ -343,7 +348,15 @@ fn a_peer_sending_beyond_its_credit_loses_the_session() {
             bytes.extend(frame(Kind::Data, 1, &chunk));
         }
         let err = server_facing(bytes).await;
-        assert!(err.to_string().contains("credit"), "{err}");
+        let over = Violation::BeyondCredit {
+            stream: 1,
+            len: chunk.len() as u64,
+            credit: 0,
+        };
+        assert!(
+            matches!(mux_error(&err), Some(Error::Violation(v)) if *v == over),
+            "{err}"
+        );
     });
 }
 
@@ -355,18 +368,44 @@ fn oversize_and_malformed_frames_close_the_session_cleanly() {
             .to_vec();
         oversize.extend(vec![0u8; 64]);
         let err = server_facing(oversize).await;
-        assert!(err.to_string().contains("exceeds"), "{err}");
+        let too_large = FrameError::TooLarge {
+            kind: Kind::Data,
+            len: MAX_DATA_LEN + 1,
+            max: MAX_DATA_LEN,
+        };
+        assert!(
+            matches!(mux_error(&err), Some(Error::Frame(e)) if *e == too_large),
+            "{err}"
+        );
         let mut bad_version = Header::new(Kind::Ping, 0, 0, 1).encode();
         bad_version[0] = 9;
         let err = server_facing(bad_version.to_vec()).await;
-        assert!(err.to_string().contains("version"), "{err}");
+        assert!(
+            matches!(
+                mux_error(&err),
+                Some(Error::Frame(FrameError::UnknownVersion(9)))
+            ),
+            "{err}"
+        );
         let wrong_parity = frame(Kind::Open, 2, b"");
         let err = server_facing(wrong_parity).await;
-        assert!(err.to_string().contains("parity"), "{err}");
+        assert!(
+            matches!(
+                mux_error(&err),
+                Some(Error::Violation(Violation::WrongParity { stream: 2 }))
+            ),
+            "{err}"
+        );
         let mut reused = frame(Kind::Open, 3, b"");
         reused.extend(frame(Kind::Open, 1, b""));
         let err = server_facing(reused).await;
-        assert!(err.to_string().contains("reused"), "{err}");
+        assert!(
+            matches!(
+                mux_error(&err),
+                Some(Error::Violation(Violation::ReusedId { stream: 1, last: 3 }))
+            ),
+            "{err}"
+        );
         assert_eq!(HEADER_LEN, 12);
     });
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Instant;
 
+use super::error::Error;
 use super::frame::{HEADER_LEN, Header, MAX_DATA_LEN, MAX_OPEN_LEN};
 use super::state::{Config, Side, State};
 use super::stream::Stream;
@@ -45,7 +46,8 @@ pub struct Session {
 impl Session {
     /// Wraps `io`; the returned driver must be polled (spawned) for anything
     /// to move. It ends when the link fails, a ping goes unanswered, the peer
-    /// breaks the protocol, or a going-away session has drained.
+    /// breaks the protocol, or a going-away session has drained. Its error
+    /// wraps an [`Error`] (`downcast_ref` it) of the same kind.
     pub fn new<S>(
         io: S,
         side: Side,
@@ -66,13 +68,14 @@ impl Session {
         (Session { shared }, driver)
     }
 
-    /// Opens a stream whose `Open` frame carries `payload` (≤ 2 KiB).
+    /// Opens a stream whose `Open` frame carries `payload` (≤ 2 KiB). A
+    /// refusal is `ConnectionRefused` with an [`Error::Refused`] inside.
     pub fn open(&self, payload: Vec<u8>) -> io::Result<Stream> {
         let id = self
             .shared
             .lock()
             .open(payload)
-            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionRefused, e))?;
+            .map_err(|r| io::Error::from(Error::Refused(r)))?;
         self.shared.wake_writer();
         Ok(Stream::new(self.shared.clone(), id))
     }
@@ -103,7 +106,7 @@ impl Session {
     }
 
     /// Why the session ended, if it has.
-    pub fn closed(&self) -> Option<String> {
+    pub fn closed(&self) -> Option<Error> {
         self.shared.lock().closed.clone()
     }
 
@@ -124,11 +127,11 @@ where
         .or(ping_loop(&shared))
         .await;
     let why = match &result {
-        Ok(()) => "mux link closed".to_owned(),
-        Err(e) => e.to_string(),
+        Ok(()) => Error::LinkClosed,
+        Err(e) => e.clone(),
     };
     shared.lock().close(why);
-    result
+    result.map_err(io::Error::from)
 }
 
 /// Ends the session when the driver is dropped before it finished (its owner
@@ -140,16 +143,12 @@ impl Drop for EndsSession<'_> {
     fn drop(&mut self) {
         let mut st = self.0.lock();
         if st.closed.is_none() {
-            st.close("mux link dropped".to_owned());
+            st.close(Error::LinkDropped);
         }
     }
 }
 
-fn violation(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-async fn read_loop<R: AsyncRead + Unpin>(reader: R, shared: &Shared) -> io::Result<()> {
+async fn read_loop<R: AsyncRead + Unpin>(reader: R, shared: &Shared) -> Result<(), Error> {
     let mut reader = BufReader::with_capacity(READ_BUF_LEN, reader);
     let mut payload = vec![0u8; MAX_DATA_LEN.max(MAX_OPEN_LEN) as usize];
     loop {
@@ -158,13 +157,13 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, shared: &Shared) -> io::Resu
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             other => other?,
         }
-        let header = Header::decode(&head).map_err(|e| violation(e.to_string()))?;
+        let header = Header::decode(&head)?;
         // Capped by `Header::decode`: at most MAX_DATA_LEN.
         let body = &mut payload[..header.payload_len()];
         reader.read_exact(body).await?;
         let wake = {
             let mut st = shared.lock();
-            st.on_frame(header, body).map_err(violation)?;
+            st.on_frame(header, body)?;
             st.wants_write()
         };
         if wake {
@@ -177,7 +176,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     shared: &Shared,
     wake_rx: &Receiver<()>,
-) -> io::Result<()> {
+) -> Result<(), Error> {
     let mut batch = Vec::new();
     loop {
         batch.clear();
@@ -201,7 +200,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn ping_loop(shared: &Shared) -> io::Result<()> {
+async fn ping_loop(shared: &Shared) -> Result<(), Error> {
     let interval = shared.lock().config().ping_interval;
     // The first ping goes at once: its answer is the RTT that window
     // auto-tuning needs from the start of a bulk transfer.
@@ -211,10 +210,7 @@ async fn ping_loop(shared: &Shared) -> io::Result<()> {
             crate::runtime::sleep(interval).await;
         }
         first = false;
-        shared
-            .lock()
-            .ping(Instant::now())
-            .map_err(|e| io::Error::new(io::ErrorKind::TimedOut, e))?;
+        shared.lock().ping(Instant::now())?;
         shared.wake_writer();
     }
 }

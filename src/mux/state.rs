@@ -15,10 +15,14 @@ use std::collections::{HashMap, VecDeque};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use super::error::{Error, Refused, Violation};
 use super::frame::{FLAG_ACK, Header, Kind, MAX_DATA_LEN};
 
+mod invariants;
 mod peer;
 mod send;
+
+pub use invariants::Invariant;
 
 /// Most credit a stream can hold; more is a broken or hostile peer.
 pub const MAX_CREDIT: u64 = 1 << 30;
@@ -153,14 +157,11 @@ pub struct State {
     go_away_sent: bool,
     go_away_received: bool,
     /// Why the session ended, once it has.
-    pub(super) closed: Option<String>,
+    pub(super) closed: Option<Error>,
     rtt: Option<Duration>,
     ping: Option<(u32, Instant)>,
     ping_nonce: u32,
 }
-
-/// A protocol violation: the session ends with this message.
-pub type Violation = String;
 
 impl State {
     pub fn new(side: Side, config: Config) -> State {
@@ -197,60 +198,21 @@ impl State {
         self.budget_used
     }
 
-    /// Checks the invariants listed in the module docs; the fuzzer calls it
-    /// after every step. `Err` names the first one broken.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let windows: u64 = self.streams.values().map(|s| s.window).sum();
-        if windows != self.budget_used || self.budget_used > self.config.budget {
-            return Err(format!(
-                "budget: used {} windows {windows} cap {}",
-                self.budget_used, self.config.budget
-            ));
-        }
-        for (id, s) in &self.streams {
-            // Unread + still grantable + read-but-not-yet-regranted is exactly
-            // the window: a stream never holds more than it granted.
-            if s.recv.len() as u64 + s.recv_credit + s.consumed != s.window {
-                return Err(format!(
-                    "stream {id}: {} buffered + {} credit + {} consumed != window {}",
-                    s.recv.len(),
-                    s.recv_credit,
-                    s.consumed,
-                    s.window
-                ));
-            }
-            if s.credit > MAX_CREDIT
-                || s.window
-                    > u64::from(self.config.max_window).max(u64::from(self.config.initial_window))
-            {
-                return Err(format!(
-                    "stream {id}: credit {} window {}",
-                    s.credit, s.window
-                ));
-            }
-            if s.send.len() > SEND_BUF_LEN {
-                return Err(format!("stream {id}: {} bytes queued", s.send.len()));
-            }
-        }
-        if self.streams.len() > self.config.max_streams {
-            return Err(format!("{} streams", self.streams.len()));
-        }
-        Ok(())
-    }
-
     /// Opens a local stream; the `Open` frame carries `payload`.
-    pub fn open(&mut self, payload: Vec<u8>) -> Result<u32, String> {
+    pub fn open(&mut self, payload: Vec<u8>) -> Result<u32, Refused> {
         if let Some(why) = &self.closed {
-            return Err(format!("mux session closed: {why}"));
+            return Err(Refused::Closed(Box::new(why.clone())));
         }
         if self.go_away_sent || self.go_away_received {
-            return Err("mux session is going away".into());
+            return Err(Refused::GoingAway);
         }
-        if payload.len() > super::frame::MAX_OPEN_LEN as usize {
-            return Err("open payload too large".into());
+        let max = super::frame::MAX_OPEN_LEN;
+        if payload.len() > max as usize {
+            let len = payload.len();
+            return Err(Refused::OpenTooLarge { len, max });
         }
         let id = self.next_id;
-        let next = id.checked_add(2).ok_or("mux stream ids exhausted")?;
+        let next = id.checked_add(2).ok_or(Refused::IdsExhausted)?;
         self.admit()?;
         self.next_id = next;
         self.insert(id);
@@ -261,12 +223,19 @@ impl State {
     }
 
     /// Room for one more stream, or why not.
-    fn admit(&self) -> Result<(), String> {
-        if self.streams.len() >= self.config.max_streams {
-            return Err(format!("{} streams open", self.streams.len()));
+    fn admit(&self) -> Result<(), Refused> {
+        let (open, max) = (self.streams.len(), self.config.max_streams);
+        if open >= max {
+            return Err(Refused::TooManyStreams { open, max });
         }
-        if self.budget_used + u64::from(self.config.initial_window) > self.config.budget {
-            return Err("mux memory budget exhausted".into());
+        let (used, budget) = (self.budget_used, self.config.budget);
+        let window = u64::from(self.config.initial_window);
+        if used + window > budget {
+            return Err(Refused::BudgetExhausted {
+                used,
+                window,
+                budget,
+            });
         }
         Ok(())
     }
@@ -401,13 +370,11 @@ impl State {
 
     /// Starts a ping unless one is outstanding; `Err` if the outstanding one
     /// has waited longer than the timeout (the link is dead).
-    pub fn ping(&mut self, now: Instant) -> Result<(), String> {
+    pub fn ping(&mut self, now: Instant) -> Result<(), Error> {
         if let Some((_, sent)) = self.ping {
-            if now.duration_since(sent) >= self.config.ping_timeout {
-                return Err(format!(
-                    "no answer to a ping within {:?}",
-                    self.config.ping_timeout
-                ));
+            let timeout = self.config.ping_timeout;
+            if now.duration_since(sent) >= timeout {
+                return Err(Error::PingTimeout { timeout });
             }
             return Ok(());
         }
@@ -441,7 +408,7 @@ impl State {
     }
 
     /// Ends the session: every stream fails, the acceptor wakes.
-    pub fn close(&mut self, why: String) {
+    pub fn close(&mut self, why: Error) {
         if self.closed.is_none() {
             self.closed = Some(why);
         }

@@ -7,8 +7,10 @@
 //! both ways resets it.
 //!
 //! Only the peer's `Fin` reads as EOF. A cut stream fails instead, so a relay
-//! passes the abort on: `ConnectionReset` when the peer reset it,
-//! `ConnectionAborted` when the session ended (link lost, driver dropped).
+//! passes the abort on: `ConnectionReset` when the peer reset it
+//! ([`Error::StreamReset`] inside), `ConnectionAborted` when the session ended
+//! (link lost, driver dropped; the session's [`Error`] inside, whatever its
+//! own kind).
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use std::io;
@@ -16,6 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::error::Error;
 use super::session::Shared;
 
 pub struct Stream {
@@ -40,10 +43,10 @@ fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
     }
 }
 
-fn gone(why: Option<&String>) -> io::Error {
+fn gone(why: Option<&Error>) -> io::Error {
     match why {
         Some(why) => io::Error::new(io::ErrorKind::ConnectionAborted, why.clone()),
-        None => io::Error::new(io::ErrorKind::ConnectionReset, "mux stream reset"),
+        None => Error::StreamReset.into(),
     }
 }
 
@@ -93,10 +96,7 @@ impl AsyncWrite for Stream {
             return Poll::Ready(Err(gone(closed.as_ref())));
         }
         if s.fin_requested {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "mux stream already closed for writing",
-            )));
+            return Poll::Ready(Err(Error::WriteClosed.into()));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));

@@ -52,10 +52,11 @@ impl State {
 
     fn on_open(&mut self, id: u32, payload: &[u8]) -> Result<(), Violation> {
         if (id % 2 == 1) != self.peer_opens_odd() {
-            return Err(format!("peer opened stream {id} of the wrong parity"));
+            return Err(Violation::WrongParity { stream: id });
         }
         if id <= self.last_peer_id {
-            return Err(format!("peer reused stream id {id}"));
+            let last = self.last_peer_id;
+            return Err(Violation::ReusedId { stream: id, last });
         }
         self.last_peer_id = id;
         let refuse = !self.config.accept_streams || self.go_away_sent || self.closed.is_some();
@@ -80,13 +81,14 @@ impl State {
         };
         let len = payload.len() as u64;
         if s.remote_fin {
-            return Err(format!("data on stream {id} after its fin"));
+            return Err(Violation::DataAfterFin { stream: id });
         }
         if len > s.recv_credit {
-            return Err(format!(
-                "peer sent {len} bytes on stream {id} with {} credit left",
-                s.recv_credit
-            ));
+            return Err(Violation::BeyondCredit {
+                stream: id,
+                len,
+                credit: s.recv_credit,
+            });
         }
         if s.reset || s.orphan {
             return Ok(());
@@ -105,7 +107,11 @@ impl State {
         };
         s.credit += grant;
         if s.credit > MAX_CREDIT {
-            return Err(format!("credit on stream {id} above {MAX_CREDIT}"));
+            return Err(Violation::CreditOverflow {
+                stream: id,
+                credit: s.credit,
+                max: MAX_CREDIT,
+            });
         }
         if !s.send.is_empty() && !s.in_ready {
             s.in_ready = true;
