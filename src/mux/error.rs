@@ -93,6 +93,11 @@ impl Error {
             Error::WriteClosed => io::ErrorKind::BrokenPipe,
         }
     }
+
+    /// The mux error inside an `io::Error` the mux handed out, if it is one.
+    pub fn of(e: &io::Error) -> Option<&Error> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<Error>())
+    }
 }
 
 impl From<io::Error> for Error {

@@ -12,6 +12,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt
 use std::io;
 use std::time::Duration;
 
+use crate::mux;
 use crate::protocol::chunk::{self, Chunk, HEADER_LEN};
 use crate::runtime::TcpStream;
 use crate::wire::with_timeout;
@@ -142,9 +143,7 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
             }
             // A mux stream reset by the client is its answer, not a lost link
             // (which fails the stream with `ConnectionAborted`).
-            Woke::Link(Err(e))
-                if framing == Framing::Raw && e.kind() == io::ErrorKind::ConnectionReset =>
-            {
+            Woke::Link(Err(e)) if matches!(mux::Error::of(&e), Some(mux::Error::StreamReset)) => {
                 return Err(Refused::Visitor(e));
             }
             Woke::Link(Err(e)) => return Err(Refused::LinkLost(e)),
