@@ -15,6 +15,7 @@
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 use smol::lock::Semaphore;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -206,34 +207,19 @@ async fn carry<T: Transport>(
         // Idle until a visitor arrives; the session's end cancels this task.
         let idle = IdleGuard::new(weak);
         let probes = ctx.settings.link_probe_interval;
-        let (service, visitor) = match Box::pin(wait_for_start(&mut link, probes)).await {
+        let start = Box::pin(wait_for_start(&mut link, probes)).await;
+        drop(idle);
+        let start = match start {
             Ok(start) => start,
             Err(e) => {
                 debug!("idle data link ended: {e}");
                 return Retire::Died;
             }
         };
-        drop(idle);
-        // Before anything reaches the service: the server may still replay
-        // the visitor on another link until it reads this. On a raw link it
-        // waits corked for the service's first answer (see `Accepted`).
-        let accept = Chunk::Accept.encode();
-        let accepted = match T::as_raw(&link) {
-            Some(raw) if relay::send_corked(raw, &accept) => {
-                relay::Accepted::Corked(Instant::now())
-            }
-            _ => match write_chunk(&mut link, Chunk::Accept).await {
-                Ok(()) => relay::Accepted::Sent,
-                Err(_) => return Retire::Died,
-            },
+        let Some(accepted) = accept::<T>(&mut link).await else {
+            return Retire::Died;
         };
         uses += 1;
-        let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
-            // A link that ends before its `End` resets the visitor at the
-            // server at once: the service could not be reached.
-            let _ = link.close().await;
-            return Retire::Done;
-        };
         // Asked when our direction ends after the server's, so `Idle` can
         // leave with our `End` (the relay then commits us to the link).
         let settings = &ctx.settings;
@@ -242,30 +228,65 @@ async fn carry<T: Transport>(
                 && born.elapsed() < settings.max_link_age
                 && short_of_idle(weak)
         };
-        let relayed =
-            relay::relay_chunked::<T>(&target, &mut link, Role::Client, Some(&keep), accepted);
-        let idle_sent = match relayed.await {
-            Ok(done) => {
-                debug!("visitor {visitor} of {service} done: {:?}", done.moved);
-                done.idle_sent
-            }
-            Err(e) => {
-                // The relay set the service's socket to reset on close; the
-                // link is closed before its `End`, which resets the visitor.
-                debug!("visitor {visitor} of {service} ended: {e}");
+        match visit::<T>(ctx, &mut link, start, accepted, &keep).await {
+            None => return Retire::Done,
+            Some(true) => continue,
+            Some(false) if keep() => {}
+            Some(false) => {
+                let _ = link.close().await;
                 return Retire::Done;
             }
-        };
-        drop(target);
-        if idle_sent {
-            continue;
-        }
-        if !keep() {
-            let _ = link.close().await;
-            return Retire::Done;
         }
         if write_chunk(&mut link, Chunk::Idle).await.is_err() {
             return Retire::Done;
+        }
+    }
+}
+
+/// Tells the server the link took its visitor, before anything reaches the
+/// service: until the server reads this it may still replay the visitor on
+/// another link. On a raw link it waits corked for the service's first
+/// answer (see `relay::Accepted`). `None`: the link failed.
+async fn accept<T: Transport>(link: &mut T::Stream) -> Option<relay::Accepted> {
+    let accept = Chunk::Accept.encode();
+    match T::as_raw(link) {
+        Some(raw) if relay::send_corked(raw, &accept) => {
+            Some(relay::Accepted::Corked(Instant::now()))
+        }
+        _ => match write_chunk(link, Chunk::Accept).await {
+            Ok(()) => Some(relay::Accepted::Sent),
+            Err(_) => None,
+        },
+    }
+}
+
+/// One visitor on the link: its local service, then the relay. `Some` with
+/// whether the relay already sent `Idle` when the visitor ended cleanly;
+/// `None` when the link must be retired.
+async fn visit<T: Transport>(
+    ctx: &Context<T>,
+    link: &mut T::Stream,
+    (service, visitor): (String, SocketAddr),
+    accepted: relay::Accepted,
+    keep: relay::KeepLink<'_>,
+) -> Option<bool> {
+    let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+        // A link that ends before its `End` resets the visitor at the
+        // server at once: the service could not be reached.
+        let _ = link.close().await;
+        return None;
+    };
+    let relayed = relay::relay_chunked::<T>(&target, link, Role::Client, Some(keep), accepted);
+    match relayed.await {
+        Ok(done) => {
+            debug!("visitor {visitor} of {service} done: {:?}", done.moved);
+            Some(done.idle_sent)
+        }
+        Err(e) => {
+            // The relay set the service's socket to reset on close; the
+            // link is closed before its `End`, which resets the visitor.
+            debug!("visitor {visitor} of {service} ended: {e}");
+            None
         }
     }
 }
@@ -282,7 +303,7 @@ fn short_of_idle<T: Transport>(weak: &Weak<Inner<T>>) -> bool {
 async fn wait_for_start<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut S,
     probes: Duration,
-) -> io::Result<(String, std::net::SocketAddr)> {
+) -> io::Result<(String, SocketAddr)> {
     let mut buf = [0u8; LEN_PREFIX + MAX_FRAME_LEN];
     let mut have = 0;
     loop {

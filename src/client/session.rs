@@ -127,29 +127,43 @@ impl<T: Transport> Links<T> {
 
 /// Connects, authenticates, registers and serves until the link ends.
 pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Signal) -> SessionEnd {
-    let connected = async {
-        let (mut link, accepted) = dialer::control(ctx).await?;
-        if !accepted.authenticated {
-            warn!("the server runs with --insecure-no-auth; accepted as asked");
-        }
-        info!(
-            "connected to {} (session {})",
-            ctx.settings.server,
-            crate::wire::short_id(&accepted.session)
-        );
-        ctx.emit(Event::Connected);
-        // A (hostile or misconfigured) tiny interval must not make us spin.
-        let interval = accepted.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
-        // The pool fills while we register: a visitor may arrive at the first
-        // registered port before the last service is answered.
-        let links = Links::new(ctx, accepted.session);
-        register(ctx, &mut link, &links).await?;
-        Ok::<_, SessionEnd>((link, links, interval))
-    };
-    let (link, links, interval) = match connected.or(stopped(shutdown)).await {
-        Ok(up) => up,
-        Err(end) => return end,
-    };
+    match connect(ctx).or(stopped(shutdown)).await {
+        Ok(up) => serve(ctx, up, shutdown).await,
+        Err(end) => end,
+    }
+}
+
+/// A control link that is authenticated and registered, with its data links
+/// and the heartbeat interval the server asked for.
+type Up<T> = (<T as Transport>::Stream, Links<T>, Duration);
+
+async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEnd> {
+    let (mut link, accepted) = dialer::control(ctx).await?;
+    if !accepted.authenticated {
+        warn!("the server runs with --insecure-no-auth; accepted as asked");
+    }
+    info!(
+        "connected to {} (session {})",
+        ctx.settings.server,
+        crate::wire::short_id(&accepted.session)
+    );
+    ctx.emit(Event::Connected);
+    // A (hostile or misconfigured) tiny interval must not make us spin.
+    let interval = accepted.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
+    // The pool fills while we register: a visitor may arrive at the first
+    // registered port before the last service is answered.
+    let links = Links::new(ctx, accepted.session);
+    register(ctx, &mut link, &links).await?;
+    Ok((link, links, interval))
+}
+
+/// The control loop, with the heartbeats and the writer, until the link
+/// ends or `shutdown` fires (then `Goodbye` is sent).
+async fn serve<T: Transport>(
+    ctx: &Context<T>,
+    (link, links, interval): Up<T>,
+    shutdown: &Signal,
+) -> SessionEnd {
     let timeout = ctx
         .settings
         .heartbeat_timeout
@@ -207,18 +221,33 @@ async fn register<T: Transport>(
         };
         write_frame(link, &frame).await.map_err(lost)?;
     }
-    let mut answered = 0;
-    let mut registered = 0;
-    let mut port_in_use = false;
+    let mut tally = Tally::default();
     let limit = ctx.settings.handshake_timeout;
-    while answered < ctx.settings.services.len() {
-        match with_timeout(limit, "registration", read_frame(link))
-            .await
-            .map_err(lost)?
-        {
+    while tally.answered < ctx.settings.services.len() {
+        let frame = with_timeout(limit, "registration", read_frame(link)).await;
+        match frame.map_err(lost)? {
+            Frame::Heartbeat => {}
+            Frame::OpenData { count } => links.open(count),
+            frame => tally.answer(ctx, frame)?,
+        }
+    }
+    tally.verdict()
+}
+
+/// The server's answers to our `Register`s so far.
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    registered: usize,
+    port_in_use: bool,
+}
+
+impl Tally {
+    /// Counts (and reports) one answer; any other frame ends the session.
+    fn answer<T: Transport>(&mut self, ctx: &Context<T>, frame: Frame) -> Result<(), SessionEnd> {
+        match frame {
             Frame::Registered { name, port } => {
-                answered += 1;
-                registered += 1;
+                self.registered += 1;
                 let public = format!("{}:{port}", ctx.server_host());
                 let local = ctx.local_of(&name).unwrap_or("?");
                 info!("service {name} is public at {public} -> {local}");
@@ -229,27 +258,29 @@ async fn register<T: Transport>(
                 code,
                 message,
             } => {
-                answered += 1;
-                port_in_use |= code == ErrorCode::PortInUse;
+                self.port_in_use |= code == ErrorCode::PortInUse;
                 warn!("service {name} refused by the server: {message}");
                 ctx.emit(Event::Refused { name, message });
             }
-            Frame::Heartbeat => {}
-            Frame::OpenData { count } => links.open(count),
             other => return Err(unexpected(other)),
         }
+        self.answered += 1;
+        Ok(())
     }
-    if registered == 0 && port_in_use {
-        // A port held by our own previous, not yet reaped session (a restart
-        // right after a crash) frees up soon: retry rather than give up.
-        return Err(SessionEnd::Lost(io::Error::other(
-            "every service was refused and a port is in use; retrying",
-        )));
+
+    /// Whether the session goes on once every service is answered.
+    fn verdict(&self) -> Result<(), SessionEnd> {
+        match (self.registered, self.port_in_use) {
+            (0, true) => Err(SessionEnd::Lost(io::Error::other(
+                // A port held by our own previous, not yet reaped session (a
+                // restart right after a crash) frees up soon: retry rather
+                // than give up.
+                "every service was refused and a port is in use; retrying",
+            ))),
+            (0, false) => Err(SessionEnd::Fatal(ClientError::EveryServiceRefused)),
+            _ => Ok(()),
+        }
     }
-    if registered == 0 {
-        return Err(SessionEnd::Fatal(ClientError::EveryServiceRefused));
-    }
-    Ok(())
 }
 
 async fn control_loop<R: AsyncRead + Unpin, T: Transport>(

@@ -71,14 +71,7 @@ async fn handshake<T: Transport>(
     let settings = &shared.settings;
     let deadline = accepted + settings.handshake_timeout;
     let hello_deadline = deadline.min(accepted + settings.hello_timeout);
-    let tls = shared.transport.handshake(conn);
-    let mut link = with_deadline(left(hello_deadline), "transport handshake", tls)
-        .await
-        .map_err(|e: io::Error| match e.kind() {
-            io::ErrorKind::TimedOut => HandshakeError::Timeout(e),
-            io::ErrorKind::UnexpectedEof => HandshakeError::Closed,
-            _ => HandshakeError::Transport(e),
-        })?;
+    let mut link = secure(shared, conn, hello_deadline).await?;
     let nonce = auth::random().map_err(HandshakeError::Io)?;
     let mut machine = ServerHandshake::new(shared.key.as_ref(), nonce);
     let proven = async {
@@ -103,6 +96,22 @@ async fn handshake<T: Transport>(
         Ok(Proven::Data { session, muxed }) => data(shared, link, peer, session, muxed).await,
         Err(e) => refuse(&mut link, e).await,
     }
+}
+
+/// The transport's own handshake (TLS), due by `deadline`.
+async fn secure<T: Transport>(
+    shared: &Shared<T>,
+    conn: TcpStream,
+    deadline: Instant,
+) -> Result<T::Stream, HandshakeError> {
+    let tls = shared.transport.handshake(conn);
+    with_deadline(left(deadline), "transport handshake", tls)
+        .await
+        .map_err(|e: io::Error| match e.kind() {
+            io::ErrorKind::TimedOut => HandshakeError::Timeout(e),
+            io::ErrorKind::UnexpectedEof => HandshakeError::Closed,
+            _ => HandshakeError::Transport(e),
+        })
 }
 
 async fn control<T: Transport>(
