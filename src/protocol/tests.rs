@@ -1,0 +1,132 @@
+use super::codec::tag;
+use super::*;
+
+fn samples() -> Vec<Frame> {
+    vec![
+        Frame::Hello {
+            version: VERSION,
+            link: LinkHello::Control {
+                client_id: [7; 16],
+                nonce: [9; 32],
+            },
+        },
+        Frame::Hello {
+            version: VERSION,
+            link: LinkHello::Data {
+                session_id: [3; 16],
+            },
+        },
+        Frame::Hello {
+            version: VERSION,
+            link: LinkHello::Mux {
+                session_id: [6; 16],
+            },
+        },
+        Frame::Challenge { nonce: [1; 32] },
+        Frame::AuthResponse { mac: [2; 32] },
+        Frame::AuthOk {
+            session_id: [4; 16],
+            authenticated: true,
+            mac: [5; 32],
+            heartbeat_interval_ms: 10_000,
+        },
+        Frame::Register {
+            name: "web".into(),
+            remote_port: 10080,
+        },
+        Frame::Registered {
+            name: "web".into(),
+            port: 10080,
+        },
+        Frame::RegisterFailed {
+            name: "ssh".into(),
+            code: ErrorCode::PortNotAllowed,
+            message: "port 22 is not allowed".into(),
+        },
+        Frame::Heartbeat,
+        Frame::OpenData { count: 3 },
+        Frame::Start {
+            service: "web".into(),
+            visitor: "[::1]:5555".parse().expect("literal"),
+        },
+        Frame::Start {
+            service: "web".into(),
+            visitor: "127.0.0.1:80".parse().expect("literal"),
+        },
+        Frame::Error {
+            code: ErrorCode::Other(999),
+            message: "é".repeat(MAX_MESSAGE_LEN / 2),
+        },
+        Frame::Goodbye,
+    ]
+}
+
+#[test]
+fn every_frame_round_trips() {
+    for frame in samples() {
+        let bytes = to_bytes(&frame).expect("encodes");
+        assert!(bytes.len() <= LEN_PREFIX + MAX_FRAME_LEN);
+        let (back, used) = decode(&bytes).expect("decodes").expect("complete");
+        assert_eq!(back, frame);
+        assert_eq!(used, bytes.len());
+    }
+}
+
+#[test]
+fn every_prefix_asks_for_more() {
+    for frame in samples() {
+        let bytes = to_bytes(&frame).expect("encodes");
+        for cut in 0..bytes.len() {
+            assert_eq!(decode(&bytes[..cut]), Ok(None), "{frame:?} cut at {cut}");
+        }
+    }
+}
+
+#[test]
+fn oversize_and_zero_lengths_are_refused_before_the_body() {
+    let too_big = u16::try_from(MAX_FRAME_LEN + 1).expect("fits");
+    assert!(matches!(
+        decode(&too_big.to_be_bytes()),
+        Err(DecodeError::BadLength { .. })
+    ));
+    assert!(matches!(
+        decode(&[0, 0]),
+        Err(DecodeError::BadLength { len: 0, .. })
+    ));
+}
+
+#[test]
+fn malformed_bodies_are_errors() {
+    assert_eq!(decode(&[0, 1, 0xee]), Err(DecodeError::UnknownType(0xee)));
+    assert_eq!(
+        decode(&[0, 2, tag::HEARTBEAT, 0]),
+        Err(DecodeError::TrailingBytes(1))
+    );
+    assert_eq!(
+        decode(&[0, 2, tag::OPEN_DATA, 0]),
+        Err(DecodeError::Truncated)
+    );
+    let mut hello = to_bytes(&samples()[0]).expect("encodes");
+    hello[3] = b'X';
+    assert!(matches!(decode(&hello), Err(DecodeError::BadMagic(_))));
+    let short_string = [0, 4, tag::REGISTER, 5, b'a', b'b'];
+    assert_eq!(decode(&short_string), Err(DecodeError::Truncated));
+    let bad_utf8 = [0, 6, tag::REGISTER, 2, 0xff, 0xfe, 0, 1];
+    assert_eq!(decode(&bad_utf8), Err(DecodeError::BadUtf8));
+}
+
+#[test]
+fn over_long_strings_do_not_encode() {
+    let frame = Frame::Register {
+        name: "x".repeat(MAX_NAME_LEN + 1),
+        remote_port: 1,
+    };
+    assert!(matches!(
+        to_bytes(&frame),
+        Err(EncodeError::StringTooLong { .. })
+    ));
+    assert_eq!(
+        clamp_message(&"é".repeat(MAX_MESSAGE_LEN)).len(),
+        MAX_MESSAGE_LEN
+    );
+}
