@@ -25,6 +25,7 @@ use tracing::debug;
 
 use super::Proxy;
 use super::body::{BodyError, Buffered, HeadFailure, copy_body};
+use super::chunked::ChunkError;
 use super::conn::{Refuse, respond};
 use super::framing::Framing;
 use super::head::{self, Request, Response, parse_response};
@@ -143,65 +144,113 @@ impl Exchange<'_> {
         let (up_result, down_result) = both(upload, download).await;
         let uploaded = *up_result.as_ref().unwrap_or(&0);
         proxy.stats.bytes(uploaded, sent);
+        let ended = Ended {
+            proxy,
+            req,
+            peer,
+            sent,
+            origin: origin_writer,
+        };
+        ended.settle(writer, up_result, down_result).await
+    }
+}
+
+/// An attempt whose upload and download both ended (or were cut short).
+struct Ended<'a> {
+    proxy: &'a Proxy,
+    req: &'a Request,
+    peer: SocketAddr,
+    /// Response bytes that reached the client.
+    sent: u64,
+    /// The attempt's handle on the origin connection.
+    origin: TcpStream,
+}
+
+impl Ended<'_> {
+    /// What the client's connection does next; `None`: try again on a new
+    /// origin connection.
+    async fn settle(
+        self,
+        writer: &mut TcpStream,
+        up: Result<u64, BodyError>,
+        down: Option<Result<Answered, Failure>>,
+    ) -> Option<Next> {
         // Cut the client only if the response failed once bytes of it were out:
         // before that it got a 502, and an upload that failed after a complete
         // response (an origin that answered early and closed) leaves that intact.
-        let cut = !matches!(down_result, Some(Ok(_))) && sent > 0;
-        let failure = match (up_result, down_result) {
+        let cut = !matches!(down, Some(Ok(_))) && self.sent > 0;
+        let failure = match (up, down) {
             (_, Some(Err(Failure::Retry))) => {
-                let _ = origin_writer.get_ref().reset_on_close();
+                self.reset_origin();
                 return None;
             }
-            (
-                Ok(_),
-                Some(Ok(Answered::Done {
-                    keep_client,
-                    reusable,
-                })),
-            ) => {
-                proxy.stats.request();
-                drop(origin_writer);
-                if let Some(origin) = reusable {
-                    proxy.origins.put(&req.dest, origin);
-                }
-                return Some(if keep_client {
-                    Next::KeepAlive
-                } else {
-                    Next::Close
-                });
-            }
-            (Ok(_), Some(Ok(Answered::Switched(origin)))) => {
-                proxy.stats.request();
-                drop(origin_writer);
-                return Some(Next::Switch(origin));
-            }
-            (Err(BodyError::Framing(e)), _) => {
-                debug!("{peer}: {} {}: {e}", req.method, req.dest.authority());
-                let _ = origin_writer.get_ref().reset_on_close();
-                if sent > 0 {
-                    proxy.stats.error(400);
-                    return Some(Next::Abort);
-                }
-                respond(
-                    proxy,
-                    writer,
-                    Refuse::new(400, format!("bad request: {e}")),
-                    false,
-                )
-                .await;
-                return Some(Next::Close);
-            }
+            (Ok(_), Some(Ok(answered))) => return Some(self.answered(answered)),
+            (Err(BodyError::Framing(e)), _) => return Some(self.bad_upload(writer, e).await),
             (up, Some(Err(Failure::Failed(why)))) => Some(up.err().map_or(why, |e| e.to_string())),
             (Err(e), _) => Some(e.to_string()),
             (Ok(_), None) => None,
         };
-        proxy.stats.request();
+        self.proxy.stats.request();
         if let Some(why) = failure {
-            debug!("{peer}: {} {}: {why}", req.method, req.dest.authority());
+            let req = self.req;
+            debug!(
+                "{}: {} {}: {why}",
+                self.peer,
+                req.method,
+                req.dest.authority()
+            );
         }
         // The origin's exchange failed either way: reset, not closed.
-        let _ = origin_writer.get_ref().reset_on_close();
+        self.reset_origin();
         Some(if cut { Next::Abort } else { Next::Close })
+    }
+
+    /// A complete exchange: the origin connection back to the pool when it
+    /// can be used again.
+    fn answered(self, answered: Answered) -> Next {
+        self.proxy.stats.request();
+        // The attempt's handle goes first: a pooled connection is held once.
+        drop(self.origin);
+        match answered {
+            Answered::Done {
+                keep_client,
+                reusable,
+            } => {
+                if let Some(origin) = reusable {
+                    self.proxy.origins.put(&self.req.dest, origin);
+                }
+                if keep_client {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            }
+            Answered::Switched(origin) => Next::Switch(origin),
+        }
+    }
+
+    /// The client broke its chunked request body: `400` if it has had
+    /// nothing yet, else a reset; the origin is reset either way.
+    async fn bad_upload(self, writer: &mut TcpStream, e: ChunkError) -> Next {
+        let req = self.req;
+        debug!(
+            "{}: {} {}: {e}",
+            self.peer,
+            req.method,
+            req.dest.authority()
+        );
+        self.reset_origin();
+        if self.sent > 0 {
+            self.proxy.stats.error(400);
+            return Next::Abort;
+        }
+        let refuse = Refuse::new(400, format!("bad request: {e}"));
+        respond(self.proxy, writer, refuse, false).await;
+        Next::Close
+    }
+
+    fn reset_origin(&self) {
+        let _ = self.origin.get_ref().reset_on_close();
     }
 }
 
