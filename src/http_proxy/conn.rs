@@ -81,42 +81,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
         if request.is_connect() {
             return tunnel(&proxy, client, writer, peer, request).await;
         }
-        let next = match plan(&proxy, &request) {
-            Ok(Plan::Answer(bytes)) => answer(&proxy, &mut writer, &bytes, &request).await,
-            Ok(Plan::Forward {
-                max_forwards,
-                upgrade,
-            }) => {
-                let exchange = Exchange {
-                    proxy: &proxy,
-                    client: &mut client,
-                    writer: &mut writer,
-                    peer,
-                    req: &request,
-                    up: Upstream {
-                        max_forwards,
-                        upgrade: upgrade.as_deref(),
-                    },
-                };
-                // Boxed: inline, its state (heads, buffers, the two halves)
-                // would size this task for every connection, idle tunnels too.
-                Box::pin(exchange.forward()).await
-            }
-            Err(refuse) => {
-                debug!(
-                    "{peer}: {} {}: {}",
-                    request.method,
-                    request.dest.authority(),
-                    refuse.text
-                );
-                // Without a body to skip, a refused request leaves the connection usable.
-                let keep = request.framing == Framing::None
-                    && request.keep_alive()
-                    && refuse.status == 407;
-                respond(&proxy, &mut writer, refuse, keep).await;
-                if keep { Next::KeepAlive } else { Next::Close }
-            }
-        };
+        let next = handle(&proxy, &mut client, &mut writer, peer, &request).await;
         match next {
             Next::KeepAlive => {}
             Next::Close => return,
@@ -129,6 +94,51 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
                 let (origin, early) = origin.into_parts();
                 return splice(&proxy, client, writer, origin, early, peer).await;
             }
+        }
+    }
+}
+
+/// Answers or forwards one request (not CONNECT).
+async fn handle(
+    proxy: &Proxy,
+    client: &mut Buffered<TcpStream>,
+    writer: &mut TcpStream,
+    peer: SocketAddr,
+    request: &Request,
+) -> Next {
+    match plan(proxy, request) {
+        Ok(Plan::Answer(bytes)) => answer(proxy, writer, &bytes, request).await,
+        Ok(Plan::Forward {
+            max_forwards,
+            upgrade,
+        }) => {
+            let exchange = Exchange {
+                proxy,
+                client,
+                writer,
+                peer,
+                req: request,
+                up: Upstream {
+                    max_forwards,
+                    upgrade: upgrade.as_deref(),
+                },
+            };
+            // Boxed: inline, its state (heads, buffers, the two halves)
+            // would size this task for every connection, idle tunnels too.
+            Box::pin(exchange.forward()).await
+        }
+        Err(refuse) => {
+            debug!(
+                "{peer}: {} {}: {}",
+                request.method,
+                request.dest.authority(),
+                refuse.text
+            );
+            // Without a body to skip, a refused request leaves the connection usable.
+            let keep =
+                request.framing == Framing::None && request.keep_alive() && refuse.status == 407;
+            respond(proxy, writer, refuse, keep).await;
+            if keep { Next::KeepAlive } else { Next::Close }
         }
     }
 }
