@@ -94,59 +94,17 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
     visitor: &TcpStream,
     replay: &mut Replay,
 ) -> Result<(), Refused> {
-    let mut header = [0u8; HEADER_LEN];
-    let mut have = 0;
+    let mut header = Header::default();
     // Reused for every chunk sent while waiting.
     let mut out = Vec::new();
     loop {
         let kept = replay.bytes.len();
-        let room = MAX_REPLAY_LEN - kept;
-        let woke = {
-            // Each is one `read`: dropping the loser loses no byte.
-            let from_link = async { Woke::Link(link.read(&mut header[have..]).await) };
-            if replay.eof || room == 0 {
-                from_link.await
-            } else {
-                // The visitor reads straight into the replay: its bytes are
-                // kept before they are sent, so a link that fails mid-write
-                // loses none.
-                let mut visitor = visitor;
-                replay.bytes.resize(kept + room.min(READ_LEN), 0);
-                let spare = &mut replay.bytes[kept..];
-                let from_visitor = async { Woke::Visitor(visitor.read(spare).await) };
-                from_link.or(from_visitor).await
-            }
-        };
-        let read = match woke {
-            Woke::Visitor(Ok(n)) => n,
-            _ => 0,
-        };
-        replay.bytes.truncate(kept + read);
-        match woke {
-            Woke::Link(Ok(0)) => {
-                return Err(Refused::LinkLost(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "data link closed before the client accepted the visitor",
-                )));
-            }
-            Woke::Link(Ok(n)) => {
-                have += n;
-                if have == HEADER_LEN {
-                    have = 0;
-                    let accepted = chunk::before_accept(header).map_err(|e| {
-                        Refused::LinkLost(io::Error::new(io::ErrorKind::InvalidData, e))
-                    })?;
-                    if accepted {
-                        return Ok(());
-                    }
+        match next_read(link, &mut header, visitor, replay).await {
+            Woke::Link(read) => {
+                if header.read(read)? {
+                    return Ok(());
                 }
             }
-            // A mux stream reset by the client is its answer, not a lost link
-            // (which fails the stream with `ConnectionAborted`).
-            Woke::Link(Err(e)) if matches!(mux::Error::of(&e), Some(mux::Error::StreamReset)) => {
-                return Err(Refused::Visitor(e));
-            }
-            Woke::Link(Err(e)) => return Err(Refused::LinkLost(e)),
             Woke::Visitor(Ok(0)) => replay.eof = true,
             Woke::Visitor(Ok(_)) => {
                 let bytes = &replay.bytes[kept..];
@@ -161,6 +119,73 @@ async fn until_accepted<L: AsyncRead + AsyncWrite + Unpin>(
                 sent.map_err(Refused::LinkLost)?;
             }
             Woke::Visitor(Err(e)) => return Err(Refused::Visitor(e)),
+        }
+    }
+}
+
+/// Waits for the next bytes of a chunk header from the link, or of the
+/// visitor's (read straight into `replay`, kept before they are sent, so a
+/// link that fails mid-write loses none) while it has room and no EOF.
+async fn next_read<L: AsyncRead + Unpin>(
+    link: &mut L,
+    header: &mut Header,
+    visitor: &TcpStream,
+    replay: &mut Replay,
+) -> Woke {
+    let kept = replay.bytes.len();
+    let room = MAX_REPLAY_LEN - kept;
+    // Each is one `read`: dropping the loser loses no byte.
+    let from_link = async { Woke::Link(link.read(header.rest()).await) };
+    if replay.eof || room == 0 {
+        return from_link.await;
+    }
+    let mut visitor = visitor;
+    replay.bytes.resize(kept + room.min(READ_LEN), 0);
+    let spare = &mut replay.bytes[kept..];
+    let from_visitor = async { Woke::Visitor(visitor.read(spare).await) };
+    let woke = from_link.or(from_visitor).await;
+    let read = match woke {
+        Woke::Visitor(Ok(n)) => n,
+        _ => 0,
+    };
+    replay.bytes.truncate(kept + read);
+    woke
+}
+
+/// A chunk header from the client, read in pieces.
+#[derive(Default)]
+struct Header {
+    bytes: [u8; HEADER_LEN],
+    have: usize,
+}
+
+impl Header {
+    fn rest(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.have..]
+    }
+
+    /// Takes one read from the link; `true` once a whole `Accept` arrived.
+    fn read(&mut self, read: io::Result<usize>) -> Result<bool, Refused> {
+        match read {
+            Ok(0) => Err(Refused::LinkLost(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "data link closed before the client accepted the visitor",
+            ))),
+            Ok(n) => {
+                self.have += n;
+                if self.have < HEADER_LEN {
+                    return Ok(false);
+                }
+                self.have = 0;
+                chunk::before_accept(self.bytes)
+                    .map_err(|e| Refused::LinkLost(io::Error::new(io::ErrorKind::InvalidData, e)))
+            }
+            // A mux stream reset by the client is its answer, not a lost link
+            // (which fails the stream with `ConnectionAborted`).
+            Err(e) if matches!(mux::Error::of(&e), Some(mux::Error::StreamReset)) => {
+                Err(Refused::Visitor(e))
+            }
+            Err(e) => Err(Refused::LinkLost(e)),
         }
     }
 }
