@@ -13,6 +13,7 @@ mod dispatch;
 mod handshake;
 mod muxed;
 mod pool;
+mod refusal;
 mod registry;
 mod session;
 mod visitor;

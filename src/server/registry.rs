@@ -23,8 +23,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{debug, info};
 
+use super::refusal::Refusal;
 use super::session::Session;
-use crate::protocol::{ClientId, ErrorCode, SessionId};
+use crate::protocol::{ClientId, SessionId};
 use crate::runtime::{self, Task};
 use crate::tasks::{TaskSet, lock};
 use crate::transport::{self, Transport};
@@ -80,12 +81,6 @@ struct ServiceState<T: Transport> {
     /// Bumped whenever ownership changes, so a grace timer started for one
     /// lingering period cannot remove a service reclaimed since.
     epoch: u64,
-}
-
-/// Why a registration was refused.
-pub(crate) struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
 }
 
 impl<T: Transport> Service<T> {
@@ -149,9 +144,8 @@ impl<T: Transport> Registry<T> {
             return Ok(service);
         }
         if lock(&self.ports).len() >= MAX_PUBLIC_PORTS {
-            return Err(Refusal {
-                code: ErrorCode::TooManyServices,
-                message: format!("the server already has {MAX_PUBLIC_PORTS} public ports open"),
+            return Err(Refusal::TooManyPorts {
+                max: MAX_PUBLIC_PORTS,
             });
         }
         let (listeners, claim) = if port == 0 {
@@ -174,7 +168,7 @@ impl<T: Transport> Registry<T> {
         {
             let mut ports = lock(&self.ports);
             if ports.contains_key(&port) {
-                return Err(in_use(port));
+                return Err(Refusal::PortInUse { port });
             }
             ports.insert(port, service.clone());
         }
@@ -216,7 +210,7 @@ impl<T: Transport> Registry<T> {
         };
         let mut st = lock(&service.state);
         if st.owner.strong_count() > 0 {
-            return Err(in_use(port));
+            return Err(Refusal::PortInUse { port });
         }
         st.owner = Arc::downgrade(session);
         st.name = name.to_owned();
@@ -229,11 +223,11 @@ impl<T: Transport> Registry<T> {
     /// One listener per worker on `port`, all with `SO_REUSEPORT`.
     fn bind(&self, port: u16) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
         let addr = SocketAddr::new(self.bind_ip, port);
-        let claim = Claim::take(addr).ok_or_else(|| in_use(port))?;
+        let claim = Claim::take(addr).ok_or(Refusal::PortInUse { port })?;
         let listeners =
             runtime::sys::listen_group(addr, runtime::workers()).map_err(|e| match e.kind() {
-                io::ErrorKind::AddrInUse => in_use(port),
-                _ => internal(e),
+                io::ErrorKind::AddrInUse => Refusal::PortInUse { port },
+                _ => Refusal::Bind(e),
             })?;
         Ok((listeners, claim))
     }
@@ -259,10 +253,7 @@ impl<T: Transport> Registry<T> {
                 }
             }
         }
-        Err(Refusal {
-            code: ErrorCode::PortInUse,
-            message: "no free port is left in the server's allow_ports".into(),
-        })
+        Err(Refusal::NoFreePort)
     }
 
     /// The session ended. Its services are removed now (`graceful`) or linger for
@@ -375,18 +366,4 @@ async fn accept_visitors<T: Transport>(
 struct Listening {
     listener: runtime::TcpListener,
     _claim: Arc<Claim>,
-}
-
-fn in_use(port: u16) -> Refusal {
-    Refusal {
-        code: ErrorCode::PortInUse,
-        message: format!("port {port} is already in use on the server"),
-    }
-}
-
-fn internal(e: io::Error) -> Refusal {
-    Refusal {
-        code: ErrorCode::Internal,
-        message: format!("server could not open the port: {e}"),
-    }
 }

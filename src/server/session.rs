@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::Shared;
 use super::muxed::MuxLinks;
 use super::pool::Pool;
+use super::refusal::Refusal;
 use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
 use crate::shutdown;
 use crate::tasks::{TaskSet, lock};
@@ -200,66 +201,44 @@ impl<T: Transport> Session<T> {
                     port,
                 }
             }
-            Err((code, message)) => {
-                warn!("client {}: service {name} refused: {message}", self.peer);
+            Err(refusal) => {
+                warn!("client {}: service {name} refused: {refusal}", self.peer);
                 Frame::RegisterFailed {
                     name: name.to_owned(),
-                    code,
-                    message: clamp_message(&message),
+                    code: refusal.code(),
+                    message: clamp_message(&refusal.to_string()),
                 }
             }
         }
     }
 
-    async fn try_register(
-        self: &Arc<Self>,
-        name: &str,
-        port: u16,
-    ) -> Result<u16, (ErrorCode, String)> {
+    async fn try_register(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, Refusal> {
         let settings = &self.shared.settings;
         if !valid_name(name) {
-            return Err((
-                ErrorCode::BadService,
-                format!("invalid service name {name:?}"),
-            ));
+            let name = name.to_owned();
+            return Err(Refusal::BadName { name });
         }
         {
             let services = lock(&self.services);
             if services.iter().any(|s| s == name) {
-                return Err((
-                    ErrorCode::BadService,
-                    format!("service {name:?} is already registered"),
-                ));
+                let name = name.to_owned();
+                return Err(Refusal::AlreadyRegistered { name });
             }
-            if services.len() >= settings.max_services_per_client {
-                let max = settings.max_services_per_client;
-                return Err((
-                    ErrorCode::TooManyServices,
-                    format!("at most {max} services per client"),
-                ));
+            let max = settings.max_services_per_client;
+            if services.len() >= max {
+                return Err(Refusal::TooManyServices { max });
             }
         }
         if port != 0 && !settings.port_allowed(port) {
-            let ranges: Vec<String> = settings
-                .allow_ports
-                .iter()
-                .map(|r| format!("{}-{}", r.start(), r.end()))
-                .collect();
-            return Err((
-                ErrorCode::PortNotAllowed,
-                format!(
-                    "port {port} is outside the server's allow_ports ({})",
-                    ranges.join(", ")
-                ),
-            ));
+            let allowed = settings.allow_ports.clone();
+            return Err(Refusal::PortNotAllowed { port, allowed });
         }
         let allowed = |p: u16| settings.port_allowed(p);
         let service = self
             .shared
             .registry
             .register(self, name, port, &allowed)
-            .await
-            .map_err(|r| (r.code, r.message))?;
+            .await?;
         lock(&self.services).push(name.to_owned());
         Ok(service.port)
     }
