@@ -4,7 +4,8 @@
 //! The client keeps serving every visitor, a second client still registers,
 //! and the server's warnings stay a handful of folded lines.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};

@@ -8,9 +8,13 @@
 //! multiplexed. The test holds [`TARGET`] visitors where the descriptor limit
 //! allows and otherwise as many as it does, and says so.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
+#[path = "common/fds.rs"]
+mod fds;
 
 use common::*;
+use fds::open_fds;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use porthole::config::DataLinks;
 use smol::net::TcpStream;

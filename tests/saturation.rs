@@ -5,7 +5,8 @@
 //! This file holds one test on purpose: it owns the process-wide worker pool, so
 //! no other test's relays share (or steal) the pinned workers.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
 
 use common::*;
 use porthole::protocol::Frame;

@@ -6,7 +6,8 @@
 //! The tests take turns (one lock): each opens thousands of sockets, and they
 //! would otherwise compete for descriptors and ephemeral ports.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};

@@ -4,10 +4,8 @@
 //! framing or the `End`/`Idle` exchange loses its link. Links are counted with a
 //! proxy between client and server that sees every connection the client opens.
 
-mod common;
-
-use common::proxy::link_proxy;
-use common::*;
+use crate::common::proxy::link_proxy;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::config::DataLinks;
 use porthole::protocol::Frame;
@@ -75,7 +73,7 @@ async fn visit(public: SocketAddr, i: u64, sent: usize, wanted: usize) {
 /// A tunnel with a one-link pool whose client dials through a counting proxy.
 struct OneLink {
     public: SocketAddr,
-    proxy: common::proxy::LinkProxy,
+    proxy: crate::common::proxy::LinkProxy,
     client: Client,
     server: Server,
     _service: Service,

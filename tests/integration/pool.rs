@@ -2,10 +2,8 @@
 //! visitors, bursts on an empty pool, and idle links killed behind the server's
 //! back, which must be replaced and never handed to a visitor.
 
-mod common;
-
-use common::proxy::link_proxy;
-use common::*;
+use crate::common::proxy::link_proxy;
+use crate::common::*;
 use porthole::config::DataLinks;
 use std::time::Duration;
 

@@ -3,9 +3,7 @@
 //! half-close, reset, go-away, keepalive, and a peer that breaks the rules
 //! (over-credit data, oversize and malformed frames) losing only its session.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::mux::frame::{HEADER_LEN, Header, Kind, MAX_DATA_LEN};
 use porthole::mux::{Config, Session, Side, Stream};

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::http::*;
 use crate::common::*;
-use crate::http::*;
 use porthole::http_proxy::{Proxy, ProxySettings};
 
 #[test]

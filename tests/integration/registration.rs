@@ -3,9 +3,7 @@
 //! a link request that arrives while the client is still registering, and a server
 //! running without authentication.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::FutureExt;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::net::{TcpListener, TcpStream};

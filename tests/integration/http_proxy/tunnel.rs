@@ -5,8 +5,8 @@
 
 use futures_lite::AsyncWriteExt;
 
+use super::http::ask;
 use crate::common::*;
-use crate::http::ask;
 use porthole::config::{DataLinks, HTTP_PROXY_LOCAL, ProxySettings};
 
 /// A server, and a client exposing its built-in proxy as `proxy`.

@@ -3,9 +3,7 @@
 //! certificate problem refused with a message that names it, mutual TLS, the
 //! plain/TLS mix-ups failing fast, and a stalled handshake blocking no one.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::AsyncWriteExt;
 use porthole::client::Event;
 use porthole::config::{ClientSettings, ServerSettings};
@@ -425,12 +423,12 @@ fn a_pooled_tls_link_carries_visitor_after_visitor_without_a_new_handshake() {
         let ca = new_ca();
         let ca_file = pki.write("ca.crt", &ca.pem.cert);
         let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
-        let proxy = common::proxy::link_proxy(server.addr).await;
+        let proxy = crate::common::proxy::link_proxy(server.addr).await;
         let mut settings = tls_client(proxy.addr, service.addr, &ca_file, "localhost", None);
         settings.data_links = porthole::config::DataLinks::Pooled { size: 1 };
         let client = start_client(settings);
         let public = client.registered("echo").await;
-        // Two visitors first leave exactly one link (see tests/link_reuse.rs).
+        // Two visitors first leave exactly one link (see link_reuse.rs).
         assert_echoes(public, 1, 10).await;
         assert_echoes(public, 2, 10).await;
         let before = proxy.take_new().len();

@@ -3,9 +3,7 @@
 //! closes it within a deadline) and the good client's visitors still get through.
 //! Also the server's refusals of single services (allow-list, port in use).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::AsyncWriteExt;
 use smol::Timer;
 use smol::net::{TcpListener, TcpStream};

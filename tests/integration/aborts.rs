@@ -10,10 +10,8 @@
 //! process. Every wait is on an explicit signal (a log line, a byte count, a
 //! channel), under the test's deadline.
 
-mod common;
-
-use common::process::{Proc, porthole};
-use common::*;
+use crate::common::process::{Proc, porthole};
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::config::DataLinks;
 use porthole::gencert::{Ca, Validity};

@@ -2,9 +2,7 @@
 //! both ways, many visitors at once, several services per client, half-close in each
 //! direction, and a local service that is down and then back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::channel::unbounded;
 use smol::net::{TcpListener, TcpStream};

@@ -2,9 +2,7 @@
 //! explicit port reclaimed on restart), a restarted server (the client comes back on
 //! its own), and half-open control links noticed by the heartbeat on either side.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;

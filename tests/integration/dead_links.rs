@@ -9,9 +9,7 @@
 //! and never delivered, and the other side hears nothing — as with a NAT whose
 //! mapping is gone, where the next packet meets an RST.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use porthole::tasks::TaskSet;
 use smol::channel::{Receiver, Sender, unbounded};

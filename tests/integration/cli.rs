@@ -6,10 +6,8 @@
 //! with a deadline instead of sleeping, and a chatty child never blocks on a full
 //! pipe.
 
-mod common;
-
-use common::process::{Proc, plain, porthole as args};
-use common::*;
+use crate::common::process::{Proc, plain, porthole as args};
+use crate::common::*;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
