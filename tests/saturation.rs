@@ -81,7 +81,8 @@ fn heartbeats_keep_flowing_and_clients_register_while_every_worker_is_busy() {
         // would deliver none (the read above would time out first).
         assert!(beats >= 10, "only {beats} heartbeats in {WINDOW:?}");
 
-        // Handshake, pool links and registration all still work.
+        // Handshake, pool links and registration all still work. (Hand-written:
+        // the client starts only now, on a server already running.)
         let echo = echo_service().await;
         let client = start_client(client_settings(
             server.addr,

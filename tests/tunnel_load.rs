@@ -11,7 +11,6 @@ pub mod common;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use porthole::config::DataLinks;
 use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -47,10 +46,7 @@ fn raise_fd_limit() {
 }
 
 async fn pooled_tunnel(size: usize) -> Tunnel {
-    echo_tunnel_with(server_settings(), |c| {
-        c.data_links = DataLinks::Pooled { size };
-    })
-    .await
+    TunnelBuilder::new().pooled(size).start().await
 }
 
 /// Connect, 64 bytes there and back, close.
@@ -76,8 +72,7 @@ fn sequential_visitors(pool: usize, count: u64) {
                 .await
                 .unwrap_or_else(|e| panic!("visitor {i} failed: {e}"));
         }
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
 }
 
@@ -106,8 +101,7 @@ fn two_thousand_concurrent_short_visitors() {
             failures.len(),
             &failures[..failures.len().min(3)]
         );
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
 }
 
@@ -123,8 +117,7 @@ fn two_hundred_concurrent_bulk_visitors_arrive_intact() {
         for visit in visits {
             visit.await;
         }
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
 }
 

@@ -1,4 +1,13 @@
-//! The tunnel harness: an in-process server and client on loopback port 0.
+//! The tunnel harness: an in-process server and client on loopback port 0, and
+//! [`TunnelBuilder`], which starts the ordinary setup (server, client, services,
+//! TCP or TLS, pooled or multiplexed links) and waits until every service is
+//! registered:
+//!
+//! ```ignore
+//! let t = TunnelBuilder::new().tls().multiplexed(1).start().await;
+//! assert_echoes(t.public, 1, 1000).await;
+//! t.stop().await;
+//! ```
 //!
 //! Everything waits on explicit ready signals (a bound address, a `Registered`
 //! event); the only timers are deadlines that turn a hang into a failure.
@@ -6,18 +15,20 @@
 use smol::Task;
 use smol::channel::{Receiver, Sender, unbounded};
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use porthole::client::{ClientError, Event};
 use porthole::config::{
-    ClientConfig, ClientSettings, Secret, ServerConfig, ServerSettings, ServiceConfig,
+    ClientConfig, ClientSettings, DataLinks, Secret, ServerConfig, ServerSettings, ServiceConfig,
 };
 use porthole::shutdown::{self, Trigger};
 
 use super::deadline::{PROMPTLY, within};
 use super::services::{Service, echo_service};
+use super::tls::TlsPair;
 
 /// The shared secret every well-behaved party in these tests uses.
 pub const TOKEN: &str = "integration-test-token";
@@ -176,33 +187,152 @@ pub fn start_client(settings: ClientSettings) -> Client {
 
 // ---------------------------------------------------------------- tunnel
 
-/// Server (default settings) + echo service + client exposing it as `echo`.
+/// Client settings adjustments, applied once the server's address is known.
+type Adjust = Box<dyn FnOnce(&mut ClientSettings)>;
+
+/// Builds the ordinary tunnel: a server with [`server_settings`], a client with
+/// [`client_settings`] and [`TOKEN`], and its services (one echo service named
+/// `echo` unless [`TunnelBuilder::service`] names others), over TCP unless
+/// [`TunnelBuilder::tls`].
+pub struct TunnelBuilder {
+    server: ServerSettings,
+    tls: bool,
+    services: Vec<(String, SocketAddr)>,
+    adjust: Vec<Adjust>,
+}
+
+impl Default for TunnelBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TunnelBuilder {
+    pub fn new() -> TunnelBuilder {
+        TunnelBuilder {
+            server: server_settings(),
+            tls: false,
+            services: Vec::new(),
+            adjust: Vec::new(),
+        }
+    }
+
+    /// Changes the server's settings (limits, timeouts) before it starts.
+    pub fn server(mut self, adjust: impl FnOnce(&mut ServerSettings)) -> Self {
+        adjust(&mut self.server);
+        self
+    }
+
+    /// Changes the client's settings before it starts (after everything else
+    /// the builder sets, so this has the last word).
+    pub fn client(mut self, adjust: impl FnOnce(&mut ClientSettings) + 'static) -> Self {
+        self.adjust.push(Box::new(adjust));
+        self
+    }
+
+    /// Pooled data links, `size` kept idle.
+    pub fn pooled(self, size: usize) -> Self {
+        self.client(move |c| c.data_links = DataLinks::Pooled { size })
+    }
+
+    /// Multiplexed data links, `links` of them.
+    pub fn multiplexed(self, links: usize) -> Self {
+        self.client(move |c| c.data_links = DataLinks::Multiplexed { links })
+    }
+
+    /// TLS on every link: a test CA, a `localhost` certificate for the server,
+    /// a client that trusts the CA.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Exposes `local` as `name` (a server-picked public port). Without any,
+    /// the tunnel exposes an echo service of its own as `echo`.
+    pub fn service(mut self, name: &str, local: SocketAddr) -> Self {
+        self.services.push((name.to_owned(), local));
+        self
+    }
+
+    /// Starts the server and the client, and waits until every service is
+    /// registered.
+    pub async fn start(self) -> Tunnel {
+        let (tunnel, ()) = self.start_via(|_| async {}).await;
+        tunnel
+    }
+
+    /// [`TunnelBuilder::start`] with the client dialling what `proxy` starts in
+    /// front of the server (given the server's address) instead of the server.
+    pub async fn start_via<P, F>(mut self, proxy: impl FnOnce(SocketAddr) -> F) -> (Tunnel, P)
+    where
+        P: Via,
+        F: Future<Output = P>,
+    {
+        let tls = self.tls.then(TlsPair::generate);
+        if let Some(tls) = &tls {
+            self.server.tls = Some(tls.server.clone());
+        }
+        let server = start_server(self.server).await.expect("server starts");
+        let proxy = proxy(server.addr).await;
+        let mut owned = Vec::new();
+        if self.services.is_empty() {
+            let echo = echo_service().await;
+            self.services.push(("echo".to_owned(), echo.addr));
+            owned.push(echo);
+        }
+        let services: Vec<(&str, SocketAddr, u16)> = self
+            .services
+            .iter()
+            .map(|(name, local)| (name.as_str(), *local, 0))
+            .collect();
+        let dial = proxy.addr().unwrap_or(server.addr);
+        let mut settings = client_settings(dial, TOKEN, &services);
+        settings.tls = tls.map(|tls| tls.client);
+        for adjust in self.adjust {
+            adjust(&mut settings);
+        }
+        let client = start_client(settings);
+        let names: Vec<&str> = services.iter().map(|(name, _, _)| *name).collect();
+        let publics = client.registered_all(&names).await;
+        let tunnel = Tunnel {
+            public: publics[names[0]],
+            publics,
+            server,
+            client,
+            _services: owned,
+        };
+        (tunnel, proxy)
+    }
+}
+
+/// What a client may dial instead of the server: a proxy in between, or
+/// nothing (`()`: the server itself).
+pub trait Via {
+    fn addr(&self) -> Option<SocketAddr>;
+}
+
+impl Via for () {
+    fn addr(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+/// A running tunnel. [`Tunnel::stop`] stops the client, then the server, each
+/// cleanly and within [`PROMPTLY`]; dropping it instead is a crash of both.
 pub struct Tunnel {
     pub server: Server,
-    _service: Service,
     pub client: Client,
+    /// The public address of the first service.
     pub public: SocketAddr,
+    /// The public address of every service, by name.
+    pub publics: HashMap<String, SocketAddr>,
+    /// The echo service the tunnel started, if it started one.
+    _services: Vec<Service>,
 }
 
-pub async fn echo_tunnel(settings: ServerSettings) -> Tunnel {
-    echo_tunnel_with(settings, |_| {}).await
-}
-
-/// [`echo_tunnel`] with the client's settings adjusted by `adjust` first.
-pub async fn echo_tunnel_with(
-    settings: ServerSettings,
-    adjust: impl FnOnce(&mut ClientSettings),
-) -> Tunnel {
-    let server = start_server(settings).await.expect("server starts");
-    let service = echo_service().await;
-    let mut client = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
-    adjust(&mut client);
-    let client = start_client(client);
-    let public = client.registered("echo").await;
-    Tunnel {
-        server,
-        _service: service,
-        client,
-        public,
+impl Tunnel {
+    pub async fn stop(self) {
+        self.client.stop().await;
+        self.server.stop().await;
     }
 }

@@ -3,11 +3,12 @@
 //! | file | what |
 //! |---|---|
 //! | `deadline.rs` | [`run_test`] and [`within`]: a deadline on every wait |
-//! | `harness.rs` | in-process server and client, and an echo tunnel |
+//! | `harness.rs` | in-process server and client, and [`TunnelBuilder`] |
 //! | `services.rs` | backends on `127.0.0.1:0` (echo, tagged echo, any handler) |
 //! | `assertions.rs` | payloads, round trips and the checks made on connections |
 //! | `sockets.rs` | loopback socket pairs, relay sockets, resets |
 //! | `raw.rs` | the client side of the wire protocol driven by hand |
+//! | `tls.rs` | TLS material generated at test time |
 //! | `proxy.rs` | a proxy between client and server that hands out its links |
 //! | `process.rs` | the real `porthole` binary as a child process |
 //! | `fds.rs` | the process's descriptor count (not a module here, see there) |
@@ -26,6 +27,7 @@ pub mod proxy;
 pub mod raw;
 pub mod services;
 pub mod sockets;
+pub mod tls;
 
 pub use assertions::*;
 pub use deadline::*;

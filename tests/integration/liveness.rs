@@ -92,14 +92,10 @@ fn client_reconnects_on_its_own_after_the_server_crashes_and_comes_back() {
 /// dropped), starts a new one on the same address, and expects the client to
 /// report the loss and register again by itself.
 async fn server_restart(graceful: bool) {
-    let first = start_server(server_settings())
-        .await
-        .expect("server starts");
+    let t = TunnelBuilder::new().start().await;
+    let (first, client) = (t.server, t.client);
     let addr = first.addr;
-    let service = echo_service().await;
-    let client = start_client(client_settings(addr, TOKEN, &[("echo", service.addr, 0)]));
-    let public = client.registered("echo").await;
-    assert_echoes(public, 31, 10_000).await;
+    assert_echoes(t.public, 31, 10_000).await;
 
     if graceful {
         first.stop().await;
@@ -124,16 +120,13 @@ async fn server_restart(graceful: bool) {
 #[test]
 fn client_serves_again_within_a_second_of_its_server_returning_from_a_five_second_outage() {
     run_test(async {
-        let first = start_server(server_settings())
-            .await
-            .expect("server starts");
+        let t = TunnelBuilder::new()
+            // The default cap: the young-outage schedule is what is under test.
+            .client(|c| c.reconnect_max_backoff = Duration::from_secs(30))
+            .start()
+            .await;
+        let (first, client) = (t.server, t.client);
         let addr = first.addr;
-        let service = echo_service().await;
-        let mut settings = client_settings(addr, TOKEN, &[("echo", service.addr, 0)]);
-        // The default cap: the young-outage schedule is what is under test.
-        settings.reconnect_max_backoff = Duration::from_secs(30);
-        let client = start_client(settings);
-        client.registered("echo").await;
         drop(first);
         // The outage itself: the client keeps trying meanwhile.
         smol::Timer::after(OUTAGE).await; // ok-sleep: the outage under test
@@ -202,6 +195,7 @@ fn server_closes_a_silent_authenticated_control_link_within_the_heartbeat_timeou
 #[test]
 fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() {
     run_test(async {
+        // Hand-written: the client's server is a fake one.
         // A fake server that authenticates the client for real, grants its service,
         // and then goes silent without closing the socket.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

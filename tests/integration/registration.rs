@@ -74,7 +74,7 @@ fn server_refuses_a_duplicate_name_a_bad_name_and_services_beyond_the_limit() {
 #[test]
 fn unexpected_frame_on_the_control_link_ends_only_that_session() {
     run_test(async {
-        let t = echo_tunnel(server_settings()).await;
+        let t = TunnelBuilder::new().start().await;
         let (mut link, _) = raw_control_handshake(t.server.addr, TOKEN).await;
         // A server-to-client frame sent by a client is a protocol violation.
         write_frame(&mut link, &Frame::OpenData { count: 1 })
@@ -90,8 +90,7 @@ fn unexpected_frame_on_the_control_link_ends_only_that_session() {
             .collect();
         assert_eq!(errors, [ErrorCode::ProtocolViolation], "told why");
         assert_echoes(t.public, 41, 70_000).await;
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }
 
@@ -139,6 +138,8 @@ fn visitor_is_closed_after_visitor_timeout_when_the_client_opens_no_data_link() 
 #[test]
 fn server_without_auth_accepts_only_a_client_that_opted_in() {
     run_test(async {
+        // Hand-written: a server without authentication, and clients that know
+        // no token, which the harness's tunnel never is.
         let mut config = porthole::config::ServerConfig::new("127.0.0.1:0");
         config.insecure_no_auth = true;
         let settings = config.validate().expect("insecure config is valid");
@@ -184,6 +185,8 @@ fn server_without_auth_accepts_only_a_client_that_opted_in() {
 #[test]
 fn link_request_during_registration_does_not_drop_the_session() {
     run_test(async {
+        // Hand-written: the proxy holds the second registration back, so the
+        // test waits for each service on its own (the harness waits for all).
         let server = start_server(server_settings())
             .await
             .expect("server starts");
