@@ -79,8 +79,11 @@ pub fn refusing_address() -> (OwnedFd, SocketAddr) {
     (fd, std::net::SocketAddrV4::from(local).into())
 }
 
-/// A port that was free a moment ago (bound on port 0, then released).
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("listener address").port()
+/// Turns a [`refusing_address`] socket into a listener on the same address: the
+/// port was never released, so nobody else can have taken it meanwhile.
+pub fn listen_on(fd: OwnedFd) -> TcpListener {
+    use nix::sys::socket::{Backlog, listen};
+    listen(&fd, Backlog::new(128).expect("backlog")).expect("listen");
+    let listener = std::net::TcpListener::from(fd);
+    TcpListener::try_from(listener).expect("register the listener")
 }

@@ -5,7 +5,7 @@
 use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::channel::unbounded;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use std::net::SocketAddr;
 
 const MIB: usize = 1024 * 1024;
@@ -157,38 +157,17 @@ fn service_that_half_closes_still_receives_what_the_visitor_sends_afterwards() {
 #[test]
 fn visitor_is_closed_promptly_while_local_service_is_down_and_served_once_it_is_back() {
     run_test(async {
-        // Reserve a port for the service, then free it: the client's settings name it
-        // but nothing listens there yet.
-        let port = free_port();
-        let local: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = start_server(server_settings())
-            .await
-            .expect("server starts");
-        let client = start_client(client_settings(server.addr, TOKEN, &[("svc", local, 0)]));
-        let public = client.registered("svc").await;
+        // The service's address, bound but not listening yet: the client's
+        // settings name it, connections to it are refused, and the port stays ours.
+        let (unborn, local) = refusing_address();
+        let t = TunnelBuilder::new().service("svc", local).start().await;
+        let public = t.public;
 
         // Reset (maybe before `connect` returns) or closed, with nothing read.
         assert_refused(public, PROMPTLY, "visitor of a down service").await;
 
-        let listener = rebind(local).await;
-        let _service = serve(listener, echo);
+        let _service = serve(listen_on(unborn), echo);
         assert_echoes(public, 11, 200_000).await;
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
-}
-
-/// Binds `addr` again, retrying a bounded number of times in case the kernel has
-/// not released it yet or another process took it for a moment.
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    let mut last = None;
-    for _ in 0..50 {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(e) => last = Some(e),
-        }
-        // A bounded retry interval, not synchronisation.
-        smol::Timer::after(std::time::Duration::from_millis(20)).await; // ok-sleep
-    }
-    panic!("could not bind {addr} again: {last:?}");
 }
