@@ -178,6 +178,7 @@ fn data_link_for_an_unknown_session_is_refused() {
 fn wrong_token_is_an_auth_error_while_a_good_client_is_served() {
     run_test(async {
         let t = TunnelBuilder::new().start().await;
+        // Hand-written: a second client, with the wrong token.
         let service = echo_service().await;
         let bad = start_client(client_settings(
             t.server.addr,

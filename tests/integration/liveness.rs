@@ -178,6 +178,7 @@ async fn start_server_retrying(settings: porthole::config::ServerSettings) -> Se
 #[test]
 fn server_closes_a_silent_authenticated_control_link_within_the_heartbeat_timeout() {
     run_test(async {
+        // Hand-written: the only client is this test, speaking the protocol by hand.
         let mut settings = server_settings();
         settings.heartbeat_interval = Duration::from_millis(100);
         settings.heartbeat_timeout = Duration::from_millis(300);

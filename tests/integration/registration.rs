@@ -36,6 +36,7 @@ async fn register(link: &mut TcpStream, name: &str, remote_port: u16) -> Frame {
 #[test]
 fn server_refuses_a_duplicate_name_a_bad_name_and_services_beyond_the_limit() {
     run_test(async {
+        // Hand-written: the only client is this test, speaking the protocol by hand.
         let mut settings = server_settings();
         settings.max_services_per_client = 2;
         let server = start_server(settings).await.expect("server starts");
@@ -108,6 +109,7 @@ fn frames(mut bytes: &[u8]) -> Vec<Frame> {
 #[test]
 fn visitor_is_closed_after_visitor_timeout_when_the_client_opens_no_data_link() {
     run_test(async {
+        // Hand-written: the only client is this test, speaking the protocol by hand.
         let mut settings = server_settings();
         settings.visitor_timeout = Duration::from_millis(300);
         let server = start_server(settings).await.expect("server starts");
