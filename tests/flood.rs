@@ -4,7 +4,8 @@
 //! The client keeps serving every visitor, a second client still registers,
 //! and the server's warnings stay a handful of folded lines.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -36,9 +37,10 @@ fn a_flood_of_silent_and_trickling_connections_starves_no_client() {
     porthole::runtime::fds::raise_limit().expect("raise RLIMIT_NOFILE");
     let warnings = capture_warnings();
     run_test(async {
-        let mut settings = server_settings();
-        settings.hello_timeout = Duration::from_secs(1);
-        let tunnel = echo_tunnel(settings).await;
+        let tunnel = TunnelBuilder::new()
+            .server(|s| s.hello_timeout = Duration::from_secs(1))
+            .start()
+            .await;
         let mut flood = Flood::start(tunnel.server.addr);
         // In place once the server has closed (shed or timed out) a thousand
         // of them and they came back: silent ones reach the process only
@@ -93,6 +95,7 @@ fn a_flood_of_silent_and_trickling_connections_starves_no_client() {
             .await;
             assert_eq!(echoed.expect("concurrent visitor served"), data);
         }
+        // Hand-written: a second client of the same server.
         let service = echo_service().await;
         let second = client_settings(tunnel.server.addr, TOKEN, &[("second", service.addr, 0)]);
         let registering = Instant::now();
@@ -112,8 +115,7 @@ fn a_flood_of_silent_and_trickling_connections_starves_no_client() {
             "the server shed flood connections"
         );
         second.stop().await;
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
     let lines = warnings.lock().map(|w| w.clone()).unwrap_or_default();
     let server: Vec<&String> = lines

@@ -8,9 +8,13 @@
 //! multiplexed. The test holds [`TARGET`] visitors where the descriptor limit
 //! allows and otherwise as many as it does, and says so.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
+#[path = "common/fds.rs"]
+mod fds;
 
 use common::*;
+use fds::open_fds;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use porthole::config::DataLinks;
 use smol::net::TcpStream;
@@ -54,12 +58,12 @@ async fn hold(mode: DataLinks, fds_per_visitor: usize, limit: u64) {
         count >= 1000,
         "a descriptor limit of {limit} is too low for this test"
     );
-    let service = echo_service().await;
-    let server = start_server(server_settings()).await.expect("server");
-    let mut settings = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
-    settings.data_links = mode.clone();
-    let client = start_client(settings);
-    let public = client.registered("echo").await;
+    let links = mode.clone();
+    let t = TunnelBuilder::new()
+        .client(move |c| c.data_links = links)
+        .start()
+        .await;
+    let public = t.public;
     assert_echoes(public, 1, 100).await;
     let baseline = open_fds();
 
@@ -92,8 +96,7 @@ async fn hold(mode: DataLinks, fds_per_visitor: usize, limit: u64) {
     })
     .await;
     eprintln!("{mode:?}: held {count}, descriptors {baseline} before, {settled} after");
-    client.stop().await;
-    server.stop().await;
+    t.stop().await;
 }
 
 /// Links a pool may keep beyond the baseline (it refills up to its size while

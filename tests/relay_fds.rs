@@ -9,7 +9,10 @@
 //! relay spun and never yielded, `run_test`'s timer could not fire on that thread,
 //! but the test thread's `recv_timeout` still fails the test.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
+#[path = "common/fds.rs"]
+mod fds;
 
 use futures_lite::future::{self, try_zip};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +21,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
+use fds::open_fds;
 use porthole::relay::pipe::{self, POOL_CAP};
 use porthole::relay::{Engine, Moved, relay_tcp_with};
 

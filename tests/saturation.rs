@@ -5,7 +5,8 @@
 //! This file holds one test on purpose: it owns the process-wide worker pool, so
 //! no other test's relays share (or steal) the pinned workers.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
 
 use common::*;
 use porthole::protocol::Frame;
@@ -80,7 +81,8 @@ fn heartbeats_keep_flowing_and_clients_register_while_every_worker_is_busy() {
         // would deliver none (the read above would time out first).
         assert!(beats >= 10, "only {beats} heartbeats in {WINDOW:?}");
 
-        // Handshake, pool links and registration all still work.
+        // Handshake, pool links and registration all still work. (Hand-written:
+        // the client starts only now, on a server already running.)
         let echo = echo_service().await;
         let client = start_client(client_settings(
             server.addr,

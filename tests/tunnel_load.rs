@@ -6,11 +6,11 @@
 //! The tests take turns (one lock): each opens thousands of sockets, and they
 //! would otherwise compete for descriptors and ephemeral ports.
 
-mod common;
+// `pub`: a binary of its own uses a few shared helpers (see tests/common/mod.rs).
+pub mod common;
 
 use common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
-use porthole::config::DataLinks;
 use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -46,10 +46,7 @@ fn raise_fd_limit() {
 }
 
 async fn pooled_tunnel(size: usize) -> Tunnel {
-    echo_tunnel_with(server_settings(), |c| {
-        c.data_links = DataLinks::Pooled { size };
-    })
-    .await
+    TunnelBuilder::new().pooled(size).start().await
 }
 
 /// Connect, 64 bytes there and back, close.
@@ -75,8 +72,7 @@ fn sequential_visitors(pool: usize, count: u64) {
                 .await
                 .unwrap_or_else(|e| panic!("visitor {i} failed: {e}"));
         }
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
 }
 
@@ -105,8 +101,7 @@ fn two_thousand_concurrent_short_visitors() {
             failures.len(),
             &failures[..failures.len().min(3)]
         );
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
 }
 
@@ -122,8 +117,7 @@ fn two_hundred_concurrent_bulk_visitors_arrive_intact() {
         for visit in visits {
             visit.await;
         }
-        tunnel.client.stop().await;
-        tunnel.server.stop().await;
+        tunnel.stop().await;
     });
 }
 

@@ -45,6 +45,12 @@ async fn proxy_loop(listener: TcpListener, upstream: SocketAddr, conns: Sender<T
     }
 }
 
+impl super::harness::Via for LinkProxy {
+    fn addr(&self) -> Option<SocketAddr> {
+        Some(self.addr)
+    }
+}
+
 impl LinkProxy {
     /// Connections carried so far that the test has not taken yet.
     pub fn take_new(&self) -> Vec<TcpStream> {

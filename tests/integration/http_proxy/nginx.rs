@@ -11,9 +11,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::http::*;
 use crate::common::process::Proc;
 use crate::common::*;
-use crate::http::*;
 
 /// Body of `/small.txt`.
 const SMALL: &str = "a small static file\n";

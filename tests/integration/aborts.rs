@@ -10,10 +10,8 @@
 //! process. Every wait is on an explicit signal (a log line, a byte count, a
 //! channel), under the test's deadline.
 
-mod common;
-
-use common::process::{Proc, porthole};
-use common::*;
+use crate::common::process::{Proc, porthole};
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::config::DataLinks;
 use porthole::gencert::{Ca, Validity};
@@ -32,14 +30,14 @@ const MAX_BYTES: usize = 1 << 30;
 const CHUNK: usize = 64 * 1024;
 
 /// An in-process server and a client exposing `local` as `svc` over `mode`
-/// links; returns them and the public address.
-async fn tunnel(local: SocketAddr, mode: &DataLinks) -> (Server, Client, SocketAddr) {
-    let server = start_server(server_settings()).await.expect("server");
-    let mut settings = client_settings(server.addr, TOKEN, &[("svc", local, 0)]);
-    settings.data_links = mode.clone();
-    let client = start_client(settings);
-    let public = client.registered("svc").await;
-    (server, client, public)
+/// links.
+async fn tunnel(local: SocketAddr, mode: &DataLinks) -> Tunnel {
+    let mode = mode.clone();
+    TunnelBuilder::new()
+        .service("svc", local)
+        .client(move |c| c.data_links = mode)
+        .start()
+        .await
 }
 
 /// A directory of files for one test, removed when dropped.
@@ -160,7 +158,8 @@ const MUXED: DataLinks = DataLinks::Multiplexed { links: 1 };
 // ---------------------------------------------------------------- the client dies
 
 /// A visitor reads an endless stream from the service behind a client process;
-/// the client is SIGKILLed once the visitor has some of it.
+/// the client is SIGKILLed once the visitor has some of it. (Hand-written: the
+/// client is a process of the real binary, here and in [`server_killed`].)
 async fn client_killed(server: Server, dir: &Dir, mode: DataLinks, transport: &str) {
     let service = serve(local_listener().await, endless);
     let config = client_config(server.addr, service.addr, &mode, transport);
@@ -210,13 +209,7 @@ fn a_killed_client_resets_the_visitor_with_pooled_tls_links() {
         );
         let ca_file = dir.write("ca.crt", &ca.pem.cert);
         let mut settings = server_settings();
-        let files = porthole::transport::tls::ServerFiles {
-            cert: &cert,
-            key: &key,
-            client_ca: None,
-            allow_tls12: false,
-        };
-        settings.tls = Some(porthole::transport::tls::load_server(&files).expect("TLS material"));
+        settings.tls = Some(crate::common::tls::server_tls(&cert, &key, None));
         let server = start_server(settings).await.expect("server");
         let transport = tls_transport(&ca_file);
         client_killed(server, &dir, POOLED, &transport).await;
@@ -301,7 +294,8 @@ async fn clean_ends(mode: DataLinks) {
             stream.close().await
         }
     });
-    let (server, client, public) = tunnel(service.addr, &mode).await;
+    let t = tunnel(service.addr, &mode).await;
+    let public = t.public;
     let request = payload(1, REQUEST_LEN);
     let reply = within(PROMPTLY * 2, "the exchange", exchange(public, &request))
         .await
@@ -318,8 +312,7 @@ async fn clean_ends(mode: DataLinks) {
         sha256(&payload(2, REPLY_LEN)),
         "{mode:?}: reply bytes"
     );
-    client.stop().await;
-    server.stop().await;
+    t.stop().await;
 }
 
 #[test]
@@ -346,7 +339,8 @@ async fn service_resets(mode: DataLinks) {
             Ok(())
         }
     });
-    let (server, client, public) = tunnel(service.addr, &mode).await;
+    let t = tunnel(service.addr, &mode).await;
+    let public = t.public;
     let mut visitor = TcpStream::connect(public).await.expect("connect visitor");
     let mut first = [0u8; 7];
     within(PROMPTLY, "the first bytes", visitor.read_exact(&mut first))
@@ -359,8 +353,7 @@ async fn service_resets(mode: DataLinks) {
         read,
         &format!("{mode:?} visitor of a resetting service"),
     );
-    client.stop().await;
-    server.stop().await;
+    t.stop().await;
 }
 
 #[test]
@@ -387,7 +380,8 @@ async fn visitor_resets(mode: DataLinks) {
             Ok(())
         }
     });
-    let (server, client, public) = tunnel(service.addr, &mode).await;
+    let t = tunnel(service.addr, &mode).await;
+    let public = t.public;
     let mut visitor = TcpStream::connect(public).await.expect("connect visitor");
     visitor.write_all(b"partial").await.expect("write");
     within(PROMPTLY, "the service's first bytes", seen.recv())
@@ -403,8 +397,7 @@ async fn visitor_resets(mode: DataLinks) {
         read,
         &format!("{mode:?} service of a resetting visitor"),
     );
-    client.stop().await;
-    server.stop().await;
+    t.stop().await;
 }
 
 #[test]
@@ -419,7 +412,8 @@ fn a_visitor_reset_resets_the_service_with_multiplexed_links() {
 
 async fn service_unreachable(mode: DataLinks) {
     let (_bound, local) = refusing_address();
-    let (server, client, public) = tunnel(local, &mode).await;
+    let t = tunnel(local, &mode).await;
+    let public = t.public;
     let what = format!("{mode:?} visitor of an unreachable service");
     // The reset can come back before `connect` has even returned (it checks
     // the socket's error once it is writable): that is the reset, too.
@@ -428,8 +422,7 @@ async fn service_unreachable(mode: DataLinks) {
         Err(e) => (Err(e), 0),
     };
     assert_reset(end, read, &what);
-    client.stop().await;
-    server.stop().await;
+    t.stop().await;
 }
 
 #[test]

@@ -4,8 +4,8 @@
 
 use futures_lite::AsyncWriteExt;
 
+use super::http::*;
 use crate::common::*;
-use crate::http::*;
 
 fn sized(body: &str) -> Vec<u8> {
     format!(

@@ -6,10 +6,8 @@
 //! with a deadline instead of sleeping, and a chatty child never blocks on a full
 //! pipe.
 
-mod common;
-
-use common::process::{Proc, plain, porthole as args};
-use common::*;
+use crate::common::process::{Proc, plain, porthole as args};
+use crate::common::*;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -224,7 +222,7 @@ fn server_and_client_processes_carry_eight_mib_each_way_intact() {
 #[test]
 fn client_process_with_a_wrong_token_exits_one_while_a_good_client_is_served() {
     run_test(async {
-        let t = echo_tunnel(server_settings()).await;
+        let t = TunnelBuilder::new().start().await;
         let server = t.server.addr;
         let local = echo_service().await.addr.port();
         let (status, log) = smol::unblock(move || {
@@ -237,8 +235,7 @@ fn client_process_with_a_wrong_token_exits_one_while_a_good_client_is_served() {
         assert!(log.contains("authentication failed"), "stderr:\n{log}");
         assert!(!log.contains("is public at"), "stderr:\n{log}");
         assert_echoes(t.public, 0xb2, 100_000).await;
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }
 

@@ -9,8 +9,8 @@ use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::http::*;
 use crate::common::*;
-use crate::http::*;
 
 /// Sends CONNECT (plus `early` in the same write) and reads the response head
 /// byte by byte, so no tunnel byte is consumed. Returns the raw stream.

@@ -2,24 +2,15 @@
 //! visitors, bursts on an empty pool, and idle links killed behind the server's
 //! back, which must be replaced and never handed to a visitor.
 
-mod common;
-
-use common::proxy::link_proxy;
-use common::*;
-use porthole::config::DataLinks;
+use crate::common::proxy::link_proxy;
+use crate::common::*;
 use std::time::Duration;
 
 #[test]
 fn five_thousand_sequential_short_visitors_all_succeed() {
     run_test(async {
-        let service = echo_service().await;
-        let server = start_server(server_settings()).await.expect("server");
-        let client = start_client(client_settings(
-            server.addr,
-            TOKEN,
-            &[("echo", service.addr, 0)],
-        ));
-        let public = client.registered("echo").await;
+        let t = TunnelBuilder::new().start().await;
+        let public = t.public;
         for i in 0..5000u64 {
             let sent = payload(i, 64);
             let got = exchange(public, &sent)
@@ -27,41 +18,30 @@ fn five_thousand_sequential_short_visitors_all_succeed() {
                 .unwrap_or_else(|e| panic!("visitor {i} failed: {e}"));
             assert_eq!(got, sent, "visitor {i}");
         }
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
 #[test]
 fn a_burst_of_one_hundred_visitors_on_a_one_link_pool_is_all_served() {
     run_test(async {
-        let service = echo_service().await;
-        let server = start_server(server_settings()).await.expect("server");
-        let mut settings = client_settings(server.addr, TOKEN, &[("echo", service.addr, 0)]);
-        settings.data_links = DataLinks::Pooled { size: 1 };
-        let client = start_client(settings);
-        let public = client.registered("echo").await;
+        let t = TunnelBuilder::new().pooled(1).start().await;
+        let public = t.public;
         let visitors: Vec<_> = (0..100u64)
             .map(|i| smol::spawn(async move { assert_echoes(public, 1000 + i, 4096).await }))
             .collect();
         for visitor in visitors {
             visitor.await;
         }
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
 #[test]
 fn idle_links_killed_behind_the_servers_back_are_never_given_to_a_visitor() {
     run_test(async {
-        let service = echo_service().await;
-        let server = start_server(server_settings()).await.expect("server");
-        let proxy = link_proxy(server.addr).await;
-        let mut settings = client_settings(proxy.addr, TOKEN, &[("echo", service.addr, 0)]);
-        settings.data_links = DataLinks::Pooled { size: 4 };
-        let client = start_client(settings);
-        let public = client.registered("echo").await;
+        let (t, proxy) = TunnelBuilder::new().pooled(4).start_via(link_proxy).await;
+        let public = t.public;
         // One visitor first, so the pool is known to be full and working.
         assert_echoes(public, 1, 1000).await;
 
@@ -97,17 +77,17 @@ fn idle_links_killed_behind_the_servers_back_are_never_given_to_a_visitor() {
             )
             .await;
         }
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
 #[test]
 fn visitors_beyond_max_visitors_per_client_are_refused_at_once() {
     run_test(async {
-        let mut server = server_settings();
-        server.max_visitors_per_client = 3;
-        let t = echo_tunnel_with(server, |_| {}).await;
+        let t = TunnelBuilder::new()
+            .server(|s| s.max_visitors_per_client = 3)
+            .start()
+            .await;
         let mut held = Vec::new();
         for i in 0..3u64 {
             let mut s = smol::net::TcpStream::connect(t.public)
@@ -140,7 +120,6 @@ fn visitors_beyond_max_visitors_per_client_are_refused_at_once() {
             }
         })
         .await;
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }

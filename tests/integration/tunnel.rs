@@ -2,12 +2,10 @@
 //! both ways, many visitors at once, several services per client, half-close in each
 //! direction, and a local service that is down and then back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::channel::unbounded;
-use smol::net::{TcpListener, TcpStream};
+use smol::net::TcpStream;
 use std::net::SocketAddr;
 
 const MIB: usize = 1024 * 1024;
@@ -15,17 +13,16 @@ const MIB: usize = 1024 * 1024;
 #[test]
 fn eight_mib_each_way_arrive_intact() {
     run_test(async {
-        let t = echo_tunnel(server_settings()).await;
+        let t = TunnelBuilder::new().start().await;
         assert_echoes(t.public, 0x8_0000, 8 * MIB).await;
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }
 
 #[test]
 fn fifty_concurrent_visitors_on_one_service_all_arrive_intact() {
     run_test(async {
-        let t = echo_tunnel(server_settings()).await;
+        let t = TunnelBuilder::new().start().await;
         // Sizes around the 64 KiB relay buffer and well above it, so some visitors
         // fill socket buffers and exercise backpressure while others are tiny.
         let sizes = [1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 300 * 1024];
@@ -38,29 +35,27 @@ fn fifty_concurrent_visitors_on_one_service_all_arrive_intact() {
         for visitor in visitors {
             visitor.await;
         }
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }
 
 #[test]
 fn three_services_on_one_client_each_reach_their_own_backend() {
     run_test(async {
-        let server = start_server(server_settings())
-            .await
-            .expect("server starts");
         let backends = [
             ("alpha", tagged_echo_service("alpha:").await),
             ("beta", tagged_echo_service("beta:").await),
             ("gamma", tagged_echo_service("gamma:").await),
         ];
-        let services: Vec<(&str, SocketAddr, u16)> = backends
+        let t = backends
             .iter()
-            .map(|(name, service)| (*name, service.addr, 0))
-            .collect();
-        let client = start_client(client_settings(server.addr, TOKEN, &services));
+            .fold(TunnelBuilder::new(), |b, (name, service)| {
+                b.service(name, service.addr)
+            })
+            .start()
+            .await;
         let names: Vec<&str> = backends.iter().map(|(name, _)| *name).collect();
-        let publics = client.registered_all(&names).await;
+        let publics = &t.publics;
         let mut ports: Vec<u16> = publics.values().map(SocketAddr::port).collect();
         ports.sort_unstable();
         ports.dedup();
@@ -76,8 +71,7 @@ fn three_services_on_one_client_each_reach_their_own_backend() {
             );
             assert_eq!(sha256(&got[tag.len()..]), sha256(&body), "{name} echo");
         }
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
@@ -99,15 +93,11 @@ fn visitor_that_half_closes_still_receives_the_whole_reply() {
                 stream.close().await
             }
         });
-        let server = start_server(server_settings())
-            .await
-            .expect("server starts");
-        let client = start_client(client_settings(
-            server.addr,
-            TOKEN,
-            &[("reply", service.addr, 0)],
-        ));
-        let public = client.registered("reply").await;
+        let t = TunnelBuilder::new()
+            .service("reply", service.addr)
+            .start()
+            .await;
+        let public = t.public;
 
         let request = payload(8, 2 * MIB + 3);
         let got = exchange(public, &request).await.expect("exchange");
@@ -118,8 +108,7 @@ fn visitor_that_half_closes_still_receives_the_whole_reply() {
             "service got the whole request"
         );
         assert_eq!(sha256(&got[32..]), sha256(&reply_body), "reply intact");
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
@@ -143,15 +132,11 @@ fn service_that_half_closes_still_receives_what_the_visitor_sends_afterwards() {
                 Ok(())
             }
         });
-        let server = start_server(server_settings())
-            .await
-            .expect("server starts");
-        let client = start_client(client_settings(
-            server.addr,
-            TOKEN,
-            &[("greeter", service.addr, 0)],
-        ));
-        let public = client.registered("greeter").await;
+        let t = TunnelBuilder::new()
+            .service("greeter", service.addr)
+            .start()
+            .await;
+        let public = t.public;
 
         let mut visitor = TcpStream::connect(public).await.expect("connect");
         let mut got = Vec::new();
@@ -165,46 +150,24 @@ fn service_that_half_closes_still_receives_what_the_visitor_sends_afterwards() {
             .expect("service reported");
         assert_eq!(at_service.len(), request.len(), "upload length");
         assert_eq!(sha256(&at_service), sha256(&request), "upload intact");
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
 #[test]
 fn visitor_is_closed_promptly_while_local_service_is_down_and_served_once_it_is_back() {
     run_test(async {
-        // Reserve a port for the service, then free it: the client's settings name it
-        // but nothing listens there yet.
-        let port = free_port();
-        let local: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = start_server(server_settings())
-            .await
-            .expect("server starts");
-        let client = start_client(client_settings(server.addr, TOKEN, &[("svc", local, 0)]));
-        let public = client.registered("svc").await;
+        // The service's address, bound but not listening yet: the client's
+        // settings name it, connections to it are refused, and the port stays ours.
+        let (unborn, local) = refusing_address();
+        let t = TunnelBuilder::new().service("svc", local).start().await;
+        let public = t.public;
 
         // Reset (maybe before `connect` returns) or closed, with nothing read.
         assert_refused(public, PROMPTLY, "visitor of a down service").await;
 
-        let listener = rebind(local).await;
-        let _service = serve(listener, echo);
+        let _service = serve(listen_on(unborn), echo);
         assert_echoes(public, 11, 200_000).await;
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
-}
-
-/// Binds `addr` again, retrying a bounded number of times in case the kernel has
-/// not released it yet or another process took it for a moment.
-async fn rebind(addr: SocketAddr) -> TcpListener {
-    let mut last = None;
-    for _ in 0..50 {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return listener,
-            Err(e) => last = Some(e),
-        }
-        // A bounded retry interval, not synchronisation.
-        smol::Timer::after(std::time::Duration::from_millis(20)).await; // ok-sleep
-    }
-    panic!("could not bind {addr} again: {last:?}");
 }

@@ -3,8 +3,8 @@
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+use super::http::*;
 use crate::common::*;
-use crate::http::*;
 
 #[test]
 fn get_is_forwarded_in_origin_form_without_hop_by_hop_fields() {

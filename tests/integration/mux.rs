@@ -3,9 +3,7 @@
 //! half-close, reset, go-away, keepalive, and a peer that breaks the rules
 //! (over-credit data, oversize and malformed frames) losing only its session.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::mux::frame::{FrameError, HEADER_LEN, Header, Kind, MAX_DATA_LEN};
 use porthole::mux::{Config, Error, Session, Side, Stream, Violation};
@@ -412,18 +410,10 @@ fn oversize_and_malformed_frames_close_the_session_cleanly() {
 
 // ---------------------------------------------------------------- in the tunnel
 
-/// A tunnel whose client uses `Multiplexed(links)` data links.
-async fn mux_tunnel(links: usize, server: porthole::config::ServerSettings) -> Tunnel {
-    echo_tunnel_with(server, |c| {
-        c.data_links = porthole::config::DataLinks::Multiplexed { links };
-    })
-    .await
-}
-
 #[test]
 fn a_multiplexed_tunnel_carries_sequential_and_concurrent_visitors_intact() {
     run_test(async {
-        let t = mux_tunnel(2, server_settings()).await;
+        let t = TunnelBuilder::new().multiplexed(2).start().await;
         for (seed, len) in [(1, 0), (2, 1), (3, 64 * 1024 + 1), (4, 4 << 20)] {
             assert_echoes(t.public, seed, len).await;
         }
@@ -436,8 +426,7 @@ fn a_multiplexed_tunnel_carries_sequential_and_concurrent_visitors_intact() {
         for visitor in concurrent {
             within(PROMPTLY * 2, "concurrent visitor", visitor).await;
         }
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }
 
@@ -492,9 +481,11 @@ async fn held_visitor(public: std::net::SocketAddr) -> smol::net::TcpStream {
 #[test]
 fn visitors_beyond_a_full_multiplexed_link_spill_to_pooled_links() {
     run_test(async {
-        let mut server = server_settings();
-        server.max_streams_per_link = 4;
-        let t = mux_tunnel(1, server).await;
+        let t = TunnelBuilder::new()
+            .server(|s| s.max_streams_per_link = 4)
+            .multiplexed(1)
+            .start()
+            .await;
         // Ten held at once: four streams fill the link, six take pooled links
         // the server asks the client for; none is reset.
         let mut held = Vec::new();
@@ -507,7 +498,6 @@ fn visitors_beyond_a_full_multiplexed_link_spill_to_pooled_links() {
         for seed in 0..20 {
             assert_echoes(t.public, seed, 1000).await;
         }
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }

@@ -2,9 +2,7 @@
 //! explicit port reclaimed on restart), a restarted server (the client comes back on
 //! its own), and half-open control links noticed by the heartbeat on either side.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
@@ -18,15 +16,20 @@ use porthole::wire::{read_frame, write_frame};
 #[test]
 fn crashed_client_closes_its_visitors_and_a_restarted_client_reclaims_its_port() {
     run_test(async {
+        // Hand-written: the client is restarted below, asking for its port.
+        // The server picks that port at the first registration: a number the
+        // test picked could be taken by anyone before the server bound it.
         let server = start_server(server_settings())
             .await
             .expect("server starts");
         let service = echo_service().await;
-        let remote_port = free_port();
-        let settings = client_settings(server.addr, TOKEN, &[("web", service.addr, remote_port)]);
+        let mut settings = client_settings(server.addr, TOKEN, &[("web", service.addr, 0)]);
         let client = start_client(settings.clone());
         let public = client.registered("web").await;
-        assert_eq!(public.port(), remote_port, "the explicit port was granted");
+        let remote_port = public.port();
+        assert_ne!(remote_port, 0, "the server reports the port it bound");
+        // From now on the client asks for that port explicitly.
+        settings.services[0].remote_port = remote_port;
 
         // A visitor mid-conversation: proven to be relayed before the crash.
         let mut visitor = TcpStream::connect(public).await.expect("connect");
@@ -94,14 +97,10 @@ fn client_reconnects_on_its_own_after_the_server_crashes_and_comes_back() {
 /// dropped), starts a new one on the same address, and expects the client to
 /// report the loss and register again by itself.
 async fn server_restart(graceful: bool) {
-    let first = start_server(server_settings())
-        .await
-        .expect("server starts");
+    let t = TunnelBuilder::new().start().await;
+    let (first, client) = (t.server, t.client);
     let addr = first.addr;
-    let service = echo_service().await;
-    let client = start_client(client_settings(addr, TOKEN, &[("echo", service.addr, 0)]));
-    let public = client.registered("echo").await;
-    assert_echoes(public, 31, 10_000).await;
+    assert_echoes(t.public, 31, 10_000).await;
 
     if graceful {
         first.stop().await;
@@ -126,16 +125,13 @@ async fn server_restart(graceful: bool) {
 #[test]
 fn client_serves_again_within_a_second_of_its_server_returning_from_a_five_second_outage() {
     run_test(async {
-        let first = start_server(server_settings())
-            .await
-            .expect("server starts");
+        let t = TunnelBuilder::new()
+            // The default cap: the young-outage schedule is what is under test.
+            .client(|c| c.reconnect_max_backoff = Duration::from_secs(30))
+            .start()
+            .await;
+        let (first, client) = (t.server, t.client);
         let addr = first.addr;
-        let service = echo_service().await;
-        let mut settings = client_settings(addr, TOKEN, &[("echo", service.addr, 0)]);
-        // The default cap: the young-outage schedule is what is under test.
-        settings.reconnect_max_backoff = Duration::from_secs(30);
-        let client = start_client(settings);
-        client.registered("echo").await;
         drop(first);
         // The outage itself: the client keeps trying meanwhile.
         smol::Timer::after(OUTAGE).await; // ok-sleep: the outage under test
@@ -182,6 +178,7 @@ async fn start_server_retrying(settings: porthole::config::ServerSettings) -> Se
 #[test]
 fn server_closes_a_silent_authenticated_control_link_within_the_heartbeat_timeout() {
     run_test(async {
+        // Hand-written: the only client is this test, speaking the protocol by hand.
         let mut settings = server_settings();
         settings.heartbeat_interval = Duration::from_millis(100);
         settings.heartbeat_timeout = Duration::from_millis(300);
@@ -204,6 +201,7 @@ fn server_closes_a_silent_authenticated_control_link_within_the_heartbeat_timeou
 #[test]
 fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() {
     run_test(async {
+        // Hand-written: the client's server is a fake one.
         // A fake server that authenticates the client for real, grants its service,
         // and then goes silent without closing the socket.
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -13,8 +13,6 @@
 //! relay that spins or blocks its thread starves the other relays but cannot stop
 //! the deadline from firing.
 
-mod common;
-
 use futures_lite::future::{self, try_zip};
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use smol::Async;
@@ -28,7 +26,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use porthole::relay::{Engine, Moved, relay_tcp_with};
 
 const ENGINES: [Engine; 2] = [Engine::Splice, Engine::Copy];

@@ -5,9 +5,7 @@
 //! a low `ulimit -n` (the http proxy, which holds exactly one descriptor per
 //! silent visitor).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 use std::io::BufRead;

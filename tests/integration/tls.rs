@@ -3,69 +3,24 @@
 //! certificate problem refused with a message that names it, mutual TLS, the
 //! plain/TLS mix-ups failing fast, and a stalled handshake blocking no one.
 
-mod common;
-
-use common::*;
+use crate::common::proxy::link_proxy;
+use crate::common::tls::{Pki, client_tls, localhost, new_ca, server_tls};
+use crate::common::*;
 use futures_lite::AsyncWriteExt;
 use porthole::client::Event;
 use porthole::config::{ClientSettings, ServerSettings};
-use porthole::gencert::{Ca, Pem, Validity};
-use porthole::transport::tls::{ClientFiles, ServerFiles, load_client, load_server};
+use porthole::gencert::{Ca, Validity};
+use porthole::transport::tls::{ServerFiles, load_server};
 use smol::net::TcpStream;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A directory of PEM files for one test, removed when dropped.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("porthole-tls-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Pki { dir }
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.join(name);
-        std::fs::write(&path, text).expect("write PEM");
-        path
-    }
-
-    /// Writes `pem` as `NAME.crt` and `NAME.key`.
-    fn pair(&self, name: &str, pem: &Pem) -> (PathBuf, PathBuf) {
-        (
-            self.write(&format!("{name}.crt"), &pem.cert),
-            self.write(&format!("{name}.key"), &pem.key),
-        )
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn new_ca() -> Ca {
-    Ca::new("test CA", Validity::days(1)).expect("CA")
-}
-
-fn localhost() -> Vec<String> {
-    vec!["localhost".to_owned()]
-}
+// The tests that expect a refusal, or need certificates other than the
+// ordinary ones (`TunnelBuilder::tls`), start server and client by hand.
 
 fn tls_server(cert: &Path, key: &Path, client_ca: Option<&Path>) -> ServerSettings {
     let mut settings = server_settings();
-    let files = ServerFiles {
-        cert,
-        key,
-        client_ca,
-        allow_tls12: false,
-    };
-    settings.tls = Some(load_server(&files).expect("server TLS material loads"));
+    settings.tls = Some(server_tls(cert, key, client_ca));
     settings
 }
 
@@ -77,14 +32,7 @@ fn tls_client(
     identity: Option<(&Path, &Path)>,
 ) -> ClientSettings {
     let mut settings = client_settings(server, TOKEN, &[("echo", service, 0)]);
-    let files = ClientFiles {
-        ca: Some(ca),
-        server_name: name,
-        cert: identity.map(|(c, _)| c),
-        key: identity.map(|(_, k)| k),
-        allow_tls12: false,
-    };
-    settings.tls = Some(load_client(&files).expect("client TLS material loads"));
+    settings.tls = Some(client_tls(ca, name, identity));
     settings
 }
 
@@ -117,18 +65,8 @@ async fn server_with(
 #[test]
 fn a_tunnel_over_tls_carries_bytes_intact_both_ways() {
     run_test(async {
-        let pki = Pki::new("e2e");
-        let ca = new_ca();
-        let ca_file = pki.write("ca.crt", &ca.pem.cert);
-        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
-        let client = start_client(tls_client(
-            server.addr,
-            service.addr,
-            &ca_file,
-            "localhost",
-            None,
-        ));
-        let public = client.registered("echo").await;
+        let t = TunnelBuilder::new().tls().start().await;
+        let public = t.public;
         // Pooled TLS links: several visitors, sizes around the 16 KiB TLS record
         // and the 64 KiB copy buffer, and 4 MiB; `exchange` half-closes first.
         for (seed, len) in [
@@ -146,8 +84,7 @@ fn a_tunnel_over_tls_carries_bytes_intact_both_ways() {
         for visitor in concurrent {
             within(PROMPTLY * 2, "concurrent visitor", visitor).await;
         }
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }
 
@@ -299,7 +236,8 @@ fn a_stalled_tls_handshake_does_not_delay_another_client() {
         let ca = new_ca();
         let ca_file = pki.write("ca.crt", &ca.pem.cert);
         let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
-        // Half a TLS record header, then silence.
+        // Hand-written: the stalled peers must be in place before the client
+        // starts. Half a TLS record header, then silence.
         let mut stalled = TcpStream::connect(server.addr).await.expect("connect");
         stalled.write_all(&[0x16, 0x03]).await.expect("write");
         let idle = TcpStream::connect(server.addr).await.expect("connect");
@@ -366,6 +304,7 @@ fn the_tls_flag_turns_tcp_configs_into_a_tls_tunnel() {
         server_settings as from_server_args,
     };
     run_test(async {
+        // Hand-written: the settings under test come from command-line flags.
         let pki = Pki::new("flag");
         let ca = new_ca();
         let ca_file = pki.write("ca.crt", &ca.pem.cert);
@@ -421,16 +360,13 @@ fn the_tls_flag_turns_tcp_configs_into_a_tls_tunnel() {
 #[test]
 fn a_pooled_tls_link_carries_visitor_after_visitor_without_a_new_handshake() {
     run_test(async {
-        let pki = Pki::new("reuse");
-        let ca = new_ca();
-        let ca_file = pki.write("ca.crt", &ca.pem.cert);
-        let (server, service) = server_with(&pki, &ca, Validity::days(1), None).await;
-        let proxy = common::proxy::link_proxy(server.addr).await;
-        let mut settings = tls_client(proxy.addr, service.addr, &ca_file, "localhost", None);
-        settings.data_links = porthole::config::DataLinks::Pooled { size: 1 };
-        let client = start_client(settings);
-        let public = client.registered("echo").await;
-        // Two visitors first leave exactly one link (see tests/link_reuse.rs).
+        let (t, proxy) = TunnelBuilder::new()
+            .tls()
+            .pooled(1)
+            .start_via(link_proxy)
+            .await;
+        let public = t.public;
+        // Two visitors first leave exactly one link (see link_reuse.rs).
         assert_echoes(public, 1, 10).await;
         assert_echoes(public, 2, 10).await;
         let before = proxy.take_new().len();
@@ -443,7 +379,6 @@ fn a_pooled_tls_link_carries_visitor_after_visitor_without_a_new_handshake() {
             0,
             "no new link (and TLS handshake) after {before}"
         );
-        client.stop().await;
-        server.stop().await;
+        t.stop().await;
     });
 }

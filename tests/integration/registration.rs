@@ -3,9 +3,7 @@
 //! a link request that arrives while the client is still registering, and a server
 //! running without authentication.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::FutureExt;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::net::{TcpListener, TcpStream};
@@ -39,6 +37,7 @@ async fn register(link: &mut TcpStream, name: &str, remote_port: u16) -> Frame {
 #[test]
 fn server_refuses_a_duplicate_name_a_bad_name_and_services_beyond_the_limit() {
     run_test(async {
+        // Hand-written: the only client is this test, speaking the protocol by hand.
         let mut settings = server_settings();
         settings.max_services_per_client = 2;
         let server = start_server(settings).await.expect("server starts");
@@ -77,7 +76,7 @@ fn server_refuses_a_duplicate_name_a_bad_name_and_services_beyond_the_limit() {
 #[test]
 fn unexpected_frame_on_the_control_link_ends_only_that_session() {
     run_test(async {
-        let t = echo_tunnel(server_settings()).await;
+        let t = TunnelBuilder::new().start().await;
         let (mut link, _) = raw_control_handshake(t.server.addr, TOKEN).await;
         // A server-to-client frame sent by a client is a protocol violation.
         write_frame(&mut link, &Frame::OpenData { count: 1 })
@@ -93,8 +92,7 @@ fn unexpected_frame_on_the_control_link_ends_only_that_session() {
             .collect();
         assert_eq!(errors, [ErrorCode::ProtocolViolation], "told why");
         assert_echoes(t.public, 41, 70_000).await;
-        t.client.stop().await;
-        t.server.stop().await;
+        t.stop().await;
     });
 }
 
@@ -112,6 +110,7 @@ fn frames(mut bytes: &[u8]) -> Vec<Frame> {
 #[test]
 fn visitor_is_closed_after_visitor_timeout_when_the_client_opens_no_data_link() {
     run_test(async {
+        // Hand-written: the only client is this test, speaking the protocol by hand.
         let mut settings = server_settings();
         settings.visitor_timeout = Duration::from_millis(300);
         let server = start_server(settings).await.expect("server starts");
@@ -142,6 +141,8 @@ fn visitor_is_closed_after_visitor_timeout_when_the_client_opens_no_data_link() 
 #[test]
 fn server_without_auth_accepts_only_a_client_that_opted_in() {
     run_test(async {
+        // Hand-written: a server without authentication, and clients that know
+        // no token, which the harness's tunnel never is.
         let mut config = porthole::config::ServerConfig::new("127.0.0.1:0");
         config.insecure_no_auth = true;
         let settings = config.validate().expect("insecure config is valid");
@@ -187,6 +188,8 @@ fn server_without_auth_accepts_only_a_client_that_opted_in() {
 #[test]
 fn link_request_during_registration_does_not_drop_the_session() {
     run_test(async {
+        // Hand-written: the proxy holds the second registration back, so the
+        // test waits for each service on its own (the harness waits for all).
         let server = start_server(server_settings())
             .await
             .expect("server starts");

@@ -4,12 +4,9 @@
 //! framing or the `End`/`Idle` exchange loses its link. Links are counted with a
 //! proxy between client and server that sees every connection the client opens.
 
-mod common;
-
-use common::proxy::link_proxy;
-use common::*;
+use crate::common::proxy::{LinkProxy, link_proxy};
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use porthole::config::DataLinks;
 use porthole::protocol::Frame;
 use porthole::protocol::chunk::Chunk;
 use porthole::wire::read_frame;
@@ -75,24 +72,21 @@ async fn visit(public: SocketAddr, i: u64, sent: usize, wanted: usize) {
 /// A tunnel with a one-link pool whose client dials through a counting proxy.
 struct OneLink {
     public: SocketAddr,
-    proxy: common::proxy::LinkProxy,
-    client: Client,
-    server: Server,
+    proxy: LinkProxy,
+    tunnel: Tunnel,
     _service: Service,
 }
 
 async fn one_link(service: Service) -> OneLink {
-    let server = start_server(server_settings()).await.expect("server");
-    let proxy = link_proxy(server.addr).await;
-    let mut settings = client_settings(proxy.addr, TOKEN, &[("svc", service.addr, 0)]);
-    settings.data_links = DataLinks::Pooled { size: 1 };
-    let client = start_client(settings);
-    let public = client.registered("svc").await;
+    let (tunnel, proxy) = TunnelBuilder::new()
+        .service("svc", service.addr)
+        .pooled(1)
+        .start_via(link_proxy)
+        .await;
     OneLink {
-        public,
+        public: tunnel.public,
         proxy,
-        client,
-        server,
+        tunnel,
         _service: service,
     }
 }
@@ -105,8 +99,7 @@ impl OneLink {
     }
 
     async fn stop(self) {
-        self.client.stop().await;
-        self.server.stop().await;
+        self.tunnel.stop().await;
     }
 }
 
@@ -284,6 +277,7 @@ struct Manual {
     _control: TcpStream,
 }
 
+/// Hand-written: the client is this test, speaking the protocol by hand.
 async fn manual(handshake_timeout: Duration) -> Manual {
     let mut settings = server_settings();
     settings.handshake_timeout = handshake_timeout;

@@ -5,8 +5,8 @@
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use std::time::{Duration, Instant};
 
+use super::http::*;
 use crate::common::*;
-use crate::http::*;
 
 /// A reply that lets the proxy go at once.
 const CLOSE_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";

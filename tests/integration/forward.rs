@@ -1,9 +1,7 @@
 //! `porthole forward` on loopback: integrity both ways, half-close, many
 //! concurrent connections, an unreachable target, and the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use porthole::config::{ForwardConfig, ForwardRule};
 use porthole::forward;

@@ -5,30 +5,26 @@
 
 use futures_lite::AsyncWriteExt;
 
+use super::http::ask;
 use crate::common::*;
-use crate::http::ask;
 use porthole::config::{DataLinks, HTTP_PROXY_LOCAL, ProxySettings};
 
 /// A server, and a client exposing its built-in proxy as `proxy`.
-async fn proxy_tunnel(
-    data_links: DataLinks,
-    allow: &[&str],
-) -> (Server, Client, std::net::SocketAddr) {
-    let server = start_server(server_settings())
-        .await
-        .expect("server starts");
+async fn proxy_tunnel(data_links: DataLinks, allow: &[&str]) -> Tunnel {
     // Any valid address: `local` is replaced by the proxy's own.
     let placeholder: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
-    let mut settings = client_settings(server.addr, TOKEN, &[("proxy", placeholder, 0)]);
-    settings.services[0].local = HTTP_PROXY_LOCAL.to_owned();
-    settings.data_links = data_links;
     let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
-    settings.http_proxy = ProxySettings::for_tunnel()
-        .with_rules(&allow, &[])
-        .expect("rules");
-    let client = start_client(settings);
-    let public = client.registered("proxy").await;
-    (server, client, public)
+    TunnelBuilder::new()
+        .service("proxy", placeholder)
+        .client(move |settings| {
+            settings.services[0].local = HTTP_PROXY_LOCAL.to_owned();
+            settings.data_links = data_links;
+            settings.http_proxy = ProxySettings::for_tunnel()
+                .with_rules(&allow, &[])
+                .expect("rules");
+        })
+        .start()
+        .await
 }
 
 #[test]
@@ -40,22 +36,20 @@ fn a_visitor_browses_through_the_clients_proxy_and_loopback_is_refused_by_defaul
             DataLinks::Multiplexed { links: 1 },
         ] {
             // Default: the client's loopback is off limits.
-            let (server, client, public) = proxy_tunnel(data_links.clone(), &[]).await;
+            let t = proxy_tunnel(data_links.clone(), &[]).await;
             let req = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", origin.addr);
-            let refused = ask(public, req.as_bytes()).await;
+            let refused = ask(t.public, req.as_bytes()).await;
             assert_eq!(
                 refused.status(),
                 403,
                 "{data_links:?}: {}",
                 refused.raw_head
             );
-            client.stop().await;
-            server.stop().await;
+            t.stop().await;
 
             // Allowed explicitly: CONNECT through the tunnel reaches the origin.
-            let (server, client, public) =
-                proxy_tunnel(data_links.clone(), &["127.0.0.1/32"]).await;
-            let mut stream = smol::net::TcpStream::connect(public)
+            let t = proxy_tunnel(data_links.clone(), &["127.0.0.1/32"]).await;
+            let mut stream = smol::net::TcpStream::connect(t.public)
                 .await
                 .expect("connect");
             stream.write_all(req.as_bytes()).await.expect("CONNECT");
@@ -77,8 +71,7 @@ fn a_visitor_browses_through_the_clients_proxy_and_loopback_is_refused_by_defaul
                 .await
                 .expect("echo");
             assert_eq!(sha256(&got), sha256(&data), "{data_links:?}");
-            client.stop().await;
-            server.stop().await;
+            t.stop().await;
         }
     });
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::http::*;
 use crate::common::*;
-use crate::http::*;
 use porthole::http_proxy::{Proxy, ProxySettings};
 
 #[test]
@@ -15,7 +15,7 @@ fn unreachable_origins_get_502_and_504() {
         let mut s = settings();
         s.connect_timeout = Duration::from_millis(300);
         let proxy = start(s).await;
-        let down = format!("127.0.0.1:{}", free_port());
+        let (_bound, down) = refusing_address();
         let refused = ask(
             proxy.addr,
             format!("CONNECT {down} HTTP/1.1\r\n\r\n").as_bytes(),

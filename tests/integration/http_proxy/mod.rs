@@ -6,8 +6,6 @@
 //! Only 127.0.0.1 is ever contacted; names are resolved by an injected
 //! resolver or refused locally (`.invalid`), never by a real DNS server.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod http;
 
 mod connect;

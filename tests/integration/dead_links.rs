@@ -9,9 +9,7 @@
 //! and never delivered, and the other side hears nothing — as with a NAT whose
 //! mapping is gone, where the next packet meets an RST.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use porthole::tasks::TaskSet;
 use smol::channel::{Receiver, Sender, unbounded};
@@ -107,29 +105,22 @@ fn probes_find_idle_links_that_died_and_the_client_replaces_them() {
 /// A server, an echo service and a pooled client whose links (and control
 /// link) run through a [`NatProxy`].
 struct Nat {
-    server: Server,
-    _service: Service,
-    client: Client,
+    tunnel: Tunnel,
     proxy: NatProxy,
     public: SocketAddr,
 }
 
 impl Nat {
-    async fn start(adjust: impl FnOnce(&mut porthole::config::ClientSettings)) -> Nat {
-        let server = start_server(server_settings()).await.expect("server");
-        let service = echo_service().await;
-        let proxy = NatProxy::start(server.addr).await;
-        let mut settings = client_settings(proxy.addr, TOKEN, &[("echo", service.addr, 0)]);
-        settings.data_links = porthole::config::DataLinks::Pooled { size: POOL };
-        adjust(&mut settings);
-        let client = start_client(settings);
-        let public = client.registered("echo").await;
+    async fn start(adjust: impl FnOnce(&mut porthole::config::ClientSettings) + 'static) -> Nat {
+        let (tunnel, proxy) = TunnelBuilder::new()
+            .pooled(POOL)
+            .client(adjust)
+            .start_via(NatProxy::start)
+            .await;
         Nat {
-            server,
-            _service: service,
-            client,
+            public: tunnel.public,
+            tunnel,
             proxy,
-            public,
         }
     }
 
@@ -141,8 +132,7 @@ impl Nat {
     }
 
     async fn stop(self) {
-        self.client.stop().await;
-        self.server.stop().await;
+        self.tunnel.stop().await;
     }
 }
 
@@ -159,6 +149,12 @@ struct NatProxy {
     resets: Arc<AtomicU64>,
     carried: Arc<AtomicU64>,
     _task: smol::Task<()>,
+}
+
+impl Via for NatProxy {
+    fn addr(&self) -> Option<SocketAddr> {
+        Some(self.addr)
+    }
 }
 
 impl NatProxy {

@@ -1,0 +1,30 @@
+//! Every loopback integration test that can share a process, as one test binary
+//! (one link, and the compiler sees every helper in `tests/common/` used): the
+//! tunnel end to end, registration, misbehaving peers, liveness, pooled and
+//! multiplexed links, TLS, aborts, the relay engines, `porthole forward`, the
+//! HTTP proxy and the real binary.
+//!
+//! Tests that need a process of their own stay in their own binaries:
+//! `relay_fds` and `held_visitors` count this process's descriptors,
+//! `held_visitors`, `flood` and `tunnel_load` raise `RLIMIT_NOFILE` and open
+//! thousands of sockets, `flood` installs the global log subscriber, and
+//! `saturation` pins every worker of the process-wide runtime.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod aborts;
+mod cli;
+mod dead_links;
+mod fd_exhaustion;
+mod forward;
+mod hostile;
+mod http_proxy;
+mod link_reuse;
+mod liveness;
+mod mux;
+mod pool;
+mod registration;
+mod relay;
+mod tls;
+mod tunnel;
