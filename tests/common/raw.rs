@@ -1,71 +1,42 @@
-//! The client side of the wire protocol driven by hand: a control-link handshake,
-//! a pooled data link and a registration, for tests that play a client which the
-//! real one would never be.
+//! The client side of the wire protocol driven by hand: a control-link handshake
+//! and a pooled data link (on the library's handshake machines), and a
+//! registration, for tests that play a client which the real one would never be.
 
 use smol::net::TcpStream;
 use std::net::SocketAddr;
 
-use porthole::auth::Key;
-use porthole::protocol::{Frame, LinkHello, SessionId, VERSION};
+use porthole::auth::{Key, random};
+use porthole::handshake::{ClientHandshake, drive};
+use porthole::protocol::{Frame, SessionId};
 use porthole::wire::{read_frame, write_frame};
 
-/// Performs the client side of a control-link handshake by hand and returns the
-/// authenticated socket and the `AuthOk` frame. Nothing else is sent afterwards.
+/// Performs the client side of a control-link handshake (the library's own
+/// machine, driven here) and returns the authenticated socket and its session.
+/// Nothing else is sent afterwards.
 pub async fn raw_control_handshake(server: SocketAddr, token: &str) -> (TcpStream, SessionId) {
     let mut stream = TcpStream::connect(server).await.expect("connect to server");
-    let client_nonce = porthole::auth::random().expect("rng");
-    let hello = Frame::Hello {
-        version: VERSION,
-        link: LinkHello::Control {
-            client_id: porthole::auth::random().expect("rng"),
-            nonce: client_nonce,
-        },
-    };
-    write_frame(&mut stream, &hello).await.expect("send hello");
-    let server_nonce = match read_frame(&mut stream).await.expect("challenge") {
-        Frame::Challenge { nonce } => nonce,
-        other => panic!("expected a challenge, got {other:?}"),
-    };
     let key = Key::new(token);
-    let mac = key.client_proof(&client_nonce, &server_nonce);
-    write_frame(&mut stream, &Frame::AuthResponse { mac })
+    let (client_id, nonce) = (random().expect("rng"), random().expect("rng"));
+    let (machine, hello) = ClientHandshake::control(&key, client_id, nonce, false);
+    let accepted = drive::client(&mut stream, machine, hello)
         .await
-        .expect("send proof");
-    match read_frame(&mut stream).await.expect("auth ok") {
-        Frame::AuthOk {
-            session_id,
-            authenticated,
-            mac,
-            ..
-        } => {
-            assert!(authenticated, "server authenticates");
-            assert!(
-                key.verify_server(&client_nonce, &server_nonce, &session_id, &mac),
-                "server proves the token"
-            );
-            (stream, session_id)
-        }
-        other => panic!("expected AuthOk, got {other:?}"),
-    }
+        .expect("control-link handshake")
+        .expect("a control link ends accepted");
+    // The machine checked the server's proof of the token.
+    assert!(accepted.authenticated, "server authenticates");
+    (stream, accepted.session)
 }
 
-/// Opens a pooled data link of `session_id` by hand (Hello, Challenge,
-/// AuthResponse); the server sends nothing more until a `Start`.
+/// Opens a pooled data link of `session_id` (Hello, Challenge, AuthResponse);
+/// the server sends nothing more until a `Start`.
 pub async fn raw_data_link(server: SocketAddr, token: &str, session_id: SessionId) -> TcpStream {
     let mut stream = TcpStream::connect(server).await.expect("connect to server");
-    let hello = Frame::Hello {
-        version: VERSION,
-        link: LinkHello::Data { session_id },
-    };
-    write_frame(&mut stream, &hello).await.expect("send hello");
-    let nonce = match read_frame(&mut stream).await.expect("challenge") {
-        Frame::Challenge { nonce } => nonce,
-        other => panic!("expected a challenge, got {other:?}"),
-    };
-    let mac = Key::new(token).data_proof(&session_id, &nonce);
-    write_frame(&mut stream, &Frame::AuthResponse { mac })
+    let key = Key::new(token);
+    let (machine, hello) = ClientHandshake::data(&key, session_id, false);
+    let accepted = drive::client(&mut stream, machine, hello)
         .await
-        .expect("send proof");
+        .expect("data-link handshake");
+    assert!(accepted.is_none(), "a data link gets no AuthOk");
     stream
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use porthole::auth::Key;
 use porthole::client::Event;
+use porthole::handshake::{Proven, ServerHandshake, ServerStep};
 use porthole::protocol::{Frame, LinkHello};
 use porthole::wire::{read_frame, write_frame};
 
@@ -214,11 +215,11 @@ fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() 
             for _ in 0..64 {
                 let (mut link, _) = listener.accept().await.expect("accept");
                 match read_frame(&mut link).await.expect("hello") {
-                    Frame::Hello {
-                        link: LinkHello::Control { nonce, .. },
+                    hello @ Frame::Hello {
+                        link: LinkHello::Control { .. },
                         ..
                     } => {
-                        silent_server_handshake(&key, &mut link, nonce).await;
+                        silent_server_handshake(&key, &mut link, hello).await;
                         controls.push(link);
                         if controls.len() == 2 {
                             break;
@@ -254,34 +255,21 @@ fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() 
     });
 }
 
-/// The server side of a control handshake done by hand after the client's `Hello`,
-/// then `Registered` for the one service; after that, silence.
-async fn silent_server_handshake(key: &Key, link: &mut TcpStream, client_nonce: [u8; 32]) {
-    let server_nonce = porthole::auth::random().expect("rng");
-    write_frame(
-        link,
-        &Frame::Challenge {
-            nonce: server_nonce,
-        },
-    )
-    .await
-    .expect("challenge");
-    match read_frame(link).await.expect("proof") {
-        Frame::AuthResponse { mac } => {
-            assert!(
-                key.verify_client(&client_nonce, &server_nonce, &mac),
-                "client proof"
-            )
-        }
-        other => panic!("expected AuthResponse, got {other:?}"),
-    }
-    let session_id = porthole::auth::random().expect("rng");
-    let ok = Frame::AuthOk {
-        session_id,
-        authenticated: true,
-        mac: key.server_proof(&client_nonce, &server_nonce, &session_id),
-        heartbeat_interval_ms: 100,
+/// The server side of a control handshake (the library's own machine, driven
+/// here) from the client's `Hello`, then `Registered` for the one service;
+/// after that, silence.
+async fn silent_server_handshake(key: &Key, link: &mut TcpStream, hello: Frame) {
+    let mut machine = ServerHandshake::new(Some(key), porthole::auth::random().expect("rng"));
+    let ServerStep::Send(challenge) = machine.on_frame(hello).expect("hello accepted") else {
+        panic!("a challenge answers the hello");
     };
+    write_frame(link, &challenge).await.expect("challenge");
+    let proof = read_frame(link).await.expect("proof");
+    let Ok(ServerStep::Proven(Proven::Control(proof))) = machine.on_frame(proof) else {
+        panic!("the client proves the token on a control link");
+    };
+    let session_id = porthole::auth::random().expect("rng");
+    let ok = proof.accept(session_id, Duration::from_millis(100));
     write_frame(link, &ok).await.expect("auth ok");
     match read_frame(link).await.expect("register") {
         Frame::Register { name, .. } => {
