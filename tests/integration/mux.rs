@@ -19,6 +19,17 @@ struct Pair {
     server_driver: Task<io::Result<()>>,
 }
 
+impl Pair {
+    /// A stream opened by the client and the server's end of it.
+    async fn open(&self) -> (porthole::mux::Stream, porthole::mux::Stream) {
+        let opened = self.client.open(Vec::new()).expect("open");
+        let (accepted, _) = within(PROMPTLY, "accept", self.server.accept())
+            .await
+            .expect("stream");
+        (opened, accepted)
+    }
+}
+
 async fn pair(config: Config) -> Pair {
     let (a, b) = tcp_pair().await;
     // As the transports do: frames must not wait for Nagle.
@@ -111,10 +122,7 @@ fn a_stream_whose_reader_stopped_does_not_slow_the_others() {
         let window = config.initial_window as usize;
         let p = pair(config).await;
         // The server floods a stream the client never reads.
-        let stalled = p.client.open(Vec::new()).expect("open");
-        let (mut flood, _) = within(PROMPTLY, "accept", p.server.accept())
-            .await
-            .expect("stream");
+        let (stalled, mut flood) = p.open().await;
         let flooder = smol::spawn(async move {
             let chunk = vec![7u8; 64 * 1024];
             // Credit runs out long before this bound; the write then waits.
@@ -160,10 +168,7 @@ fn a_stream_whose_reader_stopped_does_not_slow_the_others() {
 fn half_close_works_both_ways_and_reset_reaches_the_peer() {
     run_test(async {
         let p = pair(Config::default()).await;
-        let mut a = p.client.open(Vec::new()).expect("open");
-        let (mut b, _) = within(PROMPTLY, "accept", p.server.accept())
-            .await
-            .expect("stream");
+        let (mut a, mut b) = p.open().await;
         // a → b then FIN; b still talks back afterwards.
         a.write_all(b"ping").await.expect("write");
         a.close().await.expect("close");
@@ -182,10 +187,7 @@ fn half_close_works_both_ways_and_reset_reaches_the_peer() {
             .expect("read");
         assert_eq!(back, b"pong after your fin");
         // Reset: dropping a stream mid-transfer fails the peer's read.
-        let c = p.client.open(Vec::new()).expect("open");
-        let (mut d, _) = within(PROMPTLY, "accept", p.server.accept())
-            .await
-            .expect("stream");
+        let (c, mut d) = p.open().await;
         drop(c);
         let mut buf = [0u8; 16];
         let err = within(PROMPTLY, "reset seen", d.read(&mut buf))
@@ -199,10 +201,7 @@ fn half_close_works_both_ways_and_reset_reaches_the_peer() {
 fn a_stream_dropped_after_its_fin_resets_the_peers_writes() {
     run_test(async {
         let p = pair(Config::default()).await;
-        let mut a = p.client.open(Vec::new()).expect("open");
-        let (mut b, _) = within(PROMPTLY, "accept", p.server.accept())
-            .await
-            .expect("stream");
+        let (mut a, mut b) = p.open().await;
         // a finished writing, then went away before reading b's side: that
         // direction was cut, so b must not see its writes accepted.
         a.close().await.expect("close");
@@ -225,10 +224,7 @@ fn a_stream_dropped_after_its_fin_resets_the_peers_writes() {
 fn streams_fail_rather_than_end_when_their_link_dies() {
     run_test(async {
         let p = pair(Config::default()).await;
-        let mut a = p.client.open(Vec::new()).expect("open");
-        let (mut b, _) = within(PROMPTLY, "accept", p.server.accept())
-            .await
-            .expect("stream");
+        let (mut a, mut b) = p.open().await;
         a.write_all(b"x").await.expect("write");
         let mut buf = [0u8; 16];
         within(PROMPTLY, "first byte", b.read_exact(&mut buf[..1]))
