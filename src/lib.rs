@@ -18,13 +18,13 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | argh command-line structs only |
-//! | [`config`] | RON schema, validation into typed settings |
+//! | [`cli`] | argh command-line structs, flags folded into configs, `check` of any role |
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
-//! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays |
-//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy |
+//! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays; owns its settings |
+//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy; owns its settings and rule syntax |
 //! | [`demo`] | the one-process loopback demo |
 //! | [`gencert`] | `porthole gen-cert`: a private CA and certificates (rcgen) |
+//! | [`config`] | RON format, the one loader every role uses, error positions; the server and client schema |
 //! | [`transport`] | the `Transport` trait: TCP, and TLS (rustls) |
 //! | [`mux`] | the stream multiplexer: codec, state machine, driver, stream type |
 //! | [`relay`] | joining two streams with half-close semantics: splice or copy |

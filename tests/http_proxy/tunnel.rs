@@ -7,7 +7,7 @@ use futures_lite::AsyncWriteExt;
 
 use crate::common::*;
 use crate::http::ask;
-use porthole::config::{DataLinks, HTTP_PROXY_LOCAL, ProxySettings};
+use porthole::config::{DataLinks, HTTP_PROXY_LOCAL};
 
 /// A server, and a client exposing its built-in proxy as `proxy`.
 async fn proxy_tunnel(
@@ -22,10 +22,7 @@ async fn proxy_tunnel(
     let mut settings = client_settings(server.addr, TOKEN, &[("proxy", placeholder, 0)]);
     settings.services[0].local = HTTP_PROXY_LOCAL.to_owned();
     settings.data_links = data_links;
-    let allow: Vec<String> = allow.iter().map(|s| s.to_string()).collect();
-    settings.http_proxy = ProxySettings::for_tunnel()
-        .with_rules(&allow, &[])
-        .expect("rules");
+    settings.http_proxy.allow = allow.iter().map(|s| s.to_string()).collect();
     let client = start_client(settings);
     let public = client.registered("proxy").await;
     (server, client, public)
