@@ -6,6 +6,9 @@
 //! propagation. A slow or stalled peer only ever holds its own task. A reset or
 //! an error on one side resets the other; a client whose target cannot be
 //! reached is reset too.
+//!
+//! The feature owns its settings ([`ForwardConfig`] → [`ForwardSettings`], in
+//! `forward/settings.rs`); `crate::config` only loads and locates.
 
 use crate::runtime::{self, TcpListener, TcpStream};
 use std::io;
@@ -14,12 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-use crate::config::ForwardSettings;
+mod settings;
+
 use crate::relay;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport;
 use crate::wire::with_timeout;
+pub use settings::{ForwardConfig, ForwardRule, ForwardSettings, MAX_FORWARDS};
 
 /// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);

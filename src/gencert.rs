@@ -10,7 +10,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use std::io::Write;
+use std::fmt;
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
@@ -59,12 +60,72 @@ pub struct Ca {
     pub pem: Pem,
 }
 
-fn err(e: rcgen::Error) -> String {
-    format!("certificate generation failed: {e}")
+/// Why a certificate or the bundle could not be made. Paths name the file at fault.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum GenCertError {
+    /// rcgen refused (a bad name, a key it cannot make).
+    Generate(rcgen::Error),
+    /// A server certificate needs at least one name.
+    NoName,
+    DaysOutOfRange {
+        days: u32,
+    },
+    /// The system random generator failed (for the CA's unique name).
+    Random(io::Error),
+    CreateDir {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The file is already there; nothing was written.
+    Exists {
+        path: PathBuf,
+    },
+    Write {
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for GenCertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Generate(e) => write!(f, "certificate generation failed: {e}"),
+            Self::NoName => f.write_str("give at least one --name"),
+            Self::DaysOutOfRange { days } => {
+                write!(f, "--days {days} is out of range; use 1 to {MAX_DAYS}")
+            }
+            Self::Random(e) => write!(f, "{e}"),
+            Self::CreateDir { path, source } | Self::Write { path, source } => {
+                write!(f, "{}: {source}", path.display())
+            }
+            Self::Exists { path } => write!(
+                f,
+                "{} exists; not overwriting it (choose another --out)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for GenCertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Generate(e) => Some(e),
+            Self::Random(e) | Self::CreateDir { source: e, .. } | Self::Write { source: e, .. } => {
+                Some(e)
+            }
+            Self::NoName | Self::DaysOutOfRange { .. } | Self::Exists { .. } => None,
+        }
+    }
+}
+
+fn err(e: rcgen::Error) -> GenCertError {
+    GenCertError::Generate(e)
 }
 
 impl Ca {
-    pub fn new(common_name: &str, validity: Validity) -> Result<Ca, String> {
+    pub fn new(common_name: &str, validity: Validity) -> Result<Ca, GenCertError> {
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params
@@ -85,13 +146,13 @@ impl Ca {
     }
 
     /// A server certificate for `names` (DNS names or IP addresses).
-    pub fn server(&self, names: &[String], validity: Validity) -> Result<Pem, String> {
-        let first = names.first().ok_or("give at least one --name")?;
+    pub fn server(&self, names: &[String], validity: Validity) -> Result<Pem, GenCertError> {
+        let first = names.first().ok_or(GenCertError::NoName)?;
         self.leaf(names, first, ExtendedKeyUsagePurpose::ServerAuth, validity)
     }
 
     /// A client certificate (mutual TLS) naming `name`.
-    pub fn client(&self, name: &str, validity: Validity) -> Result<Pem, String> {
+    pub fn client(&self, name: &str, validity: Validity) -> Result<Pem, GenCertError> {
         self.leaf(&[], name, ExtendedKeyUsagePurpose::ClientAuth, validity)
     }
 
@@ -101,7 +162,7 @@ impl Ca {
         common_name: &str,
         usage: ExtendedKeyUsagePurpose,
         validity: Validity,
-    ) -> Result<Pem, String> {
+    ) -> Result<Pem, GenCertError> {
         let key = KeyPair::generate().map_err(err)?;
         let mut params = CertificateParams::new(names.to_vec()).map_err(err)?;
         params
@@ -133,15 +194,13 @@ pub fn write_bundle(
     names: &[String],
     client: bool,
     days: u32,
-) -> Result<Written, String> {
+) -> Result<Written, GenCertError> {
     if !(1..=MAX_DAYS).contains(&days) {
-        return Err(format!(
-            "--days {days} is out of range; use 1 to {MAX_DAYS}"
-        ));
+        return Err(GenCertError::DaysOutOfRange { days });
     }
     let validity = Validity::days(days);
     // A unique name: two CAs with one name confuse verifiers' error messages.
-    let id: [u8; 4] = crate::auth::random().map_err(|e| e.to_string())?;
+    let id: [u8; 4] = crate::auth::random().map_err(GenCertError::Random)?;
     let ca = Ca::new(
         &format!("porthole CA {}", crate::wire::short_id(&id)),
         validity,
@@ -162,21 +221,23 @@ pub fn write_bundle(
         files.push(("client.crt", &c.cert, false));
         files.push(("client.key", &c.key, true));
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|source| GenCertError::CreateDir {
+        path: out.to_owned(),
+        source,
+    })?;
     // Check every name first so a refusal leaves nothing half-written.
     for (name, ..) in &files {
         let path = out.join(name);
         if path.exists() {
-            return Err(format!(
-                "{} exists; not overwriting it (choose another --out)",
-                path.display()
-            ));
+            return Err(GenCertError::Exists { path });
         }
     }
     let mut written = Vec::new();
     for (name, text, secret) in files {
         let path = out.join(name);
-        write_new(&path, text, secret).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Err(source) = write_new(&path, text, secret) {
+            return Err(GenCertError::Write { path, source });
+        }
         written.push(path);
     }
     Ok(Written {

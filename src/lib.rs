@@ -25,13 +25,13 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`cli`] | argh command-line structs, and turning them into settings |
+//! | [`cli`] | argh command-line structs, flags folded into configs, `check` of any role |
 //! | [`demo`] | the one-process loopback demo |
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
-//! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays |
-//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy, and its settings |
+//! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays; owns its settings |
+//! | [`http_proxy`] | `porthole http-proxy`: CONNECT and absolute-form HTTP forward proxy; owns its settings and rule syntax |
 //! | [`gencert`] | `porthole gen-cert`: a private CA and certificates (rcgen) |
-//! | [`config`] | the RON file format, error locations, one loader; the tunnel's schema and validation |
+//! | [`config`] | RON format, the one loader every role uses, error positions; the server and client schema |
 //! | [`handshake`] | I/O-free client and server handshake machines (fuzzed), thin async drivers |
 //! | [`transport`] | the `Transport` trait: TCP, and TLS (rustls) |
 //! | [`mux`] | the stream multiplexer: codec, state machine, driver, stream type |

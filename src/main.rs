@@ -9,8 +9,7 @@ use futures_lite::StreamExt;
 use std::process::ExitCode;
 use tracing::{error, info, warn};
 
-use porthole::cli::{self, Cli, Command};
-use porthole::config::{self, AnyConfig};
+use porthole::cli::{self, AnyConfig, Cli, Command};
 use porthole::shutdown::{self, Signal, Trigger};
 use porthole::{client, demo, forward, http_proxy, server};
 
@@ -67,7 +66,7 @@ fn init_logging(default: &str) {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::load_any(path) {
+    match cli::load_any(path) {
         Ok(AnyConfig::Server(s)) => {
             println!("{}: valid server config\n{s:#?}", path.display());
             ExitCode::SUCCESS

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use porthole::config::{AnyConfig, load_any};
+use porthole::cli::{AnyConfig, load_any};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

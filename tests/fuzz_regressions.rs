@@ -113,7 +113,7 @@ fn control_frame_regressions_hold() {
     );
 }
 
-/// How many of `parse_server` and `parse_client` must accept a hand-written fixture.
+/// How many of the server and client parses (`config::parse`) must accept a hand-written fixture.
 fn expected_parses(name: &str) -> Option<usize> {
     match name {
         "empty.ron" | "unterminated-comment.ron" => Some(0),

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use porthole::config::{ClientConfig, ServerConfig, parse_client, parse_server};
+use porthole::config::{ClientConfig, ServerConfig, parse};
 use porthole::protocol::{self, DecodeError, Frame, LEN_PREFIX, MAX_FRAME_LEN};
 
 /// Chunk-size bytes that may follow the mode byte of a `control_frame` input.
@@ -128,7 +128,8 @@ fn check_round_trip(frame: &Frame, used: usize, input: &[u8]) {
 }
 
 /// The `config` target: UTF-8 text (anything else is skipped) through
-/// `parse_server` and `parse_client`, and `validate` on whatever parses. Never
+/// `config::parse` as a server and as a client config, and `validate` on whatever
+/// parses (a client's `http_proxy` rules included). Never
 /// panics. Returns how many of the two parsers accepted the text.
 ///
 /// `validate` resolves addresses, and a fuzzer must not send DNS queries; so before
@@ -140,15 +141,15 @@ pub fn config(data: &[u8]) -> usize {
     };
     let origin = Path::new("fuzz.ron");
     let mut parsed = 0;
-    if let Ok(mut server) = parse_server(text, origin) {
+    if let Ok(mut server) = parse::<ServerConfig>(text, origin) {
         parsed += 1;
         offline_server(&mut server);
         let _ = server.validate();
     }
-    if let Ok(mut client) = parse_client(text, origin) {
+    if let Ok(mut client) = parse::<ClientConfig>(text, origin) {
         parsed += 1;
         offline_client(&mut client);
-        let _ = client.validate();
+        let _ = client.validate_with(porthole::http_proxy::check_tunnel_rules);
     }
     let _ = porthole::config::parse_duration(text);
     parsed

@@ -90,7 +90,8 @@ async fn builtin_proxy(
     for service in settings.services.iter_mut().filter(|s| wanted(s)) {
         service.local = addr.to_string();
     }
-    let proxy = crate::http_proxy::Proxy::new(settings.http_proxy.clone());
+    let proxy =
+        crate::http_proxy::Proxy::for_tunnel(&settings.http_proxy).map_err(io::Error::other)?;
     let task = TaskSet::new();
     task.spawn({
         let shutdown = shutdown.clone();

@@ -6,7 +6,7 @@ use super::*;
 
 /// Turns a value path (`"token"`, `"services[2].remote_port"`) into a [`ConfigError`]
 /// positioned at that value in the source, when there is a source.
-pub(super) struct Locator {
+pub struct Locator {
     origin: PathBuf,
     values: Vec<(String, usize, usize)>,
     /// The config file's directory; `None` for command-line values.
@@ -14,7 +14,7 @@ pub(super) struct Locator {
 }
 
 impl Locator {
-    pub(super) fn new(source: &Option<Source>) -> Self {
+    pub fn new(source: &Option<Source>) -> Self {
         match source {
             Some(s) => Self {
                 origin: s.path.clone(),
@@ -31,7 +31,7 @@ impl Locator {
 
     /// A path from the config, relative to the config file's directory (or to
     /// the working directory for values from the command line).
-    pub(super) fn resolve(&self, path: &Path) -> PathBuf {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
         match &self.dir {
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path.to_owned(),
@@ -40,7 +40,7 @@ impl Locator {
 
     /// An error at the first of `paths` found in the source (`""` is the whole config),
     /// or without a position if none is (the value came from a flag or a default).
-    pub(super) fn error(&self, paths: &[&str], message: impl Into<String>) -> ConfigError {
+    pub fn error(&self, paths: &[&str], message: impl Into<String>) -> ConfigError {
         let (line, column) = paths
             .iter()
             .find_map(|p| self.values.iter().find(|(path, ..)| path == p))

@@ -1,8 +1,15 @@
-//! Configuration: the RON file schema, its validation into typed settings, and errors
-//! that point at the offending place.
+//! Configuration: the RON file format, the one loader every role uses, errors that
+//! point at the offending place, and the tunnel's own schema (server and client).
 //!
-//! Owns two layers. The *raw* structs ([`ServerConfig`], [`ClientConfig`]) mirror the
-//! files field for field (every struct denies unknown fields) and are what the CLI
+//! Each feature owns its settings: `porthole forward`'s live in the `forward`
+//! module, `porthole http-proxy`'s (and the meaning of a client's `http_proxy`
+//! rules) in the `http_proxy` module. They build on what this module
+//! offers every role: [`ConfigFile`] with [`parse`] and [`load`], [`Locator`] to
+//! place a validation error, [`Secret`], durations ([`parse_duration`]) and the
+//! shared checks ([`check_address`], [`workers`]). Nothing here imports a feature.
+//!
+//! Two layers per role. The *raw* structs ([`ServerConfig`], [`ClientConfig`]) mirror
+//! the files field for field (every struct denies unknown fields) and are what the CLI
 //! patches with its overrides. `validate` turns them into the *settings* structs
 //! ([`ServerSettings`], [`ClientSettings`]) that the rest of porthole uses.
 //!
@@ -13,7 +20,7 @@
 //!
 //! Every [`ConfigError`] names the file, 1-based line and column, and what to change.
 //! Parse errors take their position from ron; validation errors find theirs by scanning
-//! the source text kept in the raw struct (see [`ValueMap`]).
+//! the source text kept in the raw struct (see [`Locator`]).
 
 use std::{
     collections::HashMap,
@@ -24,8 +31,7 @@ use std::{
     time::Duration,
 };
 
-use ron::{error::SpannedError, extensions::Extensions};
-use serde::{Deserialize, Deserializer, de::IgnoredAny};
+use serde::Deserialize;
 
 /// Most services one client may declare, and most a server may allow per client: each
 /// one is a public listener, so this bounds the sockets one config can make us open.
@@ -116,20 +122,6 @@ fn one() -> usize {
 impl Default for DataLinks {
     fn default() -> Self {
         Self::Pooled { size: POOL_SIZE }
-    }
-}
-
-/// Where a raw config was read from, kept so validation can point into it.
-#[derive(Clone)]
-struct Source {
-    path: PathBuf,
-    text: String,
-}
-
-impl fmt::Debug for Source {
-    // The text may hold the token; show only where it came from.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.path.fmt(f)
     }
 }
 
@@ -281,6 +273,9 @@ pub const HTTP_PROXY_LOCAL: &str = "http-proxy";
 /// Rules of the tunnel's built-in HTTP proxy. By default it refuses the client
 /// machine's loopback and link-local addresses (an open proxy into the private
 /// side is the classic hole); `allow` entries (IP or CIDR) reopen them.
+///
+/// Kept here as written because it is part of the client file; the syntax and
+/// meaning of a rule belong to the `http_proxy` module (`http_proxy::rules`).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TunnelProxyConfig {
@@ -353,8 +348,11 @@ pub struct ClientSettings {
     pub insecure_no_auth: bool,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
-    /// The built-in proxy's settings, for services with `local: "http-proxy"`.
-    pub http_proxy: crate::config::ProxySettings,
+    /// The built-in proxy's rules as written, for services with
+    /// `local: "http-proxy"`. Their meaning belongs to the `http_proxy` module,
+    /// which parses them when the proxy starts; [`ClientConfig::validate_with`]
+    /// lets the caller check them at load time, placed in the file.
+    pub http_proxy: TunnelProxyConfig,
 }
 
 /// A validated service: `local` is `host:port` and resolved at load time.
@@ -363,15 +361,6 @@ pub struct ServiceSettings {
     pub name: String,
     pub local: String,
     pub remote_port: u16,
-}
-
-/// A config file of either role, validated (what `porthole check` reports on).
-#[derive(Clone, Debug)]
-pub enum AnyConfig {
-    Server(ServerSettings),
-    Client(Box<ClientSettings>),
-    Forward(ForwardSettings),
-    HttpProxy(HttpProxySettings),
 }
 
 /// A config problem: where it is and what to change.
@@ -403,10 +392,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn secs<const N: u64>() -> Duration {
-    Duration::from_secs(N)
-}
-
 fn default_allow_ports() -> Vec<(u16, u16)> {
     // Unprivileged ports only: a tunnel client should not be able to take port 22 or 80.
     vec![(1024, 65535)]
@@ -416,220 +401,30 @@ fn default_max_services() -> usize {
     MAX_SERVICES_PER_CLIENT
 }
 
-/// Parses `"500ms"`, `"10s"`, `"2m"` or `"1h"`. Zero is accepted here; whether zero makes
-/// sense is up to validation, which knows the field.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid =
-        || format!("invalid duration {text:?}: expected a number followed by ms, s, m or h");
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return Err(invalid());
-    }
-    let too_large = || format!("duration {text:?} is too large");
-    let n: u64 = digits.parse().map_err(|_| too_large())?;
-    let secs_per_unit = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(invalid()),
-    };
-    n.checked_mul(secs_per_unit)
-        .map(Duration::from_secs)
-        .ok_or_else(too_large)
-}
-
-/// serde `deserialize_with` helper: a duration written as a string with a unit.
-fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration string such as \"10s\" or \"500ms\"")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    // `any`, not `str`: ron answers `deserialize_str` on a number with a bare
-    // "Expected string"; this way the message says what a duration looks like.
-    de.deserialize_any(Visitor)
-}
-
-fn ron_options() -> ron::Options {
-    // IMPLICIT_SOME lets people write `token: "x"` rather than `token: Some("x")`;
-    // UNWRAP_VARIANT_NEWTYPES lets them write `Tls(cert: ..)` rather than
-    // `Tls((cert: ..))`.
-    ron::Options::default()
-        .with_default_extension(Extensions::IMPLICIT_SOME | Extensions::UNWRAP_VARIANT_NEWTYPES)
-}
-
-fn parse_error(origin: &Path, err: SpannedError) -> ConfigError {
-    ConfigError {
-        origin: origin.to_path_buf(),
-        line: err.span.start.line,
-        column: err.span.start.col,
-        message: ron_message(&err.code),
+impl ConfigFile for ServerConfig {
+    fn set_source(&mut self, source: Source) {
+        self.source = Some(source);
     }
 }
 
-/// ron's wording for the errors people hit most, rephrased to say what to change.
-fn ron_message(code: &ron::Error) -> String {
-    use ron::Error as E;
-    match code {
-        E::NoSuchStructField {
-            expected, found, ..
-        } => {
-            format!(
-                "unknown field `{found}`; expected one of: {}",
-                expected.join(", ")
-            )
-        }
-        E::NoSuchEnumVariant {
-            expected, found, ..
-        } => {
-            format!(
-                "unknown variant `{found}`; expected one of: {}",
-                expected.join(", ")
-            )
-        }
-        E::MissingStructField { field, .. } => format!("missing field `{field}`; add it"),
-        E::DuplicateStructField { field, .. } => {
-            format!("field `{field}` is given twice; keep one")
-        }
-        E::InvalidValueForType { expected, found } => format!("expected {expected}, found {found}"),
-        other => other.to_string(),
+impl ConfigFile for ClientConfig {
+    fn set_source(&mut self, source: Source) {
+        self.source = Some(source);
     }
 }
 
-fn parse<'a, T: Deserialize<'a>>(source: &'a str, origin: &Path) -> Result<T, ConfigError> {
-    ron_options()
-        .from_str(source)
-        .map_err(|e| parse_error(origin, e))
-}
-
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError {
-        origin: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read the config file: {e}"),
-    })
-}
-
-fn source(text: &str, origin: &Path) -> Option<Source> {
-    Some(Source {
-        path: origin.to_path_buf(),
-        text: text.to_owned(),
-    })
-}
-
-/// Parses server RON text; `origin` names it in errors. Does not validate.
-pub fn parse_server(text: &str, origin: &Path) -> Result<ServerConfig, ConfigError> {
-    let mut config: ServerConfig = parse(text, origin)?;
-    config.source = source(text, origin);
-    Ok(config)
-}
-
-/// Parses client RON text; `origin` names it in errors. Does not validate.
-pub fn parse_client(text: &str, origin: &Path) -> Result<ClientConfig, ConfigError> {
-    let mut config: ClientConfig = parse(text, origin)?;
-    config.source = source(text, origin);
-    Ok(config)
-}
-
-/// Reads and parses a server file. CLI overrides go on the result, then `validate`.
-pub fn load_server(path: &Path) -> Result<ServerConfig, ConfigError> {
-    parse_server(&read(path)?, path)
-}
-
-/// Reads and parses a client file. CLI overrides go on the result, then `validate`.
-pub fn load_client(path: &Path) -> Result<ClientConfig, ConfigError> {
-    parse_client(&read(path)?, path)
-}
-
-/// Just enough of either file to tell which it is; unknown fields are ignored here.
-#[derive(Deserialize)]
-struct Probe {
-    #[serde(default)]
-    bind: Option<IgnoredAny>,
-    #[serde(default)]
-    server: Option<IgnoredAny>,
-    #[serde(default)]
-    forwards: Option<IgnoredAny>,
-    #[serde(default)]
-    listen: Option<IgnoredAny>,
-}
-
-/// Reads a file, recognises its role by its distinctive field (`bind` => server,
-/// `server` => client, `forwards` => forward, `listen` => http-proxy), parses and
-/// validates it.
-pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
-    let text = read(path)?;
-    let probe: Probe = parse(&text, path)?;
-    let roles = [
-        probe.bind.is_some(),
-        probe.server.is_some(),
-        probe.forwards.is_some(),
-        probe.listen.is_some(),
-    ];
-    let role_error = match roles {
-        [true, false, false, false] => {
-            return parse_server(&text, path)?.validate().map(AnyConfig::Server);
-        }
-        [false, true, false, false] => {
-            return parse_client(&text, path)?
-                .validate()
-                .map(|c| AnyConfig::Client(Box::new(c)));
-        }
-        [false, false, true, false] => {
-            return parse_forward(&text, path)?
-                .validate()
-                .map(AnyConfig::Forward);
-        }
-        [false, false, false, true] => {
-            return parse_http_proxy(&text, path)?
-                .validate()
-                .map(AnyConfig::HttpProxy);
-        }
-        [false, false, false, false] => {
-            "cannot tell the role: a server config needs `bind`, a client config `server`, \
-             a forward config `forwards`, an http-proxy config `listen`"
-        }
-        _ => {
-            "mixes `bind` (server), `server` (client), `forwards` and `listen` (http-proxy); \
-             a file configures one role"
-        }
-    };
-    let source = Some(Source {
-        path: path.to_path_buf(),
-        text,
-    });
-    Err(Locator::new(&source).error(&[""], role_error))
-}
-
-mod forward;
-mod http_proxy;
+mod duration;
+mod load;
 mod locate;
 mod tls;
 mod validate;
 
 use crate::transport::tls::{TlsClient, TlsServer};
+pub use duration::{DurationError, duration, parse_duration, secs};
+pub use load::{ConfigFile, Role, Source, load, parse, recognise};
+pub use locate::Locator;
 pub use tls::{ClientTls, ClientTransport, ServerTls, ServerTransport};
-
-pub use forward::{
-    ForwardConfig, ForwardRule, ForwardSettings, MAX_FORWARDS, load_forward, parse_forward,
-};
-
-pub use http_proxy::{
-    DEFAULT_MAX_CONNECTIONS, HttpProxyConfig, HttpProxySettings, MAX_CONNECTIONS, ProxyAuth,
-    ProxySettings, load_http_proxy, parse_http_proxy,
-};
-
-use locate::Locator;
+pub use validate::{check_address, workers};
 
 #[cfg(test)]
 mod tests;

@@ -1,34 +1,17 @@
 //! Unit tests of the config module: positions, defaults, masking. The fixture
-//! files are walked by `tests/config_fixtures.rs` through the public API.
+//! files are walked by `tests/config_fixtures.rs` through the public API; the
+//! shipped examples by `cli::check`'s tests (they need every feature), and
+//! durations by `duration.rs`'s.
 
 use super::locate::value_positions;
 use super::*;
-
-#[test]
-fn shipped_examples_load() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut found = 0;
-    for entry in std::fs::read_dir(&dir).expect("examples/ is readable") {
-        let path = entry.expect("directory entry").path();
-        if path.extension().is_some_and(|ext| ext == "ron") {
-            found += 1;
-            if let Err(e) = load_any(&path) {
-                panic!("{} should load: {e}", path.display());
-            }
-        }
-    }
-    assert!(
-        found >= 4,
-        "expected the server, client, forward and http-proxy examples"
-    );
-}
 
 #[test]
 fn secrets_are_masked() {
     let secret = Secret::new("hunter2");
     assert_eq!(format!("{secret:?} {secret}"), "******** ********");
     assert_eq!(secret.expose(), "hunter2");
-    let config = parse_server(
+    let config = parse::<ServerConfig>(
         r#"(bind: "127.0.0.1:0", token: "hunter2")"#,
         Path::new("s.ron"),
     );
@@ -40,27 +23,9 @@ fn secrets_are_masked() {
 }
 
 #[test]
-fn durations_parse() {
-    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-    assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-    assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-    for bad in ["", "10", "s", "10x", "1.5s", " 10s", "-1s", "10 s", "10S"] {
-        let err = parse_duration(bad).expect_err(bad);
-        assert!(
-            err.contains("expected a number followed by ms, s, m or h"),
-            "{err}"
-        );
-    }
-    assert!(parse_duration("99999999999999999999s").is_err_and(|e| e.contains("too large")));
-    assert!(parse_duration("18446744073709551615h").is_err_and(|e| e.contains("too large")));
-}
-
-#[test]
 fn duration_must_be_a_string() {
     let text = "(bind: \"127.0.0.1:0\", token: \"t\", visitor_timeout: 10)";
-    let err = parse_server(text, Path::new("s.ron")).expect_err("integer duration");
+    let err = parse::<ServerConfig>(text, Path::new("s.ron")).expect_err("integer duration");
     assert!(
         err.to_string()
             .contains("a duration string such as \"10s\""),
@@ -71,7 +36,7 @@ fn duration_must_be_a_string() {
 #[test]
 fn validation_error_has_line_and_column() {
     let text = "(\n  bind: \"127.0.0.1:0\",\n  // token: \"old\",\n  token: \"\", // empty\n)";
-    let err = parse_server(text, Path::new("s.ron")).and_then(ServerConfig::validate);
+    let err = parse::<ServerConfig>(text, Path::new("s.ron")).and_then(ServerConfig::validate);
     let err = err.expect_err("empty token");
     assert_eq!((err.line, err.column), (4, 10));
     assert!(
@@ -119,43 +84,15 @@ fn defaults_and_overrides() {
 }
 
 #[test]
-fn workers_come_from_the_flag_then_the_file_then_one_per_core() {
-    use crate::cli::{ServerArgs, server_settings};
-    let dir = std::env::temp_dir().join(format!("porthole-workers-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("server.ron");
-    let text = r#"(bind: "127.0.0.1:0", token: "t", workers: 3)"#;
-    std::fs::write(&path, text).expect("write config");
-    let mut args = ServerArgs {
-        config: Some(path.clone()),
-        ..ServerArgs::default()
-    };
-    assert_eq!(server_settings(&args, None).expect("valid").workers, 3);
-    args.workers = Some(1);
-    assert_eq!(server_settings(&args, None).expect("valid").workers, 1);
-    args.workers = Some(0);
-    let err = server_settings(&args, None).expect_err("zero workers");
-    assert!(
-        err.to_string().contains("workers 0 is out of range"),
-        "{err}"
-    );
-    std::fs::remove_dir_all(&dir).expect("clean up");
-    let mut config = ServerConfig::new("127.0.0.1:0");
-    config.token = Some(Secret::new("t"));
-    let settings = config.validate().expect("valid");
-    assert_eq!(settings.workers, crate::runtime::default_workers());
-}
-
-#[test]
 fn parsed_defaults_match_new() {
-    let mut parsed = parse_server(r#"(bind: "x")"#, Path::new("s.ron")).expect("parses");
+    let mut parsed = parse::<ServerConfig>(r#"(bind: "x")"#, Path::new("s.ron")).expect("parses");
     parsed.source = None;
     assert_eq!(
         format!("{parsed:?}"),
         format!("{:?}", ServerConfig::new("x"))
     );
     let text = r#"(server: "x", token: "t")"#;
-    let mut parsed = parse_client(text, Path::new("c.ron")).expect("parses");
+    let mut parsed = parse::<ClientConfig>(text, Path::new("c.ron")).expect("parses");
     parsed.source = None;
     let built = ClientConfig::new("x", Secret::new("t"));
     assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
@@ -182,7 +119,7 @@ fn value_positions_skip_comments_and_strings() {
 
 #[test]
 fn concurrency_settings_default_to_tens_of_thousands_and_are_range_checked() {
-    let server = parse_server(r#"(bind: "127.0.0.1:0", token: "t")"#, Path::new("s.ron"))
+    let server = parse::<ServerConfig>(r#"(bind: "127.0.0.1:0", token: "t")"#, Path::new("s.ron"))
         .expect("parses")
         .validate()
         .expect("valid");
@@ -195,7 +132,7 @@ fn concurrency_settings_default_to_tens_of_thousands_and_are_range_checked() {
         (65_536, 16_384, 16_384)
     );
     let text = "(\n  bind: \"127.0.0.1:0\",\n  token: \"t\",\n  max_streams_per_link: 0,\n)";
-    let err = parse_server(text, Path::new("s.ron"))
+    let err = parse::<ServerConfig>(text, Path::new("s.ron"))
         .expect("parses")
         .validate()
         .expect_err("0 streams");
@@ -208,7 +145,7 @@ fn concurrency_settings_default_to_tens_of_thousands_and_are_range_checked() {
 
     let client = r#"(server: "127.0.0.1:7000", token: "t", services: [(name: "a", local: "127.0.0.1:1")],
         max_links: 2000000)"#;
-    let err = parse_client(client, Path::new("c.ron"))
+    let err = parse::<ClientConfig>(client, Path::new("c.ron"))
         .expect("parses")
         .validate()
         .expect_err("too many links");
@@ -218,7 +155,7 @@ fn concurrency_settings_default_to_tens_of_thousands_and_are_range_checked() {
     );
     let client = r#"(server: "127.0.0.1:7000", token: "t", services: [(name: "a", local: "127.0.0.1:1")],
         max_link_uses: 1, max_link_age: "5m")"#;
-    let settings = parse_client(client, Path::new("c.ron"))
+    let settings = parse::<ClientConfig>(client, Path::new("c.ron"))
         .expect("parses")
         .validate()
         .expect("valid");
@@ -229,5 +166,23 @@ fn concurrency_settings_default_to_tens_of_thousands_and_are_range_checked() {
             settings.max_link_age
         ),
         (65_536, 1, Duration::from_secs(300))
+    );
+}
+
+#[test]
+fn the_proxy_rules_check_is_placed_at_http_proxy() {
+    let text = "(\n  server: \"127.0.0.1:7000\",\n  token: \"t\",\n  services: [(name: \"p\", local: \"http-proxy\")],\n  http_proxy: (deny: [\"bad\"]),\n)";
+    let parsed = || parse::<ClientConfig>(text, Path::new("c.ron")).expect("parses");
+    let settings = parsed().validate().expect("rules are the proxy's to judge");
+    assert_eq!(settings.http_proxy.deny, ["bad"]);
+    let err = parsed()
+        .validate_with(|rules| match rules.deny.first() {
+            Some(rule) => Err(format!("deny rule {rule:?} is bad")),
+            None => Ok(()),
+        })
+        .expect_err("the check refuses");
+    assert_eq!(
+        err.to_string(),
+        "c.ron:5:15: http_proxy: deny rule \"bad\" is bad"
     );
 }

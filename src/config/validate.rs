@@ -146,7 +146,7 @@ fn port_ranges(
 
 /// Resolves `workers`: absent means one per core; 0 or more than
 /// [`MAX_WORKERS`](crate::runtime::MAX_WORKERS) is an error.
-pub(super) fn workers(at: &Locator, value: Option<usize>) -> Result<usize, ConfigError> {
+pub fn workers(at: &Locator, value: Option<usize>) -> Result<usize, ConfigError> {
     let max = crate::runtime::MAX_WORKERS;
     match value {
         None => Ok(crate::runtime::default_workers()),
@@ -179,7 +179,7 @@ fn nonzero(at: &Locator, field: &str, value: Duration) -> Result<(), ConfigError
 
 /// Checks `text` is `host:port` (IPv6 in brackets) and resolves it; returns the first
 /// address. Blocking DNS is fine: this runs once, at start-up.
-pub(super) fn check_address(
+pub fn check_address(
     at: &Locator,
     paths: &[&str],
     what: &str,
@@ -238,8 +238,21 @@ impl ClientConfig {
         }
     }
 
-    /// Checks every field; `server` and each `local` must resolve now.
+    /// Checks every field; `server` and each `local` must resolve now. The
+    /// built-in proxy's rules are left to whoever starts the proxy (it parses
+    /// them then); use [`validate_with`](Self::validate_with) to check them now.
     pub fn validate(self) -> Result<ClientSettings, ConfigError> {
+        self.validate_with(|_| Ok::<(), std::convert::Infallible>(()))
+    }
+
+    /// [`validate`](Self::validate), with `check_proxy` judging the `http_proxy`
+    /// rules in their place among the checks; its error is placed at
+    /// `http_proxy` in the file. The `http_proxy` feature owns that check (this
+    /// module does not know the rule syntax), so the caller passes it in.
+    pub fn validate_with<E: fmt::Display>(
+        self,
+        check_proxy: impl FnOnce(&TunnelProxyConfig) -> Result<(), E>,
+    ) -> Result<ClientSettings, ConfigError> {
         let at = Locator::new(&self.source);
         check_address(&at, &["server"], "server", &self.server, false)?;
         if self.token.expose().is_empty() {
@@ -274,8 +287,7 @@ impl ClientConfig {
             ));
         }
         let tls = self.transport.load(&at, &self.server)?;
-        let http_proxy = ProxySettings::for_tunnel()
-            .with_rules(&self.http_proxy.allow, &self.http_proxy.deny)
+        check_proxy(&self.http_proxy)
             .map_err(|e| at.error(&["http_proxy"], format!("http_proxy: {e}")))?;
         Ok(ClientSettings {
             tls,
@@ -292,7 +304,7 @@ impl ClientConfig {
             link_probe_interval: self.link_probe_interval,
             insecure_no_auth: self.insecure_no_auth,
             workers: workers(&at, self.workers)?,
-            http_proxy,
+            http_proxy: self.http_proxy,
         })
     }
 }

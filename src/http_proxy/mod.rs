@@ -27,7 +27,12 @@
 //! [`serve_connection`] is the entry point for a tunnel that hands the proxy one
 //! visitor connection at a time (build its [`Proxy`] from
 //! [`ProxySettings::for_tunnel`], which denies the client machine's loopback
-//! and link-local ranges).
+//! and link-local ranges, or with [`Proxy::for_tunnel`] from a client file's
+//! rules).
+//!
+//! The feature owns its settings ([`settings`]): the `porthole http-proxy` file,
+//! [`ProxySettings`], and the syntax of the rules a client file gives its
+//! built-in proxy. `crate::config` only loads and locates.
 
 pub mod auth;
 mod body;
@@ -39,6 +44,7 @@ pub mod head;
 pub mod pool;
 pub mod rewrite;
 pub mod rules;
+pub mod settings;
 pub mod stats;
 mod target;
 
@@ -50,11 +56,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-pub use crate::config::{HttpProxySettings, ProxySettings};
+use crate::config::TunnelProxyConfig;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::wire::with_timeout;
 use head::Destination;
+pub use settings::{
+    DEFAULT_MAX_CONNECTIONS, HttpProxyConfig, HttpProxySettings, MAX_CONNECTIONS, ProxyAuth,
+    ProxySettings, RulesError, check_tunnel_rules,
+};
 use stats::Stats;
 
 /// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
@@ -104,6 +114,12 @@ impl Proxy {
     /// A proxy with the system resolver.
     pub fn new(settings: ProxySettings) -> Arc<Proxy> {
         Proxy::with_resolver(settings, Arc::new(SystemResolver))
+    }
+
+    /// A tunnel client's built-in proxy, with the rules of its `http_proxy`
+    /// section ([`ProxySettings::tunnel`]).
+    pub fn for_tunnel(rules: &TunnelProxyConfig) -> Result<Arc<Proxy>, RulesError> {
+        ProxySettings::tunnel(rules).map(Proxy::new)
     }
 
     pub fn with_resolver(settings: ProxySettings, resolver: Arc<dyn Resolve>) -> Arc<Proxy> {

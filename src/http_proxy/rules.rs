@@ -17,6 +17,7 @@
 //! Addresses are checked after resolution, and every resolved address must
 //! pass, so a DNS name that points at a denied address is denied.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
@@ -35,6 +36,56 @@ const LOCAL_RANGES: [&str; 6] = [
     "fe80::/10",
 ];
 
+/// Why a rule (or an IP block) does not parse; each variant carries the
+/// offending text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuleError {
+    NotAnIp {
+        text: String,
+    },
+    /// The prefix length is not a number from 0 to `max` (32 or 128).
+    BadPrefix {
+        prefix: String,
+        max: u8,
+    },
+    NotAHost {
+        text: String,
+    },
+    /// `[` without its `]`.
+    MissingBracket {
+        text: String,
+    },
+    /// Something other than `:PORTS` after `]`.
+    ExpectedPorts {
+        text: String,
+    },
+    BadPort {
+        port: String,
+    },
+    ReversedPorts {
+        ports: String,
+    },
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAnIp { text } => write!(f, "{text:?} is not an IP address"),
+            Self::BadPrefix { prefix, max } => write!(f, "prefix {prefix:?} is not 0 to {max}"),
+            Self::NotAHost { text } => {
+                write!(f, "{text:?} is not a host name, glob, IP or CIDR")
+            }
+            Self::MissingBracket { text } => write!(f, "{text:?}: missing ']'"),
+            Self::ExpectedPorts { text } => write!(f, "{text:?}: expected :PORTS after ']'"),
+            Self::BadPort { port } => write!(f, "port {port:?} is not 1 to 65535"),
+            Self::ReversedPorts { ports } => write!(f, "port range {ports:?} is reversed"),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
+
 /// An IP block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
@@ -43,23 +94,25 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    pub fn parse(text: &str) -> Result<Cidr, RuleError> {
         let (ip, prefix) = match text.split_once('/') {
             Some((ip, prefix)) => (ip, Some(prefix)),
             None => (text, None),
         };
         let addr: IpAddr = ip
             .parse()
-            .map_err(|_| format!("{ip:?} is not an IP address"))?;
+            .map_err(|_| RuleError::NotAnIp { text: ip.into() })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("prefix {p:?} is not 0 to {max}"))?,
-        };
+        let prefix =
+            match prefix {
+                None => max,
+                Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(|| {
+                    RuleError::BadPrefix {
+                        prefix: p.into(),
+                        max,
+                    }
+                })?,
+            };
         Ok(Cidr {
             addr: canonical(addr),
             prefix,
@@ -105,7 +158,7 @@ pub struct Rule {
 
 impl Rule {
     /// Parses the syntax in the module docs.
-    pub fn parse(text: &str) -> Result<Rule, String> {
+    pub fn parse(text: &str) -> Result<Rule, RuleError> {
         let (target, ports) = split_ports(text.trim())?;
         let ports = parse_ports(ports)?;
         let target = if target.contains('/') || target.parse::<IpAddr>().is_ok() {
@@ -113,7 +166,9 @@ impl Rule {
         } else {
             let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '*');
             if target.is_empty() || !target.chars().all(valid) {
-                return Err(format!("{target:?} is not a host name, glob, IP or CIDR"));
+                return Err(RuleError::NotAHost {
+                    text: target.into(),
+                });
             }
             Target::Host(target.trim_end_matches('.').to_ascii_lowercase())
         };
@@ -135,40 +190,37 @@ impl Rule {
     }
 }
 
-fn split_ports(text: &str) -> Result<(&str, Option<&str>), String> {
+fn split_ports(text: &str) -> Result<(&str, Option<&str>), RuleError> {
     if let Some(rest) = text.strip_prefix('[') {
         let (target, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("{text:?}: missing ']'"))?;
+            .ok_or_else(|| RuleError::MissingBracket { text: text.into() })?;
         return match after.strip_prefix(':') {
             Some(ports) => Ok((target, Some(ports))),
             None if after.is_empty() => Ok((target, None)),
-            None => Err(format!("{text:?}: expected :PORTS after ']'")),
+            None => Err(RuleError::ExpectedPorts { text: text.into() }),
         };
     }
-    match text.matches(':').count() {
-        0 => Ok((text, None)),
-        1 => text
-            .split_once(':')
-            .map(|(t, p)| (t, Some(p)))
-            .ok_or_else(|| text.to_owned()),
-        // Bare IPv6 (or an IPv6 CIDR) without ports.
+    match text.split_once(':') {
+        // Exactly one colon: TARGET:PORTS.
+        Some((target, ports)) if !ports.contains(':') => Ok((target, Some(ports))),
+        // None, or a bare IPv6 address (or IPv6 CIDR) without ports.
         _ => Ok((text, None)),
     }
 }
 
-fn parse_ports(ports: Option<&str>) -> Result<RangeInclusive<u16>, String> {
+fn parse_ports(ports: Option<&str>) -> Result<RangeInclusive<u16>, RuleError> {
     let port = |p: &str| {
         p.parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| format!("port {p:?} is not 1 to 65535"))
+            .ok_or_else(|| RuleError::BadPort { port: p.into() })
     };
     match ports {
         None | Some("*") => Ok(1..=u16::MAX),
         Some(p) => match p.split_once('-') {
             Some((lo, hi)) if port(lo)? <= port(hi)? => Ok(port(lo)?..=port(hi)?),
-            Some(_) => Err(format!("port range {p:?} is reversed")),
+            Some(_) => Err(RuleError::ReversedPorts { ports: p.into() }),
             None => Ok(port(p)?..=port(p)?),
         },
     }
@@ -309,8 +361,19 @@ mod tests {
         let v6 = Cidr::parse("fe80::/10").expect("cidr");
         assert!(v6.contains("fe80::1".parse().expect("ip")));
         assert!(!v6.contains(Ipv6Addr::LOCALHOST.into()));
-        assert!(Cidr::parse("10.0.0.0/33").is_err());
-        assert!(Cidr::parse("nope/8").is_err());
+        assert_eq!(
+            Cidr::parse("10.0.0.0/33"),
+            Err(RuleError::BadPrefix {
+                prefix: "33".into(),
+                max: 32
+            })
+        );
+        assert_eq!(
+            Cidr::parse("nope/8"),
+            Err(RuleError::NotAnIp {
+                text: "nope".into()
+            })
+        );
     }
 
     #[test]
@@ -326,18 +389,30 @@ mod tests {
         ] {
             assert!(Rule::parse(good).is_ok(), "{good}");
         }
-        for bad in [
-            "",
-            "a b",
-            "host:0",
-            "host:9-1",
-            "[::1",
-            "[::1]x",
-            "10.0.0.0/99",
-            "h:70000",
+        use RuleError as E;
+        let s = |t: &str| t.to_owned();
+        for (bad, kind) in [
+            ("", E::NotAHost { text: s("") }),
+            ("a b", E::NotAHost { text: s("a b") }),
+            ("host:0", E::BadPort { port: s("0") }),
+            ("host:9-1", E::ReversedPorts { ports: s("9-1") }),
+            ("[::1", E::MissingBracket { text: s("[::1") }),
+            ("[::1]x", E::ExpectedPorts { text: s("[::1]x") }),
+            (
+                "10.0.0.0/99",
+                E::BadPrefix {
+                    prefix: s("99"),
+                    max: 32,
+                },
+            ),
+            ("h:70000", E::BadPort { port: s("70000") }),
         ] {
-            assert!(Rule::parse(bad).is_err(), "{bad}");
+            assert_eq!(Rule::parse(bad), Err(kind), "{bad}");
         }
+        // The text a config error shows (see the fixture
+        // `client_http_proxy_bad_rule.ron`).
+        let err = Rule::parse("10.0.0.0/99").expect_err("prefix");
+        assert_eq!(err.to_string(), "prefix \"99\" is not 0 to 32");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! Certificates and keys are PEM files read with rustls-pki-types' `PemObject`.
 //! Everything that can be wrong with them is found when the config is loaded
 //! ([`load_server`], [`load_client`]), so a bad file stops the program at start-up
-//! with the file named, not at the first connection. Handshake failures are
-//! turned into sentences that name the certificate problem ([`explain`]).
+//! with the file named ([`TlsError`]), not at the first connection. Handshake
+//! failures are turned into sentences that name the certificate problem
+//! ([`explain`]).
 
 use crate::runtime::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -16,7 +17,7 @@ use futures_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::fmt;
@@ -28,6 +29,11 @@ use std::task::{Context, Poll};
 
 use super::Transport;
 use super::tcp::{TcpTransport, socket_is_dead};
+
+mod error;
+
+pub use error::TlsError;
+use error::{describe_for, pem_error};
 
 /// Certificates read from one PEM file at most; a chain is a handful. Bounds
 /// what a mistaken path (a huge bundle) costs.
@@ -103,25 +109,31 @@ pub struct ServerFiles<'a> {
 
 /// Loads and checks the server's material. The error says which file is wrong
 /// and how.
-pub fn load_server(files: &ServerFiles<'_>) -> Result<TlsServer, String> {
+pub fn load_server(files: &ServerFiles<'_>) -> Result<TlsServer, TlsError> {
     let provider = provider();
     let (certs, key) = cert_and_key(files.cert, files.key, &provider)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(files.allow_tls12))
-        .map_err(|e| format!("TLS versions: {e}"))?;
+        .map_err(TlsError::Versions)?;
     let builder = match files.client_ca {
         Some(ca) => {
             let roots = Arc::new(roots_from(ca)?);
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .build()
-                .map_err(|e| format!("client_ca {}: {e}", ca.display()))?;
+                .map_err(|source| TlsError::ClientCa {
+                    path: ca.to_owned(),
+                    source,
+                })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
     };
     let config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("cert {}: {}", files.cert.display(), describe(&e)))?;
+        .map_err(|source| TlsError::BadCert {
+            path: files.cert.to_owned(),
+            source,
+        })?;
     Ok(TlsServer {
         cert: files.cert.to_owned(),
         key: files.key.to_owned(),
@@ -141,13 +153,12 @@ pub struct ClientFiles<'a> {
 }
 
 /// Loads and checks the client's material.
-pub fn load_client(files: &ClientFiles<'_>) -> Result<TlsClient, String> {
+pub fn load_client(files: &ClientFiles<'_>) -> Result<TlsClient, TlsError> {
     let provider = provider();
     let server_name = ServerName::try_from(files.server_name.to_owned()).map_err(|_| {
-        format!(
-            "server_name {:?} is not a DNS name or an IP address",
-            files.server_name
-        )
+        TlsError::BadServerName {
+            name: files.server_name.to_owned(),
+        }
     })?;
     let roots = match files.ca {
         Some(ca) => roots_from(ca)?,
@@ -155,20 +166,23 @@ pub fn load_client(files: &ClientFiles<'_>) -> Result<TlsClient, String> {
     };
     let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| format!("trust store: {e}"))?;
+        .map_err(TlsError::TrustStore)?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(files.allow_tls12))
-        .map_err(|e| format!("TLS versions: {e}"))?
+        .map_err(TlsError::Versions)?
         .with_webpki_verifier(verifier);
     let config = match (files.cert, files.key) {
         (Some(cert), Some(key)) => {
             let (certs, key_der) = cert_and_key(cert, key, &provider)?;
             builder
                 .with_client_auth_cert(certs, key_der)
-                .map_err(|e| format!("cert {}: {}", cert.display(), describe(&e)))?
+                .map_err(|source| TlsError::BadCert {
+                    path: cert.to_owned(),
+                    source,
+                })?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => return Err("give both cert and key for a client certificate, or neither".into()),
+        _ => return Err(TlsError::CertWithoutKey),
     };
     Ok(TlsClient {
         ca: files.ca.map(Path::to_owned),
@@ -183,7 +197,7 @@ fn cert_and_key(
     cert: &Path,
     key: &Path,
     provider: &CryptoProvider,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let certs = certs_from(cert)?;
     let key_der =
         PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, "private key", e))?;
@@ -191,18 +205,20 @@ fn cert_and_key(
     // that does not match is a start-up error, not a failing handshake.
     rustls::sign::CertifiedKey::from_der(certs.clone(), key_der.clone_key(), provider).map_err(
         |e| match e {
-            rustls::Error::InconsistentKeys(_) => format!(
-                "key {} does not match the certificate in {}",
-                key.display(),
-                cert.display()
-            ),
-            other => format!("key {}: {}", key.display(), describe(&other)),
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+                key: key.to_owned(),
+                cert: cert.to_owned(),
+            },
+            source => TlsError::BadKey {
+                path: key.to_owned(),
+                source,
+            },
         },
     )?;
     Ok((certs, key_der))
 }
 
-fn certs_from(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certs_from(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let iter =
         CertificateDer::pem_file_iter(path).map_err(|e| pem_error(path, "certificate", e))?;
     let mut certs = Vec::new();
@@ -210,46 +226,36 @@ fn certs_from(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         certs.push(cert.map_err(|e| pem_error(path, "certificate", e))?);
     }
     if certs.is_empty() {
-        return Err(format!(
-            "no certificate in {} (expected a PEM block \"-----BEGIN CERTIFICATE-----\")",
-            path.display()
-        ));
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
     }
     Ok(certs)
 }
 
-fn roots_from(path: &Path) -> Result<RootCertStore, String> {
+fn roots_from(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certs_from(path)? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: not a usable CA certificate: {e}", path.display()))?;
+        roots.add(cert).map_err(|source| TlsError::NotACa {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     Ok(roots)
 }
 
 /// The operating system's trust store (rustls-native-certs: the rustls
 /// project's loader for the platform's certificates).
-fn system_roots() -> Result<RootCertStore, String> {
+fn system_roots() -> Result<RootCertStore, TlsError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     let (added, _ignored) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err(format!(
-            "no CA certificates in the system trust store ({} errors); give `ca` (--ca) explicitly",
-            found.errors.len()
-        ));
+        return Err(TlsError::NoSystemRoots {
+            errors: found.errors.len(),
+        });
     }
     Ok(roots)
-}
-
-fn pem_error(path: &Path, what: &str, e: rustls_pki_types::pem::Error) -> String {
-    use rustls_pki_types::pem::Error;
-    match e {
-        Error::Io(io) => format!("cannot read the {what} {}: {io}", path.display()),
-        Error::NoItemsFound => format!("no {what} in {} (expected PEM)", path.display()),
-        other => format!("not a valid PEM {what} in {}: {other}", path.display()),
-    }
 }
 
 /// A TLS transport for one side: the server's acceptor or the client's connector.
@@ -427,66 +433,4 @@ fn explain(e: io::Error, peer: Role, handshaking: bool) -> io::Error {
         None => format!("{stage}: {e}"),
     };
     io::Error::new(e.kind(), message)
-}
-
-fn describe(e: &rustls::Error) -> String {
-    describe_for(e, "peer")
-}
-
-/// The certificate problems users meet, in their words.
-fn describe_for(e: &rustls::Error, peer: &str) -> String {
-    match e {
-        rustls::Error::InvalidCertificate(cert) => {
-            let why = match cert {
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "has expired".to_owned()
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "is not valid yet (check the clocks)".to_owned()
-                }
-                CertificateError::UnknownIssuer => {
-                    "is signed by an unknown authority (give its CA with `ca` / --ca)".to_owned()
-                }
-                CertificateError::NotValidForName => {
-                    "is not valid for the expected name (set `server_name` / --server-name to a name it carries)".to_owned()
-                }
-                CertificateError::NotValidForNameContext { expected, presented } => format!(
-                    "is not valid for {expected:?} (it names {}; set `server_name` / --server-name)",
-                    presented.join(", ")
-                ),
-                // Two CAs with the same name (say, two `gen-cert` runs) look
-                // alike to the verifier: the chain points at our CA, whose key
-                // did not sign it.
-                CertificateError::BadSignature => {
-                    "is not signed by the CA you trust (bad signature; is `ca` / --ca the right file?)".to_owned()
-                }
-                CertificateError::Revoked => "has been revoked".to_owned(),
-                other => format!("was rejected ({other:?})"),
-            };
-            format!("the {peer}'s certificate {why}")
-        }
-        rustls::Error::NoCertificatesPresented => {
-            format!(
-                "the {peer} presented no certificate (mutual TLS requires one: set cert and key)"
-            )
-        }
-        rustls::Error::AlertReceived(alert) => match alert {
-            rustls::AlertDescription::CertificateRequired => {
-                format!("the {peer} requires a client certificate (mutual TLS): set cert and key")
-            }
-            rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateExpired
-            | rustls::AlertDescription::CertificateUnknown
-            // What rustls answers to a certificate signed by a look-alike CA.
-            | rustls::AlertDescription::DecryptError => {
-                format!("the {peer} rejected our certificate ({alert:?})")
-            }
-            other => format!("the {peer} sent alert {other:?}"),
-        },
-        rustls::Error::InvalidMessage(_) => {
-            format!("the {peer} does not speak TLS (is it running without --tls?)")
-        }
-        other => other.to_string(),
-    }
 }

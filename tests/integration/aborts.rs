@@ -445,8 +445,8 @@ struct Forwarder {
 }
 
 async fn start_forward(target: SocketAddr) -> Forwarder {
-    let mut cfg = porthole::config::ForwardConfig::new();
-    cfg.forwards.push(porthole::config::ForwardRule {
+    let mut cfg = porthole::forward::ForwardConfig::new();
+    cfg.forwards.push(porthole::forward::ForwardRule {
         listen: "127.0.0.1:0".into(),
         target: target.to_string(),
     });

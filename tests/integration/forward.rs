@@ -3,8 +3,8 @@
 
 use crate::common::*;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use porthole::config::{ForwardConfig, ForwardRule};
 use porthole::forward;
+use porthole::forward::{ForwardConfig, ForwardRule};
 use porthole::shutdown;
 use smol::net::TcpStream;
 use std::net::SocketAddr;

@@ -280,7 +280,7 @@ fn bad_tls_material_is_refused_at_load_naming_the_file_and_problem() {
         };
         match load_server(&files) {
             Ok(_) => panic!("{} / {} should be refused", cert.display(), key.display()),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         }
     };
     let e = load(&cert, &other_key);

@@ -7,7 +7,7 @@ use futures_lite::AsyncWriteExt;
 
 use super::http::ask;
 use crate::common::*;
-use porthole::config::{DataLinks, HTTP_PROXY_LOCAL, ProxySettings};
+use porthole::config::{DataLinks, HTTP_PROXY_LOCAL};
 
 /// A server, and a client exposing its built-in proxy as `proxy`.
 async fn proxy_tunnel(data_links: DataLinks, allow: &[&str]) -> Tunnel {
@@ -19,9 +19,7 @@ async fn proxy_tunnel(data_links: DataLinks, allow: &[&str]) -> Tunnel {
         .client(move |settings| {
             settings.services[0].local = HTTP_PROXY_LOCAL.to_owned();
             settings.data_links = data_links;
-            settings.http_proxy = ProxySettings::for_tunnel()
-                .with_rules(&allow, &[])
-                .expect("rules");
+            settings.http_proxy.allow = allow;
         })
         .start()
         .await

@@ -1,4 +1,6 @@
-//! The `porthole forward` config: a list of listen → target pairs.
+//! The settings of `porthole forward`, owned by the feature: the config file's
+//! raw shape (a list of listen → target pairs), its validation and defaults.
+//! Loaded by the generic loader in [`crate::config`].
 //!
 //! ```ron
 //! (
@@ -7,8 +9,13 @@
 //! )
 //! ```
 
-use super::validate::check_address;
-use super::*;
+use std::{net::SocketAddr, time::Duration};
+
+use serde::Deserialize;
+
+use crate::config::{
+    ConfigError, ConfigFile, Locator, Source, check_address, duration, secs, workers,
+};
 
 /// Most forwards in one process: each is a listener (a descriptor and a task).
 pub const MAX_FORWARDS: usize = 1024;
@@ -49,16 +56,10 @@ pub struct ForwardSettings {
     pub workers: usize,
 }
 
-/// Parses forward RON text; `origin` names it in errors. Does not validate.
-pub fn parse_forward(text: &str, origin: &Path) -> Result<ForwardConfig, ConfigError> {
-    let mut config: ForwardConfig = parse(text, origin)?;
-    config.source = source(text, origin);
-    Ok(config)
-}
-
-/// Reads and parses a forward config file. Does not validate.
-pub fn load_forward(path: &Path) -> Result<ForwardConfig, ConfigError> {
-    parse_forward(&read(path)?, path)
+impl ConfigFile for ForwardConfig {
+    fn set_source(&mut self, source: Source) {
+        self.source = Some(source);
+    }
 }
 
 impl ForwardConfig {
@@ -123,7 +124,7 @@ impl ForwardConfig {
         Ok(ForwardSettings {
             forwards,
             connect_timeout: self.connect_timeout,
-            workers: super::validate::workers(&at, self.workers)?,
+            workers: workers(&at, self.workers)?,
         })
     }
 }

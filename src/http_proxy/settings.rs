@@ -1,5 +1,10 @@
-//! The `porthole http-proxy` config, and the proxy settings a tunnel service
-//! uses (the same [`ProxySettings`] without a listener).
+//! The proxy's own settings: the `porthole http-proxy` config file (its raw
+//! shape, validation and defaults), the [`ProxySettings`] a proxy runs with, and
+//! the rule lists a tunnel client's `http_proxy` section gives its built-in
+//! proxy ([`ProxySettings::tunnel`], [`check_tunnel_rules`]).
+//!
+//! Loaded by the generic loader in [`crate::config`]; errors are placed in the
+//! file by its [`Locator`].
 //!
 //! ```ron
 //! (
@@ -15,10 +20,16 @@
 //! )
 //! ```
 
-use super::validate::check_address;
-use super::*;
-use crate::http_proxy::auth::Credentials;
-use crate::http_proxy::rules::{MAX_RULES, Policy, Rule};
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use serde::Deserialize;
+
+use super::auth::Credentials;
+use super::rules::{MAX_RULES, Policy, Rule, RuleError};
+use crate::config::{
+    ConfigError, ConfigFile, Locator, Secret, Source, TunnelProxyConfig, check_address, duration,
+    secs, workers,
+};
 
 const CONNECT_TIMEOUT_SECS: u64 = 10;
 const HEAD_TIMEOUT_SECS: u64 = 10;
@@ -129,23 +140,81 @@ impl ProxySettings {
     }
 
     /// Replaces the rules with parsed `allow` and `deny` lists.
-    pub fn with_rules(mut self, allow: &[String], deny: &[String]) -> Result<Self, String> {
+    pub fn with_rules(mut self, allow: &[String], deny: &[String]) -> Result<Self, RulesError> {
         self.policy.allow = parse_rules("allow", allow)?;
         self.policy.deny = parse_rules("deny", deny)?;
         Ok(self)
     }
+
+    /// The built-in proxy of a tunnel client: [`for_tunnel`](Self::for_tunnel)
+    /// with the rules of the client file's `http_proxy` section.
+    pub fn tunnel(rules: &TunnelProxyConfig) -> Result<Self, RulesError> {
+        Self::for_tunnel().with_rules(&rules.allow, &rules.deny)
+    }
 }
 
-fn parse_rules(field: &str, texts: &[String]) -> Result<Vec<Rule>, String> {
+/// Checks a client file's `http_proxy` rules; for
+/// [`ClientConfig::validate_with`](crate::config::ClientConfig::validate_with).
+pub fn check_tunnel_rules(rules: &TunnelProxyConfig) -> Result<(), RulesError> {
+    ProxySettings::tunnel(rules).map(drop)
+}
+
+/// Why an `allow` or `deny` list was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RulesError {
+    /// More than [`MAX_RULES`] rules in one list.
+    TooMany { field: &'static str, count: usize },
+    /// Rule `index` of the list does not parse.
+    BadRule {
+        field: &'static str,
+        index: usize,
+        rule: String,
+        source: RuleError,
+    },
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooMany { field, count } => {
+                write!(f, "{field}: {count} rules; at most {MAX_RULES}")
+            }
+            Self::BadRule {
+                field,
+                rule,
+                source,
+                ..
+            } => write!(f, "{field} rule {rule:?}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for RulesError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::BadRule { source, .. } => Some(source),
+            Self::TooMany { .. } => None,
+        }
+    }
+}
+
+fn parse_rules(field: &'static str, texts: &[String]) -> Result<Vec<Rule>, RulesError> {
     if texts.len() > MAX_RULES {
-        return Err(format!(
-            "{field}: {} rules; at most {MAX_RULES}",
-            texts.len()
-        ));
+        let count = texts.len();
+        return Err(RulesError::TooMany { field, count });
     }
     texts
         .iter()
-        .map(|t| Rule::parse(t).map_err(|e| format!("{field} rule {t:?}: {e}")))
+        .enumerate()
+        .map(|(index, t)| {
+            Rule::parse(t).map_err(|source| RulesError::BadRule {
+                field,
+                index,
+                rule: t.clone(),
+                source,
+            })
+        })
         .collect()
 }
 
@@ -163,16 +232,10 @@ fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS
 }
 
-/// Parses http-proxy RON text; `origin` names it in errors. Does not validate.
-pub fn parse_http_proxy(text: &str, origin: &Path) -> Result<HttpProxyConfig, ConfigError> {
-    let mut config: HttpProxyConfig = parse(text, origin)?;
-    config.source = source(text, origin);
-    Ok(config)
-}
-
-/// Reads and parses an http-proxy config file. Does not validate.
-pub fn load_http_proxy(path: &Path) -> Result<HttpProxyConfig, ConfigError> {
-    parse_http_proxy(&read(path)?, path)
+impl ConfigFile for HttpProxyConfig {
+    fn set_source(&mut self, source: Source) {
+        self.source = Some(source);
+    }
 }
 
 impl HttpProxyConfig {
@@ -195,18 +258,11 @@ impl HttpProxyConfig {
         }
     }
 
+    /// Checks every field and resolves `listen`. Errors point at the offending value.
     pub fn validate(self) -> Result<HttpProxySettings, ConfigError> {
         let at = Locator::new(&self.source);
         let listen = check_address(&at, &["listen"], "listen", &self.listen, true)?;
-        let auth = match &self.auth {
-            Some(a) if a.user.is_empty() || a.user.contains(':') => {
-                let msg =
-                    "auth.user must be non-empty and must not contain ':' (Basic cannot carry it)";
-                return Err(at.error(&["auth.user", "auth"], msg));
-            }
-            Some(a) => Some(Credentials::new(&a.user, a.password.expose())),
-            None => None,
-        };
+        let auth = credentials(&at, self.auth.as_ref())?;
         for (field, value) in [
             ("connect_timeout", self.connect_timeout),
             ("head_timeout", self.head_timeout),
@@ -222,18 +278,9 @@ impl HttpProxyConfig {
             let msg = format!("max_connections must be 1 to {MAX_CONNECTIONS}");
             return Err(at.error(&["max_connections"], msg));
         }
-        let rules = |field: &str, texts: &[String]| {
-            parse_rules(field, texts).map_err(|e| {
-                let i = texts
-                    .iter()
-                    .position(|t| Rule::parse(t).is_err())
-                    .unwrap_or(0);
-                at.error(&[&format!("{field}[{i}]"), field], e)
-            })
-        };
         let policy = Policy {
-            allow: rules("allow", &self.allow)?,
-            deny: rules("deny", &self.deny)?,
+            allow: located_rules(&at, "allow", &self.allow)?,
+            deny: located_rules(&at, "deny", &self.deny)?,
             deny_local: self.deny_local,
         };
         Ok(HttpProxySettings {
@@ -248,7 +295,37 @@ impl HttpProxyConfig {
                 max_connections: self.max_connections,
             },
             stats_interval: self.stats_interval,
-            workers: super::validate::workers(&at, self.workers)?,
+            workers: workers(&at, self.workers)?,
         })
     }
+}
+
+fn credentials(at: &Locator, auth: Option<&ProxyAuth>) -> Result<Option<Credentials>, ConfigError> {
+    match auth {
+        Some(a) if a.user.is_empty() || a.user.contains(':') => {
+            let msg =
+                "auth.user must be non-empty and must not contain ':' (Basic cannot carry it)";
+            Err(at.error(&["auth.user", "auth"], msg))
+        }
+        Some(a) => Ok(Some(Credentials::new(&a.user, a.password.expose()))),
+        None => Ok(None),
+    }
+}
+
+/// A rule list, with an error placed at the offending rule.
+fn located_rules(
+    at: &Locator,
+    field: &'static str,
+    texts: &[String],
+) -> Result<Vec<Rule>, ConfigError> {
+    parse_rules(field, texts).map_err(|e| {
+        let index = match &e {
+            RulesError::BadRule { index, .. } => *index,
+            RulesError::TooMany { .. } => texts
+                .iter()
+                .position(|t| Rule::parse(t).is_err())
+                .unwrap_or(0),
+        };
+        at.error(&[&format!("{field}[{index}]"), field], e.to_string())
+    })
 }

@@ -1,0 +1,311 @@
+//! How command-line flags fold into each role's raw config before it is
+//! validated. Flags win over the file; `PORTHOLE_TOKEN` stands in for `--token`.
+
+use std::path::PathBuf;
+
+use super::{ClientArgs, ForwardArgs, HttpProxyArgs, ServerArgs};
+use crate::config::{
+    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Secret,
+    ServerConfig, ServerSettings, ServerTls, ServerTransport, ServiceConfig,
+};
+use crate::forward::{ForwardConfig, ForwardRule, ForwardSettings};
+use crate::http_proxy::{HttpProxyConfig, HttpProxySettings, ProxyAuth, check_tunnel_rules};
+
+/// Resolves the server settings from a file and/or flags.
+pub fn server_settings(
+    args: &ServerArgs,
+    env_token: Option<String>,
+) -> Result<ServerSettings, ConfigError> {
+    let mut cfg = match (&args.config, &args.bind) {
+        (Some(path), _) => config::load::<ServerConfig>(path)?,
+        (None, Some(bind)) => ServerConfig::new(bind.clone()),
+        (None, None) => {
+            return Err(cli_error(
+                "give a config file (-c server.ron) or --bind ADDR",
+            ));
+        }
+    };
+    if let Some(bind) = &args.bind {
+        cfg.bind = bind.clone();
+    }
+    if let Some(token) = args.token.clone().or(env_token) {
+        cfg.token = Some(Secret::new(token));
+    }
+    if !args.allow_ports.is_empty() {
+        cfg.allow_ports = args
+            .allow_ports
+            .iter()
+            .map(|r| parse_range(r))
+            .collect::<Result<_, _>>()?;
+    }
+    cfg.insecure_no_auth |= args.insecure_no_auth;
+    cfg.workers = args.workers.or(cfg.workers);
+    server_tls_flags(args, &mut cfg.transport)?;
+    cfg.validate()
+}
+
+/// `--tls` turns a TCP config into TLS; `--cert/--key/--client-ca` set or
+/// override the files.
+fn server_tls_flags(args: &ServerArgs, transport: &mut ServerTransport) -> Result<(), ConfigError> {
+    let any_file = args.cert.is_some() || args.key.is_some() || args.client_ca.is_some();
+    if !args.tls && !any_file {
+        return Ok(());
+    }
+    if let ServerTransport::Tcp = transport {
+        if !args.tls {
+            return Err(cli_error(
+                "--cert, --key and --client-ca need --tls (or a Tls transport in the config)",
+            ));
+        }
+        if args.cert.is_none() || args.key.is_none() {
+            return Err(cli_error(
+                "--tls needs --cert and --key (make them with `porthole gen-cert`)",
+            ));
+        }
+        *transport = ServerTransport::Tls(ServerTls::default());
+    }
+    if let ServerTransport::Tls(tls) = transport {
+        if let Some(cert) = &args.cert {
+            tls.cert = absolute(cert)?;
+        }
+        if let Some(key) = &args.key {
+            tls.key = absolute(key)?;
+        }
+        if let Some(ca) = &args.client_ca {
+            tls.client_ca = Some(absolute(ca)?);
+        }
+    }
+    Ok(())
+}
+
+/// `--tls` turns a TCP config into TLS; the other TLS flags set or override.
+fn client_tls_flags(args: &ClientArgs, transport: &mut ClientTransport) -> Result<(), ConfigError> {
+    let any = args.ca.is_some()
+        || args.server_name.is_some()
+        || args.cert.is_some()
+        || args.key.is_some();
+    if !args.tls && !any {
+        return Ok(());
+    }
+    if let ClientTransport::Tcp = transport {
+        if !args.tls {
+            return Err(cli_error(
+                "--ca, --server-name, --cert and --key need --tls (or a Tls transport in the config)",
+            ));
+        }
+        *transport = ClientTransport::Tls(ClientTls::default());
+    }
+    if let ClientTransport::Tls(tls) = transport {
+        if let Some(ca) = &args.ca {
+            tls.ca = Some(absolute(ca)?);
+        }
+        if let Some(name) = &args.server_name {
+            tls.server_name = Some(name.clone());
+        }
+        if let Some(cert) = &args.cert {
+            tls.cert = Some(absolute(cert)?);
+        }
+        if let Some(key) = &args.key {
+            tls.key = Some(absolute(key)?);
+        }
+    }
+    Ok(())
+}
+
+/// Paths from flags are relative to the working directory, never to the config.
+fn absolute(path: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path).map_err(|e| cli_error(&format!("{}: {e}", path.display())))
+}
+
+/// Resolves the client settings from a file and/or flags.
+pub fn client_settings(
+    args: &ClientArgs,
+    env_token: Option<String>,
+) -> Result<ClientSettings, ConfigError> {
+    let token = args.token.clone().or(env_token);
+    let mut cfg = match (&args.config, &args.server) {
+        (Some(path), _) => config::load::<ClientConfig>(path)?,
+        (None, Some(server)) => {
+            let token = token
+                .clone()
+                .ok_or_else(|| cli_error("give --token or set PORTHOLE_TOKEN"))?;
+            ClientConfig::new(server.clone(), Secret::new(token))
+        }
+        (None, None) => {
+            return Err(cli_error(
+                "give a config file (-c client.ron) or --server HOST:PORT",
+            ));
+        }
+    };
+    if let Some(server) = &args.server {
+        cfg.server = server.clone();
+    }
+    if let Some(token) = token {
+        cfg.token = Secret::new(token);
+    }
+    for spec in &args.expose {
+        cfg.services.push(parse_expose(spec)?);
+    }
+    cfg.insecure_no_auth |= args.insecure_no_auth;
+    cfg.workers = args.workers.or(cfg.workers);
+    client_tls_flags(args, &mut cfg.transport)?;
+    cfg.validate_with(check_tunnel_rules)
+}
+
+/// Resolves the forward settings from a file and/or LISTEN TARGET pairs.
+pub fn forward_settings(args: &ForwardArgs) -> Result<ForwardSettings, ConfigError> {
+    let mut cfg = match &args.config {
+        Some(path) => config::load::<ForwardConfig>(path)?,
+        None => ForwardConfig::new(),
+    };
+    if args.pairs.len() % 2 != 0 {
+        return Err(cli_error(
+            "forward takes LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80",
+        ));
+    }
+    for pair in args.pairs.chunks(2) {
+        cfg.forwards.push(ForwardRule {
+            listen: pair[0].clone(),
+            target: pair[1].clone(),
+        });
+    }
+    if let Some(text) = &args.connect_timeout {
+        cfg.connect_timeout = config::parse_duration(text)
+            .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
+    }
+    cfg.workers = args.workers.or(cfg.workers);
+    cfg.validate()
+}
+
+/// Resolves the http-proxy settings from a file and/or flags.
+pub fn http_proxy_settings(args: &HttpProxyArgs) -> Result<HttpProxySettings, ConfigError> {
+    let mut cfg = match (&args.config, &args.listen) {
+        (Some(path), _) => config::load::<HttpProxyConfig>(path)?,
+        (None, Some(listen)) => HttpProxyConfig::new(listen.clone()),
+        (None, None) => {
+            return Err(cli_error(
+                "give a config file (-c proxy.ron) or --listen ADDR",
+            ));
+        }
+    };
+    if let Some(listen) = &args.listen {
+        cfg.listen = listen.clone();
+    }
+    if let Some(auth) = &args.auth {
+        let (user, password) = auth
+            .split_once(':')
+            .ok_or_else(|| cli_error("--auth takes USER:PASSWORD"))?;
+        cfg.auth = Some(ProxyAuth {
+            user: user.to_owned(),
+            password: Secret::new(password),
+        });
+    }
+    cfg.allow.extend(args.allow.iter().cloned());
+    cfg.deny.extend(args.deny.iter().cloned());
+    cfg.deny_local |= args.deny_local;
+    if let Some(text) = &args.connect_timeout {
+        cfg.connect_timeout = config::parse_duration(text)
+            .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
+    }
+    cfg.workers = args.workers.or(cfg.workers);
+    cfg.validate()
+}
+
+/// `10000-20000` or `8080`.
+fn parse_range(text: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || {
+        cli_error(&format!(
+            "--allow-ports {text:?}: expected LOW-HIGH or PORT, e.g. 10000-20000"
+        ))
+    };
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    Ok((lo, hi))
+}
+
+/// `PORT`, `REMOTE:PORT` or `REMOTE:HOST:PORT` (HOST may be `[v6]`).
+pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
+    let bad = || {
+        cli_error(&format!(
+            "--expose {spec:?}: expected PORT, REMOTE:PORT or REMOTE:HOST:PORT, e.g. 8080 or 10080:8080"
+        ))
+    };
+    let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
+    let (remote, local) = match spec.split_once(':') {
+        None => (0, format!("127.0.0.1:{}", port(spec)?)),
+        Some((remote, rest)) if rest.parse::<u16>().is_ok() => {
+            (port(remote)?, format!("127.0.0.1:{rest}"))
+        }
+        Some((remote, rest)) => (port(remote)?, rest.to_owned()),
+    };
+    let local_port = local.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+    Ok(ServiceConfig {
+        name: format!("port-{local_port}"),
+        local,
+        remote_port: remote,
+    })
+}
+
+fn cli_error(message: &str) -> ConfigError {
+    ConfigError {
+        origin: PathBuf::from("<command line>"),
+        line: 0,
+        column: 0,
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expose_forms() {
+        let s = parse_expose("8080").expect("valid");
+        assert_eq!(
+            (s.remote_port, s.local.as_str(), s.name.as_str()),
+            (0, "127.0.0.1:8080", "port-8080")
+        );
+        let s = parse_expose("10080:8080").expect("valid");
+        assert_eq!((s.remote_port, s.local.as_str()), (10080, "127.0.0.1:8080"));
+        let s = parse_expose("0:[::1]:22").expect("valid");
+        assert_eq!((s.remote_port, s.local.as_str()), (0, "[::1]:22"));
+        assert!(parse_expose("web").is_err());
+        assert!(parse_expose("99999").is_err());
+    }
+
+    #[test]
+    fn workers_come_from_the_flag_then_the_file_then_one_per_core() {
+        let dir = std::env::temp_dir().join(format!("porthole-workers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("server.ron");
+        let text = r#"(bind: "127.0.0.1:0", token: "t", workers: 3)"#;
+        std::fs::write(&path, text).expect("write config");
+        let mut args = ServerArgs {
+            config: Some(path.clone()),
+            ..ServerArgs::default()
+        };
+        assert_eq!(server_settings(&args, None).expect("valid").workers, 3);
+        args.workers = Some(1);
+        assert_eq!(server_settings(&args, None).expect("valid").workers, 1);
+        args.workers = Some(0);
+        let err = server_settings(&args, None).expect_err("zero workers");
+        assert!(
+            err.to_string().contains("workers 0 is out of range"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let mut config = ServerConfig::new("127.0.0.1:0");
+        config.token = Some(Secret::new("t"));
+        let settings = config.validate().expect("valid");
+        assert_eq!(settings.workers, crate::runtime::default_workers());
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("10000-20000").expect("valid"), (10000, 20000));
+        assert_eq!(parse_range("8080").expect("valid"), (8080, 8080));
+        assert!(parse_range("a-b").is_err());
+    }
+}
