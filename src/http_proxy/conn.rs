@@ -17,35 +17,12 @@ use tracing::debug;
 use super::body::{Buffered, HeadFailure};
 use super::exchange::{Exchange, Next};
 use super::framing::{self, Framing};
-use super::head::{self, ALLOWED_METHODS, HeadError, Request, Version, parse_request};
+use super::head::{Request, parse_request};
+use super::refuse::{Refuse, respond};
 use super::rewrite::{self, Upstream};
+use super::syntax::{HeadError, Version};
 use super::{Proxy, auth::Credentials};
 use crate::wire::with_timeout;
-
-/// A response the proxy generates itself.
-pub(super) struct Refuse {
-    pub(super) status: u16,
-    pub(super) text: String,
-    pub(super) extra: Vec<(&'static str, String)>,
-}
-
-impl Refuse {
-    pub(super) fn new(status: u16, text: impl Into<String>) -> Self {
-        Refuse {
-            status,
-            text: text.into(),
-            extra: Vec::new(),
-        }
-    }
-
-    fn from_head(e: &HeadError) -> Self {
-        let mut refuse = Refuse::new(e.status(), format!("bad request: {e}"));
-        if e.status() == 405 {
-            refuse.extra.push(("Allow", ALLOWED_METHODS.to_owned()));
-        }
-        refuse
-    }
-}
 
 /// What to do with a forwarded request, decided before any origin is touched.
 enum Plan {
@@ -238,24 +215,6 @@ async fn answer(proxy: &Proxy, writer: &mut TcpStream, bytes: &[u8], req: &Reque
         Ok(()) if req.framing == Framing::None && req.keep_alive() => Next::KeepAlive,
         _ => Next::Close,
     }
-}
-
-/// Writes a generated response; counts it as an error.
-pub(super) async fn respond(
-    proxy: &Proxy,
-    writer: &mut TcpStream,
-    refuse: Refuse,
-    keep_alive: bool,
-) {
-    proxy.stats.error(refuse.status);
-    let extra: Vec<(&str, &str)> = refuse.extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let bytes = head::proxy_response(refuse.status, &extra, &refuse.text, keep_alive);
-    let limit = proxy.settings.head_timeout;
-    let _ = with_timeout(limit, "writing a response", async {
-        writer.write_all(&bytes).await?;
-        writer.flush().await
-    })
-    .await;
 }
 
 /// A CONNECT: `200`, then bytes that followed the head, then a splice relay.

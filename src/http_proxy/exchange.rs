@@ -26,10 +26,10 @@ use tracing::debug;
 use super::Proxy;
 use super::body::{BodyError, Buffered, HeadFailure, copy_body};
 use super::chunked::ChunkError;
-use super::conn::{Refuse, respond};
 use super::framing::Framing;
-use super::head::{self, Request, Response, parse_response};
-use super::rewrite::{Upstream, dechunks};
+use super::head::{Request, Response, parse_response};
+use super::refuse::{Refuse, respond};
+use super::rewrite::{self, Upstream, dechunks};
 use crate::wire::with_timeout;
 
 /// Most interim (1xx) responses before the final one: an origin sending them
@@ -127,7 +127,7 @@ impl Exchange<'_> {
         let (client, writer) = (&mut **client, &mut **writer);
         let idle = proxy.settings.idle_timeout;
         let mut origin_writer = origin.clone();
-        let head = head::origin_request(req, up);
+        let head = rewrite::origin_request(req, up);
         let upload = async {
             with_timeout(
                 idle,
@@ -330,7 +330,7 @@ async fn download(
         let framing = response.framing(&req.method);
         let dechunk = dechunks(&response, req.version);
         let keep_client = req.keep_alive() && framing != Framing::UntilClose && !dechunk;
-        let head = head::client_response(&response, req.version, keep_client);
+        let head = rewrite::client_response(&response, req.version, keep_client);
         let written = with_timeout(idle, "writing the response head", writer.write_all(&head));
         written.await.map_err(|e| failed(e.to_string()))?;
         *sent += head.len() as u64;

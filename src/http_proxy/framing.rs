@@ -10,7 +10,8 @@
 //! tokens of which only a lone `chunked` is served; both at once, chunked in
 //! HTTP/1.0, or a `Connection` that names a framing field are refused.
 
-use super::head::{HeadError, Version, is_token, parse_authority, trim_ows};
+use super::syntax::{HeadError, Version, header, is_token, trim_ows};
+use super::target::parse_authority;
 
 /// How a message body is delimited (RFC 9112 §6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,7 +217,7 @@ fn check_host(
 
 /// The `Max-Forwards` value, if any (RFC 9110 §7.6.2).
 pub fn max_forwards(headers: &[(String, Vec<u8>)]) -> Result<Option<u32>, HeadError> {
-    let Some(value) = super::head::header(headers, "max-forwards") else {
+    let Some(value) = header(headers, "max-forwards") else {
         return Ok(None);
     };
     // Digits only; a huge value is as good as the largest we keep.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::http_proxy::framing::{Declared, Framing};
-use crate::http_proxy::rewrite::Upstream;
+use crate::http_proxy::rewrite::{Upstream, client_response, origin_request, proxy_response};
 
 fn request(text: &str) -> Result<Option<(Request, usize)>, HeadError> {
     parse_request(text.as_bytes())

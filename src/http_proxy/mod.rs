@@ -42,10 +42,12 @@ mod exchange;
 pub mod framing;
 pub mod head;
 pub mod pool;
+mod refuse;
 pub mod rewrite;
 pub mod rules;
 pub mod settings;
 pub mod stats;
+mod syntax;
 mod target;
 
 use crate::runtime::{self, SharedTcpStream as TcpStream, TcpListener};
@@ -148,11 +150,11 @@ impl Proxy {
 
     /// Rules, resolution, rules on the addresses, then a connect to the first
     /// address that answers — all under `connect_timeout` (`504` on expiry).
-    async fn connect(&self, dest: &Destination) -> Result<TcpStream, conn::Refuse> {
+    async fn connect(&self, dest: &Destination) -> Result<TcpStream, refuse::Refuse> {
         let policy = &self.settings.policy;
         let named = policy
             .check_name(&dest.host, dest.port)
-            .map_err(|why| conn::Refuse::new(403, why))?;
+            .map_err(|why| refuse::Refuse::new(403, why))?;
         let limit = self.settings.connect_timeout;
         let attempt = async {
             // IP literals never reach the resolver.
@@ -171,7 +173,7 @@ impl Proxy {
         };
         let addrs = match with_timeout(limit, "resolving", attempt).await {
             Ok(addrs) if addrs.is_empty() => {
-                return Err(conn::Refuse::new(
+                return Err(refuse::Refuse::new(
                     502,
                     format!("{} has no address", dest.host),
                 ));
@@ -181,7 +183,7 @@ impl Proxy {
         };
         policy
             .check_addrs(&addrs, named)
-            .map_err(|why| conn::Refuse::new(403, why))?;
+            .map_err(|why| refuse::Refuse::new(403, why))?;
         with_timeout(limit, "connecting to the origin", connect_any(&addrs))
             .await
             .map_err(|e| refusal(&e))
@@ -189,13 +191,13 @@ impl Proxy {
 }
 
 /// `504` for a timeout, `502` for anything else.
-fn refusal(e: &io::Error) -> conn::Refuse {
+fn refusal(e: &io::Error) -> refuse::Refuse {
     let status = if e.kind() == io::ErrorKind::TimedOut {
         504
     } else {
         502
     };
-    conn::Refuse::new(status, e.to_string())
+    refuse::Refuse::new(status, e.to_string())
 }
 
 async fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {

@@ -8,7 +8,8 @@
 //! directions get a `Via` (§7.6.3).
 
 use super::framing::{Declared, Framing, connection_tokens};
-use super::head::{ALLOWED_METHODS, Request, Response, Version};
+use super::head::{Request, Response};
+use super::syntax::{ALLOWED_METHODS, Version, header};
 
 /// Fields that describe one hop and are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 8] = [
@@ -130,7 +131,7 @@ pub fn client_response(resp: &Response, version: Version, keep_alive: bool) -> V
     via(&mut out, resp.version);
     if resp.status == 101 {
         push_field(&mut out, "Connection", b"upgrade");
-        let protocol = super::head::header(&resp.headers, "upgrade").unwrap_or_default();
+        let protocol = header(&resp.headers, "upgrade").unwrap_or_default();
         push_field(&mut out, "Upgrade", protocol);
     } else if !bodiless || resp.status == 204 {
         let connection: &[u8] = if keep_alive { b"keep-alive" } else { b"close" };

@@ -3,7 +3,7 @@
 //! only in brackets with nothing but `:port` after them, a port of digits only,
 //! no user information. Pure.
 
-use super::head::HeadError;
+use super::syntax::HeadError;
 
 /// Where a request wants to go.
 #[derive(Clone, Debug, PartialEq, Eq)]

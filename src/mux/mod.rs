@@ -17,6 +17,7 @@
 pub mod error;
 pub mod frame;
 pub mod session;
+mod shared;
 pub mod state;
 pub mod stream;
 

@@ -4,38 +4,21 @@
 
 use futures_lite::io::{BufReader, split};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
-use smol::channel::{Receiver, Sender, bounded};
+use smol::channel::{Receiver, bounded};
 use std::future::Future;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
 use super::error::Error;
 use super::frame::{HEADER_LEN, Header, MAX_DATA_LEN, MAX_OPEN_LEN};
+use super::shared::Shared;
 use super::state::{Config, Side, State};
 use super::stream::Stream;
 
 /// Read buffer of the driver: several frames per read syscall.
 const READ_BUF_LEN: usize = 64 * 1024;
-
-pub(super) struct Shared {
-    state: Mutex<State>,
-    /// Wakes the writer (capacity 1: a pending wake-up is enough).
-    wake_tx: Sender<()>,
-}
-
-impl Shared {
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-updated
-        // in a way that matters more than losing the session; keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) fn wake_writer(&self) {
-        let _ = self.wake_tx.try_send(());
-    }
-}
 
 /// A handle to a mux session; clones share it.
 #[derive(Clone)]
@@ -60,10 +43,7 @@ impl Session {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (wake_tx, wake_rx) = bounded(1);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::new(side, config)),
-            wake_tx,
-        });
+        let shared = Arc::new(Shared::new(State::new(side, config), wake_tx));
         let driver = drive(io, shared.clone(), wake_rx);
         (Session { shared }, driver)
     }

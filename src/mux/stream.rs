@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use super::error::Error;
-use super::session::Shared;
+use super::shared::Shared;
 
 pub struct Stream {
     shared: Arc<Shared>,

@@ -26,7 +26,9 @@ use std::os::fd::BorrowedFd;
 use std::task::Waker;
 use std::time::Instant;
 
-use super::worker::NOTIFY_KEY;
+/// Poller key of the worker's eventfd; socket keys never reach it (see the
+/// key layout in the module docs).
+pub(super) const NOTIFY_KEY: u64 = u64::MAX;
 
 /// A direction of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

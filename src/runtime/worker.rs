@@ -33,9 +33,6 @@ use super::{CURRENT, reactor};
 pub const BATCH: usize = 64;
 /// Events taken from the poller per wait.
 const EVENTS_PER_WAIT: usize = 256;
-/// Poller key of the worker's eventfd; socket keys never reach it (see
-/// [`reactor`]'s key layout).
-pub(super) const NOTIFY_KEY: u64 = u64::MAX;
 
 thread_local! {
     /// Tasks woken on this worker by this worker.
@@ -63,7 +60,10 @@ impl Shared {
     pub fn new(index: usize) -> io::Result<Shared> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let notify = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-        epoll.add(&notify, EpollEvent::new(EpollFlags::EPOLLIN, NOTIFY_KEY))?;
+        epoll.add(
+            &notify,
+            EpollEvent::new(EpollFlags::EPOLLIN, reactor::NOTIFY_KEY),
+        )?;
         Ok(Shared {
             index,
             injector: ConcurrentQueue::unbounded(),
@@ -113,7 +113,7 @@ impl Shared {
             };
             self.sleeping.store(false, Ordering::Relaxed);
             for event in &events[..n] {
-                if event.data() == NOTIFY_KEY {
+                if event.data() == reactor::NOTIFY_KEY {
                     let _ = self.notify.read();
                 } else {
                     reactor::dispatch(event.data(), event.events());
