@@ -15,7 +15,7 @@
 //! [`HandshakeError`] says why one failed and maps to and from the wire's
 //! `ErrorCode`. The server's driver (`crate::server`) adds its deadlines and
 //! its session registry; the client's control and data dials and the tests use
-//! [`drive::client`]. Proofs are `crate::auth`'s; PROTOCOL.md sections 4–5 are
+//! [`drive::client`]. Proofs are `crate::auth`'s; PROTOCOL.md sections 4–6 are
 //! the normative text.
 //!
 //! Invariants (the `handshake` fuzz target checks them): no input panics; a

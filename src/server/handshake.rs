@@ -193,11 +193,8 @@ async fn refuse<S>(link: &mut S, cause: HandshakeError) -> Result<(), HandshakeE
 where
     S: futures_lite::AsyncWrite + Unpin,
 {
-    // A peer that closed hears nothing; one that is not reading may not hold
-    // the task.
-    if !matches!(cause, HandshakeError::Closed) {
-        let frame = cause.to_frame();
-        let _ = with_deadline(Duration::from_secs(1), "sending error", send(link, &frame)).await;
-    }
+    // Best effort: a peer that is not reading may not hold the task.
+    let frame = cause.to_frame();
+    let _ = with_deadline(Duration::from_secs(1), "sending error", send(link, &frame)).await;
     Err(cause)
 }
