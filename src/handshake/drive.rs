@@ -32,7 +32,7 @@ pub async fn client<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads the peer's next frame.
 pub async fn receive<S: AsyncRead + Unpin>(link: &mut S) -> Result<Frame, HandshakeError> {
-    read_frame(link).await.map_err(HandshakeError::from_io)
+    read_frame(link).await.map_err(HandshakeError::from)
 }
 
 /// Writes one frame and flushes it.
@@ -40,7 +40,5 @@ pub async fn send<S: AsyncWrite + Unpin>(
     link: &mut S,
     frame: &Frame,
 ) -> Result<(), HandshakeError> {
-    write_frame(link, frame)
-        .await
-        .map_err(HandshakeError::from_io)
+    write_frame(link, frame).await.map_err(HandshakeError::from)
 }

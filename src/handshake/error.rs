@@ -113,14 +113,10 @@ impl HandshakeError {
             HandshakeError::Io(_) => "I/O error during the handshake",
         }
     }
-
-    /// Classifies a failed frame read or write: end of stream, deadline,
-    /// bytes that are no frame, or another I/O error.
-    pub fn from_io(e: io::Error) -> Self {
-        e.into()
-    }
 }
 
+/// Classifies a failed frame read or write: end of stream, deadline, bytes
+/// that are no frame, or another I/O error.
 impl From<io::Error> for HandshakeError {
     fn from(e: io::Error) -> Self {
         match e.kind() {
