@@ -1,14 +1,16 @@
-//! The real `porthole` binary as a child process of a test.
+//! The real `porthole` binary as a child process of a test: long-lived ones
+//! ([`Proc`]) and one-shot commands run to completion ([`run`]).
 //!
 //! Every child is owned by a [`Proc`] guard that kills and reaps it on drop;
 //! its stderr is read by a thread into a channel, so a test waits for a log
 //! line with a deadline instead of sleeping, and a chatty child never blocks on
 //! a full pipe.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// `porthole` with `args`, run from the crate's directory, with no token or
@@ -144,5 +146,64 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- one-shot commands
+
+/// Deadline for a short-lived command (help, check, demo) to finish.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------- one-shot commands
+
+/// What a finished command printed (ANSI colour removed) and how it ended.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion within [`COMMAND_DEADLINE`], killing it if it overruns.
+pub fn run(mut cmd: Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn porthole");
+    let (tx, rx) = mpsc::channel();
+    let readers: Vec<JoinHandle<String>> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|mut pipe| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            let _ = tx.send(());
+            text
+        })
+    })
+    .collect();
+    // Both pipes reach EOF when the process exits.
+    let started = Instant::now();
+    for _ in 0..2 {
+        let left = COMMAND_DEADLINE.saturating_sub(started.elapsed());
+        if rx.recv_timeout(left).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
+        }
+    }
+    let status = child.wait().expect("reap porthole");
+    let mut texts = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader thread"));
+    Output {
+        status,
+        stdout: plain(&texts.next().unwrap_or_default()),
+        stderr: plain(&texts.next().unwrap_or_default()),
     }
 }

@@ -6,71 +6,10 @@
 //! with a deadline instead of sleeping, and a chatty child never blocks on a full
 //! pipe.
 
-use crate::common::process::{Proc, plain, porthole as args};
+use crate::common::process::{Proc, porthole as args, run};
 use crate::common::*;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// Deadline for a short-lived command (help, check, demo) to finish.
-const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------- one-shot commands
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` to completion within [`COMMAND_DEADLINE`], killing it if it overruns.
-fn run(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn porthole");
-    let (tx, rx) = mpsc::channel();
-    let readers: Vec<JoinHandle<String>> = [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ]
-    .into_iter()
-    .map(|mut pipe| {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            let _ = tx.send(());
-            text
-        })
-    })
-    .collect();
-    // Both pipes reach EOF when the process exits.
-    let started = Instant::now();
-    for _ in 0..2 {
-        let left = COMMAND_DEADLINE.saturating_sub(started.elapsed());
-        if rx.recv_timeout(left).is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {COMMAND_DEADLINE:?}");
-        }
-    }
-    let status = child.wait().expect("reap porthole");
-    let mut texts = readers
-        .into_iter()
-        .map(|r| r.join().expect("reader thread"));
-    Output {
-        status,
-        stdout: plain(&texts.next().unwrap_or_default()),
-        stderr: plain(&texts.next().unwrap_or_default()),
-    }
-}
 
 #[test]
 fn help_exits_zero_and_lists_the_subcommands() {
