@@ -14,7 +14,8 @@ pub mod settings;
 
 pub use check::{AnyConfig, load_any};
 pub use settings::{
-    client_settings, forward_settings, http_proxy_settings, parse_expose, server_settings,
+    TokenSource, client_settings, forward_settings, http_proxy_settings, parse_expose,
+    server_settings, token_source,
 };
 
 /// Environment variable that supplies the token when `--token` is not given.
@@ -23,9 +24,22 @@ pub const TOKEN_ENV: &str = "PORTHOLE_TOKEN";
 #[derive(FromArgs, Debug)]
 /// porthole: expose TCP services behind NAT or a firewall through a public server.
 /// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info).
+#[argh(
+    help_triggers("-h", "--help", "help"),
+    example = "porthole demo\nporthole server --bind 0.0.0.0:7000 --allow-ports 10000-20000\nporthole client --server tunnel.example.com:7000 --expose web=8080",
+    note = "Run `porthole <command> --help` for a command's flags and examples.",
+    error_code(
+        1,
+        "runtime failure (e.g. authentication failed, a certificate the server refuses)."
+    ),
+    error_code(2, "usage or config error.")
+)]
 pub struct Cli {
+    /// print the version, the git commit it was built from and the target, and exit
+    #[argh(switch, short = 'V')]
+    pub version: bool,
     #[argh(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -43,10 +57,15 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 /// Make a private CA and a server certificate (and optionally a client
 /// certificate) for a TLS tunnel, and print the config lines to use them.
-/// Example: porthole gen-cert --name tunnel.example.com --out certs
-#[argh(subcommand, name = "gen-cert")]
+#[argh(
+    subcommand,
+    name = "gen-cert",
+    help_triggers("-h", "--help", "help"),
+    usage = "--name <name> [--name <name>...] [--out <out>] [--client] [--days <days>]",
+    example = "porthole gen-cert --name tunnel.example.com --out certs\nporthole gen-cert --name tunnel.example.com --name 203.0.113.7 --client --out certs"
+)]
 pub struct GenCertArgs {
-    /// DNS name or IP address clients use to reach the server (repeatable)
+    /// required: DNS name or IP address clients use to reach the server (repeat for more)
     #[argh(option)]
     pub name: Vec<String>,
     /// directory to write the files into (default: current directory)
@@ -62,8 +81,13 @@ pub struct GenCertArgs {
 
 #[derive(FromArgs, Debug, Default)]
 /// Forward TCP ports: every connection to LISTEN is relayed to TARGET (like socat
-/// TCP-LISTEN,fork). Example: porthole forward 0.0.0.0:8080 10.0.0.5:80 [LISTEN TARGET ...]
-#[argh(subcommand, name = "forward")]
+/// TCP-LISTEN,fork).
+#[argh(
+    subcommand,
+    name = "forward",
+    help_triggers("-h", "--help", "help"),
+    example = "porthole forward 0.0.0.0:8080 10.0.0.5:80 [LISTEN TARGET ...]\nporthole forward -c forward.ron"
+)]
 pub struct ForwardArgs {
     /// config file (RON) with `forwards: [(listen, target)]`
     #[argh(option, short = 'c')]
@@ -81,9 +105,13 @@ pub struct ForwardArgs {
 
 #[derive(FromArgs, Debug, Default)]
 /// Run an HTTP forward proxy (CONNECT tunnels and http:// requests). SIGUSR1 logs
-/// its counters. Example: porthole http-proxy --listen 127.0.0.1:3128, then
-/// curl -x http://127.0.0.1:3128 https://example.com
-#[argh(subcommand, name = "http-proxy")]
+/// its counters (other porthole commands ignore SIGUSR1).
+#[argh(
+    subcommand,
+    name = "http-proxy",
+    help_triggers("-h", "--help", "help"),
+    example = "porthole http-proxy --listen 127.0.0.1:3128\ncurl -x http://127.0.0.1:3128 https://example.com\nporthole http-proxy -c http-proxy.ron"
+)]
 pub struct HttpProxyArgs {
     /// config file (RON); flags override its values
     #[argh(option, short = 'c')]
@@ -113,7 +141,13 @@ pub struct HttpProxyArgs {
 
 #[derive(FromArgs, Debug, Default)]
 /// Run the public server: clients connect to it and it opens a public port per service.
-#[argh(subcommand, name = "server")]
+/// The token comes from --token, else $PORTHOLE_TOKEN, else the config file.
+#[argh(
+    subcommand,
+    name = "server",
+    help_triggers("-h", "--help", "help"),
+    example = "export PORTHOLE_TOKEN=\"$(head -c 24 /dev/urandom | base64)\"\nporthole server --bind 0.0.0.0:7000 --allow-ports 10000-20000\nporthole server --bind 0.0.0.0:7000 --cert certs/server.crt --key certs/server.key   # TLS\nporthole server -c server.ron"
+)]
 pub struct ServerArgs {
     /// config file (RON); flags override its values
     #[argh(option, short = 'c')]
@@ -130,16 +164,17 @@ pub struct ServerArgs {
     /// run without authentication: anyone who reaches the server can expose ports
     #[argh(switch)]
     pub insecure_no_auth: bool,
-    /// use TLS for control and data links (needs --cert and --key unless the config has them)
+    /// use TLS for control and data links (implied by --cert/--key; needs them unless the
+    /// config has them)
     #[argh(switch)]
     pub tls: bool,
-    /// TLS certificate chain (PEM), e.g. from `porthole gen-cert`
+    /// TLS certificate chain (PEM), e.g. from `porthole gen-cert`; implies --tls
     #[argh(option)]
     pub cert: Option<PathBuf>,
-    /// TLS private key (PEM)
+    /// TLS private key (PEM); implies --tls
     #[argh(option)]
     pub key: Option<PathBuf>,
-    /// demand client certificates signed by this CA (mutual TLS)
+    /// demand client certificates signed by this CA (mutual TLS); implies --tls
     #[argh(option)]
     pub client_ca: Option<PathBuf>,
     /// data-plane worker threads (default: `workers` in the config, else one per core)
@@ -149,7 +184,13 @@ pub struct ServerArgs {
 
 #[derive(FromArgs, Debug, Default)]
 /// Run a client next to private services and expose them through a server.
-#[argh(subcommand, name = "client")]
+/// The token comes from --token, else $PORTHOLE_TOKEN, else the config file.
+#[argh(
+    subcommand,
+    name = "client",
+    help_triggers("-h", "--help", "help"),
+    example = "export PORTHOLE_TOKEN=...the server's token...\nporthole client --server tunnel.example.com:7000 --expose 8080\nporthole client --server tunnel.example.com:7000 --expose web=10080:8080 --expose ssh=10022:192.168.1.5:22\nporthole client --server tunnel.example.com:7000 --ca certs/ca.crt --expose 8080   # TLS\nporthole client -c client.ron"
+)]
 pub struct ClientArgs {
     /// config file (RON); flags override its values
     #[argh(option, short = 'c')]
@@ -160,26 +201,27 @@ pub struct ClientArgs {
     /// shared secret (default: $PORTHOLE_TOKEN)
     #[argh(option)]
     pub token: Option<String>,
-    /// expose a local port: PORT, REMOTE:PORT or REMOTE:HOST:PORT (repeatable); REMOTE 0 or
-    /// omitted lets the server pick a public port
+    /// expose a local port: [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT
+    /// (repeatable); REMOTE 0 or omitted lets the server pick; NAME defaults to port-PORT
     #[argh(option)]
     pub expose: Vec<String>,
     /// accept a server running with --insecure-no-auth (it cannot prove it is the real server)
     #[argh(switch)]
     pub insecure_no_auth: bool,
-    /// use TLS for control and data links
+    /// use TLS for control and data links (implied by --ca, --server-name, --cert, --key)
     #[argh(switch)]
     pub tls: bool,
-    /// CA certificate (PEM) that signed the server's certificate (default: the system's)
+    /// CA certificate (PEM) that signed the server's certificate (default: the system's);
+    /// implies --tls
     #[argh(option)]
     pub ca: Option<PathBuf>,
-    /// name the server's certificate must carry (default: the host of --server)
+    /// name the server's certificate must carry (default: the host of --server); implies --tls
     #[argh(option)]
     pub server_name: Option<String>,
-    /// client certificate (PEM) for a server that demands one (mutual TLS)
+    /// client certificate (PEM) for a server that demands one (mutual TLS); implies --tls
     #[argh(option)]
     pub cert: Option<PathBuf>,
-    /// client private key (PEM)
+    /// client private key (PEM); implies --tls
     #[argh(option)]
     pub key: Option<PathBuf>,
     /// data-plane worker threads (default: `workers` in the config, else one per core)
@@ -188,8 +230,13 @@ pub struct ClientArgs {
 }
 
 #[derive(FromArgs, Debug)]
-/// Validate a server or client config file and print the resolved settings (secrets masked).
-#[argh(subcommand, name = "check")]
+/// Validate a config file of any role and print the resolved settings (secrets masked).
+#[argh(
+    subcommand,
+    name = "check",
+    help_triggers("-h", "--help", "help"),
+    example = "porthole check -c server.ron"
+)]
 pub struct CheckArgs {
     /// config file (RON) to check
     #[argh(option, short = 'c')]
@@ -199,7 +246,7 @@ pub struct CheckArgs {
 #[derive(FromArgs, Debug)]
 /// Start a server, a client and a tiny service on loopback, push traffic through the
 /// tunnel, print what happened, and keep serving until Ctrl-C.
-#[argh(subcommand, name = "demo")]
+#[argh(subcommand, name = "demo", help_triggers("-h", "--help", "help"))]
 pub struct DemoArgs {
     /// exit after the traffic check instead of serving until Ctrl-C
     #[argh(switch)]

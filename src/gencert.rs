@@ -87,6 +87,17 @@ pub enum GenCertError {
     },
 }
 
+impl GenCertError {
+    /// Whether the arguments were wrong (a usage error), rather than the
+    /// machine (files, randomness).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::NoName | Self::DaysOutOfRange { .. } | Self::Generate(_) | Self::Exists { .. }
+        )
+    }
+}
+
 impl fmt::Display for GenCertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

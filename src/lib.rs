@@ -40,7 +40,7 @@
 //! | [`protocol`] | pure frame and chunk codecs (fuzzed) |
 //! | [`auth`] | HMAC proofs and nonces |
 //! | [`runtime`] | the per-worker runtime: one epoll, run queue and timer map per worker thread; sockets registered once |
-//! | [`tasks`], [`shutdown`], [`logfold`] | owned task sets, the shutdown signal, folded warnings |
+//! | [`tasks`], [`shutdown`], [`logfold`], [`logging`] | owned task sets, the shutdown signal, folded warnings, log output (level, colour) |
 //!
 //! `server/` and `client/` mirror each other: a long-lived part (`server::Shared`,
 //! `client/context.rs`), the handshake (`server/handshake.rs`,
@@ -96,6 +96,7 @@ pub mod gencert;
 pub mod handshake;
 pub mod http_proxy;
 pub mod logfold;
+pub mod logging;
 pub mod mux;
 pub mod protocol;
 pub mod relay;

@@ -18,27 +18,43 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let name = args.first().map_or("porthole", String::as_str);
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let cli = match Cli::from_args(&[name], &rest) {
+    // Named as users type it, whatever path it was started by.
+    let cli = match Cli::from_args(&["porthole"], &rest) {
         Ok(cli) => cli,
+        Err(early) if early.status.is_ok() => {
+            println!("{}", early.output);
+            return ExitCode::SUCCESS;
+        }
         Err(early) => {
-            return if early.status.is_ok() {
-                println!("{}", early.output);
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{}", early.output);
-                ExitCode::from(EXIT_USAGE)
-            };
+            // argh does not say which command it was parsing: the first
+            // argument, when it names one.
+            let command = rest.first().filter(|c| !c.starts_with('-'));
+            let help = command.map_or("porthole --help".to_owned(), |c| {
+                format!("porthole {c} --help")
+            });
+            let output = early.output.trim_end();
+            return usage_error(&format_args!("{output}\nrun `{help}` for usage"));
         }
     };
+    let command = match cli.command {
+        _ if cli.version => {
+            println!("{}", version());
+            return ExitCode::SUCCESS;
+        }
+        Some(command) => command,
+        None => return usage_error(&"no command given; run `porthole --help` for the list"),
+    };
     // The demo tells its own story on stdout; its logs stay quiet unless asked.
-    init_logging(if matches!(cli.command, Command::Demo(_)) {
-        "warn"
+    let default_level = if matches!(command, Command::Demo(_)) {
+        tracing::Level::WARN
     } else {
-        "info"
-    });
-    match cli.command {
+        tracing::Level::INFO
+    };
+    if let Err(e) = porthole::logging::init(default_level) {
+        return usage_error(&e);
+    }
+    match command {
         Command::Check(args) => check(&args.config),
         Command::Server(args) => run_server(&args),
         Command::Client(args) => run_client(&args),
@@ -49,20 +65,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(default: &str) {
-    let wanted = std::env::var("PORTHOLE_LOG").unwrap_or_else(|_| default.to_owned());
-    let level = match wanted.to_ascii_lowercase().as_str() {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
+/// `porthole 0.1.0 (commit 1234abcd5678, x86_64-unknown-linux-gnu)`.
+fn version() -> String {
+    let commit = match env!("PORTHOLE_GIT_COMMIT") {
+        "" => "not built from a git checkout".to_owned(),
+        commit => format!("commit {commit}"),
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .init();
+    format!(
+        "porthole {} ({commit}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("PORTHOLE_TARGET")
+    )
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -97,36 +110,71 @@ fn runtime_error(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_RUNTIME)
 }
 
-/// Fires the returned signal on the first SIGINT or SIGTERM.
-fn signals() -> std::io::Result<Signal> {
+/// What a command does on SIGUSR1: the HTTP proxy logs its counters.
+type OnUsr1 = Box<dyn Fn() + Send>;
+
+/// The signals every long-running command handles, so that none of them
+/// dies of a signal meant for another porthole process (`pkill -USR1
+/// porthole`): SIGINT and SIGTERM stop it, SIGHUP (reload, not yet) and
+/// SIGUSR1 (the proxy's stats) are logged and otherwise ignored. Registered
+/// before anything else runs.
+fn signals(on_usr1: Option<OnUsr1>) -> std::io::Result<Signal> {
+    use async_signal::Signal as Sig;
     let (trigger, signal) = shutdown::channel();
-    let mut signals =
-        async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term])?;
+    let mut signals = async_signal::Signals::new([Sig::Int, Sig::Term, Sig::Hup, Sig::Usr1])?;
     // Detached on purpose: it lives as long as the process and only fires the
-    // trigger, which every component watches.
+    // trigger, which every component watches, or logs.
     smol::spawn(async move {
-        if let Some(Ok(sig)) = signals.next().await {
-            info!("received {sig:?}, shutting down");
-            Trigger::fire(&trigger);
+        let mut stopping = false;
+        while let Some(Ok(sig)) = signals.next().await {
+            let name = signal_name(sig);
+            match sig {
+                Sig::Int | Sig::Term if stopping => {
+                    info!("received {name} again; already shutting down");
+                }
+                Sig::Int | Sig::Term => {
+                    info!("received {name}, shutting down");
+                    stopping = true;
+                    Trigger::fire(&trigger);
+                }
+                Sig::Usr1 => match &on_usr1 {
+                    Some(report) => report(),
+                    None => info!("received {name}: ignored (only http-proxy reports on it)"),
+                },
+                _ => info!(
+                    "received {name}: ignored (porthole does not reload its config yet; restart it to apply changes)"
+                ),
+            }
         }
     })
     .detach();
     Ok(signal)
 }
 
+fn signal_name(sig: async_signal::Signal) -> &'static str {
+    use async_signal::Signal as Sig;
+    match sig {
+        Sig::Int => "SIGINT",
+        Sig::Term => "SIGTERM",
+        Sig::Hup => "SIGHUP",
+        Sig::Usr1 => "SIGUSR1",
+        _ => "a signal",
+    }
+}
+
 /// Runs `mode` until it ends or SIGINT/SIGTERM; any error is a runtime failure.
-fn run_until_signal<F, Fut, E>(mode: F) -> ExitCode
+fn run_until_signal<F, Fut, E>(on_usr1: Option<OnUsr1>, mode: F) -> ExitCode
 where
     F: FnOnce(Signal) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    let shutdown = match signals(on_usr1) {
+        Ok(s) => s,
+        Err(e) => return runtime_error(&e),
+    };
     raise_descriptor_limit();
     smol::block_on(async {
-        let shutdown = match signals() {
-            Ok(s) => s,
-            Err(e) => return runtime_error(&e),
-        };
         match mode(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(&e),
@@ -147,24 +195,36 @@ fn raise_descriptor_limit() {
 }
 
 fn run_server(args: &cli::ServerArgs) -> ExitCode {
-    let settings = match cli::server_settings(args, std::env::var(cli::TOKEN_ENV).ok()) {
+    let env_token = std::env::var(cli::TOKEN_ENV).ok();
+    let source = cli::token_source(args.token.as_deref(), env_token.as_deref(), &args.config);
+    let settings = match cli::server_settings(args, env_token) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    if let Some(source) = source {
+        info!("token from {source}");
+    }
     porthole::runtime::init(settings.workers);
-    run_until_signal(|shutdown| async move {
+    run_until_signal(None, |shutdown| async move {
         let listener = server::bind(&settings).await?;
         server::run_configured(listener, settings, shutdown).await
     })
 }
 
 fn run_client(args: &cli::ClientArgs) -> ExitCode {
-    let settings = match cli::client_settings(args, std::env::var(cli::TOKEN_ENV).ok()) {
+    let env_token = std::env::var(cli::TOKEN_ENV).ok();
+    let source = cli::token_source(args.token.as_deref(), env_token.as_deref(), &args.config);
+    let settings = match cli::client_settings(args, env_token) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    if let Some(source) = source {
+        info!("token from {source}");
+    }
     porthole::runtime::init(settings.workers);
-    run_until_signal(|shutdown| client::run_configured(settings, shutdown, None))
+    run_until_signal(None, |shutdown| {
+        client::run_configured(settings, shutdown, None)
+    })
 }
 
 fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
@@ -173,7 +233,7 @@ fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     porthole::runtime::init(settings.workers);
-    run_until_signal(|shutdown| async move {
+    run_until_signal(None, |shutdown| async move {
         let forwards = forward::bind(&settings).await?;
         forward::run(forwards, settings.connect_timeout, shutdown).await
     })
@@ -185,28 +245,18 @@ fn run_http_proxy(args: &cli::HttpProxyArgs) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     porthole::runtime::init(settings.workers);
-    run_until_signal(|shutdown| async move {
-        let listener = http_proxy::bind(&settings).await?;
-        let proxy = http_proxy::Proxy::new(settings.proxy);
-        log_stats_on_usr1(&proxy)?;
-        http_proxy::run(listener, proxy, settings.stats_interval, shutdown).await
-    })
-}
-
-/// Logs the proxy's counters on every SIGUSR1.
-fn log_stats_on_usr1(proxy: &std::sync::Arc<http_proxy::Proxy>) -> std::io::Result<()> {
-    let mut signals = async_signal::Signals::new([async_signal::Signal::Usr1])?;
+    let (interval, proxy) = (settings.stats_interval, settings.proxy.clone());
+    let proxy = http_proxy::Proxy::new(proxy);
     let stats = proxy.stats().clone();
-    // Detached on purpose: it lives as long as the process and only logs.
-    smol::spawn(async move {
-        while let Some(Ok(_)) = signals.next().await {
-            info!("http proxy stats: {}", stats.snapshot());
-        }
+    let report: OnUsr1 = Box::new(move || info!("http proxy stats: {}", stats.snapshot()));
+    run_until_signal(Some(report), |shutdown| async move {
+        let listener = http_proxy::bind(&settings).await?;
+        http_proxy::run(listener, proxy, interval, shutdown).await
     })
-    .detach();
-    Ok(())
 }
 
+/// Every outcome is printed as `error: …`, like any one-shot command's; a
+/// mistake in the arguments is a usage error (exit 2).
 fn gen_cert(args: &cli::GenCertArgs) -> ExitCode {
     let Some(name) = args.name.first() else {
         return usage_error(&"gen-cert needs --name (the host name or IP clients dial)");
@@ -219,20 +269,25 @@ fn gen_cert(args: &cli::GenCertArgs) -> ExitCode {
             print!("\n{}", written.instructions(name));
             ExitCode::SUCCESS
         }
-        Err(e) => runtime_error(&e),
+        Err(e) if e.is_usage() => usage_error(&e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
     }
 }
 
 fn run_demo(once: bool) -> ExitCode {
+    // `--once` ends by itself; without it the demo serves until a signal.
+    let shutdown = if once {
+        Signal::never()
+    } else {
+        match signals(None) {
+            Ok(s) => s,
+            Err(e) => return runtime_error(&e),
+        }
+    };
     smol::block_on(async {
-        let shutdown = if once {
-            Signal::never()
-        } else {
-            match signals() {
-                Ok(s) => s,
-                Err(e) => return runtime_error(&e),
-            }
-        };
         match demo::run(once, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(&e),

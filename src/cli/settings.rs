@@ -11,6 +11,53 @@ use crate::config::{
 use crate::forward::{ForwardConfig, ForwardRule, ForwardSettings};
 use crate::http_proxy::{HttpProxyConfig, HttpProxySettings, ProxyAuth, check_tunnel_rules};
 
+/// Where the token came from, for the log (never the token itself): a stale
+/// `PORTHOLE_TOKEN` silently beating the file's token costs an hour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource<'a> {
+    Flag,
+    Env {
+        overrides: Option<&'a std::path::Path>,
+    },
+    File(&'a std::path::Path),
+}
+
+impl std::fmt::Display for TokenSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Flag => f.write_str("--token"),
+            TokenSource::Env { overrides: None } => write!(f, "{}", super::TOKEN_ENV),
+            TokenSource::Env {
+                overrides: Some(path),
+            } => write!(
+                f,
+                "{} (it overrides any token in {})",
+                super::TOKEN_ENV,
+                path.display()
+            ),
+            TokenSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The token's source by the precedence of [`server_settings`] and
+/// [`client_settings`]: the flag, the environment, then the file; `None`
+/// when there is no token at all.
+pub fn token_source<'a>(
+    flag: Option<&str>,
+    env: Option<&str>,
+    config: &'a Option<PathBuf>,
+) -> Option<TokenSource<'a>> {
+    match (flag, env, config) {
+        (Some(_), _, _) => Some(TokenSource::Flag),
+        (None, Some(_), file) => Some(TokenSource::Env {
+            overrides: file.as_deref(),
+        }),
+        (None, None, Some(file)) => Some(TokenSource::File(file)),
+        (None, None, None) => None,
+    }
+}
+
 /// Resolves the server settings from a file and/or flags.
 pub fn server_settings(
     args: &ServerArgs,
@@ -44,23 +91,23 @@ pub fn server_settings(
     cfg.validate()
 }
 
-/// `--tls` turns a TCP config into TLS; `--cert/--key/--client-ca` set or
-/// override the files.
+/// `--tls`, or any of `--cert/--key/--client-ca` (which imply it), turns a
+/// TCP config into TLS; the files set or override the config's.
 fn server_tls_flags(args: &ServerArgs, transport: &mut ServerTransport) -> Result<(), ConfigError> {
     let any_file = args.cert.is_some() || args.key.is_some() || args.client_ca.is_some();
     if !args.tls && !any_file {
         return Ok(());
     }
     if let ServerTransport::Tcp = transport {
-        if !args.tls {
-            return Err(cli_error(
-                "--cert, --key and --client-ca need --tls (or a Tls transport in the config)",
-            ));
-        }
         if args.cert.is_none() || args.key.is_none() {
-            return Err(cli_error(
-                "--tls needs --cert and --key (make them with `porthole gen-cert`)",
-            ));
+            let given = if args.tls {
+                "--tls"
+            } else {
+                "TLS (implied by --cert, --key and --client-ca)"
+            };
+            return Err(cli_error(&format!(
+                "{given} needs --cert and --key (make them with `porthole gen-cert`)"
+            )));
         }
         *transport = ServerTransport::Tls(ServerTls::default());
     }
@@ -78,7 +125,8 @@ fn server_tls_flags(args: &ServerArgs, transport: &mut ServerTransport) -> Resul
     Ok(())
 }
 
-/// `--tls` turns a TCP config into TLS; the other TLS flags set or override.
+/// `--tls`, or any other TLS flag (which implies it), turns a TCP config
+/// into TLS; the other TLS flags set or override the config's.
 fn client_tls_flags(args: &ClientArgs, transport: &mut ClientTransport) -> Result<(), ConfigError> {
     let any = args.ca.is_some()
         || args.server_name.is_some()
@@ -88,11 +136,6 @@ fn client_tls_flags(args: &ClientArgs, transport: &mut ClientTransport) -> Resul
         return Ok(());
     }
     if let ClientTransport::Tcp = transport {
-        if !args.tls {
-            return Err(cli_error(
-                "--ca, --server-name, --cert and --key need --tls (or a Tls transport in the config)",
-            ));
-        }
         *transport = ClientTransport::Tls(ClientTls::default());
     }
     if let ClientTransport::Tls(tls) = transport {
@@ -142,6 +185,11 @@ pub fn client_settings(
     }
     if let Some(token) = token {
         cfg.token = Secret::new(token);
+    }
+    if args.config.is_none() && args.expose.is_empty() {
+        return Err(cli_error(
+            "nothing to expose: add --expose 8080 (a local port; see --help for more forms), or use a config file with -c client.ron",
+        ));
     }
     for spec in &args.expose {
         cfg.services.push(parse_expose(spec)?);
@@ -224,16 +272,22 @@ fn parse_range(text: &str) -> Result<(u16, u16), ConfigError> {
     Ok((lo, hi))
 }
 
-/// `PORT`, `REMOTE:PORT` or `REMOTE:HOST:PORT` (HOST may be `[v6]`).
+/// `PORT`, `REMOTE:PORT` or `REMOTE:HOST:PORT` (HOST may be `[v6]`), each
+/// optionally after `NAME=` (the service name; `port-PORT` without it).
 pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
     let bad = || {
         cli_error(&format!(
-            "--expose {spec:?}: expected PORT, REMOTE:PORT or REMOTE:HOST:PORT, e.g. 8080 or 10080:8080"
+            "--expose {spec:?}: expected [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT, e.g. 8080, web=8080 or web=10080:8080"
         ))
     };
+    let (name, rest) = match spec.split_once('=') {
+        Some(("", _)) => return Err(bad()),
+        Some((name, rest)) => (Some(name), rest),
+        None => (None, spec),
+    };
     let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
-    let (remote, local) = match spec.split_once(':') {
-        None => (0, format!("127.0.0.1:{}", port(spec)?)),
+    let (remote, local) = match rest.split_once(':') {
+        None => (0, format!("127.0.0.1:{}", port(rest)?)),
         Some((remote, rest)) if rest.parse::<u16>().is_ok() => {
             (port(remote)?, format!("127.0.0.1:{rest}"))
         }
@@ -241,7 +295,7 @@ pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
     };
     let local_port = local.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
     Ok(ServiceConfig {
-        name: format!("port-{local_port}"),
+        name: name.map_or_else(|| format!("port-{local_port}"), str::to_owned),
         local,
         remote_port: remote,
     })
@@ -271,7 +325,20 @@ mod tests {
         assert_eq!((s.remote_port, s.local.as_str()), (10080, "127.0.0.1:8080"));
         let s = parse_expose("0:[::1]:22").expect("valid");
         assert_eq!((s.remote_port, s.local.as_str()), (0, "[::1]:22"));
+        let s = parse_expose("web=10080:8080").expect("valid");
+        assert_eq!(
+            (s.remote_port, s.local.as_str(), s.name.as_str()),
+            (10080, "127.0.0.1:8080", "web")
+        );
+        let s = parse_expose("ssh=10022:192.168.1.5:22").expect("valid");
+        assert_eq!(
+            (s.name.as_str(), s.local.as_str()),
+            ("ssh", "192.168.1.5:22")
+        );
+        assert_eq!(parse_expose("web=8080").expect("valid").remote_port, 0);
         assert!(parse_expose("web").is_err());
+        assert!(parse_expose("=8080").is_err());
+        assert!(parse_expose("web=").is_err());
         assert!(parse_expose("99999").is_err());
     }
 

@@ -4,8 +4,12 @@
 //!
 //! [`run`] reconnects with capped exponential backoff and jitter after any
 //! transient failure and registers again (a reconnect within the server's grace
-//! period gets the same ports back). Authentication failures, a version
-//! mismatch and "every service refused" are fatal: retrying cannot fix them.
+//! period gets the same ports back). What only the operator can fix ends it:
+//! authentication failures, a version mismatch, a TLS certificate or setup
+//! the other side refuses, and every service refused. Every service refused
+//! with a port in use is retried for `port_in_use_timeout` first (the port
+//! may be held by this client's previous run until the server notices it
+//! is gone).
 //!
 //! Layout, imports pointing down (as in `crate::server`):
 //! - `mod.rs`: [`run`], the reconnect schedule;
@@ -24,9 +28,10 @@ mod session;
 use smol::channel::Sender;
 use std::io;
 use std::time::{Duration, Instant};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::ClientSettings;
+use crate::logging::Rounded;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
@@ -127,28 +132,62 @@ pub async fn run<T: Transport>(
         ticker
     };
     let mut schedule = Reconnect::new(ctx.settings.reconnect_max_backoff);
+    // Since when every service has been refused with a port in use.
+    let mut ports_held_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
-        match session::run_once(&ctx, &shutdown).await {
+        let end = session::run_once(&ctx, &shutdown).await;
+        if !matches!(end, SessionEnd::PortInUse) {
+            ports_held_since = None;
+        }
+        let server = &ctx.settings.server;
+        let delay = match end {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::Fatal(e) => return Err(e),
+            SessionEnd::PortInUse => {
+                let since = *ports_held_since.get_or_insert(started);
+                let waited = since.elapsed();
+                let limit = ctx.settings.port_in_use_timeout;
+                if waited >= limit {
+                    return Err(ClientError::PortInUse { waited });
+                }
+                let (delay, _) = schedule.next(started.elapsed(), Instant::now());
+                let delay = jitter(delay).min(limit - waited);
+                if ctx.log.note_any("ports in use") {
+                    error!(
+                        "every service was refused and a port is in use; retrying in {} (giving up after {})",
+                        Rounded(delay),
+                        Rounded(limit)
+                    );
+                }
+                ctx.emit(Event::Disconnected {
+                    reason: "a port is in use".to_owned(),
+                });
+                delay
+            }
             SessionEnd::Lost(e) => {
                 let (delay, new_outage) = schedule.next(started.elapsed(), Instant::now());
                 let delay = jitter(delay);
-                let server = &ctx.settings.server;
                 if new_outage {
-                    warn!("connection to {server} lost: {e}; reconnecting in {delay:?}");
+                    warn!(
+                        "connection to {server} lost: {e}; reconnecting in {}",
+                        Rounded(delay)
+                    );
                 } else if ctx.log.note_any("reconnect attempts failed") {
-                    warn!("reconnect to {server} failed: {e}; retrying in {delay:?}");
+                    warn!(
+                        "reconnect to {server} failed: {e}; retrying in {}",
+                        Rounded(delay)
+                    );
                 }
                 ctx.emit(Event::Disconnected {
                     reason: e.to_string(),
                 });
-                if !pause(delay, &shutdown).await {
-                    info!("client stopped");
-                    return Ok(());
-                }
+                delay
             }
+        };
+        if !pause(delay, &shutdown).await {
+            info!("client stopped");
+            return Ok(());
         }
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::context::{Context, Event};
 use super::pool::Pool;
@@ -42,6 +42,9 @@ pub enum ClientError {
     Handshake(HandshakeError),
     /// The server refused every service, none of them for a port in use.
     EveryServiceRefused,
+    /// The server refused every service, a port in use among them, and
+    /// still did after `waited` (`port_in_use_timeout`).
+    PortInUse { waited: Duration },
     /// The client could not start: `what` failed.
     Start {
         what: &'static str,
@@ -53,7 +56,14 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Handshake(e) => write!(f, "{e}"),
-            ClientError::EveryServiceRefused => f.write_str("the server refused every service"),
+            ClientError::EveryServiceRefused => f.write_str(
+                "the server refused every service (the reasons are logged above); fix the services and start again",
+            ),
+            ClientError::PortInUse { waited } => write!(
+                f,
+                "the server refused every service and a port was still in use after {}: stop what holds it (another client?) or choose another remote_port",
+                crate::logging::Rounded(*waited)
+            ),
             ClientError::Start { what, source } => write!(f, "cannot start {what}: {source}"),
         }
     }
@@ -64,7 +74,7 @@ impl std::error::Error for ClientError {
         match self {
             ClientError::Handshake(e) => Some(e),
             ClientError::Start { source, .. } => Some(source),
-            ClientError::EveryServiceRefused => None,
+            ClientError::EveryServiceRefused | ClientError::PortInUse { .. } => None,
         }
     }
 }
@@ -75,6 +85,10 @@ pub(super) enum SessionEnd {
     Shutdown,
     /// Transient: reconnect.
     Lost(io::Error),
+    /// Every service was refused, a port in use among them: worth retrying
+    /// for a while (the previous instance of this client may still hold it
+    /// until the server notices it is gone), not for ever.
+    PortInUse,
     /// Give up.
     Fatal(ClientError),
 }
@@ -259,7 +273,10 @@ impl Tally {
                 message,
             } => {
                 self.port_in_use |= code == ErrorCode::PortInUse;
-                warn!("service {name} refused by the server: {message}");
+                error!(
+                    "service {name} refused by the server: {message}; {}",
+                    refusal_fix(code)
+                );
                 ctx.emit(Event::Refused { name, message });
             }
             other => return Err(unexpected(other)),
@@ -271,15 +288,31 @@ impl Tally {
     /// Whether the session goes on once every service is answered.
     fn verdict(&self) -> Result<(), SessionEnd> {
         match (self.registered, self.port_in_use) {
-            (0, true) => Err(SessionEnd::Lost(io::Error::other(
-                // A port held by our own previous, not yet reaped session (a
-                // restart right after a crash) frees up soon: retry rather
-                // than give up.
-                "every service was refused and a port is in use; retrying",
-            ))),
+            // A port held by our own previous, not yet reaped session (a
+            // restart right after a crash) frees up soon: retry for a while.
+            (0, true) => Err(SessionEnd::PortInUse),
             (0, false) => Err(SessionEnd::Fatal(ClientError::EveryServiceRefused)),
             _ => Ok(()),
         }
+    }
+}
+
+/// What the operator can do about a refused service.
+fn refusal_fix(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::PortNotAllowed => {
+            "choose a remote_port inside the server's allow_ports, or 0 to let the server pick"
+        }
+        ErrorCode::PortInUse => {
+            "another client holds the port (or this client's previous run, until the server notices it is gone); choose another remote_port"
+        }
+        ErrorCode::TooManyServices => {
+            "expose fewer services, or raise max_services_per_client on the server"
+        }
+        ErrorCode::BadService => {
+            "give each service its own name of letters, digits, '.', '_' or '-'"
+        }
+        _ => "see the server's log",
     }
 }
 

@@ -55,6 +55,11 @@ const HELLO_TIMEOUT_SECS: u64 = 2;
 const RECONNECT_GRACE_SECS: u64 = 30;
 const VISITOR_TIMEOUT_SECS: u64 = 10;
 const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
+/// How long a client whose every service is refused with a port in use keeps
+/// trying before it exits: a previous run of the same client that died
+/// without closing its link holds its ports until the server's heartbeat
+/// timeout (30 s by default) notices, so twice that.
+const PORT_IN_USE_TIMEOUT_SECS: u64 = 60;
 /// Shorter than the idle timeouts of common NATs and firewalls (30 s and up).
 const LINK_PROBE_INTERVAL_SECS: u64 = 20;
 const MAX_SERVICES_PER_CLIENT: usize = 16;
@@ -231,6 +236,13 @@ pub struct ClientConfig {
         deserialize_with = "duration"
     )]
     pub reconnect_max_backoff: Duration,
+    /// How long to keep trying while every service is refused with a port
+    /// in use, before exiting (1).
+    #[serde(
+        default = "secs::<PORT_IN_USE_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub port_in_use_timeout: Duration,
     /// Data links (idle or carrying a visitor) at once; with pooled links this
     /// is the most visitors the client serves at once.
     #[serde(default = "default_max_links")]
@@ -339,6 +351,7 @@ pub struct ClientSettings {
     pub heartbeat_timeout: Duration,
     pub handshake_timeout: Duration,
     pub reconnect_max_backoff: Duration,
+    pub port_in_use_timeout: Duration,
     pub max_links: usize,
     pub max_link_uses: u64,
     pub max_link_age: Duration,

@@ -47,12 +47,25 @@ pub(super) async fn serve_connection<T: Transport>(
     let Err(e) = futures_lite::future::or(run, shed).await else {
         return;
     };
-    // A clean close is no news.
-    if matches!(e, HandshakeError::Closed) {
-        return debug!("connection from {peer} closed: {e}");
+    // A link its client closed or reset (a client exiting drops its idle
+    // and half-dialled links) is no news: the server refused nothing.
+    if hung_up(&e) {
+        return debug!("connection from {peer} closed by its client: {e}");
     }
     if shared.connection_log.note(e.cause(), peer.ip()) {
         warn!("connection from {peer} refused: {e}");
+    }
+}
+
+/// Whether the peer just went away: EOF, a reset or a broken pipe.
+fn hung_up(e: &HandshakeError) -> bool {
+    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match e {
+        HandshakeError::Closed => true,
+        HandshakeError::Io(e) | HandshakeError::Transport(e) => {
+            matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
+        }
+        _ => false,
     }
 }
 

@@ -127,6 +127,17 @@ impl Proc {
         (status, self.seen.join("\n"))
     }
 
+    /// Sends `signal` and returns at once.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("send a signal");
+    }
+
+    /// Whether the process is still running (not exited, not killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGTERM, then waits for the exit: a graceful stop, for programs (nginx)
     /// whose main process must stop its own workers.
     pub fn terminate(&mut self) {
@@ -156,11 +167,13 @@ pub const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------- one-shot commands
 
-/// What a finished command printed (ANSI colour removed) and how it ended.
+/// What a finished command printed (ANSI colour removed, but kept in
+/// `raw_stderr`) and how it ended.
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
+    pub raw_stderr: String,
 }
 
 /// Runs `cmd` to completion within [`COMMAND_DEADLINE`], killing it if it overruns.
@@ -201,9 +214,12 @@ pub fn run(mut cmd: Command) -> Output {
     let mut texts = readers
         .into_iter()
         .map(|r| r.join().expect("reader thread"));
+    let stdout = texts.next().unwrap_or_default();
+    let raw_stderr = texts.next().unwrap_or_default();
     Output {
         status,
-        stdout: plain(&texts.next().unwrap_or_default()),
-        stderr: plain(&texts.next().unwrap_or_default()),
+        stdout: plain(&stdout),
+        stderr: plain(&raw_stderr),
+        raw_stderr,
     }
 }

@@ -225,7 +225,8 @@ fn gen_cert_writes_a_usable_bundle_and_never_overwrites() {
     // A second run into the same directory refuses and leaves the files alone.
     let before = std::fs::read(dir.join("ca.key")).expect("ca.key");
     let again = run(args(&gen_args));
-    assert_eq!(again.status.code(), Some(1), "stdout: {}", again.stdout);
+    assert_eq!(again.status.code(), Some(2), "stdout: {}", again.stdout);
+    assert!(again.stderr.starts_with("error: "), "{}", again.stderr);
     assert!(again.stderr.contains("not overwriting"), "{}", again.stderr);
     assert_eq!(std::fs::read(dir.join("ca.key")).expect("ca.key"), before);
     std::fs::remove_dir_all(&dir).expect("clean up");

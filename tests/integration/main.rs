@@ -17,6 +17,7 @@ mod aborts;
 mod cli;
 mod dead_links;
 mod fd_exhaustion;
+mod first_hour;
 mod forward;
 mod hostile;
 mod http_proxy;

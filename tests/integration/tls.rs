@@ -322,7 +322,10 @@ fn the_tls_flag_turns_tcp_configs_into_a_tls_tunnel() {
             ..ServerArgs::default()
         };
         let err = from_server_args(&args, None).expect_err("--cert alone on a TCP config");
-        assert!(err.to_string().contains("need --tls"), "{err}");
+        assert!(
+            err.to_string().contains("implied by --cert") && err.to_string().contains("--key"),
+            "{err}"
+        );
         args.tls = true;
         let settings = from_server_args(&args, None).expect_err("--tls without --key");
         assert!(settings.to_string().contains("--key"), "{settings}");
