@@ -6,10 +6,11 @@
 //! Precedence for every setting: command-line flag, then environment
 //! (`PORTHOLE_TOKEN`), then the config file, then the built-in default.
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use std::path::PathBuf;
 
 pub mod check;
+pub mod completions;
 pub mod settings;
 
 pub use check::{AnyConfig, load_any};
@@ -21,7 +22,7 @@ pub use settings::{
 /// Environment variable that supplies the token when `--token` is not given.
 pub const TOKEN_ENV: &str = "PORTHOLE_TOKEN";
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// porthole: expose TCP services behind NAT or a firewall through a public server.
 /// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info).
 #[argh(
@@ -42,7 +43,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 #[argh(subcommand)]
 pub enum Command {
     Server(ServerArgs),
@@ -52,9 +53,10 @@ pub enum Command {
     Check(CheckArgs),
     Demo(DemoArgs),
     GenCert(GenCertArgs),
+    Completions(CompletionsArgs),
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// Make a private CA and a server certificate (and optionally a client
 /// certificate) for a TLS tunnel, and print the config lines to use them.
 #[argh(
@@ -79,7 +81,7 @@ pub struct GenCertArgs {
     pub days: u32,
 }
 
-#[derive(FromArgs, Debug, Default)]
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
 /// Forward TCP ports: every connection to LISTEN is relayed to TARGET (like socat
 /// TCP-LISTEN,fork).
 #[argh(
@@ -103,7 +105,7 @@ pub struct ForwardArgs {
     pub pairs: Vec<String>,
 }
 
-#[derive(FromArgs, Debug, Default)]
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
 /// Run an HTTP forward proxy (CONNECT tunnels and http:// requests). SIGUSR1 logs
 /// its counters (other porthole commands ignore SIGUSR1).
 #[argh(
@@ -139,7 +141,7 @@ pub struct HttpProxyArgs {
     pub workers: Option<usize>,
 }
 
-#[derive(FromArgs, Debug, Default)]
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
 /// Run the public server: clients connect to it and it opens a public port per service.
 /// The token comes from --token, else $PORTHOLE_TOKEN, else the config file.
 #[argh(
@@ -182,7 +184,7 @@ pub struct ServerArgs {
     pub workers: Option<usize>,
 }
 
-#[derive(FromArgs, Debug, Default)]
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
 /// Run a client next to private services and expose them through a server.
 /// The token comes from --token, else $PORTHOLE_TOKEN, else the config file.
 #[argh(
@@ -229,7 +231,7 @@ pub struct ClientArgs {
     pub workers: Option<usize>,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// Validate a config file of any role and print the resolved settings (secrets masked).
 #[argh(
     subcommand,
@@ -243,7 +245,7 @@ pub struct CheckArgs {
     pub config: PathBuf,
 }
 
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs, ArgsInfo, Debug)]
 /// Start a server, a client and a tiny service on loopback, push traffic through the
 /// tunnel, print what happened, and keep serving until Ctrl-C.
 #[argh(subcommand, name = "demo", help_triggers("-h", "--help", "help"))]
@@ -251,4 +253,18 @@ pub struct DemoArgs {
     /// exit after the traffic check instead of serving until Ctrl-C
     #[argh(switch)]
     pub once: bool,
+}
+
+#[derive(FromArgs, ArgsInfo, Debug)]
+/// Print a shell completion script for porthole's commands and flags.
+#[argh(
+    subcommand,
+    name = "completions",
+    help_triggers("-h", "--help", "help"),
+    example = "porthole completions bash > ~/.local/share/bash-completion/completions/porthole\nporthole completions zsh > \"${{fpath[1]}}/_porthole\"\nporthole completions fish > ~/.config/fish/completions/porthole.fish"
+)]
+pub struct CompletionsArgs {
+    /// bash, zsh or fish
+    #[argh(positional)]
+    pub shell: String,
 }

@@ -62,6 +62,13 @@ fn main() -> ExitCode {
         Command::HttpProxy(args) => run_http_proxy(&args),
         Command::Demo(args) => run_demo(args.once),
         Command::GenCert(args) => gen_cert(&args),
+        Command::Completions(args) => match args.shell.parse() {
+            Ok(shell) => {
+                print!("{}", cli::completions::script(shell));
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(&e),
+        },
     }
 }
 

@@ -15,6 +15,7 @@ mod common;
 
 mod aborts;
 mod cli;
+mod completions;
 mod dead_links;
 mod fd_exhaustion;
 mod first_hour;
