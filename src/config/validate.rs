@@ -207,6 +207,11 @@ pub fn check_address(
             ": port 0 is not allowed here; give the real port".into(),
         ));
     }
+    // Loopback without a resolver (RFC 6761), as the dialer does; a bind
+    // takes the first of its addresses, the IPv4 one (see `runtime::dial`).
+    if crate::runtime::dial::is_localhost(host) {
+        return Ok(crate::runtime::dial::localhost_addrs(port)[0]);
+    }
     let mut addrs = text
         .to_socket_addrs()
         .map_err(|e| fail(format!(" cannot be resolved ({e}); check the host name")))?;
