@@ -1,17 +1,20 @@
-//! Where links are dialled: a client given `localhost` finds a server that
-//! listens on `::1` only (in process and with the real binary), and local
-//! services named by `localhost` are found the same way.
+//! Where links are dialled and where public ports bind: a client given
+//! `localhost` finds a server that listens on `::1` only (in process and with
+//! the real binary), local services named by `localhost` are found the same
+//! way, and `public_bind` puts the public ports on another IP than the
+//! control port.
 //!
 //! A "refusing" address here is a socket bound to `127.0.0.1:P` that never
 //! listens, held for the whole test; the server (or service) then binds
 //! `[::1]:P`. So `localhost:P`, whose first address is `127.0.0.1:P`, is
 //! refused for certain and must be found on its second, `[::1]:P`.
 
-use crate::common::process::{Proc, porthole as args};
+use crate::common::process::{Proc, porthole as args, run};
 use crate::common::*;
 use smol::net::TcpListener;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use porthole::client::Event;
@@ -136,4 +139,97 @@ fn the_binary_client_given_localhost_registers_with_a_server_on_ipv6_loopback() 
         assert_echoes(public, 0xd3, 100_000).await;
         drop((client, server));
     });
+}
+
+#[test]
+fn public_ports_bind_on_public_bind_and_not_on_the_control_ip() {
+    run_test(async {
+        // The public port P is held (refusing) on 127.0.0.1, the control
+        // port's IP: bound there, the registration would fail.
+        let (_held, on_control_ip) = refusing_address();
+        let p = on_control_ip.port();
+        let public_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let t = TunnelBuilder::new()
+            .server(|s| {
+                s.public_bind = public_ip;
+                s.allow_ports = vec![p..=p];
+            })
+            .client(move |c| c.services[0].remote_port = p)
+            .start()
+            .await;
+        assert_eq!(t.public.port(), p, "the client got the port it asked for");
+        assert_echoes(SocketAddr::new(public_ip, p), 0xd4, 100_000).await;
+        t.stop().await;
+    });
+}
+
+#[test]
+fn public_bind_defaults_to_the_ip_of_bind_and_the_flag_sets_it_and_is_logged() {
+    let mut config = ServerConfig::new("127.0.0.1:0");
+    config.token = Some(Secret::new(TOKEN));
+    let default = config.clone().validate().expect("valid");
+    assert_eq!(default.public_bind, default.bind.ip());
+    config.public_bind = Some("::".to_owned());
+    let wildcard = config.validate().expect("valid");
+    assert_eq!(wildcard.public_bind, "::".parse::<IpAddr>().expect("::"));
+    let flags = porthole::cli::ServerArgs {
+        bind: Some("127.0.0.1:0".to_owned()),
+        public_bind: Some("0.0.0.0".to_owned()),
+        token: Some(TOKEN.to_owned()),
+        ..Default::default()
+    };
+    let settings = porthole::cli::server_settings(&flags, None).expect("valid flags");
+    assert_eq!(settings.public_bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    // The server says where public ports go when that is not the bind IP.
+    let cmd = [
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        "t",
+        "--public-bind",
+        "127.0.0.2",
+    ];
+    let mut server = Proc::spawn(args(&cmd));
+    let rest = server.wait_for("public ports bind on ", PROMPTLY * 2);
+    assert_eq!(rest.trim(), "127.0.0.2");
+}
+
+#[test]
+fn an_invalid_public_bind_is_a_config_error_naming_the_field_and_its_place() {
+    let text = "(\n    bind: \"127.0.0.1:7000\",\n    token: \"t\",\n    public_bind: \"0.0.0.0:80\",\n)\n";
+    let config =
+        porthole::config::parse::<ServerConfig>(text, Path::new("server.ron")).expect("parses");
+    let err = config.validate().expect_err("a port is not allowed");
+    let shown = err.to_string();
+    assert_eq!((err.line, err.column), (4, 18), "at the value: {shown}");
+    assert!(shown.contains("public_bind \"0.0.0.0:80\""), "{shown}");
+    assert!(shown.contains("drop the port"), "{shown}");
+    let mut config = ServerConfig::new("127.0.0.1:0");
+    config.token = Some(Secret::new(TOKEN));
+    config.public_bind = Some("public.example.com".to_owned());
+    let err = config.validate().expect_err("a name is not an IP address");
+    assert!(err.to_string().contains("public_bind"), "{err}");
+    // And from the command line: a usage error, exit code 2.
+    let cmd = [
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        "t",
+        "--public-bind",
+        "nowhere",
+    ];
+    let out = run(args(&cmd));
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("public_bind \"nowhere\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("listening for clients"),
+        "{}",
+        out.stderr
+    );
 }

@@ -2,7 +2,7 @@
 //! (one link, and the compiler sees every helper in `tests/common/` used): the
 //! tunnel end to end, registration, misbehaving peers, liveness, pooled and
 //! multiplexed links, TLS, aborts, the relay engines, `porthole forward`, the
-//! HTTP proxy, the real binary, and where links are dialled.
+//! HTTP proxy, the real binary, and where links dial and public ports bind.
 //!
 //! Tests that need a process of their own stay in their own binaries:
 //! `relay_fds` and `held_visitors` count this process's descriptors,
