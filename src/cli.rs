@@ -157,6 +157,9 @@ pub struct ServerArgs {
     /// address to listen on for clients, e.g. 0.0.0.0:7000 or [::]:7000
     #[argh(option)]
     pub bind: Option<String>,
+    /// IP address public ports bind on, e.g. 0.0.0.0 or :: (default: the IP of --bind)
+    #[argh(option)]
+    pub public_bind: Option<String>,
     /// shared secret clients must prove (default: $PORTHOLE_TOKEN)
     #[argh(option)]
     pub token: Option<String>,

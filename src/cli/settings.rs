@@ -75,6 +75,9 @@ pub fn server_settings(
     if let Some(bind) = &args.bind {
         cfg.bind = bind.clone();
     }
+    if let Some(ip) = &args.public_bind {
+        cfg.public_bind = Some(ip.clone());
+    }
     if let Some(token) = args.token.clone().or(env_token) {
         cfg.token = Some(Secret::new(token));
     }

@@ -25,7 +25,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    net::{SocketAddr, ToSocketAddrs},
+    net::{IpAddr, SocketAddr, ToSocketAddrs},
     ops::RangeInclusive,
     path::{Path, PathBuf},
     time::Duration,
@@ -135,6 +135,10 @@ impl Default for DataLinks {
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub bind: String,
+    /// IP address the public ports bind on (`"0.0.0.0"`, `"::"`, one
+    /// interface's address); absent means the IP of `bind`.
+    #[serde(default)]
+    pub public_bind: Option<String>,
     #[serde(default)]
     pub token: Option<Secret>,
     #[serde(default)]
@@ -311,6 +315,8 @@ pub struct ServiceConfig {
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
+    /// Where public ports bind: `public_bind`, else the IP of `bind`.
+    pub public_bind: IpAddr,
     /// `None` only when `insecure_no_auth` was given and no token was set.
     pub token: Option<Secret>,
     /// TLS material when the transport is TLS; `None` is plain TCP.

@@ -8,6 +8,7 @@ impl ServerConfig {
     pub fn new(bind: impl Into<String>) -> Self {
         Self {
             bind: bind.into(),
+            public_bind: None,
             token: None,
             insecure_no_auth: false,
             transport: ServerTransport::default(),
@@ -31,6 +32,10 @@ impl ServerConfig {
     pub fn validate(self) -> Result<ServerSettings, ConfigError> {
         let at = Locator::new(&self.source);
         let bind = check_address(&at, &["bind"], "bind", &self.bind, true)?;
+        let public_bind = match &self.public_bind {
+            Some(text) => public_ip(&at, text)?,
+            None => bind.ip(),
+        };
         let token = server_token(&at, self.token, self.insecure_no_auth)?;
         let allow_ports = port_ranges(&at, &self.allow_ports)?;
         let max = self.max_services_per_client;
@@ -76,6 +81,7 @@ impl ServerConfig {
         }
         Ok(ServerSettings {
             bind,
+            public_bind,
             token,
             tls: self.transport.load(&at)?,
             allow_ports,
@@ -92,6 +98,23 @@ impl ServerConfig {
             workers: workers(&at, self.workers)?,
         })
     }
+}
+
+/// `public_bind` is a bare IP address: the ports come from `allow_ports`.
+fn public_ip(at: &Locator, text: &str) -> Result<IpAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        let hint = match text.parse::<SocketAddr>() {
+            Ok(addr) => format!(
+                "drop the port (public ports come from allow_ports): {:?}",
+                addr.ip().to_string()
+            ),
+            Err(_) => "write an IP address, e.g. \"0.0.0.0\" or \"::\"".to_owned(),
+        };
+        at.error(
+            &["public_bind"],
+            format!("public_bind {text:?} is not an IP address; {hint}"),
+        )
+    })
 }
 
 /// A non-empty token always turns authentication on: `insecure_no_auth` only permits
@@ -206,6 +229,11 @@ pub fn check_address(
         return Err(fail(
             ": port 0 is not allowed here; give the real port".into(),
         ));
+    }
+    // Loopback without a resolver (RFC 6761), as the dialer does; a bind
+    // takes the first of its addresses, the IPv4 one (see `runtime::dial`).
+    if crate::runtime::dial::is_localhost(host) {
+        return Ok(crate::runtime::dial::localhost_addrs(port)[0]);
     }
     let mut addrs = text
         .to_socket_addrs()

@@ -253,26 +253,11 @@ impl TcpStream {
         TcpStream::from_std(only.into_inner()?)
     }
 
-    /// Connects to `addr` (`host:port`; names are resolved off the thread),
-    /// trying each address in turn.
+    /// Connects to `addr` (`host:port`): `localhost` names are loopback,
+    /// other names are resolved off the thread, and the addresses are raced
+    /// happy-eyeballs style (see [`super::dial`]).
     pub async fn connect(addr: &str) -> io::Result<TcpStream> {
-        let addrs = match addr.parse::<SocketAddr>() {
-            Ok(a) => vec![a],
-            Err(_) => smol::net::resolve(addr).await?,
-        };
-        let mut last = None;
-        for a in addrs {
-            match TcpStream::connect_addr(a).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{addr} resolves to nothing"),
-            )
-        }))
+        super::dial::connect(addr).await
     }
 
     /// A non-blocking connect to one address.

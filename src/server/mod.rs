@@ -160,7 +160,7 @@ pub async fn run<T: Transport>(
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
     }
     let shared = Arc::new(Shared {
-        registry: Arc::new(registry::Registry::new(settings.bind.ip())),
+        registry: Arc::new(registry::Registry::new(settings.public_bind)),
         settings,
         transport,
         key,
@@ -174,6 +174,10 @@ pub async fn run<T: Transport>(
         listener.local_addr()?,
         shared.transport.name()
     );
+    let public = shared.settings.public_bind;
+    if public != shared.settings.bind.ip() {
+        info!("public ports bind on {public}");
+    }
     let connections = Arc::new(TaskSet::new());
     // Apart from `connections`, whose join waits for its tasks to end.
     let tickers = TaskSet::new();

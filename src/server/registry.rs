@@ -39,7 +39,8 @@ pub const MAX_PUBLIC_PORTS: usize = 4096;
 const PICK_ATTEMPTS: usize = 128;
 
 pub(crate) struct Registry<T: Transport> {
-    bind_ip: IpAddr,
+    /// Where public ports bind (`public_bind`, else the control port's IP).
+    public_ip: IpAddr,
     sessions: Mutex<HashMap<SessionId, Weak<Session<T>>>>,
     ports: Mutex<HashMap<u16, Arc<Service<T>>>>,
     /// Grace-period timers of lingering services.
@@ -94,9 +95,9 @@ impl<T: Transport> Service<T> {
 }
 
 impl<T: Transport> Registry<T> {
-    pub fn new(bind_ip: IpAddr) -> Self {
+    pub fn new(public_ip: IpAddr) -> Self {
         Registry {
-            bind_ip,
+            public_ip,
             sessions: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashMap::new()),
             reapers: TaskSet::new(),
@@ -222,7 +223,7 @@ impl<T: Transport> Registry<T> {
 
     /// One listener per worker on `port`, all with `SO_REUSEPORT`.
     fn bind(&self, port: u16) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
-        let addr = SocketAddr::new(self.bind_ip, port);
+        let addr = SocketAddr::new(self.public_ip, port);
         let claim = Claim::take(addr).ok_or(Refusal::PortInUse { port })?;
         let listeners =
             runtime::sys::listen_group(addr, runtime::workers()).map_err(|e| match e.kind() {

@@ -2,7 +2,7 @@
 //! (one link, and the compiler sees every helper in `tests/common/` used): the
 //! tunnel end to end, registration, misbehaving peers, liveness, pooled and
 //! multiplexed links, TLS, aborts, the relay engines, `porthole forward`, the
-//! HTTP proxy and the real binary.
+//! HTTP proxy, the real binary, and where links dial and public ports bind.
 //!
 //! Tests that need a process of their own stay in their own binaries:
 //! `relay_fds` and `held_visitors` count this process's descriptors,
@@ -17,6 +17,7 @@ mod aborts;
 mod cli;
 mod completions;
 mod dead_links;
+mod dial;
 mod fd_exhaustion;
 mod first_hour;
 mod forward;
