@@ -139,15 +139,15 @@ async fn control<T: Transport>(
     }
     let session_id: SessionId = auth::random().map_err(HandshakeError::Io)?;
     let ok = proof.accept(session_id, shared.settings.heartbeat_interval);
-    let limit = shared.settings.handshake_timeout;
-    with_deadline(limit, "sending auth ok", send(&mut link, &ok)).await?;
     info!(
         "client {peer} authenticated (session {})",
         crate::wire::short_id(&session_id)
     );
-    // From here on the connection is a session, not a pending handshake.
+    // From here on the connection is a session, not a pending handshake. The
+    // session sends the `AuthOk` once it is registered: a data link the
+    // client dials the moment it reads it must find the session.
     drop(ticket);
-    Session::run(shared.clone(), link, peer, session_id, proof.client_id).await;
+    Session::run(shared.clone(), link, peer, session_id, proof.client_id, ok).await;
     Ok(())
 }
 
@@ -159,7 +159,13 @@ async fn data<T: Transport>(
     muxed: bool,
 ) -> Result<(), HandshakeError> {
     let Some(session) = shared.registry.session(&session_id) else {
-        return refuse(&mut link, HandshakeError::UnknownSession).await;
+        let refused = refuse(&mut link, HandshakeError::UnknownSession).await;
+        if shared.registry.recently_ended(&session_id) {
+            // Its client dialled it just before the session ended: no news.
+            debug!("data link from {peer} came after its session ended");
+            return Ok(());
+        }
+        return refused;
     };
     debug!(
         "{} link from {peer} joined session {}",

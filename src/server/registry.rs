@@ -13,8 +13,8 @@
 //! never crosses threads. Ports this process holds are claimed process-wide, so
 //! two servers in one process never join each other's listener group.
 
-use std::collections::HashMap;
 use std::collections::HashSet;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
@@ -37,6 +37,11 @@ use crate::transport::{self, Transport};
 pub const MAX_PUBLIC_PORTS: usize = 4096;
 /// Random ports tried when the server picks one in a large allowed range.
 const PICK_ATTEMPTS: usize = 128;
+/// Ended sessions remembered, so that a data link a client dialled just
+/// before its session ended (it was exiting, or reconnecting) is no news in
+/// the log. Session ids are random: a stranger cannot name one. 16 bytes
+/// each, so 16 KiB at most.
+const RECENTLY_ENDED: usize = 1024;
 
 pub(crate) struct Registry<T: Transport> {
     /// Where public ports bind (`public_bind`, else the control port's IP).
@@ -46,6 +51,8 @@ pub(crate) struct Registry<T: Transport> {
     /// Grace-period timers of lingering services.
     reapers: TaskSet,
     epochs: AtomicU64,
+    /// The last [`RECENTLY_ENDED`] sessions that ended, oldest first.
+    ended: Mutex<VecDeque<SessionId>>,
 }
 
 pub(crate) struct Service<T: Transport> {
@@ -102,6 +109,7 @@ impl<T: Transport> Registry<T> {
             ports: Mutex::new(HashMap::new()),
             reapers: TaskSet::new(),
             epochs: AtomicU64::new(0),
+            ended: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -131,6 +139,11 @@ impl<T: Transport> Registry<T> {
 
     pub fn session(&self, id: &SessionId) -> Option<Arc<Session<T>>> {
         lock(&self.sessions).get(id).and_then(Weak::upgrade)
+    }
+
+    /// Whether `id` is one of the last sessions that ended.
+    pub fn recently_ended(&self, id: &SessionId) -> bool {
+        lock(&self.ended).contains(id)
     }
 
     /// Binds (or reclaims) a public port for `name` owned by `session`.
@@ -260,7 +273,13 @@ impl<T: Transport> Registry<T> {
     /// The session ended. Its services are removed now (`graceful`) or linger for
     /// `grace` so the client can reclaim them.
     pub fn end_session(self: &Arc<Self>, session: &Session<T>, graceful: bool, grace: Duration) {
-        lock(&self.sessions).remove(&session.id);
+        if lock(&self.sessions).remove(&session.id).is_some() {
+            let mut ended = lock(&self.ended);
+            if ended.len() == RECENTLY_ENDED {
+                ended.pop_front();
+            }
+            ended.push_back(session.id);
+        }
         let mut lingering = Vec::new();
         lock(&self.ports).retain(|port, service| {
             let mut st = lock(&service.state);

@@ -66,6 +66,7 @@ impl<T: Transport> Session<T> {
         peer: SocketAddr,
         id: SessionId,
         client_id: ClientId,
+        greeting: Frame,
     ) {
         let (tx, rx) = bounded(CONTROL_QUEUE_LEN);
         let (kill, killed) = shutdown::channel();
@@ -86,6 +87,9 @@ impl<T: Transport> Session<T> {
         shared
             .registry
             .add_session(&session, shared.settings.reconnect_grace);
+        // The first frame on the control link (the `AuthOk`), queued only now
+        // that the session can be found; a fresh queue always has room.
+        let _ = session.control.try_send(greeting);
         let (mut reader, writer) = split(link);
         let writer = smol::spawn(crate::wire::write_frames(writer, rx));
         let heartbeat = smol::spawn(crate::wire::heartbeats(
