@@ -22,17 +22,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Frame> {
             e
         }
     })?;
-    if looks_like_tls(prefix) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "peer sent a TLS handshake to a plain-TCP porthole port (is it using --tls?)",
-        ));
-    }
-    if looks_like_tls_alert(prefix) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "peer answered with a TLS alert: it expects TLS (use --tls on this side too)",
-        ));
+    if let Some(record) = TlsRecord::at_start(prefix) {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, record));
     }
     let len = protocol::check_len(prefix).map_err(invalid)?;
     let mut body = [0u8; MAX_FRAME_LEN];
@@ -47,16 +38,47 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &Frame) -> io:
     w.flush().await
 }
 
-/// A TLS record header: handshake (0x16), version 3.x.
-fn looks_like_tls(prefix: [u8; LEN_PREFIX]) -> bool {
-    prefix == [0x16, 0x03]
+/// A TLS record where a frame was due: the peer speaks TLS and we do not.
+/// [`read_frame`] returns it inside an `InvalidData` error, so the handshake
+/// can tell this mix-up from garbage (see `crate::handshake::drive`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRecord {
+    /// A handshake record (0x16, version 3.x): how a TLS client opens, with
+    /// its ClientHello.
+    Handshake,
+    /// An alert record (0x15, version 3.x): what a TLS server answers the
+    /// plain bytes of a frame with.
+    Alert,
 }
 
-/// A TLS alert record header (0x15, version 3.x): what a TLS server answers a
-/// plain-TCP client with.
-fn looks_like_tls_alert(prefix: [u8; LEN_PREFIX]) -> bool {
-    prefix == [0x15, 0x03]
+impl TlsRecord {
+    /// The record a frame's first two bytes are the header of, if any. No
+    /// frame starts so: 0x1503 and 0x1603 are lengths far above
+    /// `MAX_FRAME_LEN`.
+    fn at_start(prefix: [u8; LEN_PREFIX]) -> Option<TlsRecord> {
+        match prefix {
+            [0x16, 0x03] => Some(TlsRecord::Handshake),
+            [0x15, 0x03] => Some(TlsRecord::Alert),
+            _ => None,
+        }
+    }
+
+    /// The record inside `e`, when `e` is [`read_frame`]'s report of one.
+    pub fn in_error(e: &io::Error) -> Option<TlsRecord> {
+        e.get_ref()?.downcast_ref::<TlsRecord>().copied()
+    }
 }
+
+impl std::fmt::Display for TlsRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsRecord::Handshake => "the peer started a TLS handshake where a frame was due",
+            TlsRecord::Alert => "the peer answered with a TLS alert where a frame was due",
+        })
+    }
+}
+
+impl std::error::Error for TlsRecord {}
 
 fn invalid<E: std::error::Error + Send + Sync + 'static>(e: E) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)

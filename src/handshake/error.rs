@@ -6,6 +6,7 @@ use std::fmt;
 use std::io;
 
 use crate::protocol::{ErrorCode, Frame, clamp_message};
+use crate::transport::{TlsFailure, is_permanent_tls};
 
 /// Why a link was not authenticated.
 #[derive(Debug)]
@@ -32,9 +33,16 @@ pub enum HandshakeError {
     SessionLimit,
     /// The peer refused us with an `Error` frame.
     Refused { code: ErrorCode, message: String },
-    /// Bytes that are not a frame (or a TLS record on a plain port).
+    /// Bytes that are not a frame.
     Malformed(io::Error),
-    /// The transport's own handshake (TLS) failed.
+    /// Server side: the client opened with a TLS handshake, and this server
+    /// runs plain TCP.
+    ClientSpeaksTls,
+    /// Client side: the server answered our plain-TCP hello with TLS (an
+    /// alert): it runs with TLS, and this client without.
+    ServerSpeaksTls,
+    /// The transport's own handshake (TLS) failed; the error inside is a
+    /// [`TlsFailure`] when TLS said why.
     Transport(io::Error),
     /// A step took longer than the handshake deadline allows.
     Timeout(io::Error),
@@ -56,6 +64,8 @@ impl HandshakeError {
             // (PROTOCOL.md: pre-auth timeouts are reported as 3).
             HandshakeError::Unexpected { .. }
             | HandshakeError::Malformed(_)
+            | HandshakeError::ClientSpeaksTls
+            | HandshakeError::ServerSpeaksTls
             | HandshakeError::Timeout(_)
             | HandshakeError::Closed
             | HandshakeError::Io(_) => ErrorCode::ProtocolViolation,
@@ -79,16 +89,24 @@ impl HandshakeError {
     }
 
     /// Whether trying again with the same settings can never succeed: a
-    /// token or version mismatch, or a server we may not trust. A closed
-    /// connection, a timeout or a server at its limit can pass.
+    /// token or version mismatch, a server we may not trust, TLS on one side
+    /// only, or a TLS failure only an operator can fix (a certificate that is
+    /// untrusted, for another name, out of its dates, missing or refused; see
+    /// [`TlsFailure::is_permanent`]). A closed connection, a timeout, a reset
+    /// or a server at its limit can pass.
     pub fn is_permanent(&self) -> bool {
         match self {
             HandshakeError::Version { .. }
             | HandshakeError::BadProof
             | HandshakeError::ServerUnproven
-            | HandshakeError::ServerUnauthenticated => true,
+            | HandshakeError::ServerUnauthenticated
+            | HandshakeError::ClientSpeaksTls
+            | HandshakeError::ServerSpeaksTls => true,
             HandshakeError::Refused { code, .. } => {
                 matches!(code, ErrorCode::AuthFailed | ErrorCode::UnsupportedVersion)
+            }
+            HandshakeError::Transport(e) | HandshakeError::Io(e) | HandshakeError::Malformed(e) => {
+                is_permanent_tls(e)
             }
             _ => false,
         }
@@ -104,6 +122,8 @@ impl HandshakeError {
                 "server not authenticated"
             }
             HandshakeError::Unexpected { .. } | HandshakeError::Malformed(_) => "handshake refused",
+            HandshakeError::ClientSpeaksTls => "TLS client at a plain-TCP server",
+            HandshakeError::ServerSpeaksTls => "plain-TCP client at a TLS server",
             HandshakeError::UnknownSession => "data link for an unknown session",
             HandshakeError::SessionLimit => "session limit reached",
             HandshakeError::Refused { .. } => "refused by the peer",
@@ -115,10 +135,14 @@ impl HandshakeError {
     }
 }
 
-/// Classifies a failed frame read or write: end of stream, deadline, bytes
-/// that are no frame, or another I/O error.
+/// Classifies a failed frame read or write: a TLS failure (on a TLS link a
+/// refusal of our certificate arrives on the first read), end of stream,
+/// deadline, bytes that are no frame, or another I/O error.
 impl From<io::Error> for HandshakeError {
     fn from(e: io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<TlsFailure>()) {
+            return HandshakeError::Transport(e);
+        }
         match e.kind() {
             io::ErrorKind::UnexpectedEof => HandshakeError::Closed,
             io::ErrorKind::TimedOut => HandshakeError::Timeout(e),
@@ -161,7 +185,19 @@ impl fmt::Display for HandshakeError {
                 ErrorCode::AuthFailed | ErrorCode::UnsupportedVersion => f.write_str(message),
                 code => write!(f, "server error {code:?}: {message}"),
             },
+            HandshakeError::ClientSpeaksTls => f.write_str(
+                "the client tried TLS, and this server runs plain TCP \
+                 — start the server with --tls, or the client without",
+            ),
+            HandshakeError::ServerSpeaksTls => f.write_str(
+                "the server speaks TLS: add --tls \
+                 (and --ca if its certificate is from gen-cert)",
+            ),
             HandshakeError::Malformed(e) | HandshakeError::Timeout(e) | HandshakeError::Io(e) => {
+                write!(f, "{e}")
+            }
+            // A TLS failure's message says what failed already.
+            HandshakeError::Transport(e) if e.get_ref().is_some_and(|i| i.is::<TlsFailure>()) => {
                 write!(f, "{e}")
             }
             HandshakeError::Transport(e) => write!(f, "transport handshake failed: {e}"),

@@ -167,3 +167,145 @@ fn an_error_frame_is_the_servers_refusal_and_keeps_its_code() {
     assert!(!err.is_permanent(), "a session can come back");
     assert_eq!(err.code(), ErrorCode::UnknownSession);
 }
+
+/// An `io::Error` carrying a TLS failure, as the TLS transport returns it.
+fn tls_io(e: rustls::Error) -> std::io::Error {
+    use crate::transport::tls::{Side, TlsFailure};
+    let failure = TlsFailure::from_rustls(e, Side::Client, true);
+    std::io::Error::new(std::io::ErrorKind::InvalidData, failure)
+}
+
+#[test]
+fn tls_failures_only_an_operator_can_fix_are_permanent() {
+    use rustls::{AlertDescription, CertificateError};
+    let untrusted = || {
+        tls_io(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        ))
+    };
+    let refused = || {
+        tls_io(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired,
+        ))
+    };
+    for err in [
+        HandshakeError::Transport(untrusted()),
+        HandshakeError::Io(untrusted()),
+        // On a TLS 1.3 link a refusal of our certificate comes with the
+        // first read, through the frame reader's conversion.
+        HandshakeError::from(refused()),
+        HandshakeError::ServerSpeaksTls,
+        HandshakeError::ClientSpeaksTls,
+    ] {
+        assert!(err.is_permanent(), "{err}");
+    }
+    assert!(matches!(
+        HandshakeError::from(refused()),
+        HandshakeError::Transport(_)
+    ));
+    let internal = tls_io(rustls::Error::AlertReceived(
+        AlertDescription::InternalError,
+    ));
+    let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    for err in [
+        HandshakeError::Transport(internal),
+        HandshakeError::Io(reset),
+        HandshakeError::Closed,
+        HandshakeError::Timeout(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+    ] {
+        assert!(!err.is_permanent(), "{err}");
+    }
+    // The TLS failure's own words, without a second prefix.
+    let shown = HandshakeError::Transport(untrusted()).to_string();
+    assert!(
+        shown.starts_with("TLS handshake failed: the server's certificate"),
+        "{shown}"
+    );
+}
+
+/// What `drive` makes of `bytes` where a frame is due, on each side.
+fn read_first(bytes: &[u8]) -> (HandshakeError, HandshakeError) {
+    let server = futures_lite::future::block_on(drive::receive(
+        &mut futures_lite::io::Cursor::new(bytes.to_vec()),
+    ))
+    .expect_err("no frame");
+    let key = Key::new("k");
+    let (machine, hello) = ClientHandshake::data(&key, SESSION, false);
+    let mut link = Scripted(futures_lite::io::Cursor::new(bytes.to_vec()));
+    let client = futures_lite::future::block_on(drive::client(&mut link, machine, hello))
+        .expect_err("no frame");
+    (server, client)
+}
+
+/// A peer that says its script (read from the start) and hears nothing.
+struct Scripted(futures_lite::io::Cursor<Vec<u8>>);
+
+impl futures_lite::AsyncRead for Scripted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl futures_lite::AsyncWrite for Scripted {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_tls_record_where_a_frame_is_due_names_the_side_that_speaks_tls() {
+    // A ClientHello's record header, and the decode_error alert a TLS
+    // server answers a plain hello with.
+    let client_hello = [0x16, 0x03, 0x01, 0x00, 0xc8, 0x01];
+    let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+    for bytes in [&client_hello[..], &alert[..]] {
+        let (server, client) = read_first(bytes);
+        assert!(
+            matches!(server, HandshakeError::ClientSpeaksTls),
+            "{server:?}"
+        );
+        assert!(
+            matches!(client, HandshakeError::ServerSpeaksTls),
+            "{client:?}"
+        );
+        assert!(
+            server
+                .to_string()
+                .contains("start the server with --tls, or the client without"),
+            "{server}"
+        );
+        assert!(
+            client
+                .to_string()
+                .contains("the server speaks TLS: add --tls"),
+            "{client}"
+        );
+        assert!(client.is_permanent());
+    }
+    // Garbage that is not TLS stays malformed, and is not permanent.
+    let (server, client) = read_first(&[0xff, 0xff, 0, 0]);
+    assert!(matches!(server, HandshakeError::Malformed(_)), "{server:?}");
+    assert!(!client.is_permanent(), "{client:?}");
+}

@@ -12,7 +12,7 @@ pub mod tls;
 
 pub use tcp::TcpTransport;
 pub(crate) use tcp::socket_is_quiet;
-pub use tls::TlsTransport;
+pub use tls::{TlsFailure, TlsTransport, is_permanent_tls};
 
 use crate::runtime::{TcpListener, TcpStream};
 use futures_lite::{AsyncRead, AsyncWrite};

@@ -7,9 +7,12 @@
 //! Certificates and keys are PEM files read with rustls-pki-types' `PemObject`.
 //! Everything that can be wrong with them is found when the config is loaded
 //! ([`load_server`], [`load_client`]), so a bad file stops the program at start-up
-//! with the file named ([`TlsError`]), not at the first connection. Handshake
-//! failures are turned into sentences that name the certificate problem
-//! ([`explain`]).
+//! with the file named ([`TlsError`]), not at the first connection; what
+//! loading cannot see, the dates of our own certificate, is reported by
+//! [`TlsServer::certificate_warnings`] and [`TlsClient::certificate_warnings`].
+//! Handshake failures become a typed [`TlsFailure`] inside the `io::Error`:
+//! a sentence that names the problem with the hint of the side that prints
+//! it, and whether retrying can help ([`is_permanent_tls`]).
 
 use crate::runtime::TcpStream;
 use futures_lite::{AsyncRead, AsyncWrite};
@@ -30,10 +33,16 @@ use std::task::{Context, Poll};
 use super::Transport;
 use super::tcp::{TcpTransport, socket_is_dead};
 
+mod describe;
 mod error;
+mod failure;
+mod validity;
 
 pub use error::TlsError;
-use error::{describe_for, pem_error};
+use error::pem_error;
+use failure::explain;
+pub use failure::{Side, TlsCause, TlsFailure, is_permanent_tls, tls_failure};
+pub use validity::{CertIssue, CertWarning, EXPIRY_WARNING_DAYS, Severity, certificate_warnings};
 
 /// Certificates read from one PEM file at most; a chain is a handful. Bounds
 /// what a mistaken path (a huge bundle) costs.
@@ -63,7 +72,17 @@ pub struct TlsServer {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    /// The first certificate of `cert`'s chain: ours.
+    leaf: CertificateDer<'static>,
     config: Arc<ServerConfig>,
+}
+
+impl TlsServer {
+    /// What is wrong with the dates of the server's certificate (the first
+    /// in `cert`), now: see [`certificate_warnings`].
+    pub fn certificate_warnings(&self) -> Vec<CertWarning> {
+        certificate_warnings(&self.cert, &self.leaf, time::OffsetDateTime::now_utc())
+    }
 }
 
 impl fmt::Debug for TlsServer {
@@ -85,7 +104,22 @@ pub struct TlsClient {
     pub server_name: ServerName<'static>,
     /// Client certificate for mutual TLS.
     pub cert: Option<PathBuf>,
+    /// The first certificate of `cert`'s chain, with mutual TLS.
+    leaf: Option<CertificateDer<'static>>,
     config: Arc<ClientConfig>,
+}
+
+impl TlsClient {
+    /// What is wrong with the dates of the client's own certificate (mutual
+    /// TLS), now; empty without one. See [`certificate_warnings`].
+    pub fn certificate_warnings(&self) -> Vec<CertWarning> {
+        match (&self.cert, &self.leaf) {
+            (Some(path), Some(leaf)) => {
+                certificate_warnings(path, leaf, time::OffsetDateTime::now_utc())
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl fmt::Debug for TlsClient {
@@ -112,6 +146,7 @@ pub struct ServerFiles<'a> {
 pub fn load_server(files: &ServerFiles<'_>) -> Result<TlsServer, TlsError> {
     let provider = provider();
     let (certs, key) = cert_and_key(files.cert, files.key, &provider)?;
+    let leaf = leaf_of(&certs, files.cert)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions(files.allow_tls12))
         .map_err(TlsError::Versions)?;
@@ -138,6 +173,7 @@ pub fn load_server(files: &ServerFiles<'_>) -> Result<TlsServer, TlsError> {
         cert: files.cert.to_owned(),
         key: files.key.to_owned(),
         client_ca: files.client_ca.map(Path::to_owned),
+        leaf,
         config: Arc::new(config),
     })
 }
@@ -171,25 +207,41 @@ pub fn load_client(files: &ClientFiles<'_>) -> Result<TlsClient, TlsError> {
         .with_protocol_versions(versions(files.allow_tls12))
         .map_err(TlsError::Versions)?
         .with_webpki_verifier(verifier);
-    let config = match (files.cert, files.key) {
+    let (config, leaf) = match (files.cert, files.key) {
         (Some(cert), Some(key)) => {
             let (certs, key_der) = cert_and_key(cert, key, &provider)?;
-            builder
+            let leaf = leaf_of(&certs, cert)?;
+            let config = builder
                 .with_client_auth_cert(certs, key_der)
                 .map_err(|source| TlsError::BadCert {
                     path: cert.to_owned(),
                     source,
-                })?
+                })?;
+            (config, Some(leaf))
         }
-        (None, None) => builder.with_no_client_auth(),
+        (None, None) => (builder.with_no_client_auth(), None),
         _ => return Err(TlsError::CertWithoutKey),
     };
     Ok(TlsClient {
         ca: files.ca.map(Path::to_owned),
         server_name,
         cert: files.cert.map(Path::to_owned),
+        leaf,
         config: Arc::new(config),
     })
+}
+
+/// The first certificate of a chain read by [`certs_from`] (never empty).
+fn leaf_of(
+    certs: &[CertificateDer<'static>],
+    path: &Path,
+) -> Result<CertificateDer<'static>, TlsError> {
+    certs
+        .first()
+        .cloned()
+        .ok_or_else(|| TlsError::NoCertificate {
+            path: path.to_owned(),
+        })
 }
 
 /// Reads a certificate chain and its key and checks that they belong together.
@@ -261,11 +313,11 @@ fn system_roots() -> Result<RootCertStore, TlsError> {
 /// A TLS transport for one side: the server's acceptor or the client's connector.
 #[derive(Clone)]
 pub struct TlsTransport {
-    side: Side,
+    end: End,
 }
 
 #[derive(Clone)]
-enum Side {
+enum End {
     Server(TlsAcceptor),
     Client {
         connector: TlsConnector,
@@ -276,13 +328,13 @@ enum Side {
 impl TlsTransport {
     pub fn server(tls: &TlsServer) -> Self {
         TlsTransport {
-            side: Side::Server(TlsAcceptor::from(tls.config.clone())),
+            end: End::Server(TlsAcceptor::from(tls.config.clone())),
         }
     }
 
     pub fn client(tls: &TlsClient) -> Self {
         TlsTransport {
-            side: Side::Client {
+            end: End::Client {
                 connector: TlsConnector::from(tls.config.clone()),
                 name: tls.server_name.clone(),
             },
@@ -295,13 +347,14 @@ impl TlsTransport {
 /// so a refusal (an alert) surfaces on the first read, not in `connect`.
 pub struct TlsLink {
     inner: TlsStream<TcpStream>,
-    peer: Role,
+    /// Our side of the link, for the words of its errors.
+    side: Side,
 }
 
 impl TlsLink {
     fn map<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match poll {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(explain(e, self.peer, false))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(explain(e, self.side, false))),
             other => other,
         }
     }
@@ -343,11 +396,11 @@ impl Transport for TlsTransport {
     type Stream = TlsLink;
 
     async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {
-        let Side::Client { connector, name } = &self.side else {
+        let End::Client { connector, name } = &self.end else {
             return Err(io::Error::other("a server-side TLS transport cannot dial"));
         };
         let tcp = TcpTransport.connect(addr).await?;
-        let peer = Role::Server;
+        let side = Side::Client;
         match connector.connect(name.clone(), tcp).await {
             Ok(tls) => {
                 tracing::debug!(
@@ -356,27 +409,27 @@ impl Transport for TlsTransport {
                 );
                 Ok(TlsLink {
                     inner: TlsStream::Client(tls),
-                    peer,
+                    side,
                 })
             }
-            Err(e) => Err(explain(e, peer, true)),
+            Err(e) => Err(explain(e, side, true)),
         }
     }
 
     async fn handshake(&self, conn: TcpStream) -> io::Result<Self::Stream> {
-        let Side::Server(acceptor) = &self.side else {
+        let End::Server(acceptor) = &self.end else {
             return Err(io::Error::other(
                 "a client-side TLS transport cannot accept",
             ));
         };
         let conn = TcpTransport.handshake(conn).await?;
-        let peer = Role::Client;
+        let side = Side::Server;
         match acceptor.accept(conn).await {
             Ok(tls) => Ok(TlsLink {
                 inner: TlsStream::Server(tls),
-                peer,
+                side,
             }),
-            Err(e) => Err(explain(e, peer, true)),
+            Err(e) => Err(explain(e, side, true)),
         }
     }
 
@@ -400,37 +453,4 @@ impl Transport for TlsTransport {
     fn name(&self) -> &'static str {
         "tls"
     }
-}
-
-/// Who is at the other end of a link.
-#[derive(Clone, Copy, Debug)]
-enum Role {
-    Client,
-    Server,
-}
-
-/// Turns a TLS failure into a sentence that names the problem; other I/O errors
-/// pass unchanged once the handshake is done.
-fn explain(e: io::Error, peer: Role, handshaking: bool) -> io::Error {
-    let peer = match peer {
-        Role::Client => "client",
-        Role::Server => "server",
-    };
-    let stage = if handshaking {
-        "TLS handshake failed"
-    } else {
-        "TLS"
-    };
-    let tls = e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let message = match tls {
-        Some(tls) => format!("{stage}: {}", describe_for(tls, peer)),
-        None if !handshaking => return e,
-        None if e.kind() == io::ErrorKind::UnexpectedEof => format!(
-            "{stage}: the {peer} closed the connection (is it running without --tls? both sides need it)"
-        ),
-        None => format!("{stage}: {e}"),
-    };
-    io::Error::new(e.kind(), message)
 }

@@ -1,7 +1,10 @@
 //! The TLS transport end to end on loopback, with certificates generated at test
 //! time (nothing checked in can expire): a working tunnel over TLS, every
-//! certificate problem refused with a message that names it, mutual TLS, the
-//! plain/TLS mix-ups failing fast, and a stalled handshake blocking no one.
+//! certificate problem refused with a message that names it in words (never
+//! rustls's `Debug`) and with the printing side's own options, mutual TLS,
+//! the plain/TLS mix-ups failing fast and named on both sides, which failures
+//! are permanent, certificate dates reported at start, and a stalled
+//! handshake blocking no one.
 
 use crate::common::proxy::link_proxy;
 use crate::common::tls::{Pki, client_tls, localhost, new_ca, server_tls};
@@ -14,6 +17,12 @@ use porthole::transport::tls::{ServerFiles, load_server};
 use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::path::Path;
+use time::{Duration, OffsetDateTime};
+
+/// The same failures as the real binary logs them, at the other end.
+mod logs;
+/// The typed side of the API: permanence of dial failures, certificate dates.
+mod typed;
 
 // The tests that expect a refusal, or need certificates other than the
 // ordinary ones (`TunnelBuilder::tls`), start server and client by hand.
@@ -36,14 +45,61 @@ fn tls_client(
     settings
 }
 
-/// The reason of the client's first `Disconnected`; fails if it registers.
-async fn first_refusal(client: &Client) -> String {
+/// How a refused client ended.
+#[derive(Debug)]
+enum Refusal {
+    /// Disconnected with this reason, and will try again (a transient fault).
+    Retrying(String),
+    /// Gave up with this error (a permanent one).
+    GaveUp(String),
+}
+
+impl Refusal {
+    fn reason(&self) -> &str {
+        let (Refusal::Retrying(reason) | Refusal::GaveUp(reason)) = self;
+        reason
+    }
+}
+
+/// Rust `Debug` renderings of rustls and std types: never in a message.
+const DEBUG_MARKS: [&str; 7] = [
+    "IpAddress(",
+    "DnsName(",
+    "Some(",
+    "Ipv4Addr",
+    "UnknownCA",
+    "UnixTime",
+    "AlertReceived",
+];
+
+fn assert_in_words(text: &str) {
+    for mark in DEBUG_MARKS {
+        assert!(!text.contains(mark), "{mark:?} in {text:?}");
+    }
+}
+
+/// Waits for `client` to be refused: the reason of its first `Disconnected`
+/// (then stops it), or the error it gave up with. Fails if it registers.
+async fn refused(client: Client) -> Refusal {
     loop {
-        match client.next_event(PROMPTLY).await {
-            Event::Disconnected { reason } => return reason,
-            Event::Registered { name, .. } => panic!("{name} registered; expected a refusal"),
-            _ => {}
+        match within(PROMPTLY, "client refusal", client.events.recv()).await {
+            Ok(Event::Disconnected { reason }) => {
+                client.stop().await;
+                assert_in_words(&reason);
+                return Refusal::Retrying(reason);
+            }
+            Ok(Event::Registered { name, .. }) => panic!("{name} registered; expected a refusal"),
+            Ok(_) => {}
+            Err(_) => break,
         }
+    }
+    match within(PROMPTLY, "client exit", client.task).await {
+        Err(e) => {
+            let reason = e.to_string();
+            assert_in_words(&reason);
+            Refusal::GaveUp(reason)
+        }
+        Ok(()) => panic!("the client ended without an error"),
     }
 }
 
@@ -97,10 +153,9 @@ async fn refusal(test: &str, validity: Validity, trusted: Option<Ca>, name: &str
     let (server, service) = server_with(&pki, &ca, validity, None).await;
     let trust = pki.write("trusted.crt", &trusted.as_ref().unwrap_or(&ca).pem.cert);
     let client = start_client(tls_client(server.addr, service.addr, &trust, name, None));
-    let reason = first_refusal(&client).await;
-    client.stop().await;
+    let refusal = refused(client).await;
     server.stop().await;
-    reason
+    refusal.reason().to_owned()
 }
 
 #[test]
@@ -108,30 +163,80 @@ fn a_client_trusting_another_ca_is_refused_naming_the_unknown_authority() {
     run_test(async {
         let other = Ca::new("another CA", Validity::days(1)).expect("CA");
         let reason = refusal("other-ca", Validity::days(1), Some(other), "localhost").await;
-        assert!(reason.contains("unknown authority"), "{reason}");
+        assert!(
+            reason.contains("the server's certificate is signed by an unknown authority"),
+            "{reason}"
+        );
+        assert!(reason.contains("give its CA with `ca` / --ca"), "{reason}");
         // A different CA with the same name (two `gen-cert` runs, say).
         let reason = refusal("twin-ca", Validity::days(1), Some(new_ca()), "localhost").await;
         assert!(
             reason.contains("not signed by the CA you trust"),
             "{reason}"
         );
+        assert!(reason.contains("`ca` / --ca"), "{reason}");
     });
 }
 
 #[test]
 fn a_wrong_server_name_is_refused_naming_the_names() {
     run_test(async {
-        let reason = refusal("name", Validity::days(1), None, "tunnel.example.com").await;
-        assert!(reason.contains("not valid for"), "{reason}");
-        assert!(reason.contains("tunnel.example.com"), "{reason}");
+        let reason = refusal("name-ip", Validity::days(1), None, "127.0.0.1").await;
+        assert!(
+            reason.contains("the server's certificate is for localhost, not 127.0.0.1"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("set `server_name` / --server-name to a name it carries"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("porthole gen-cert --name 127.0.0.1"),
+            "{reason}"
+        );
+        let reason = refusal("name-dns", Validity::days(1), None, "tunnel.example.com").await;
+        assert!(
+            reason.contains("is for localhost, not tunnel.example.com"),
+            "{reason}"
+        );
     });
 }
 
+/// "2026-01-02 03:04:05 UTC".
+fn utc(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Valid from 30 days ago until `days_left` days from now (negative: ago),
+/// to the second (certificates hold no fraction of one).
+fn validity_ending_in(days_left: i64) -> Validity {
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 ns");
+    Validity {
+        not_before: now - Duration::days(30),
+        not_after: now + Duration::days(days_left),
+    }
+}
+
 #[test]
-fn an_expired_server_certificate_is_refused_as_expired() {
+fn an_expired_server_certificate_is_refused_naming_its_end_date() {
     run_test(async {
-        let reason = refusal("expired", Validity::expired(), None, "localhost").await;
-        assert!(reason.contains("expired"), "{reason}");
+        let validity = validity_ending_in(-1);
+        let reason = refusal("expired", validity, None, "localhost").await;
+        let expected = format!(
+            "the server's certificate has expired (not valid after {}; it is now ",
+            utc(validity.not_after)
+        );
+        assert!(reason.contains(&expected), "{reason}\nexpected: {expected}");
     });
 }
 
@@ -143,6 +248,8 @@ fn mutual_tls_refuses_a_client_without_a_certificate_and_accepts_the_right_one()
         let ca_file = pki.write("ca.crt", &ca.pem.cert);
         let (server, service) = server_with(&pki, &ca, Validity::days(1), Some(&ca_file)).await;
 
+        // Refusals of our certificate only an operator can fix: the client
+        // gives up (TLS 1.3 brings them with the first read).
         let anonymous = start_client(tls_client(
             server.addr,
             service.addr,
@@ -150,24 +257,48 @@ fn mutual_tls_refuses_a_client_without_a_certificate_and_accepts_the_right_one()
             "localhost",
             None,
         ));
-        let reason = first_refusal(&anonymous).await;
-        assert!(reason.contains("client certificate"), "{reason}");
-        anonymous.stop().await;
+        let refusal = refused(anonymous).await;
+        let Refusal::GaveUp(reason) = &refusal else {
+            panic!("permanent: {refusal:?}");
+        };
+        assert!(
+            reason.contains("the server requires a client certificate (mutual TLS)"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("set `cert` and `key` / --cert --key"),
+            "{reason}"
+        );
 
-        let outsider = new_ca()
-            .client("outsider", Validity::days(1))
-            .expect("cert");
-        let (cert, key) = pki.pair("outsider", &outsider);
-        let outsider = start_client(tls_client(
-            server.addr,
-            service.addr,
-            &ca_file,
-            "localhost",
-            Some((&cert, &key)),
-        ));
-        let reason = first_refusal(&outsider).await;
-        assert!(reason.contains("rejected our certificate"), "{reason}");
-        outsider.stop().await;
+        // From a CA the server does not know, and from a look-alike of its
+        // own CA (same name, another key: two gen-cert runs).
+        let outsiders = [
+            (
+                Ca::new("outsider CA", Validity::days(1)).expect("CA"),
+                "the server refused our client certificate: it does not trust the CA that signed it",
+            ),
+            (
+                new_ca(),
+                "the server refused our client certificate: its signature does not verify",
+            ),
+        ];
+        for (other, expected) in outsiders {
+            let pem = other.client("outsider", Validity::days(1)).expect("cert");
+            let (cert, key) = pki.pair("outsider", &pem);
+            let outsider = start_client(tls_client(
+                server.addr,
+                service.addr,
+                &ca_file,
+                "localhost",
+                Some((&cert, &key)),
+            ));
+            let refusal = refused(outsider).await;
+            let Refusal::GaveUp(reason) = &refusal else {
+                panic!("permanent: {refusal:?}");
+            };
+            assert!(reason.contains(expected), "{reason}");
+            assert!(reason.contains("--cert --key"), "{reason}");
+        }
 
         let member = ca.client("member", Validity::days(1)).expect("cert");
         let (cert, key) = pki.pair("member", &member);
@@ -195,9 +326,17 @@ fn a_plain_client_at_a_tls_server_fails_fast_with_a_clear_message() {
             TOKEN,
             &[("echo", service.addr, 0)],
         ));
-        let reason = first_refusal(&client).await;
-        assert!(reason.contains("TLS"), "{reason}");
-        client.stop().await;
+        // Permanent: the client gives up at once.
+        let refusal = refused(client).await;
+        let Refusal::GaveUp(reason) = &refusal else {
+            panic!("permanent: {refusal:?}");
+        };
+        assert!(
+            reason.contains(
+                "the server speaks TLS: add --tls (and --ca if its certificate is from gen-cert)"
+            ),
+            "{reason}"
+        );
         server.stop().await;
     });
 }
@@ -219,12 +358,13 @@ fn a_tls_client_at_a_plain_server_fails_fast_with_a_clear_message() {
             "localhost",
             None,
         ));
-        let reason = first_refusal(&client).await;
+        let refusal = refused(client).await;
+        let reason = refusal.reason();
+        assert!(reason.contains("the server does not speak TLS"), "{reason}");
         assert!(
-            reason.contains("does not speak TLS") || reason.contains("without --tls"),
+            reason.contains("start it with --tls, or this client without"),
             "{reason}"
         );
-        client.stop().await;
         server.stop().await;
     });
 }

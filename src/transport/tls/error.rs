@@ -1,12 +1,11 @@
 //! What can be wrong with TLS material, found when the config is loaded (every
 //! variant names the file or value at fault; the messages are what `porthole`
-//! prints after `transport: `), and rustls errors in the words users need.
+//! prints after `transport: `). Handshake failures are `failure.rs`'s.
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use rustls::CertificateError;
 use rustls::server::VerifierBuilderError;
 
 /// Why [`load_server`](super::load_server) or [`load_client`](super::load_client)
@@ -90,8 +89,9 @@ impl fmt::Display for TlsError {
             Self::NotACa { path, source } => {
                 write!(
                     f,
-                    "{}: not a usable CA certificate: {source}",
-                    path.display()
+                    "{}: not a usable CA certificate: {}",
+                    path.display(),
+                    describe_material(source)
                 )
             }
             Self::NoSystemRoots { errors } => write!(
@@ -105,10 +105,10 @@ impl fmt::Display for TlsError {
                 cert.display()
             ),
             Self::BadKey { path, source } => {
-                write!(f, "key {}: {}", path.display(), describe(source))
+                write!(f, "key {}: {}", path.display(), describe_material(source))
             }
             Self::BadCert { path, source } => {
-                write!(f, "cert {}: {}", path.display(), describe(source))
+                write!(f, "cert {}: {}", path.display(), describe_material(source))
             }
             Self::BadServerName { name } => {
                 write!(f, "server_name {name:?} is not a DNS name or an IP address")
@@ -158,64 +158,17 @@ pub(super) fn pem_error(
     }
 }
 
-pub(super) fn describe(e: &rustls::Error) -> String {
-    describe_for(e, "peer")
-}
-
-/// The certificate problems users meet, in their words.
-pub(super) fn describe_for(e: &rustls::Error, peer: &str) -> String {
+/// What rustls finds wrong with a certificate or key being loaded (it
+/// checks little more than that the key parses and matches), in words.
+fn describe_material(e: &rustls::Error) -> String {
     match e {
-        rustls::Error::InvalidCertificate(cert) => {
-            let why = match cert {
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    "has expired".to_owned()
-                }
-                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                    "is not valid yet (check the clocks)".to_owned()
-                }
-                CertificateError::UnknownIssuer => {
-                    "is signed by an unknown authority (give its CA with `ca` / --ca)".to_owned()
-                }
-                CertificateError::NotValidForName => {
-                    "is not valid for the expected name (set `server_name` / --server-name to a name it carries)".to_owned()
-                }
-                CertificateError::NotValidForNameContext { expected, presented } => format!(
-                    "is not valid for {expected:?} (it names {}; set `server_name` / --server-name)",
-                    presented.join(", ")
-                ),
-                // Two CAs with the same name (say, two `gen-cert` runs) look
-                // alike to the verifier: the chain points at our CA, whose key
-                // did not sign it.
-                CertificateError::BadSignature => {
-                    "is not signed by the CA you trust (bad signature; is `ca` / --ca the right file?)".to_owned()
-                }
-                CertificateError::Revoked => "has been revoked".to_owned(),
-                other => format!("was rejected ({other:?})"),
-            };
-            format!("the {peer}'s certificate {why}")
+        // rustls's own sentence, a plain string.
+        rustls::Error::General(words) => words.clone(),
+        rustls::Error::InconsistentKeys(_) => "the key does not match the certificate".to_owned(),
+        rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => {
+            "malformed (not an X.509 certificate)".to_owned()
         }
-        rustls::Error::NoCertificatesPresented => {
-            format!(
-                "the {peer} presented no certificate (mutual TLS requires one: set cert and key)"
-            )
-        }
-        rustls::Error::AlertReceived(alert) => match alert {
-            rustls::AlertDescription::CertificateRequired => {
-                format!("the {peer} requires a client certificate (mutual TLS): set cert and key")
-            }
-            rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateExpired
-            | rustls::AlertDescription::CertificateUnknown
-            // What rustls answers to a certificate signed by a look-alike CA.
-            | rustls::AlertDescription::DecryptError => {
-                format!("the {peer} rejected our certificate ({alert:?})")
-            }
-            other => format!("the {peer} sent alert {other:?}"),
-        },
-        rustls::Error::InvalidMessage(_) => {
-            format!("the {peer} does not speak TLS (is it running without --tls?)")
-        }
-        other => other.to_string(),
+        rustls::Error::InvalidCertificate(_) => "not a usable certificate".to_owned(),
+        _ => "refused by rustls".to_owned(),
     }
 }
