@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub mod check;
 pub mod completions;
+pub mod render;
 pub mod settings;
 
 pub use check::{AnyConfig, load_any};

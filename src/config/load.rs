@@ -1,6 +1,11 @@
 //! The one loader every role uses: read a file, parse its RON into the role's raw
 //! struct (which keeps the text, so validation can point into it), and tell a
 //! file's role by its distinctive field. Errors carry the file, line and column.
+//!
+//! Two kinds of parse error are rephrased from the text itself, since ron's
+//! words for them mislead: a file that is not RON at all (a TOML, JSON or YAML
+//! file from another tunnel, see [`foreign`]) and an integer too large for its
+//! field (see [`bounds`]).
 
 use std::{
     fmt,
@@ -11,6 +16,9 @@ use ron::{error::SpannedError, extensions::Extensions};
 use serde::{Deserialize, de::DeserializeOwned, de::IgnoredAny};
 
 use super::{ConfigError, Locator};
+
+mod bounds;
+mod foreign;
 
 /// Where a raw config was read from, kept so validation can point into it.
 #[derive(Clone)]
@@ -67,16 +75,49 @@ fn ron_options() -> ron::Options {
 fn parse_value<'a, T: Deserialize<'a>>(source: &'a str, origin: &Path) -> Result<T, ConfigError> {
     ron_options()
         .from_str(source)
-        .map_err(|e| parse_error(origin, e))
+        .map_err(|e| parse_error(origin, source, e, struct_name::<T>()))
 }
 
-fn parse_error(origin: &Path, err: SpannedError) -> ConfigError {
-    ConfigError {
-        origin: origin.to_path_buf(),
-        line: err.span.start.line,
-        column: err.span.start.col,
-        message: ron_message(&err.code),
+/// The name of the struct `T` is, as ron knows it: ron names the struct it
+/// expected when the text is empty. Lets an error about a file that is not RON
+/// name the loading command's example (see [`foreign`]).
+fn struct_name<'a, T: Deserialize<'a>>() -> Option<&'static str> {
+    match ron_options().from_str::<T>("") {
+        Err(SpannedError {
+            code: ron::Error::ExpectedNamedStructLike(name),
+            ..
+        }) => Some(name),
+        _ => None,
     }
+}
+
+/// ron's error, placed where ron put it, unless the text says more: a file
+/// that is not RON gets one line naming its format and the example to follow
+/// (no position: the whole file is wrong), an integer out of its type's range
+/// gets the field and the range.
+fn parse_error(
+    origin: &Path,
+    text: &str,
+    err: SpannedError,
+    struct_name: Option<&str>,
+) -> ConfigError {
+    let at = |(line, column), message| ConfigError {
+        origin: origin.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    if let Some((position, message)) = foreign::explain(text, struct_name) {
+        return at(position, message);
+    }
+    if err.code == ron::Error::IntegerOutOfBounds {
+        let (position, message) = bounds::explain(text, err.span.start);
+        return at(position, message);
+    }
+    at(
+        (err.span.start.line, err.span.start.col),
+        ron_message(&err.code),
+    )
 }
 
 /// ron's wording for the errors people hit most, rephrased to say what to change.

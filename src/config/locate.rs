@@ -64,19 +64,28 @@ struct Frame {
 }
 
 /// A character cursor that counts 1-based lines and columns in characters, as ron does.
-struct Cursor {
+pub(super) struct Cursor {
     chars: Vec<char>,
     i: usize,
-    line: usize,
-    col: usize,
+    pub(super) line: usize,
+    pub(super) col: usize,
 }
 
 impl Cursor {
-    fn peek(&self, ahead: usize) -> Option<char> {
+    pub(super) fn new(text: &str) -> Self {
+        Cursor {
+            chars: text.chars().collect(),
+            i: 0,
+            line: 1,
+            col: 1,
+        }
+    }
+
+    pub(super) fn peek(&self, ahead: usize) -> Option<char> {
         self.chars.get(self.i + ahead).copied()
     }
 
-    fn bump(&mut self) -> Option<char> {
+    pub(super) fn bump(&mut self) -> Option<char> {
         let c = self.peek(0)?;
         self.i += 1;
         if c == '\n' {
@@ -88,7 +97,7 @@ impl Cursor {
     }
 
     /// Skips whitespace and comments (block comments nest in RON).
-    fn skip_trivia(&mut self) {
+    pub(super) fn skip_trivia(&mut self) {
         loop {
             match (self.peek(0), self.peek(1)) {
                 (Some(c), _) if c.is_whitespace() => {
@@ -154,7 +163,7 @@ impl Cursor {
         }
     }
 
-    fn ident(&mut self) -> String {
+    pub(super) fn ident(&mut self) -> String {
         let mut out = String::new();
         while let Some(c) = self.peek(0).filter(|c| c.is_alphanumeric() || *c == '_') {
             out.push(c);
@@ -168,12 +177,7 @@ impl Cursor {
 /// `""` for the whole config, `token`, `allow_ports[1]`, `services[2].remote_port`.
 /// A lightweight scan, not a parser: it runs only on text ron has already accepted.
 pub(super) fn value_positions(text: &str) -> Vec<(String, usize, usize)> {
-    let mut cur = Cursor {
-        chars: text.chars().collect(),
-        i: 0,
-        line: 1,
-        col: 1,
-    };
+    let mut cur = Cursor::new(text);
     let root = Frame {
         path: String::new(),
         key: None,

@@ -186,3 +186,90 @@ fn the_proxy_rules_check_is_placed_at_http_proxy() {
         "c.ron:5:15: http_proxy: deny rule \"bad\" is bad"
     );
 }
+
+#[test]
+fn address_messages_say_what_is_missing_and_show_it_written_right() {
+    let at = Locator::new(&None);
+    let cases = [
+        ("local", "8080", "expected host:port, e.g. 127.0.0.1:8080"),
+        ("local", "", "expected host:port, e.g. 127.0.0.1:8080"),
+        (
+            "local",
+            "localhost",
+            "the port is missing; expected host:port, e.g. localhost:8080",
+        ),
+        (
+            "bind",
+            ":7000",
+            "the host is missing; expected host:port, e.g. 0.0.0.0:7000",
+        ),
+        (
+            "server",
+            "tunnel.example.com",
+            "the port is missing; expected host:port, e.g. tunnel.example.com:7000",
+        ),
+        (
+            "server",
+            "tunnel.example.com:",
+            "the port is missing; expected host:port, e.g. tunnel.example.com:7000",
+        ),
+        (
+            "bind",
+            "::1:7000",
+            "put an IPv6 address in brackets, e.g. [::1]:7000",
+        ),
+        (
+            "listen",
+            "fe80::1",
+            "put an IPv6 address in brackets, e.g. [fe80::1]:8080",
+        ),
+        (
+            "local",
+            "[::1]",
+            "the port is missing; expected host:port, e.g. [::1]:8080",
+        ),
+        (
+            "local",
+            "127.0.0.1:70000",
+            "port 70000 is out of range: a port is 1–65535",
+        ),
+        (
+            "local",
+            "127.0.0.1:http",
+            "port \"http\" is not a number: a port is 1–65535",
+        ),
+        (
+            "target",
+            "tcp://10.0.0.5:80",
+            "drop the tcp:// (and any path); expected host:port, e.g. 10.0.0.5:80",
+        ),
+        (
+            "local",
+            " 127.0.0.1:80",
+            "remove the spaces around it; expected host:port, e.g. 127.0.0.1:80",
+        ),
+        (
+            "target",
+            "127.0.0.1:0",
+            "port 0 is not allowed here; give the real port",
+        ),
+    ];
+    for (what, text, reason) in cases {
+        let err = check_address(&at, &[what], what, text, false).expect_err(text);
+        assert_eq!(err.message, format!("{what} {text:?}: {reason}"));
+    }
+    for (text, zero_ok) in [("127.0.0.1:8080", false), ("[::1]:0", true)] {
+        let addr = check_address(&at, &["x"], "x", text, zero_ok).expect(text);
+        assert_eq!(addr, text.parse::<SocketAddr>().expect("literal"));
+    }
+}
+
+#[test]
+fn out_of_range_integers_name_the_field_and_the_range_with_a_position() {
+    let text = "(\n  server: \"127.0.0.1:7000\",\n  token: \"t\",\n  services: [(name: \"a\", local: \"127.0.0.1:1\", remote_port: 70000)],\n)";
+    let err = parse::<ClientConfig>(text, Path::new("c.ron")).expect_err("70000 is no port");
+    assert_eq!(
+        err.to_string(),
+        "c.ron:4:61: remote_port 70000 is out of range: a port is 1–65535 (0 or omitted lets the server pick)"
+    );
+}

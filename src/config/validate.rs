@@ -3,6 +3,9 @@
 
 use super::*;
 
+mod address;
+use address::address_shape;
+
 impl ServerConfig {
     /// A server config with every default, as built from command-line flags.
     pub fn new(bind: impl Into<String>) -> Self {
@@ -201,7 +204,8 @@ fn nonzero(at: &Locator, field: &str, value: Duration) -> Result<(), ConfigError
 }
 
 /// Checks `text` is `host:port` (IPv6 in brackets) and resolves it; returns the first
-/// address. Blocking DNS is fine: this runs once, at start-up.
+/// address. Blocking DNS is fine: this runs once, at start-up. A malformed value
+/// gets a message that says what is missing and shows the value written right.
 pub fn check_address(
     at: &Locator,
     paths: &[&str],
@@ -209,25 +213,11 @@ pub fn check_address(
     text: &str,
     port_zero_ok: bool,
 ) -> Result<SocketAddr, ConfigError> {
-    let fail = |msg: String| at.error(paths, format!("{what} {text:?}{msg}"));
-    let example = "write it as \"host:port\", e.g. \"127.0.0.1:8080\"";
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| fail(format!(" has no port; {example}")))?;
-    if host.is_empty() {
-        return Err(fail(format!(" has no host; {example}")));
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(fail(
-            ": put an IPv6 address in brackets, e.g. \"[::1]:7000\"".into(),
-        ));
-    }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| fail(format!(": port {port:?} is not a number from 1 to 65535")))?;
+    let fail = |msg: String| at.error(paths, format!("{what} {text:?}: {msg}"));
+    let (host, port) = address_shape(what, text).map_err(fail)?;
     if port == 0 && !port_zero_ok {
         return Err(fail(
-            ": port 0 is not allowed here; give the real port".into(),
+            "port 0 is not allowed here; give the real port".into(),
         ));
     }
     // Loopback without a resolver (RFC 6761), as the dialer does; a bind
@@ -237,10 +227,10 @@ pub fn check_address(
     }
     let mut addrs = text
         .to_socket_addrs()
-        .map_err(|e| fail(format!(" cannot be resolved ({e}); check the host name")))?;
+        .map_err(|e| fail(format!("cannot be resolved ({e}); check the host name")))?;
     addrs
         .next()
-        .ok_or_else(|| fail(" resolves to no address; check the host name".into()))
+        .ok_or_else(|| fail("resolves to no address; check the host name".into()))
 }
 
 impl ClientConfig {

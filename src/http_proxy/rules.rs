@@ -294,6 +294,48 @@ impl Policy {
     }
 }
 
+/// The block as it can be written back. An IPv4-mapped block wider than 32
+/// bits stays in its IPv6 form, so it parses back to the same block.
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(v4) if self.prefix > 32 => write!(f, "::ffff:{v4}/{}", self.prefix),
+            addr => write!(f, "{addr}/{}", self.prefix),
+        }
+    }
+}
+
+/// The rule in the syntax [`Rule::parse`] reads, and parses back to the same
+/// rule: host globs lower-case, an address as a /32 or /128 block, no port
+/// suffix for all ports, IPv6 blocks with ports in brackets.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match &self.target {
+            Target::Host(glob) => glob.clone(),
+            Target::Block(block) => block.to_string(),
+        };
+        match (*self.ports.start(), *self.ports.end()) {
+            (1, u16::MAX) => f.write_str(&target),
+            _ if target.contains(':') => write!(f, "[{target}]:{}", PortsText(&self.ports)),
+            _ => write!(f, "{target}:{}", PortsText(&self.ports)),
+        }
+    }
+}
+
+/// `80` or `8000-9000`.
+struct PortsText<'a>(&'a RangeInclusive<u16>);
+
+impl fmt::Display for PortsText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (lo, hi) = (self.0.start(), self.0.end());
+        if lo == hi {
+            write!(f, "{lo}")
+        } else {
+            write!(f, "{lo}-{hi}")
+        }
+    }
+}
+
 /// Whether `ip` is in one of [`LOCAL_RANGES`].
 pub fn is_local(ip: IpAddr) -> bool {
     let ip = canonical(ip);
@@ -449,5 +491,24 @@ mod tests {
         assert!(!allowed(&deny, "ok.test", &["192.0.2.7:80"]));
         assert!(!allowed(&deny, "bad.test", &["198.51.100.1:80"]));
         assert!(allowed(&deny, "ok.test", &["198.51.100.1:80"]));
+    }
+
+    #[test]
+    fn rules_display_as_they_parse() {
+        for (text, shown) in [
+            ("*.Example.com.", "*.example.com"),
+            ("*:*", "*"),
+            ("*:443", "*:443"),
+            ("10.0.0.0/8:8000-9000", "10.0.0.0/8:8000-9000"),
+            ("10.0.0.1", "10.0.0.1/32"),
+            ("[fe80::/10]:443", "[fe80::/10]:443"),
+            ("::1", "::1/128"),
+            ("::ffff:10.0.0.0/104", "::ffff:10.0.0.0/104"),
+            ("::ffff:10.0.0.1", "::ffff:10.0.0.1/128"),
+        ] {
+            let rule = Rule::parse(text).expect(text);
+            assert_eq!(rule.to_string(), shown, "{text}");
+            assert_eq!(Rule::parse(shown).expect(shown), rule, "{text} round trip");
+        }
     }
 }

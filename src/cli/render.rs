@@ -1,0 +1,271 @@
+//! What `porthole check` prints: validated settings of any role written back as
+//! a RON config file that the same loader reads to the same settings.
+//!
+//! Field names and order are the config schema's (the raw `*Config` structs),
+//! every default is shown resolved (`workers: Some(2)` on a two-core machine),
+//! durations are written the way [`config::parse_duration`] reads them
+//! (`"10s"`, `"500ms"`, `"2m"`, `"1h"`), port ranges as `[(low, high)]` and
+//! options as `Some(..)`/`None` (but a present struct bare, as the examples
+//! write `auth: (user: .., password: ..)`). Paths are made absolute, so the
+//! text reads the same from any directory.
+//!
+//! Secrets are masked as [`Secret`]'s `Debug` masks them (`"********"`): the
+//! token, the proxy's password, and its user too, since the validated
+//! credentials keep only a keyed hash of both.
+//!
+//! What the validated TLS settings do not keep (`allow_tls12`, and the
+//! client's `key` path) is named in a comment above `transport`, not guessed.
+//!
+//! [`config::parse_duration`]: crate::config::parse_duration
+//! [`Secret`]: crate::config::Secret
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::AnyConfig;
+use crate::config::{ClientSettings, DataLinks, ServerSettings};
+use crate::forward::ForwardSettings;
+use crate::http_proxy::HttpProxySettings;
+use crate::http_proxy::rules::Rule;
+use crate::transport::tls::{TlsClient, TlsServer};
+
+/// How a secret is shown: as `Secret`'s `Debug` shows it.
+pub const MASKED: &str = "********";
+
+/// The settings as a RON document, one field a line, ending in a newline.
+pub fn render(config: &AnyConfig) -> String {
+    match config {
+        AnyConfig::Server(s) => server(s),
+        AnyConfig::Client(c) => client(c),
+        AnyConfig::Forward(f) => forward(f),
+        AnyConfig::HttpProxy(p) => http_proxy(p),
+    }
+}
+
+/// The role's name as the commands spell it: `server`, `client`, `forward`,
+/// `http-proxy`.
+pub fn role_name(config: &AnyConfig) -> &'static str {
+    match config {
+        AnyConfig::Server(_) => "server",
+        AnyConfig::Client(_) => "client",
+        AnyConfig::Forward(_) => "forward",
+        AnyConfig::HttpProxy(_) => "http-proxy",
+    }
+}
+
+fn server(s: &ServerSettings) -> String {
+    let mut doc = Doc::default();
+    doc.field("bind", string(&s.bind.to_string()));
+    doc.field(
+        "public_bind",
+        format!("Some({})", string(&s.public_bind.to_string())),
+    );
+    doc.field("token", option(s.token.as_ref().map(|_| string(MASKED))));
+    // Only a server without a token runs without authentication: a token
+    // keeps it on even when `insecure_no_auth` was set, so that is the same.
+    doc.field("insecure_no_auth", s.token.is_none());
+    server_transport(&mut doc, s.tls.as_ref());
+    let ranges = s
+        .allow_ports
+        .iter()
+        .map(|r| format!("({}, {})", r.start(), r.end()));
+    doc.field("allow_ports", inline_list(ranges));
+    doc.field("max_services_per_client", s.max_services_per_client);
+    doc.field("heartbeat_interval", duration(s.heartbeat_interval));
+    doc.field("heartbeat_timeout", duration(s.heartbeat_timeout));
+    doc.field("handshake_timeout", duration(s.handshake_timeout));
+    doc.field("hello_timeout", duration(s.hello_timeout));
+    doc.field("reconnect_grace", duration(s.reconnect_grace));
+    doc.field("visitor_timeout", duration(s.visitor_timeout));
+    doc.field("max_visitors_per_client", s.max_visitors_per_client);
+    doc.field("max_waiting_visitors", s.max_waiting_visitors);
+    doc.field("max_streams_per_link", s.max_streams_per_link);
+    doc.field("workers", format!("Some({})", s.workers));
+    doc.finish()
+}
+
+fn server_transport(doc: &mut Doc, tls: Option<&TlsServer>) {
+    let Some(tls) = tls else {
+        return doc.field("transport", "Tcp");
+    };
+    doc.comment("allow_tls12 is not shown: the loaded TLS settings do not record it");
+    let value = format!(
+        "Tls(cert: {}, key: {}, client_ca: {})",
+        path(&tls.cert),
+        path(&tls.key),
+        option(tls.client_ca.as_deref().map(path)),
+    );
+    doc.field("transport", value);
+}
+
+fn client(c: &ClientSettings) -> String {
+    let mut doc = Doc::default();
+    doc.field("server", string(&c.server));
+    doc.field("token", string(MASKED));
+    doc.field("insecure_no_auth", c.insecure_no_auth);
+    client_transport(&mut doc, c.tls.as_ref());
+    let data_links = match c.data_links {
+        DataLinks::Pooled { size } => format!("Pooled(size: {size})"),
+        DataLinks::Multiplexed { links } => format!("Multiplexed(links: {links})"),
+    };
+    doc.field("data_links", data_links);
+    let services = c.services.iter().map(|s| {
+        let (name, local) = (string(&s.name), string(&s.local));
+        format!(
+            "(name: {name}, local: {local}, remote_port: {})",
+            s.remote_port
+        )
+    });
+    doc.list("services", services);
+    doc.field("heartbeat_timeout", duration(c.heartbeat_timeout));
+    doc.field("handshake_timeout", duration(c.handshake_timeout));
+    doc.field("reconnect_max_backoff", duration(c.reconnect_max_backoff));
+    doc.field("port_in_use_timeout", duration(c.port_in_use_timeout));
+    doc.field("max_links", c.max_links);
+    doc.field("max_link_uses", c.max_link_uses);
+    doc.field("max_link_age", duration(c.max_link_age));
+    doc.field("link_probe_interval", duration(c.link_probe_interval));
+    doc.field("workers", format!("Some({})", c.workers));
+    let rules = |list: &[String]| inline_list(list.iter().map(|r| string(r)));
+    let proxy = format!(
+        "(allow: {}, deny: {})",
+        rules(&c.http_proxy.allow),
+        rules(&c.http_proxy.deny)
+    );
+    doc.field("http_proxy", proxy);
+    doc.finish()
+}
+
+fn client_transport(doc: &mut Doc, tls: Option<&TlsClient>) {
+    let Some(tls) = tls else {
+        return doc.field("transport", "Tcp");
+    };
+    doc.comment(if tls.cert.is_some() {
+        "key and allow_tls12 are not shown: the loaded TLS settings do not record them"
+    } else {
+        "allow_tls12 is not shown: the loaded TLS settings do not record it"
+    });
+    let value = format!(
+        "Tls(ca: {}, server_name: Some({}), cert: {})",
+        option(tls.ca.as_deref().map(path)),
+        string(&tls.server_name.to_str()),
+        option(tls.cert.as_deref().map(path)),
+    );
+    doc.field("transport", value);
+}
+
+fn forward(f: &ForwardSettings) -> String {
+    let mut doc = Doc::default();
+    let forwards = f.forwards.iter().map(|(listen, target)| {
+        let (listen, target) = (string(&listen.to_string()), string(target));
+        format!("(listen: {listen}, target: {target})")
+    });
+    doc.list("forwards", forwards);
+    doc.field("connect_timeout", duration(f.connect_timeout));
+    doc.field("workers", format!("Some({})", f.workers));
+    doc.finish()
+}
+
+fn http_proxy(p: &HttpProxySettings) -> String {
+    let mut doc = Doc::default();
+    let proxy = &p.proxy;
+    doc.field("listen", string(&p.listen.to_string()));
+    // A present struct is written bare, as the example writes it: with the
+    // loader's UNWRAP_VARIANT_NEWTYPES, ron reads `Some((user: ..))` as a
+    // newtype to unwrap and fails, and `Some(user: ..)` would puzzle a reader.
+    let auth = proxy.auth.as_ref().map_or_else(
+        || "None".to_owned(),
+        |_| format!("(user: {0}, password: {0})", string(MASKED)),
+    );
+    doc.field("auth", auth);
+    let rules = |list: &[Rule]| inline_list(list.iter().map(|r| string(&r.to_string())));
+    doc.field("allow", rules(&proxy.policy.allow));
+    doc.field("deny", rules(&proxy.policy.deny));
+    doc.field("deny_local", proxy.policy.deny_local);
+    doc.field("connect_timeout", duration(proxy.connect_timeout));
+    doc.field("head_timeout", duration(proxy.head_timeout));
+    doc.field("idle_timeout", duration(proxy.idle_timeout));
+    doc.field("origin_idle_timeout", duration(proxy.origin_idle_timeout));
+    doc.field("stats_interval", duration(p.stats_interval));
+    doc.field("max_connections", proxy.max_connections);
+    doc.field("workers", format!("Some({})", p.workers));
+    doc.finish()
+}
+
+/// A RON struct being written, one field a line.
+#[derive(Default)]
+struct Doc {
+    out: String,
+}
+
+impl Doc {
+    const INDENT: &str = "    ";
+
+    fn field(&mut self, name: &str, value: impl std::fmt::Display) {
+        self.out
+            .push_str(&format!("{}{name}: {value},\n", Self::INDENT));
+    }
+
+    fn comment(&mut self, text: &str) {
+        self.out.push_str(&format!("{}// {text}\n", Self::INDENT));
+    }
+
+    /// A list of structs, one a line.
+    fn list(&mut self, name: &str, items: impl Iterator<Item = String>) {
+        let mut body = String::new();
+        for item in items {
+            body.push_str(&format!("{0}{0}{item},\n", Self::INDENT));
+        }
+        if body.is_empty() {
+            return self.field(name, "[]");
+        }
+        let indent = Self::INDENT;
+        self.out
+            .push_str(&format!("{indent}{name}: [\n{body}{indent}],\n"));
+    }
+
+    fn finish(self) -> String {
+        format!("(\n{})\n", self.out)
+    }
+}
+
+/// `[a, b]` on one line.
+fn inline_list(items: impl Iterator<Item = String>) -> String {
+    format!("[{}]", items.collect::<Vec<_>>().join(", "))
+}
+
+/// A RON string literal. Rust's `Debug` escapes (`\"`, `\\`, `\n`, `\u{1b}`)
+/// are all RON escapes too.
+fn string(text: &str) -> String {
+    format!("{text:?}")
+}
+
+fn option(value: Option<String>) -> String {
+    value.map_or_else(|| "None".to_owned(), |v| format!("Some({v})"))
+}
+
+/// An absolute path as a string. The settings hold paths already joined to
+/// the config file's directory; made absolute, they mean the same to a file
+/// anywhere. A non-UTF-8 path is shown lossily (RON strings are UTF-8).
+fn path(path: &Path) -> String {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    string(&absolute.to_string_lossy())
+}
+
+/// `"500ms"`, `"10s"`, `"2m"`, `"1h"`: the largest unit that is exact.
+fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let text = if d.subsec_nanos() != 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs != 0 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs != 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    };
+    string(&text)
+}
+
+#[cfg(test)]
+mod tests;
