@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use porthole::cli::{self, AnyConfig, Cli, Command};
 use porthole::shutdown::{self, Signal, Trigger};
+use porthole::transport::tls::Severity;
 use porthole::{client, demo, forward, http_proxy, server};
 
 const EXIT_RUNTIME: u8 = 1;
@@ -85,25 +86,39 @@ fn version() -> String {
     )
 }
 
+/// Prints the config back as RON with every default resolved, and what is
+/// wrong with the dates of its certificates: an expired one is an error
+/// (exit 2), one not yet valid or expiring soon a warning.
 fn check(path: &std::path::Path) -> ExitCode {
-    match cli::load_any(path) {
-        Ok(AnyConfig::Server(s)) => {
-            println!("{}: valid server config\n{s:#?}", path.display());
-            ExitCode::SUCCESS
+    let config = match cli::load_any(path) {
+        Ok(config) => config,
+        Err(e) => return usage_error(&e),
+    };
+    let role = cli::render::role_name(&config);
+    print!(
+        "{}: valid {role} config\n{}",
+        path.display(),
+        cli::render::render(&config)
+    );
+    let warnings = match &config {
+        AnyConfig::Server(s) => s.tls.as_ref().map(|t| t.certificate_warnings()),
+        AnyConfig::Client(c) => c.tls.as_ref().map(|t| t.certificate_warnings()),
+        AnyConfig::Forward(_) | AnyConfig::HttpProxy(_) => None,
+    };
+    let mut expired = false;
+    for warning in warnings.unwrap_or_default() {
+        match warning.severity() {
+            Severity::Error => {
+                expired = true;
+                eprintln!("error: {warning}");
+            }
+            Severity::Warning => eprintln!("warning: {warning}"),
         }
-        Ok(AnyConfig::Client(c)) => {
-            println!("{}: valid client config\n{c:#?}", path.display());
-            ExitCode::SUCCESS
-        }
-        Ok(AnyConfig::Forward(f)) => {
-            println!("{}: valid forward config\n{f:#?}", path.display());
-            ExitCode::SUCCESS
-        }
-        Ok(AnyConfig::HttpProxy(p)) => {
-            println!("{}: valid http-proxy config\n{p:#?}", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => usage_error(&e),
+    }
+    if expired {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

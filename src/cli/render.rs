@@ -13,9 +13,6 @@
 //! token, the proxy's password, and its user too, since the validated
 //! credentials keep only a keyed hash of both.
 //!
-//! What the validated TLS settings do not keep (`allow_tls12`, and the
-//! client's `key` path) is named in a comment above `transport`, not guessed.
-//!
 //! [`config::parse_duration`]: crate::config::parse_duration
 //! [`Secret`]: crate::config::Secret
 
@@ -88,12 +85,12 @@ fn server_transport(doc: &mut Doc, tls: Option<&TlsServer>) {
     let Some(tls) = tls else {
         return doc.field("transport", "Tcp");
     };
-    doc.comment("allow_tls12 is not shown: the loaded TLS settings do not record it");
     let value = format!(
-        "Tls(cert: {}, key: {}, client_ca: {})",
+        "Tls(cert: {}, key: {}, client_ca: {}, allow_tls12: {})",
         path(&tls.cert),
         path(&tls.key),
         option(tls.client_ca.as_deref().map(path)),
+        tls.allow_tls12,
     );
     doc.field("transport", value);
 }
@@ -140,16 +137,13 @@ fn client_transport(doc: &mut Doc, tls: Option<&TlsClient>) {
     let Some(tls) = tls else {
         return doc.field("transport", "Tcp");
     };
-    doc.comment(if tls.cert.is_some() {
-        "key and allow_tls12 are not shown: the loaded TLS settings do not record them"
-    } else {
-        "allow_tls12 is not shown: the loaded TLS settings do not record it"
-    });
     let value = format!(
-        "Tls(ca: {}, server_name: Some({}), cert: {})",
+        "Tls(ca: {}, server_name: Some({}), cert: {}, key: {}, allow_tls12: {})",
         option(tls.ca.as_deref().map(path)),
         string(&tls.server_name.to_str()),
         option(tls.cert.as_deref().map(path)),
+        option(tls.key.as_deref().map(path)),
+        tls.allow_tls12,
     );
     doc.field("transport", value);
 }
@@ -204,10 +198,6 @@ impl Doc {
     fn field(&mut self, name: &str, value: impl std::fmt::Display) {
         self.out
             .push_str(&format!("{}{name}: {value},\n", Self::INDENT));
-    }
-
-    fn comment(&mut self, text: &str) {
-        self.out.push_str(&format!("{}// {text}\n", Self::INDENT));
     }
 
     /// A list of structs, one a line.

@@ -54,12 +54,36 @@ async fn connect<T: Transport>(ctx: &Context<T>) -> Result<T::Stream, HandshakeE
     let limit = ctx.settings.handshake_timeout;
     let server = &ctx.settings.server;
     let connect = ctx.transport.connect(server);
-    let context =
-        |e: io::Error| io::Error::new(e.kind(), format!("cannot connect to {server}: {e}"));
     match with_timeout(limit, "connecting to the server", connect).await {
         Ok(link) => Ok(link),
-        // Kept apart from `Io`: it is what a reconnect reports.
-        Err(e) => Err(HandshakeError::Io(context(e))),
+        // The cause stays the error's source: a TLS refusal keeps its type
+        // (`HandshakeError::is_permanent` reads it).
+        Err(source) => Err(HandshakeError::Io(io::Error::new(
+            source.kind(),
+            ConnectError {
+                server: server.clone(),
+                source,
+            },
+        ))),
+    }
+}
+
+/// Dialling the server failed.
+#[derive(Debug)]
+struct ConnectError {
+    server: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot connect to {}: {}", self.server, self.source)
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 

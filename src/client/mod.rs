@@ -69,6 +69,11 @@ pub async fn run_configured(
             what: "the built-in HTTP proxy",
             source,
         })?;
+    if let Some(tls) = &settings.tls {
+        // Once, at start: our own certificate, with mutual TLS.
+        let consequence = "a server that demands client certificates will refuse it";
+        crate::transport::tls::log_warnings(&tls.certificate_warnings(), consequence);
+    }
     match settings.tls.as_ref().map(TlsTransport::client) {
         Some(tls) => run(settings, tls, shutdown, events).await,
         None => run(settings, TcpTransport, shutdown, events).await,

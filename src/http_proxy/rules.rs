@@ -113,10 +113,14 @@ impl Cidr {
                     }
                 })?,
             };
-        Ok(Cidr {
-            addr: canonical(addr),
-            prefix,
-        })
+        // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4 block it
+        // maps (`10.0.0.0/8`); a wider IPv6 block stays IPv6.
+        let (addr, prefix) = match canonical(addr) {
+            IpAddr::V4(v4) if addr.is_ipv6() && prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
+            IpAddr::V4(_) if addr.is_ipv6() => (addr, prefix),
+            canonical => (canonical, prefix),
+        };
+        Ok(Cidr { addr, prefix })
     }
 
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -294,14 +298,11 @@ impl Policy {
     }
 }
 
-/// The block as it can be written back. An IPv4-mapped block wider than 32
-/// bits stays in its IPv6 form, so it parses back to the same block.
+/// The block as it can be written back (an IPv4-mapped block as the IPv4
+/// block it is, see [`Cidr::parse`]).
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.addr {
-            IpAddr::V4(v4) if self.prefix > 32 => write!(f, "::ffff:{v4}/{}", self.prefix),
-            addr => write!(f, "{addr}/{}", self.prefix),
-        }
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -400,6 +401,14 @@ mod tests {
                 .expect("all")
                 .contains(Ipv4Addr::BROADCAST.into())
         );
+        // A mapped block is its IPv4 block (once, 32 - 104 underflowed).
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").expect("cidr");
+        assert_eq!(mapped, Cidr::parse("10.0.0.0/8").expect("cidr"));
+        assert!(mapped.contains("10.9.9.9".parse().expect("ip")));
+        assert!(!mapped.contains("11.0.0.1".parse().expect("ip")));
+        let wide = Cidr::parse("::ffff:0.0.0.0/80").expect("cidr");
+        assert!(!wide.contains("10.0.0.1".parse().expect("ip")));
+        assert_eq!(wide.to_string(), "::ffff:0.0.0.0/80");
         let v6 = Cidr::parse("fe80::/10").expect("cidr");
         assert!(v6.contains("fe80::1".parse().expect("ip")));
         assert!(!v6.contains(Ipv6Addr::LOCALHOST.into()));
@@ -503,8 +512,9 @@ mod tests {
             ("10.0.0.1", "10.0.0.1/32"),
             ("[fe80::/10]:443", "[fe80::/10]:443"),
             ("::1", "::1/128"),
-            ("::ffff:10.0.0.0/104", "::ffff:10.0.0.0/104"),
-            ("::ffff:10.0.0.1", "::ffff:10.0.0.1/128"),
+            ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+            ("::ffff:10.0.0.1", "10.0.0.1/32"),
+            ("::ffff:0.0.0.0/80", "::ffff:0.0.0.0/80"),
         ] {
             let rule = Rule::parse(text).expect(text);
             assert_eq!(rule.to_string(), shown, "{text}");

@@ -23,7 +23,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::auth::Key;
 use crate::config::ServerSettings;
@@ -31,7 +31,6 @@ use crate::logfold::Fold;
 use crate::runtime;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
-use crate::transport::tls::{Severity, TlsServer};
 use crate::transport::{self, TcpTransport, TlsTransport, Transport};
 
 /// After a shutdown signal, how long sessions get to say goodbye before their
@@ -142,24 +141,13 @@ pub async fn run_configured(
     shutdown: Signal,
 ) -> io::Result<()> {
     if let Some(tls) = &settings.tls {
-        log_certificate_warnings(tls);
+        // Once, at start: an expired certificate is refused by every TLS client.
+        let consequence = "TLS clients will refuse this server until it is renewed";
+        crate::transport::tls::log_warnings(&tls.certificate_warnings(), consequence);
     }
     match settings.tls.as_ref().map(TlsTransport::server) {
         Some(tls) => run(listener, settings, tls, shutdown).await,
         None => run(listener, settings, TcpTransport, shutdown).await,
-    }
-}
-
-/// Says once, at start, what clients will find wrong with the dates of the
-/// server's certificate: an expired one is refused by every TLS client.
-fn log_certificate_warnings(tls: &TlsServer) {
-    for warning in tls.certificate_warnings() {
-        match warning.severity() {
-            Severity::Error => {
-                error!("{warning}: TLS clients will refuse this server until it is renewed")
-            }
-            Severity::Warning => warn!("{warning}"),
-        }
     }
 }
 

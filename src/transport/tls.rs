@@ -42,7 +42,9 @@ pub use error::TlsError;
 use error::pem_error;
 use failure::explain;
 pub use failure::{Side, TlsCause, TlsFailure, is_permanent_tls, tls_failure};
-pub use validity::{CertIssue, CertWarning, EXPIRY_WARNING_DAYS, Severity, certificate_warnings};
+pub use validity::{
+    CertIssue, CertWarning, EXPIRY_WARNING_DAYS, Severity, certificate_warnings, log_warnings,
+};
 
 /// Certificates read from one PEM file at most; a chain is a handful. Bounds
 /// what a mistaken path (a huge bundle) costs.
@@ -72,6 +74,7 @@ pub struct TlsServer {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    pub allow_tls12: bool,
     /// The first certificate of `cert`'s chain: ours.
     leaf: CertificateDer<'static>,
     config: Arc<ServerConfig>,
@@ -102,8 +105,10 @@ pub struct TlsClient {
     pub ca: Option<PathBuf>,
     /// The name the server's certificate must carry.
     pub server_name: ServerName<'static>,
-    /// Client certificate for mutual TLS.
+    /// Client certificate and key for mutual TLS.
     pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub allow_tls12: bool,
     /// The first certificate of `cert`'s chain, with mutual TLS.
     leaf: Option<CertificateDer<'static>>,
     config: Arc<ClientConfig>,
@@ -173,6 +178,7 @@ pub fn load_server(files: &ServerFiles<'_>) -> Result<TlsServer, TlsError> {
         cert: files.cert.to_owned(),
         key: files.key.to_owned(),
         client_ca: files.client_ca.map(Path::to_owned),
+        allow_tls12: files.allow_tls12,
         leaf,
         config: Arc::new(config),
     })
@@ -226,6 +232,8 @@ pub fn load_client(files: &ClientFiles<'_>) -> Result<TlsClient, TlsError> {
         ca: files.ca.map(Path::to_owned),
         server_name,
         cert: files.cert.map(Path::to_owned),
+        key: files.key.map(Path::to_owned),
+        allow_tls12: files.allow_tls12,
         leaf,
         config: Arc::new(config),
     })

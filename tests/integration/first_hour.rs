@@ -278,3 +278,76 @@ fn the_token_source_is_logged_and_the_token_never() {
         "{log}"
     );
 }
+
+#[test]
+fn a_tls_refusal_only_the_operator_can_fix_exits_one_with_one_error_line() {
+    let pki = Pki::new("first-hour-tls-refusal");
+    let ca = new_ca();
+    let leaf = ca
+        .server(&localhost(), Validity::days(1))
+        .expect("server certificate");
+    let (cert, key) = pki.pair("server", &leaf);
+    let stranger = pki.write("stranger.crt", &new_ca().pem.cert);
+    let stranger = stranger.to_string_lossy().into_owned();
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let (_tls_server, tls_addr) = server(&["--cert", &path(&cert), "--key", &path(&key)]);
+    let (_plain_server, plain_addr) = server(&[]);
+    let trusted = path(&pki.write("ca.crt", &ca.pem.cert));
+    let cases = [
+        (
+            tls_addr,
+            vec!["--ca", &stranger],
+            "not signed by the CA you trust",
+        ),
+        (tls_addr, vec!["--ca", &trusted], "not 127.0.0.1"),
+        (plain_addr, vec!["--ca", &trusted], "does not speak TLS"),
+        (tls_addr, vec![], "the server speaks TLS"),
+    ];
+    for (addr, flags, needle) in cases {
+        let mut flags = flags.clone();
+        flags.extend(["--expose", "9"]);
+        let (status, log) = client(addr, &flags).wait_exit(LINE);
+        assert_eq!(status.code(), Some(1), "{needle}: stderr:\n{log}");
+        assert!(log.contains(needle), "{needle}: stderr:\n{log}");
+        assert!(!log.contains("retrying"), "{needle}: not retried:\n{log}");
+        assert_eq!(
+            log.matches("ERROR").count(),
+            1,
+            "{needle}: one error line:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn check_prints_ron_and_an_expired_certificate_as_an_error_with_its_date() {
+    let pki = Pki::new("first-hour-check-expired");
+    let ca = new_ca();
+    let leaf = ca
+        .server(&localhost(), Validity::expired())
+        .expect("certificate");
+    let (cert, key) = pki.pair("server", &leaf);
+    let config = pki.write(
+        "server.ron",
+        &format!(
+            r#"(bind: "127.0.0.1:0", token: "t", allow_ports: [(18000, 18100)],
+                transport: Tls(cert: "{}", key: "{}"))"#,
+            cert.display(),
+            key.display()
+        ),
+    );
+    let out = run(args(&["check", "-c", &config.to_string_lossy()]));
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", out.stderr);
+    assert!(
+        out.stdout.contains("allow_ports: [(18000, 18100)]"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("..="), "{}", out.stdout);
+    let yesterday = Validity::expired().not_after.date().to_string();
+    assert!(out.stderr.starts_with("error: "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("expired") && out.stderr.contains(&yesterday),
+        "{yesterday} in {}",
+        out.stderr
+    );
+}

@@ -74,6 +74,17 @@ impl fmt::Display for CertWarning {
 /// The warnings for certificate `leaf` (the first of the chain in `path`) at
 /// time `now`: expired (an error), not yet valid, or expiring within
 /// [`EXPIRY_WARNING_DAYS`] (warnings). Empty when its dates are fine.
+/// Logs `warnings` once, at start: an error (with `consequence`, what the
+/// peer will do about it) or a warning each.
+pub fn log_warnings(warnings: &[CertWarning], consequence: &str) {
+    for warning in warnings {
+        match warning.severity() {
+            Severity::Error => tracing::error!("{warning}: {consequence}"),
+            Severity::Warning => tracing::warn!("{warning}"),
+        }
+    }
+}
+
 pub fn certificate_warnings(
     path: &Path,
     leaf: &CertificateDer<'_>,
