@@ -18,33 +18,9 @@ const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    // Named as users type it, whatever path it was started by.
-    let cli = match Cli::from_args(&["porthole"], &rest) {
-        Ok(cli) => cli,
-        Err(early) if early.status.is_ok() => {
-            println!("{}", early.output);
-            return ExitCode::SUCCESS;
-        }
-        Err(early) => {
-            // argh does not say which command it was parsing: the first
-            // argument, when it names one.
-            let command = rest.first().filter(|c| !c.starts_with('-'));
-            let help = command.map_or("porthole --help".to_owned(), |c| {
-                format!("porthole {c} --help")
-            });
-            let output = early.output.trim_end();
-            return usage_error(&format_args!("{output}\nrun `{help}` for usage"));
-        }
-    };
-    let command = match cli.command {
-        _ if cli.version => {
-            println!("{}", version());
-            return ExitCode::SUCCESS;
-        }
-        Some(command) => command,
-        None => return usage_error(&"no command given; run `porthole --help` for the list"),
+    let command = match parse_command_line() {
+        Ok(command) => command,
+        Err(done) => return done,
     };
     // The demo tells its own story on stdout; its logs stay quiet unless asked.
     let default_level = if matches!(command, Command::Demo(_)) {
@@ -70,6 +46,43 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(&e),
         },
+    }
+}
+
+/// The command to run; or the exit code once help, the version or a usage
+/// error has been printed.
+fn parse_command_line() -> Result<Command, ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    // Named as users type it, whatever path it was started by.
+    let cli = match Cli::from_args(&["porthole"], &rest) {
+        Ok(cli) => cli,
+        Err(early) if early.status.is_ok() => {
+            println!("{}", early.output);
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(early) => {
+            // argh does not say which command it was parsing: the first
+            // argument, when it names one.
+            let command = rest.first().filter(|c| !c.starts_with('-'));
+            let help = command.map_or("porthole --help".to_owned(), |c| {
+                format!("porthole {c} --help")
+            });
+            let output = early.output.trim_end();
+            return Err(usage_error(&format_args!(
+                "{output}\nrun `{help}` for usage"
+            )));
+        }
+    };
+    match cli.command {
+        _ if cli.version => {
+            println!("{}", version());
+            Err(ExitCode::SUCCESS)
+        }
+        Some(command) => Ok(command),
+        None => Err(usage_error(
+            &"no command given; run `porthole --help` for the list",
+        )),
     }
 }
 

@@ -71,9 +71,6 @@ impl fmt::Display for CertWarning {
     }
 }
 
-/// The warnings for certificate `leaf` (the first of the chain in `path`) at
-/// time `now`: expired (an error), not yet valid, or expiring within
-/// [`EXPIRY_WARNING_DAYS`] (warnings). Empty when its dates are fine.
 /// Logs `warnings` once, at start: an error (with `consequence`, what the
 /// peer will do about it) or a warning each.
 pub fn log_warnings(warnings: &[CertWarning], consequence: &str) {
@@ -85,6 +82,9 @@ pub fn log_warnings(warnings: &[CertWarning], consequence: &str) {
     }
 }
 
+/// The warnings for certificate `leaf` (the first of the chain in `path`) at
+/// time `now`: expired (an error), not yet valid, or expiring within
+/// [`EXPIRY_WARNING_DAYS`] (warnings). Empty when its dates are fine.
 pub fn certificate_warnings(
     path: &Path,
     leaf: &CertificateDer<'_>,
