@@ -127,6 +127,11 @@ pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 /// Connects to `addr` (`host:port`): [`resolve`], [`interleave`], then
 /// [`connect_addrs`].
 pub async fn connect(addr: &str) -> io::Result<TcpStream> {
+    // A literal address: nothing to resolve or race, and the caller's
+    // message names it already.
+    if let Ok(literal) = addr.parse::<SocketAddr>() {
+        return TcpStream::connect_addr(literal).await;
+    }
     let addrs = resolve(addr).await?;
     connect_addrs(&interleave(&addrs)).await
 }

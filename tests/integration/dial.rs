@@ -197,7 +197,8 @@ fn public_bind_defaults_to_the_ip_of_bind_and_the_flag_sets_it_and_is_logged() {
 
 #[test]
 fn an_invalid_public_bind_is_a_config_error_naming_the_field_and_its_place() {
-    let text = "(\n    bind: \"127.0.0.1:0\",\n    token: \"t\",\n    public_bind: \"0.0.0.0:80\",\n)\n";
+    let text =
+        "(\n    bind: \"127.0.0.1:0\",\n    token: \"t\",\n    public_bind: \"0.0.0.0:80\",\n)\n";
     let config =
         porthole::config::parse::<ServerConfig>(text, Path::new("server.ron")).expect("parses");
     let err = config.validate().expect_err("a port is not allowed");
