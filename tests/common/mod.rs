@@ -11,6 +11,7 @@
 //! | `tls.rs` | TLS material generated at test time |
 //! | `proxy.rs` | a proxy between client and server that hands out its links |
 //! | `process.rs` | the real `porthole` binary as a child process |
+//! | `fixtures.rs` | config fixtures and the error each names |
 //! | `fds.rs` | the process's descriptor count (not a module here, see there) |
 //!
 //! `tests/integration/main.rs` includes every file here as a private module, so
@@ -21,6 +22,7 @@
 
 pub mod assertions;
 pub mod deadline;
+pub mod fixtures;
 pub mod harness;
 pub mod process;
 pub mod proxy;

@@ -2,8 +2,8 @@
 //! role's `-c` exit with code 2 and print exactly one line, naming the file (and
 //! the line and column when the mistake has a place) and what to write instead.
 
+use crate::common::fixtures::expected_error;
 use crate::common::process::{porthole as args, run};
-use std::path::Path;
 
 const FOREIGN: &str = "tests/fixtures/config/foreign";
 const INVALID: &str = "tests/fixtures/config/invalid";
@@ -74,13 +74,7 @@ fn vague_values_are_named_with_file_line_column_and_the_fix() {
         "http_proxy_max_connections_huge.ron",
     ] {
         let path = format!("{INVALID}/{file}");
-        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&path))
-            .expect("read fixture");
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("// expect: "))
-            .expect("fixture names its expected error");
+        let expect = expected_error(&path);
         fails_with(&["check", "-c", &path], &format!("{path}:{expect}"));
     }
 }

@@ -6,6 +6,7 @@
 //! with a deadline instead of sleeping, and a chatty child never blocks on a full
 //! pipe.
 
+use crate::common::fixtures::expected_error;
 use crate::common::process::{Proc, porthole as args, run};
 use crate::common::*;
 use std::net::SocketAddr;
@@ -76,13 +77,7 @@ fn check_rejects_an_unknown_field_naming_the_file_line_and_column() {
     let out = run(args(&["check", "-c", path]));
     assert_eq!(out.status.code(), Some(2), "stdout: {}", out.stdout);
     // The fixture's first line says where the error is: `// expect: L:C: ...`.
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
-        .expect("read fixture");
-    let expect = text
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("// expect: "))
-        .expect("fixture names its expected error");
+    let expect = expected_error(path);
     let mut parts = expect.splitn(3, ':');
     let (line, col) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     assert!(
