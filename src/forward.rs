@@ -93,7 +93,9 @@ async fn accept_loop(listener: std::net::TcpListener, target: Arc<str>, connect_
                     // Either way out but a clean end resets the client: an
                     // unreachable target is a refusal, a failed relay a cut.
                     let result = match Box::pin(connect(&target, connect_timeout)).await {
-                        Ok(upstream) => relay::relay_tcp(client, upstream).await,
+                        Ok(upstream) => {
+                            relay::relay_tcp(client, upstream, relay::Meter::NONE).await
+                        }
                         Err(e) => {
                             client.abort();
                             Err(e)

@@ -86,6 +86,7 @@
 //! | `forward::run`, `http_proxy::run` | one accept loop per worker, one task per connection on the accepting worker |
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod client;
@@ -97,6 +98,7 @@ pub mod handshake;
 pub mod http_proxy;
 pub mod logfold;
 pub mod logging;
+pub mod metrics;
 pub mod mux;
 pub mod protocol;
 pub mod relay;
@@ -106,3 +108,11 @@ pub mod shutdown;
 pub mod tasks;
 pub mod transport;
 pub mod wire;
+
+/// The crate version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this binary was built from (12 hex digits), or empty when
+/// it was not built from a checkout.
+pub const GIT_COMMIT: &str = env!("PORTHOLE_GIT_COMMIT");
+/// The target triple this binary was built for.
+pub const TARGET: &str = env!("PORTHOLE_TARGET");

@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::*;
 use fds::open_fds;
 use porthole::relay::pipe::{self, POOL_CAP};
-use porthole::relay::{Engine, Moved, relay_tcp_with};
+use porthole::relay::{Engine, Meter, Moved, relay_tcp_with};
 
 const ENGINES: [Engine; 2] = [Engine::Splice, Engine::Copy];
 /// Relays per engine in the measured batch.
@@ -42,7 +42,7 @@ async fn clean(engine: Engine, seed: u64) {
     let down = payload(!seed, LEN);
     let ends = try_zip(exchange_on(visitor, &up), exchange_on(service, &down));
     let (moved, (at_visitor, at_service)) = try_zip(
-        relay_tcp_with(engine, on_runtime(near), on_runtime(far)),
+        relay_tcp_with(engine, on_runtime(near), on_runtime(far), Meter::NONE),
         ends,
     )
     .await
@@ -86,7 +86,7 @@ async fn reset(engine: Engine, seed: u64) {
             .expect("service receives the start");
         drop(service);
     };
-    let relay = relay_tcp_with(engine, on_runtime(near), on_runtime(far));
+    let relay = relay_tcp_with(engine, on_runtime(near), on_runtime(far), Meter::NONE);
     let (_result, (write_failed, ())) =
         future::zip(relay, future::zip(keep_sending, reset_early)).await;
     assert!(write_failed, "{engine:?}: visitor's writes never failed");

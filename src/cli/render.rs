@@ -78,6 +78,7 @@ fn server(s: &ServerSettings) -> String {
     doc.field("max_waiting_visitors", s.max_waiting_visitors);
     doc.field("max_streams_per_link", s.max_streams_per_link);
     doc.field("workers", format!("Some({})", s.workers));
+    doc.field("admin", option(s.admin.map(|a| string(&a.to_string()))));
     doc.finish()
 }
 
@@ -123,6 +124,7 @@ fn client(c: &ClientSettings) -> String {
     doc.field("max_link_age", duration(c.max_link_age));
     doc.field("link_probe_interval", duration(c.link_probe_interval));
     doc.field("workers", format!("Some({})", c.workers));
+    doc.field("admin", option(c.admin.map(|a| string(&a.to_string()))));
     let rules = |list: &[String]| inline_list(list.iter().map(|r| string(r)));
     let proxy = format!(
         "(allow: {}, deny: {})",
@@ -157,6 +159,7 @@ fn forward(f: &ForwardSettings) -> String {
     doc.list("forwards", forwards);
     doc.field("connect_timeout", duration(f.connect_timeout));
     doc.field("workers", format!("Some({})", f.workers));
+    doc.field("admin", option(f.admin.map(|a| string(&a.to_string()))));
     doc.finish()
 }
 
@@ -183,6 +186,7 @@ fn http_proxy(p: &HttpProxySettings) -> String {
     doc.field("stats_interval", duration(p.stats_interval));
     doc.field("max_connections", proxy.max_connections);
     doc.field("workers", format!("Some({})", p.workers));
+    doc.field("admin", option(p.admin.map(|a| string(&a.to_string()))));
     doc.finish()
 }
 

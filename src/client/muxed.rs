@@ -98,7 +98,7 @@ async fn visitor<T: Transport>(
     };
     // Unless it ends cleanly, the service's socket is reset, and the stream
     // too (dropped unfinished).
-    let moved = relay::relay_socket(&target, stream).await?;
+    let moved = relay::relay_socket(&target, stream, relay::Meter::NONE).await?;
     debug!("visitor {visitor} of {service} done: {moved:?}");
     Ok(())
 }

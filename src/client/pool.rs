@@ -276,7 +276,14 @@ async fn visit<T: Transport>(
         let _ = link.close().await;
         return None;
     };
-    let relayed = relay::relay_chunked::<T>(&target, link, Role::Client, Some(keep), accepted);
+    let relayed = relay::relay_chunked::<T>(
+        &target,
+        link,
+        Role::Client,
+        Some(keep),
+        accepted,
+        relay::Meter::NONE,
+    );
     match relayed.await {
         Ok(done) => {
             debug!("visitor {visitor} of {service} done: {:?}", done.moved);

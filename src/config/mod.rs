@@ -194,6 +194,10 @@ pub struct ServerConfig {
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// The admin endpoint (`/metrics`, `/healthz`, `/status`), off when
+    /// absent; meant for loopback or a private network.
+    #[serde(default)]
+    pub admin: Option<String>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -267,6 +271,10 @@ pub struct ClientConfig {
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// The admin endpoint (`/metrics`, `/healthz`, `/status`), off when
+    /// absent; meant for loopback or a private network.
+    #[serde(default)]
+    pub admin: Option<String>,
     /// Destination rules of the built-in proxy behind `local: "http-proxy"`.
     #[serde(default)]
     pub http_proxy: TunnelProxyConfig,
@@ -334,6 +342,8 @@ pub struct ServerSettings {
     pub max_streams_per_link: usize,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
+    /// Where the admin endpoint listens; `None`: no endpoint.
+    pub admin: Option<SocketAddr>,
 }
 
 impl ServerSettings {
@@ -367,6 +377,8 @@ pub struct ClientSettings {
     pub insecure_no_auth: bool,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
+    /// Where the admin endpoint listens; `None`: no endpoint.
+    pub admin: Option<SocketAddr>,
     /// The built-in proxy's rules as written, for services with
     /// `local: "http-proxy"`. Their meaning belongs to the `http_proxy` module,
     /// which parses them when the proxy starts; [`ClientConfig::validate_with`]
@@ -443,7 +455,7 @@ pub use duration::{DurationError, duration, parse_duration, secs};
 pub use load::{ConfigFile, Role, Source, load, parse, recognise};
 pub use locate::Locator;
 pub use tls::{ClientTls, ClientTransport, ServerTls, ServerTransport};
-pub use validate::{check_address, workers};
+pub use validate::{admin, check_address, workers};
 
 #[cfg(test)]
 mod tests;

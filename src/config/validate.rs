@@ -27,6 +27,7 @@ impl ServerConfig {
             max_waiting_visitors: MAX_WAITING_VISITORS,
             max_streams_per_link: MAX_STREAMS_PER_LINK,
             workers: None,
+            admin: None,
             source: None,
         }
     }
@@ -99,6 +100,7 @@ impl ServerConfig {
             max_waiting_visitors: self.max_waiting_visitors,
             max_streams_per_link: self.max_streams_per_link,
             workers: workers(&at, self.workers)?,
+            admin: admin(&at, self.admin.as_deref())?,
         })
     }
 }
@@ -168,6 +170,14 @@ fn port_ranges(
         out.push(lo..=hi);
     }
     Ok(out)
+}
+
+/// Resolves `admin`: an address to listen on (port 0 picks one; the log
+/// says which).
+pub fn admin(at: &Locator, value: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    value
+        .map(|text| check_address(at, &["admin"], "admin", text, true))
+        .transpose()
 }
 
 /// Resolves `workers`: absent means one per core; 0 or more than
@@ -252,6 +262,7 @@ impl ClientConfig {
             link_probe_interval: secs::<LINK_PROBE_INTERVAL_SECS>(),
             insecure_no_auth: false,
             workers: None,
+            admin: None,
             http_proxy: TunnelProxyConfig::default(),
             source: None,
         }
@@ -324,6 +335,7 @@ impl ClientConfig {
             link_probe_interval: self.link_probe_interval,
             insecure_no_auth: self.insecure_no_auth,
             workers: workers(&at, self.workers)?,
+            admin: admin(&at, self.admin.as_deref())?,
             http_proxy: self.http_proxy,
         })
     }

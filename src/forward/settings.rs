@@ -14,7 +14,7 @@ use std::{net::SocketAddr, time::Duration};
 use serde::Deserialize;
 
 use crate::config::{
-    ConfigError, ConfigFile, Locator, Source, check_address, duration, secs, workers,
+    ConfigError, ConfigFile, Locator, Source, admin, check_address, duration, secs, workers,
 };
 
 /// Most forwards in one process: each is a listener (a descriptor and a task).
@@ -34,6 +34,10 @@ pub struct ForwardConfig {
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// The admin endpoint (`/metrics`, `/healthz`, `/status`), off when
+    /// absent; meant for loopback or a private network.
+    #[serde(default)]
+    pub admin: Option<String>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -54,6 +58,8 @@ pub struct ForwardSettings {
     pub connect_timeout: Duration,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
+    /// Where the admin endpoint listens; `None`: no endpoint.
+    pub admin: Option<SocketAddr>,
 }
 
 impl ConfigFile for ForwardConfig {
@@ -69,6 +75,7 @@ impl ForwardConfig {
             forwards: Vec::new(),
             connect_timeout: secs::<CONNECT_TIMEOUT_SECS>(),
             workers: None,
+            admin: None,
             source: None,
         }
     }
@@ -125,6 +132,7 @@ impl ForwardConfig {
             forwards,
             connect_timeout: self.connect_timeout,
             workers: workers(&at, self.workers)?,
+            admin: admin(&at, self.admin.as_deref())?,
         })
     }
 }

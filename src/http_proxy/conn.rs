@@ -276,7 +276,9 @@ async fn splice(
     drop((to_client, to_origin));
     // `writer` was the client stream's only other owner.
     let relayed = match (client.into_inner(), origin.into_inner()) {
-        (Ok(client), Ok(origin)) => crate::relay::relay_tcp(client, origin).await,
+        (Ok(client), Ok(origin)) => {
+            crate::relay::relay_tcp(client, origin, crate::relay::Meter::NONE).await
+        }
         _ => Err(io::Error::other("tunnel sockets are still shared")),
     };
     match relayed {

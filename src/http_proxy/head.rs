@@ -188,10 +188,20 @@ fn version(text: &[u8]) -> Result<Version, HeadError> {
     }
 }
 
-/// Parses a request head at the start of `buf`. Returns the request and how many
-/// bytes of `buf` it used; bytes after that belong to the body or the next
-/// request (or, after CONNECT, to the tunnel).
-pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
+/// A request head before its target is interpreted: what an origin server
+/// (the admin endpoint) needs, and what [`parse_request`] builds on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    /// Printable ASCII, not empty; any form (origin, absolute, authority).
+    pub target: String,
+    pub version: Version,
+    pub headers: Headers,
+}
+
+/// Parses the request line and fields at the start of `buf`, with every bound
+/// of [`parse_request`]; returns the head and how many bytes of `buf` it used.
+pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let start = skip_empty_lines(buf);
     let line_len = buf[start..]
         .iter()
@@ -223,11 +233,32 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> 
         .ok()
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or(HeadError::Malformed("invalid request target"))?;
-    let method = String::from_utf8_lossy(method).into_owned();
+    let head = RequestHead {
+        method: String::from_utf8_lossy(method).into_owned(),
+        target: target.to_owned(),
+        version,
+        headers,
+    };
+    Ok(Some((head, end)))
+}
+
+/// Parses a request head at the start of `buf`. Returns the request and how many
+/// bytes of `buf` it used; bytes after that belong to the body or the next
+/// request (or, after CONNECT, to the tunnel).
+pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
+    let Some((head, end)) = parse_request_head(buf)? else {
+        return Ok(None);
+    };
+    let RequestHead {
+        method,
+        target,
+        version,
+        headers,
+    } = head;
     let (dest, path) = if method == "CONNECT" {
-        (parse_authority(target, None)?, String::new())
+        (parse_authority(&target, None)?, String::new())
     } else {
-        parse_absolute(target)?
+        parse_absolute(&target)?
     };
     let framing = framing::request_body(version, &headers, method == "CONNECT")?;
     let request = Request {

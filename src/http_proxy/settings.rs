@@ -27,8 +27,8 @@ use serde::Deserialize;
 use super::auth::Credentials;
 use super::rules::{MAX_RULES, Policy, Rule, RuleError};
 use crate::config::{
-    ConfigError, ConfigFile, Locator, Secret, Source, TunnelProxyConfig, check_address, duration,
-    secs, workers,
+    ConfigError, ConfigFile, Locator, Secret, Source, TunnelProxyConfig, admin, check_address,
+    duration, secs, workers,
 };
 
 const CONNECT_TIMEOUT_SECS: u64 = 10;
@@ -89,6 +89,10 @@ pub struct HttpProxyConfig {
     /// Data-plane worker threads; absent means one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// The admin endpoint (`/metrics`, `/healthz`, `/status`), off when
+    /// absent; meant for loopback or a private network.
+    #[serde(default)]
+    pub admin: Option<String>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -226,6 +230,8 @@ pub struct HttpProxySettings {
     pub stats_interval: Duration,
     /// Data-plane worker threads (resolved: never zero).
     pub workers: usize,
+    /// Where the admin endpoint listens; `None`: no endpoint.
+    pub admin: Option<SocketAddr>,
 }
 
 fn default_max_connections() -> usize {
@@ -254,6 +260,7 @@ impl HttpProxyConfig {
             stats_interval: secs::<STATS_INTERVAL_SECS>(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             workers: None,
+            admin: None,
             source: None,
         }
     }
@@ -296,6 +303,7 @@ impl HttpProxyConfig {
             },
             stats_interval: self.stats_interval,
             workers: workers(&at, self.workers)?,
+            admin: admin(&at, self.admin.as_deref())?,
         })
     }
 }

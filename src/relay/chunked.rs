@@ -30,6 +30,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use super::splice::{SCRATCH, SMALL_READ_LEN, drain, fill_pipe, write_left, write_now};
 use super::{Ends, Moved, Turn, ignore_not_connected, invalid};
+use crate::metrics::Tally;
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, MAX_CHUNK_LEN, Piece, Role};
 use crate::runtime::TcpStream;
 
@@ -96,8 +97,9 @@ async fn pump_out(from: &TcpStream, to: &TcpStream, ends: &Ends<'_>) -> io::Resu
             Step::Moved(n, left, bulk) => {
                 write_left(to, left).await?;
                 total += n as u64;
+                ends.meter.a_to_b().add(n as u64);
                 if bulk {
-                    total += splice_out(from, to).await?;
+                    total += splice_out(from, to, ends.meter.a_to_b()).await?;
                     break;
                 }
             }
@@ -128,7 +130,7 @@ fn frame_small(from: &std::net::TcpStream, to: &TcpStream) -> io::Result<Step> {
 }
 
 /// The bulk phase toward the link: one chunk per pipe-full, until EOF.
-async fn splice_out(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+async fn splice_out(from: &TcpStream, to: &TcpStream, tally: Tally<'_>) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = Turn::default();
     loop {
@@ -143,6 +145,7 @@ async fn splice_out(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
         drain(&pipe, to, filled).await?;
         pipe.give_back();
         total += filled as u64;
+        tally.add(filled as u64);
     }
 }
 
@@ -184,11 +187,12 @@ async fn pump_in(
             .await?;
         write_left(to, left).await?;
         total += n as u64;
+        ends.meter.b_to_a().add(n as u64);
         if decoder.ended() {
             break;
         }
         if full {
-            total += splice_in(from, to, decoder).await?;
+            total += splice_in(from, to, decoder, ends.meter.b_to_a()).await?;
             break;
         }
     }
@@ -231,7 +235,12 @@ fn deframe_small(
 }
 
 /// The bulk phase from the link: exact header reads, exact payload splices.
-async fn splice_in(from: &TcpStream, to: &TcpStream, decoder: &mut Decoder) -> io::Result<u64> {
+async fn splice_in(
+    from: &TcpStream,
+    to: &TcpStream,
+    decoder: &mut Decoder,
+    tally: Tally<'_>,
+) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = Turn::default();
     while !decoder.ended() {
@@ -250,6 +259,7 @@ async fn splice_in(from: &TcpStream, to: &TcpStream, decoder: &mut Decoder) -> i
         pipe.give_back();
         decoder.took_payload(filled);
         total += filled as u64;
+        tally.add(filled as u64);
     }
     Ok(total)
 }

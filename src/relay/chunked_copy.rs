@@ -57,6 +57,7 @@ async fn pump_out<W: AsyncWrite + Unpin>(
         buf[..HEADER_LEN].copy_from_slice(&Chunk::Data(len).encode());
         to.write_all(&buf[..HEADER_LEN + n]).await?;
         total += n as u64;
+        ends.meter.a_to_b().add(n as u64);
         if n == buf.len() - HEADER_LEN && buf.len() < HEADER_LEN + COPY_BUF_LEN {
             buf.resize(HEADER_LEN + COPY_BUF_LEN, 0);
         }
@@ -94,6 +95,7 @@ async fn pump_in<R: AsyncRead + Unpin>(
             if let Piece::Payload(len) = piece {
                 to.write_all(&buf[pos..pos + len]).await?;
                 total += len as u64;
+                ends.meter.b_to_a().add(len as u64);
             }
             pos += used;
         }

@@ -6,6 +6,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use std::io;
 
 use super::{Moved, ignore_not_connected};
+use crate::metrics::{Meter, Tally};
 
 /// Buffer per direction once bytes flow in bulk. 64 KiB moves a full socket
 /// buffer per wake-up; smaller buffers cost measurably more syscalls.
@@ -16,7 +17,7 @@ pub const COPY_BUF_LEN: usize = 64 * 1024;
 /// buffer switches the direction to [`COPY_BUF_LEN`].
 pub const COPY_START_LEN: usize = 4 * 1024;
 
-pub(super) async fn relay<A, B>(a: A, b: B) -> io::Result<Moved>
+pub(super) async fn relay<A, B>(a: A, b: B, meter: Meter<'_>) -> io::Result<Moved>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -25,12 +26,16 @@ where
     let (b_read, b_write) = split(b);
     // try_zip returns at the first error and drops the other pump, so both
     // streams are closed together on failure.
-    let (a_to_b, b_to_a) = try_zip(pump(a_read, b_write), pump(b_read, a_write)).await?;
+    let (a_to_b, b_to_a) = try_zip(
+        pump(a_read, b_write, meter.a_to_b()),
+        pump(b_read, a_write, meter.b_to_a()),
+    )
+    .await?;
     Ok(Moved { a_to_b, b_to_a })
 }
 
 /// Copies until EOF, then shuts the writer down so the peer sees FIN.
-async fn pump<R, W>(mut from: R, mut to: W) -> io::Result<u64>
+async fn pump<R, W>(mut from: R, mut to: W, tally: Tally<'_>) -> io::Result<u64>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -48,6 +53,7 @@ where
         }
         to.write_all(&buf[..n]).await?;
         total += n as u64;
+        tally.add(n as u64);
         // A full read means more is waiting: bulk, so take the full buffer.
         if n == buf.len() && buf.len() < COPY_BUF_LEN {
             buf.resize(COPY_BUF_LEN, 0);

@@ -37,6 +37,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use std::future::Future;
 use std::io;
 
+pub use crate::metrics::Meter;
 use crate::protocol::chunk::{Chunk, Decoder, HEADER_LEN, Role};
 use crate::runtime::{AbortGuard, TcpStream};
 use crate::transport::Transport;
@@ -67,19 +68,19 @@ where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    copy::relay(a, b).await
+    copy::relay(a, b, Meter::NONE).await
 }
 
 /// Relays between a raw TCP socket (the visitor, or the local service) and any
 /// stream (a mux stream) with the copy engine; the socket closes with a reset
 /// unless the relay ends cleanly (see the module docs). `Moved::a_to_b` counts
 /// socket → stream.
-pub async fn relay_socket<S>(socket: &TcpStream, stream: S) -> io::Result<Moved>
+pub async fn relay_socket<S>(socket: &TcpStream, stream: S, meter: Meter<'_>) -> io::Result<Moved>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let aborting = socket.abort_guard();
-    let moved = copy::relay(socket, stream).await?;
+    let moved = copy::relay(socket, stream, meter).await?;
     aborting.disarm();
     Ok(moved)
 }
@@ -111,12 +112,19 @@ struct Ends<'a> {
     /// The client's `Accept` waits corked in the link's socket until then
     /// (see [`Accepted::Corked`]) unless the first chunk takes it along.
     uncork_at: Option<std::time::Instant>,
+    /// Where both directions count their payload bytes as they move.
+    meter: Meter<'a>,
 }
 
 impl<'a> Ends<'a> {
-    fn new(offer_idle: Option<KeepLink<'a>>, uncork_at: Option<std::time::Instant>) -> Self {
+    fn new(
+        offer_idle: Option<KeepLink<'a>>,
+        uncork_at: Option<std::time::Instant>,
+        meter: Meter<'a>,
+    ) -> Self {
         Ends {
             uncork_at,
+            meter,
             sent: AtomicBool::new(false),
             read: AtomicBool::new(false),
             offer_idle,
@@ -199,12 +207,17 @@ pub async fn relay_chunked<T: Transport>(
     role: Role,
     offer_idle: Option<KeepLink<'_>>,
     accepted: Accepted,
+    meter: Meter<'_>,
 ) -> io::Result<Finished> {
     let uncork_at = match accepted {
         Accepted::Corked(at) if T::as_raw(link).is_some() => Some(at + UNCORK_AFTER),
         _ => None,
     };
-    let ends = Ends::new(offer_idle.filter(|_| role == Role::Client), uncork_at);
+    let ends = Ends::new(
+        offer_idle.filter(|_| role == Role::Client),
+        uncork_at,
+        meter,
+    );
     let aborting = socket.abort_guard();
     let (moved, decoder) = match T::as_raw(link) {
         Some(raw) => chunked::relay(socket, raw, role, &ends).await?,
@@ -236,8 +249,9 @@ pub async fn read_idle<R: AsyncRead + Unpin>(
 pub fn relay_tcp(
     a: TcpStream,
     b: TcpStream,
-) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
-    relay_tcp_with(Engine::default(), a, b)
+    meter: Meter<'_>,
+) -> impl Future<Output = io::Result<Moved>> + Send + '_ {
+    relay_tcp_with(Engine::default(), a, b, meter)
 }
 
 /// Relays between two raw TCP sockets with the given engine.
@@ -245,16 +259,20 @@ pub fn relay_tcp_with(
     engine: Engine,
     a: TcpStream,
     b: TcpStream,
-) -> impl Future<Output = io::Result<Moved>> + Send + 'static {
-    run(match engine {
-        Engine::Splice => Plan::Splice(a, b),
-        Engine::Copy => Plan::Copy(Box::pin(copy_tcp(a, b))),
-    })
+    meter: Meter<'_>,
+) -> impl Future<Output = io::Result<Moved>> + Send + '_ {
+    run(
+        match engine {
+            Engine::Splice => Plan::Splice(a, b),
+            Engine::Copy => Plan::Copy(Box::pin(copy_tcp(a, b, meter))),
+        },
+        meter,
+    )
 }
 
-async fn copy_tcp(a: TcpStream, b: TcpStream) -> io::Result<Moved> {
+async fn copy_tcp(a: TcpStream, b: TcpStream, meter: Meter<'_>) -> io::Result<Moved> {
     let aborting = (a.abort_guard(), b.abort_guard());
-    let moved = copy::relay(&a, &b).await?;
+    let moved = copy::relay(&a, &b, meter).await?;
     disarm(aborting);
     Ok(moved)
 }
@@ -262,16 +280,16 @@ async fn copy_tcp(a: TcpStream, b: TcpStream) -> io::Result<Moved> {
 /// A relay with its engine chosen. Deciding before the future is built keeps
 /// the future (what an idle tunneled connection costs) small: the copy
 /// engine's larger state lives in its own box.
-enum Plan {
+enum Plan<'a> {
     Splice(TcpStream, TcpStream),
-    Copy(futures_lite::future::Boxed<io::Result<Moved>>),
+    Copy(std::pin::Pin<Box<dyn Future<Output = io::Result<Moved>> + Send + 'a>>),
 }
 
-async fn run(plan: Plan) -> io::Result<Moved> {
+async fn run(plan: Plan<'_>, meter: Meter<'_>) -> io::Result<Moved> {
     match plan {
         Plan::Splice(a, b) => {
             let aborting = (a.abort_guard(), b.abort_guard());
-            let moved = splice::relay(&a, &b).await?;
+            let moved = splice::relay(&a, &b, meter).await?;
             disarm(aborting);
             Ok(moved)
         }

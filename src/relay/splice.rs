@@ -24,14 +24,17 @@ use std::net::Shutdown;
 
 use super::pipe::Pipe;
 use super::{Moved, ignore_not_connected};
+use crate::metrics::{Meter, Tally};
 use crate::protocol::chunk::HEADER_LEN;
 
 use crate::runtime::TcpStream;
 
 /// Relays between two raw sockets until both directions ended or one failed.
 /// Both must be registered where the relay runs.
-pub async fn relay(a: &TcpStream, b: &TcpStream) -> io::Result<Moved> {
-    let (a_to_b, b_to_a) = futures_lite::future::try_zip(pump(a, b), pump(b, a)).await?;
+pub async fn relay(a: &TcpStream, b: &TcpStream, meter: Meter<'_>) -> io::Result<Moved> {
+    let (a_to_b, b_to_a) =
+        futures_lite::future::try_zip(pump(a, b, meter.a_to_b()), pump(b, a, meter.b_to_a()))
+            .await?;
     Ok(Moved { a_to_b, b_to_a })
 }
 
@@ -59,7 +62,7 @@ enum Small {
 }
 
 /// One direction: `from` → `to`, then FIN on `to`.
-async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+async fn pump(from: &TcpStream, to: &TcpStream, tally: Tally<'_>) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = super::Turn::default();
     loop {
@@ -71,8 +74,9 @@ async fn pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
         };
         write_left(to, left).await?;
         total += n as u64;
+        tally.add(n as u64);
         if bulk {
-            return Ok(total + splice_pump(from, to).await?);
+            return Ok(total + splice_pump(from, to, tally).await?);
         }
     }
 }
@@ -121,7 +125,7 @@ fn finish(to: &TcpStream, total: u64) -> io::Result<u64> {
 }
 
 /// The bulk phase of a direction: splice until EOF.
-async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
+async fn splice_pump(from: &TcpStream, to: &TcpStream, tally: Tally<'_>) -> io::Result<u64> {
     let mut total = 0u64;
     let mut turn = super::Turn::default();
     loop {
@@ -134,6 +138,7 @@ async fn splice_pump(from: &TcpStream, to: &TcpStream) -> io::Result<u64> {
         drain(&pipe, to, filled).await?;
         pipe.give_back();
         total += filled as u64;
+        tally.add(filled as u64);
     }
 }
 

@@ -134,6 +134,18 @@ pub fn current_worker() -> Option<usize> {
     current_loop().filter(|&i| i < runtime().workers)
 }
 
+/// How many slots a per-thread counter block needs (`crate::metrics`): one
+/// per loop (the workers and the control loop), one shared by every other
+/// thread.
+pub fn slots() -> usize {
+    runtime().loops.len() + 1
+}
+
+/// The calling thread's slot in such a block.
+pub fn slot() -> usize {
+    current_loop().unwrap_or_else(|| runtime().loops.len())
+}
+
 /// The runtime loop (a worker or the control loop) running the calling task.
 fn current_loop() -> Option<usize> {
     CURRENT.with(|c| c.get())

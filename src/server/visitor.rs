@@ -121,7 +121,7 @@ impl<T: Transport> Session<T> {
         // Freed before the long-lived relay: an idle visitor keeps no replay.
         drop(replay);
         waiting.disarm();
-        relay::relay_socket(&visitor, stream).await
+        relay::relay_socket(&visitor, stream, relay::Meter::NONE).await
     }
 
     /// Takes a link for the visitor and offers it there (see [`dispatch`]);
@@ -187,6 +187,7 @@ impl<T: Transport> Session<T> {
             Role::Server,
             None,
             relay::Accepted::Sent,
+            relay::Meter::NONE,
         )
         .await?;
         // The client's `Idle` usually came with its `End`; if not, it is due

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use porthole::metrics::{Sharded, Traffic};
 use porthole::relay::{Engine, Moved, relay_tcp_with};
 
 const ENGINES: [Engine; 2] = [Engine::Splice, Engine::Copy];
@@ -68,6 +69,7 @@ async fn start_relay(
     TcpStream,
     TcpStream,
     porthole::runtime::Task<io::Result<Moved>>,
+    Arc<Sharded<Traffic>>,
 ) {
     let RelaySockets {
         visitor,
@@ -75,10 +77,12 @@ async fn start_relay(
         far,
         service,
     } = relay_sockets(service_rcvbuf).await;
+    let traffic = Arc::new(Sharded::<Traffic>::new());
+    let counted = traffic.clone();
     let relay = porthole::runtime::spawn(async move {
-        relay_tcp_with(engine, on_runtime(near), on_runtime(far)).await
+        relay_tcp_with(engine, on_runtime(near), on_runtime(far), counted.meter()).await
     });
-    (visitor, service, relay)
+    (visitor, service, relay, traffic)
 }
 
 fn assert_same_bytes(got: &[u8], sent: &[u8], what: &str) {
@@ -90,7 +94,7 @@ fn assert_same_bytes(got: &[u8], sent: &[u8], what: &str) {
 
 /// `len` random bytes each way at once; both ends close after their last byte.
 async fn both_ways(engine: Engine, len: usize, seed: u64) -> Moved {
-    let (visitor, service, relay) = start_relay(engine, None).await;
+    let (visitor, service, relay, traffic) = start_relay(engine, None).await;
     let up = payload(seed, len);
     let down = payload(seed ^ 0x5eed, len);
     let (at_service, at_visitor) = try_zip(exchange_on(service, &down), exchange_on(visitor, &up))
@@ -106,6 +110,12 @@ async fn both_ways(engine: Engine, len: usize, seed: u64) -> Moved {
         b_to_a: len as u64,
     };
     assert_eq!(moved, expected, "{engine:?}: bytes counted");
+    let metered = traffic.totals();
+    assert_eq!(
+        (metered.received_bytes, metered.sent_bytes),
+        (len as u64, len as u64),
+        "{engine:?}: bytes metered as they moved"
+    );
     moved
 }
 
@@ -141,7 +151,7 @@ const REPLY_LEN: usize = MIB + 7;
 /// EOF, then replies with [`REPLY_LEN`] bytes and closes; `first` must receive
 /// the whole reply after it stopped sending.
 async fn half_close(engine: Engine, visitor_speaks_first: bool) -> Moved {
-    let (visitor, service, relay) = start_relay(engine, None).await;
+    let (visitor, service, relay, _) = start_relay(engine, None).await;
     let (mut first, mut second) = if visitor_speaks_first {
         (visitor, service)
     } else {
@@ -220,7 +230,7 @@ const BEFORE_RESET: usize = 256 * KIB;
 /// closes with SO_LINGER 0 (RST). The relay must end and close both of its
 /// sockets: the survivor's writes fail and its reads see EOF or an error.
 async fn reset_mid_stream(engine: Engine, service_resets: bool) -> ResetOutcome {
-    let (visitor, service, relay) = start_relay(engine, None).await;
+    let (visitor, service, relay, _) = start_relay(engine, None).await;
     let (mut resetter, survivor) = if service_resets {
         (service, visitor)
     } else {
@@ -305,7 +315,7 @@ const FAST_LEN: usize = 4 * MIB;
 /// executor; the second must finish 4 MiB each way while the first is stuck. Then
 /// the receiver reads, and the stuck relay must deliver every byte.
 async fn slow_reader(engine: Engine) -> (Moved, Moved) {
-    let (visitor, mut receiver, slow_relay) = start_relay(engine, Some(TINY_RCVBUF)).await;
+    let (visitor, mut receiver, slow_relay, _) = start_relay(engine, Some(TINY_RCVBUF)).await;
     let sender: Arc<Async<std::net::TcpStream>> = visitor.into();
     let data = payload(31, SLOW_LEN);
     let written = Cell::new(0usize);
@@ -434,6 +444,7 @@ fn an_idle_relay_is_a_small_future() {
             porthole::protocol::chunk::Role::Server,
             None,
             porthole::relay::Accepted::Sent,
+            porthole::relay::Meter::NONE,
         );
         let size = std::mem::size_of_val(&relay);
         assert!(size <= 1024, "relay future is {size} bytes");
@@ -477,6 +488,7 @@ fn a_client_relay_says_idle_with_its_end_when_the_server_ended_first() {
             Role::Client,
             Some(&keep),
             porthole::relay::Accepted::Sent,
+            porthole::relay::Meter::NONE,
         );
         let (finished, ()) = try_zip(relay, script).await.expect("relay and script");
         assert!(finished.idle_sent, "Idle left with the End");
@@ -539,6 +551,7 @@ fn a_corked_accept_leaves_alone_when_the_service_is_silent_and_first_when_it_ans
                 Role::Client,
                 Some(&keep),
                 corked,
+                porthole::relay::Meter::NONE,
             );
             let (finished, ()) = try_zip(relay, script).await.expect("relay and script");
             assert_eq!(finished.moved.a_to_b, if answers { 2 } else { 0 });

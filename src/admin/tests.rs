@@ -1,0 +1,105 @@
+use super::*;
+use crate::http_proxy::head::parse_request_head;
+
+struct Fixed(Health);
+
+impl Probe for Fixed {
+    fn metrics(&self, out: &mut Exposition) {
+        out.single("porthole_test_up", crate::metrics::Kind::Gauge, "test", 1);
+    }
+    fn health(&self) -> Health {
+        self.0.clone()
+    }
+    fn status(&self) -> Status {
+        Status::new("forward", None)
+    }
+}
+
+fn get(probe: &dyn Probe, request: &str) -> Response {
+    let (head, _) = parse_request_head(request.as_bytes())
+        .expect("valid")
+        .expect("whole");
+    respond(&head, probe)
+}
+
+#[test]
+fn routes() {
+    let ok = Fixed(Health::Serving);
+    let metrics = get(&ok, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body.clone()).expect("utf-8");
+    assert!(text.contains("\nporthole_test_up 1\n"), "{text}");
+    assert!(text.contains("porthole_build_info{version=\""), "{text}");
+    assert!(text.contains("process_open_fds "), "{text}");
+    assert_eq!(get(&ok, "GET /healthz HTTP/1.0\r\n\r\n").body, b"ok\n");
+    let down = Fixed(Health::Unavailable("control link down".into()));
+    let health = get(&down, "GET /healthz?verbose HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        (health.status, &health.body[..]),
+        (503, &b"control link down\n"[..])
+    );
+    let status = get(&ok, "GET /status HTTP/1.1\r\n\r\n");
+    let parsed: Status = serde_json::from_slice(&status.body).expect("status is JSON");
+    assert_eq!(parsed.role, "forward");
+    assert_eq!(get(&ok, "GET / HTTP/1.1\r\n\r\n").status, 404);
+    assert_eq!(
+        get(&ok, "GET http://x/metrics HTTP/1.1\r\n\r\n").status,
+        404
+    );
+    let post = get(&ok, "POST /metrics HTTP/1.1\r\n\r\n");
+    assert_eq!((post.status, post.allow), (405, Some("GET, HEAD")));
+    let head = get(&ok, "HEAD /healthz HTTP/1.1\r\n\r\n").encode();
+    let head = String::from_utf8(head).expect("ascii");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\n")
+            && head.ends_with(
+                "Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+            ),
+        "{head}"
+    );
+}
+
+#[test]
+fn status_table_lists_services() {
+    let mut s = Status::new("server", None);
+    s.listen = Some("127.0.0.1:7000".into());
+    s.services.push(status::ServiceStatus {
+        name: "web".into(),
+        state: "serving".into(),
+        public: Some("0.0.0.0:8080".into()),
+        client: Some("127.0.0.1:5555".into()),
+        visitors: crate::metrics::TrafficTotals {
+            total: 12,
+            active: 2,
+            received_bytes: 1536,
+            sent_bytes: 3 << 20,
+            failed: 0,
+        },
+        ..Default::default()
+    });
+    let table = s.render();
+    assert!(table.contains("(no clients connected)"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("web"))
+        .expect("web row");
+    let cells: Vec<&str> = line
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            "web",
+            "serving",
+            "0.0.0.0:8080",
+            "-",
+            "127.0.0.1:5555",
+            "2",
+            "12",
+            "1.5 KiB",
+            "3.0 MiB"
+        ]
+    );
+}
