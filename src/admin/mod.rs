@@ -71,6 +71,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Binds `addr` and logs where the endpoint is (at once, so a log line
+    /// written after it, e.g. the server's "listening", comes after it).
     pub async fn bind(addr: SocketAddr) -> io::Result<Endpoint> {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             io::Error::new(
@@ -78,6 +80,9 @@ impl Endpoint {
                 format!("cannot listen on {addr} for the admin endpoint: {e}"),
             )
         })?;
+        if let Ok(addr) = listener.local_addr() {
+            info!("admin endpoint on http://{addr} (/metrics, /healthz, /status)");
+        }
         Ok(Endpoint { listener })
     }
 
@@ -87,9 +92,6 @@ impl Endpoint {
 
     /// Serves until the future is dropped (which cancels every connection).
     pub async fn serve(self, probe: Arc<dyn Probe>) {
-        if let Ok(addr) = self.local_addr() {
-            info!("admin endpoint on http://{addr} (/metrics, /healthz, /status)");
-        }
         let connections = TaskSet::new();
         let open = Arc::new(AtomicUsize::new(0));
         loop {

@@ -2,7 +2,9 @@
 //! transport, key, client id, the folded failure log and the event channel.
 
 use smol::channel::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use super::metrics::{Counters, State};
 
 use crate::auth::Key;
 use crate::config::ClientSettings;
@@ -37,6 +39,9 @@ pub(super) struct Context<T: Transport> {
     /// lines, not one per attempt.
     pub log: Arc<Fold>,
     events: Option<Sender<Event>>,
+    /// What the admin endpoint reports (see [`super::metrics`]).
+    pub counters: Counters,
+    pub(super) state: Mutex<State>,
 }
 
 impl<T: Transport> Context<T> {
@@ -47,7 +52,10 @@ impl<T: Transport> Context<T> {
         events: Option<Sender<Event>>,
     ) -> Arc<Self> {
         let key = Key::new(settings.token.expose());
+        let counters = Counters::new(settings.services.iter().map(|s| s.name.as_str()));
         Arc::new(Context {
+            counters,
+            state: Mutex::new(State::default()),
             settings,
             transport,
             key,
@@ -58,6 +66,7 @@ impl<T: Transport> Context<T> {
     }
 
     pub fn emit(&self, event: Event) {
+        self.track(&event);
         if let Some(events) = &self.events {
             // Observers are optional; one that stopped listening is ignored.
             let _ = events.try_send(event);

@@ -39,13 +39,15 @@ pub(super) async fn data_link<T: Transport>(
     session: SessionId,
     muxed: bool,
 ) -> Result<T::Stream, HandshakeError> {
-    with_deadline(ctx.settings.handshake_timeout, "opening data link", async {
+    let link = with_deadline(ctx.settings.handshake_timeout, "opening data link", async {
         let mut link = ctx.transport.connect(&ctx.settings.server).await?;
         let (machine, hello) = ClientHandshake::data(&ctx.key, session, muxed);
         drive::client(&mut link, machine, hello).await?;
         Ok(link)
     })
-    .await
+    .await;
+    ctx.counters.dialed(link.is_ok());
+    link
 }
 
 /// The transport's connect, under the handshake timeout, its error naming
@@ -107,6 +109,9 @@ pub(super) async fn connect_local<T: Transport>(
             Some(stream)
         }
         Err(e) => {
+            if let Some(counters) = ctx.counters.service(service) {
+                counters.local_failed();
+            }
             warn!("service {service}: cannot reach {local}: {e}; visitor {visitor} closed");
             None
         }

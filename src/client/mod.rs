@@ -21,6 +21,7 @@
 
 mod context;
 mod dialer;
+mod metrics;
 mod muxed;
 mod pool;
 mod session;
@@ -130,10 +131,23 @@ pub async fn run<T: Transport>(
         what: "the client (no random client id)",
         source,
     })?;
+    let admin =
+        match settings.admin {
+            Some(addr) => Some(crate::admin::Endpoint::bind(addr).await.map_err(|source| {
+                ClientError::Start {
+                    what: "the admin endpoint",
+                    source,
+                }
+            })?),
+            None => None,
+        };
     let ctx = context::Context::new(settings, transport, client_id, events);
     let _ticker = {
         let ticker = TaskSet::new();
         ticker.spawn(crate::logfold::Fold::ticker(ctx.log.clone()));
+        if let Some(admin) = admin {
+            ticker.spawn(admin.serve(ctx.clone()));
+        }
         ticker
     };
     let mut schedule = Reconnect::new(ctx.settings.reconnect_max_backoff);

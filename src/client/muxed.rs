@@ -89,7 +89,12 @@ async fn visitor<T: Transport>(
     let mut stream = stream;
     stream.write_all(&Chunk::Accept.encode()).await?;
     stream.flush().await?;
+    let counters = ctx.counters.service(&service);
+    let open = counters.map(|c| c.traffic.open());
     let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+        if let Some(open) = &open {
+            open.failed();
+        }
         // Dropped unfinished, the stream is reset, and so is the visitor at
         // the server: the service could not be reached. (A `Fin` would tell
         // the visitor the service answered nothing and closed.)
@@ -98,7 +103,12 @@ async fn visitor<T: Transport>(
     };
     // Unless it ends cleanly, the service's socket is reset, and the stream
     // too (dropped unfinished).
-    let moved = relay::relay_socket(&target, stream, relay::Meter::NONE).await?;
+    let meter = counters.map_or(relay::Meter::NONE, |c| c.traffic.meter());
+    let moved = relay::relay_socket(&target, stream, meter).await;
+    if let (Err(_), Some(open)) = (&moved, &open) {
+        open.failed();
+    }
+    let moved = moved?;
     debug!("visitor {visitor} of {service} done: {moved:?}");
     Ok(())
 }

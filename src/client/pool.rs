@@ -270,7 +270,12 @@ async fn visit<T: Transport>(
     accepted: relay::Accepted,
     keep: relay::KeepLink<'_>,
 ) -> Option<bool> {
+    let counters = ctx.counters.service(&service);
+    let open = counters.map(|c| c.traffic.open());
     let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+        if let Some(open) = &open {
+            open.failed();
+        }
         // A link that ends before its `End` resets the visitor at the
         // server at once: the service could not be reached.
         let _ = link.close().await;
@@ -282,7 +287,7 @@ async fn visit<T: Transport>(
         Role::Client,
         Some(keep),
         accepted,
-        relay::Meter::NONE,
+        counters.map_or(relay::Meter::NONE, |c| c.traffic.meter()),
     );
     match relayed.await {
         Ok(done) => {
@@ -290,6 +295,9 @@ async fn visit<T: Transport>(
             Some(done.idle_sent)
         }
         Err(e) => {
+            if let Some(open) = &open {
+                open.failed();
+            }
             // The relay set the service's socket to reset on close; the
             // link is closed before its `End`, which resets the visitor.
             debug!("visitor {visitor} of {service} ended: {e}");

@@ -21,7 +21,7 @@
 pub mod process;
 pub mod text;
 
-pub use text::{Exposition, Kind};
+pub use text::{Exposition, Family, Kind};
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;

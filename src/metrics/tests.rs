@@ -99,6 +99,20 @@ fn proc_stat_parses_odd_command_names() {
     assert_eq!(u.resident_bytes, 2048 * 4096);
     assert_eq!(u.virtual_bytes, 123_456_789);
     assert!((u.cpu_seconds - 3.0).abs() < 1e-9);
+    assert_eq!(u.start_ticks, 1000);
+    assert_eq!(
+        process::boot_time("cpu 1 2\nbtime 1700000000\nprocesses 9\n"),
+        Some(1_700_000_000)
+    );
+    let started = process::start_time();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 3600.0,
+        "started {started}, now {now}"
+    );
     assert_eq!(process::parse_stat("garbage", 100, 4096), None);
 }
 

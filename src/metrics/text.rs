@@ -29,6 +29,10 @@ impl Kind {
     }
 }
 
+/// A family whose samples are read from rows of `T`: name, type, help, and
+/// the value of a row.
+pub type Family<T> = (&'static str, Kind, &'static str, fn(&T) -> u64);
+
 /// A scrape being written.
 #[derive(Debug, Default)]
 pub struct Exposition {
@@ -84,6 +88,16 @@ impl Exposition {
         let _ = write!(self.out, "{name}_count");
         write_labels(&mut self.out, labels, None);
         let _ = writeln!(self.out, " {}", h.count);
+    }
+
+    /// Writes each family with one sample per row, labelled `label="name"`.
+    pub fn by_label<T>(&mut self, label: &str, families: &[Family<T>], rows: &[(&str, &T)]) {
+        for (name, kind, help, value) in families {
+            self.family(name, *kind, help);
+            for (row, t) in rows {
+                self.sample(name, &[(label, row)], value(t));
+            }
+        }
     }
 
     pub fn finish(self) -> String {

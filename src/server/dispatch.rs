@@ -32,6 +32,14 @@ pub(super) struct Replay {
     eof: bool,
 }
 
+impl Replay {
+    /// The visitor's bytes read while it was offered (the accepting link
+    /// has them all).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// How a link carries the visitor's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Framing {

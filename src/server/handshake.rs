@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::admission::Ticket;
+use super::metrics::{Handshake, Reason};
 use super::session::Session;
 use crate::auth;
 use crate::handshake::drive::{receive, send};
@@ -47,6 +48,7 @@ pub(super) async fn serve_connection<T: Transport>(
     let Err(e) = futures_lite::future::or(run, shed).await else {
         return;
     };
+    shared.counters.handshake(Handshake::of(&e));
     // A link its client closed or reset (a client exiting drops its idle
     // and half-dialled links) is no news: the server refused nothing.
     if hung_up(&e) {
@@ -135,9 +137,11 @@ async fn control<T: Transport>(
     ticket: Ticket,
 ) -> Result<(), HandshakeError> {
     if shared.registry.session_count() >= super::MAX_SESSIONS {
+        shared.counters.refused(Reason::SessionLimit);
         return refuse(&mut link, HandshakeError::SessionLimit).await;
     }
     let session_id: SessionId = auth::random().map_err(HandshakeError::Io)?;
+    shared.counters.handshake(Handshake::Ok);
     let ok = proof.accept(session_id, shared.settings.heartbeat_interval);
     info!(
         "client {peer} authenticated (session {})",
@@ -160,13 +164,16 @@ async fn data<T: Transport>(
 ) -> Result<(), HandshakeError> {
     let Some(session) = shared.registry.session(&session_id) else {
         let refused = refuse(&mut link, HandshakeError::UnknownSession).await;
+        shared.counters.refused(Reason::UnknownSession);
         if shared.registry.recently_ended(&session_id) {
             // Its client dialled it just before the session ended: no news.
+            shared.counters.handshake(Handshake::Refused);
             debug!("data link from {peer} came after its session ended");
             return Ok(());
         }
         return refused;
     };
+    shared.counters.handshake(Handshake::Ok);
     debug!(
         "{} link from {peer} joined session {}",
         if muxed { "mux" } else { "data" },

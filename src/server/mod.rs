@@ -11,6 +11,7 @@
 mod admission;
 mod dispatch;
 mod handshake;
+mod metrics;
 mod muxed;
 mod pool;
 mod refusal;
@@ -49,6 +50,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Everything the server's tasks share.
 pub(crate) struct Shared<T: Transport> {
     pub settings: ServerSettings,
+    /// The control port as bound (`settings.bind` may say port 0).
+    pub bound: SocketAddr,
     pub transport: T,
     /// `None` only with `--insecure-no-auth`.
     pub key: Option<Key>,
@@ -60,6 +63,8 @@ pub(crate) struct Shared<T: Transport> {
     pub connection_log: Arc<Fold>,
     /// Visitors dropped for want of a data link, folded (anyone can cause them).
     pub visitor_log: Arc<Fold>,
+    /// What the admin endpoint reports (see [`metrics`]).
+    pub counters: Arc<metrics::Counters>,
 }
 
 /// Accepts control and data links until cancelled.
@@ -114,6 +119,7 @@ fn admit<T: Transport>(
     };
     let (ticket, shed) = shared.admission.admit(class, peer.ip());
     if let Some((cause, ip)) = shed {
+        shared.counters.refused(metrics::Reason::Shed);
         let cause = cause.describe();
         if shared.connection_log.note(cause, ip) {
             warn!("connection from {ip}: {cause}; repeats are counted and reported every 10 s");
@@ -160,12 +166,22 @@ pub async fn run<T: Transport>(
     shutdown: Signal,
 ) -> io::Result<()> {
     let listener = runtime::std_listener(listener)?;
+    let admin = match settings.admin {
+        Some(addr) => Some(crate::admin::Endpoint::bind(addr).await?),
+        None => None,
+    };
     let key = settings.token.as_ref().map(|t| Key::new(t.expose()));
     if key.is_none() {
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
     }
+    let counters = Arc::new(metrics::Counters::default());
     let shared = Arc::new(Shared {
-        registry: Arc::new(registry::Registry::new(settings.public_bind)),
+        registry: Arc::new(registry::Registry::new(
+            settings.public_bind,
+            counters.clone(),
+        )),
+        counters,
+        bound: listener.local_addr()?,
         settings,
         transport,
         key,
@@ -176,7 +192,7 @@ pub async fn run<T: Transport>(
     });
     info!(
         "listening for clients on {} ({})",
-        listener.local_addr()?,
+        shared.bound,
         shared.transport.name()
     );
     let public = shared.settings.public_bind;
@@ -188,6 +204,9 @@ pub async fn run<T: Transport>(
     let tickers = TaskSet::new();
     tickers.spawn(Fold::ticker(shared.connection_log.clone()));
     tickers.spawn(Fold::ticker(shared.visitor_log.clone()));
+    if let Some(admin) = admin {
+        tickers.spawn(admin.serve(shared.clone()));
+    }
     // The control port is accepted on the runtime's control loop: it never
     // waits behind data-plane work, and handing a data link to a worker costs
     // one eventfd write.

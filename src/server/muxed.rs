@@ -87,6 +87,15 @@ impl MuxLinks {
         })
     }
 
+    /// Live links and the streams open on them (for the admin endpoint).
+    pub fn counts(&self) -> (usize, usize) {
+        let links = lock(&self.links);
+        let live = links.iter().filter(|(l, _)| l.closed().is_none());
+        live.fold((0, 0), |(n, streams), (l, _)| {
+            (n + 1, streams + l.stream_count())
+        })
+    }
+
     /// Asks every link to go away (server shutdown): open streams finish.
     pub fn go_away(&self) {
         for (link, _) in lock(&self.links).iter() {

@@ -119,7 +119,7 @@ impl<S> Pool<S> {
         }
     }
 
-    #[cfg(test)]
+    /// Idle links in every shard (for tests and the admin endpoint).
     pub fn idle_len(&self) -> usize {
         lock(&self.inner).idle
     }

@@ -23,8 +23,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{debug, info};
 
+use super::metrics::{Counters, Reason};
 use super::refusal::Refusal;
 use super::session::Session;
+use crate::metrics::{Sharded, Traffic};
 use crate::protocol::{ClientId, SessionId};
 use crate::runtime::{self, Task};
 use crate::tasks::{TaskSet, lock};
@@ -53,6 +55,7 @@ pub(crate) struct Registry<T: Transport> {
     epochs: AtomicU64,
     /// The last [`RECENTLY_ENDED`] sessions that ended, oldest first.
     ended: Mutex<VecDeque<SessionId>>,
+    counters: Arc<Counters>,
 }
 
 pub(crate) struct Service<T: Transport> {
@@ -62,6 +65,9 @@ pub(crate) struct Service<T: Transport> {
     /// Each holds the port's claim, so the port is claimed until the last of
     /// its listeners is closed (on its worker, possibly after the service).
     listeners: Mutex<Vec<Task<()>>>,
+    /// Its visitors and their bytes; kept while the port lingers, so a
+    /// client's reconnect does not reset them.
+    pub traffic: Sharded<Traffic>,
 }
 
 /// Public addresses this process listens on; see the module docs.
@@ -102,9 +108,10 @@ impl<T: Transport> Service<T> {
 }
 
 impl<T: Transport> Registry<T> {
-    pub fn new(public_ip: IpAddr) -> Self {
+    pub fn new(public_ip: IpAddr, counters: Arc<Counters>) -> Self {
         Registry {
             public_ip,
+            counters,
             sessions: Mutex::new(HashMap::new()),
             ports: Mutex::new(HashMap::new()),
             reapers: TaskSet::new(),
@@ -135,6 +142,26 @@ impl<T: Transport> Registry<T> {
     /// Live sessions (for the session cap).
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
+    }
+
+    /// Every live session (for the admin endpoint).
+    pub fn sessions(&self) -> Vec<Arc<Session<T>>> {
+        lock(&self.sessions)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    /// Every public port, live and lingering, by port number.
+    pub fn services(&self) -> Vec<Arc<Service<T>>> {
+        let mut services: Vec<_> = lock(&self.ports).values().cloned().collect();
+        services.sort_by_key(|s| s.port);
+        services
+    }
+
+    /// Where public ports bind.
+    pub fn public_ip(&self) -> IpAddr {
+        self.public_ip
     }
 
     pub fn session(&self, id: &SessionId) -> Option<Arc<Session<T>>> {
@@ -177,6 +204,7 @@ impl<T: Transport> Registry<T> {
                 epoch: 0,
             }),
             listeners: Mutex::new(Vec::new()),
+            traffic: Sharded::new(),
         });
         let claim = Arc::new(claim);
         {
@@ -190,7 +218,8 @@ impl<T: Transport> Registry<T> {
             .into_iter()
             .enumerate()
             .map(|(worker, l)| {
-                let accept = accept_visitors(l, Arc::downgrade(&service), claim.clone());
+                let service = Arc::downgrade(&service);
+                let accept = accept_visitors(l, service, claim.clone(), self.counters.clone());
                 runtime::spawn_at(worker, accept)
             })
             .collect();
@@ -345,6 +374,7 @@ async fn accept_visitors<T: Transport>(
     listener: std::net::TcpListener,
     service: Weak<Service<T>>,
     claim: Arc<Claim>,
+    counters: Arc<Counters>,
 ) {
     let listener = match runtime::TcpListener::from_std(listener) {
         Ok(listener) => Listening {
@@ -367,8 +397,9 @@ async fn accept_visitors<T: Transport>(
             return;
         };
         match service.owner() {
-            Some(session) => session.visit(service.name(), visitor, addr),
+            Some(session) => session.visit(service, visitor, addr),
             None => {
+                counters.refused(Reason::NoClient);
                 // Its client is gone (the port lingers for its return): the
                 // visitor is refused with a reset, as a closed port would be.
                 debug!(

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
 use super::Shared;
+use super::metrics::Reason;
 use super::muxed::MuxLinks;
 use super::pool::Pool;
 use super::refusal::Refusal;
@@ -46,6 +47,8 @@ pub(crate) struct Session<T: Transport> {
     services: Mutex<Vec<String>>,
     /// Ends the session from outside (see [`Session::supersede`]).
     kill: shutdown::Trigger,
+    /// When the client authenticated.
+    pub(super) connected: std::time::Instant,
 }
 
 /// How a session ended.
@@ -81,6 +84,7 @@ impl<T: Transport> Session<T> {
             visitors: TaskSet::new(),
             services: Mutex::new(Vec::new()),
             kill,
+            connected: std::time::Instant::now(),
         });
         // A client that reconnects before we noticed its old link die takes over
         // the old session's ports instead of finding them "in use".
@@ -206,6 +210,7 @@ impl<T: Transport> Session<T> {
                 }
             }
             Err(refusal) => {
+                self.shared.counters.refused(Reason::of(&refusal));
                 warn!("client {}: service {name} refused: {refusal}", self.peer);
                 Frame::RegisterFailed {
                     name: name.to_owned(),
@@ -245,6 +250,11 @@ impl<T: Transport> Session<T> {
             .await?;
         lock(&self.services).push(name.to_owned());
         Ok(service.port)
+    }
+
+    /// The names of the services this session registered.
+    pub fn service_names(&self) -> Vec<String> {
+        lock(&self.services).clone()
     }
 
     /// A data link authenticated for this session, registered with `worker`

@@ -10,8 +10,11 @@ use std::time::Instant;
 use tracing::{debug, warn};
 
 use super::dispatch;
+use super::metrics::Reason;
 use super::pool::Take;
+use super::registry::Service;
 use super::session::Session;
+use crate::metrics::Open;
 use crate::protocol::Frame;
 use crate::protocol::chunk::Role;
 use crate::relay;
@@ -23,32 +26,50 @@ use smol::channel::Receiver;
 impl<T: Transport> Session<T> {
     /// A visitor arrived at one of this session's public ports; it is served
     /// on the worker that accepted it.
-    pub fn visit(self: &Arc<Self>, service: String, visitor: TcpStream, addr: SocketAddr) {
+    pub fn visit(self: &Arc<Self>, service: Arc<Service<T>>, visitor: TcpStream, addr: SocketAddr) {
+        let accepted = Instant::now();
         let max = self.shared.settings.max_visitors_per_client;
         if self.visitors.len() >= max {
+            self.shared.counters.refused(Reason::VisitorLimit);
             // Refused, not left waiting: reset, as a port that refuses does.
             debug!(
-                "visitor {addr} of {service} refused: client {} has {max} visitors (max_visitors_per_client)",
+                "visitor {addr} of {} refused: client {} has {max} visitors (max_visitors_per_client)",
+                service.name(),
                 self.peer
             );
             visitor.abort();
             return;
         }
-        if let Some((stream, worker)) = self.muxes.open(&service, addr) {
+        let name = service.name();
+        if let Some((stream, worker)) = self.muxes.open(&name, addr) {
             // A stream on a multiplexed link: no connection, no handshake; the
             // relay runs on the link driver's worker.
             let session = self.clone();
             self.visitors.spawn_at(worker, async move {
-                let result = session.serve_muxed(&service, visitor, addr, stream).await;
-                log_visitor_end(&service, addr, result);
+                let open = service.traffic.open();
+                let visit = Visit {
+                    name: &name,
+                    service: &service,
+                    addr,
+                    accepted,
+                };
+                let result = session.serve_muxed(&visit, visitor, stream).await;
+                log_visitor_end(&visit, &open, result);
             });
             return;
         }
         let session = self.clone();
         let here = runtime::this_or_next_worker();
         self.visitors.spawn_at(here, async move {
-            let result = session.serve_visitor(&service, visitor, addr).await;
-            log_visitor_end(&service, addr, result);
+            let open = service.traffic.open();
+            let visit = Visit {
+                name: &name,
+                service: &service,
+                addr,
+                accepted,
+            };
+            let result = session.serve_visitor(&visit, visitor).await;
+            log_visitor_end(&visit, &open, result);
         });
     }
 
@@ -58,9 +79,8 @@ impl<T: Transport> Session<T> {
     /// look like a service that said nothing.
     async fn serve_visitor(
         &self,
-        service: &str,
+        visit: &Visit<'_, T>,
         mut visitor: TcpStream,
-        addr: SocketAddr,
     ) -> io::Result<relay::Moved> {
         if let Err(e) = visitor.rehome() {
             visitor.abort();
@@ -71,9 +91,9 @@ impl<T: Transport> Session<T> {
         // relay starts: an idle tunneled connection costs little more than
         // the relay itself.
         let replay = dispatch::Replay::default();
-        let link = Box::pin(self.start_visitor(service, &visitor, addr, replay)).await?;
+        let link = Box::pin(self.start_visitor(visit, &visitor, replay)).await?;
         waiting.disarm();
-        self.relay_visitor(visitor, link).await
+        self.relay_visitor(visit, visitor, link).await
     }
 
     /// [`Session::serve_visitor`] for a visitor given a stream on a mux link:
@@ -82,9 +102,8 @@ impl<T: Transport> Session<T> {
     /// first bytes.
     async fn serve_muxed(
         &self,
-        service: &str,
+        visit: &Visit<'_, T>,
         mut visitor: TcpStream,
-        addr: SocketAddr,
         mut stream: crate::mux::Stream,
     ) -> io::Result<relay::Moved> {
         if let Err(e) = visitor.rehome() {
@@ -108,20 +127,21 @@ impl<T: Transport> Session<T> {
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
                 Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
             }
-            match self.muxes.open(service, addr) {
+            match self.muxes.open(visit.name, visit.addr) {
                 Some((next, _)) => stream = next,
                 None => {
-                    let link = self.start_visitor(service, &visitor, addr, replay);
+                    let link = self.start_visitor(visit, &visitor, replay);
                     let link = Box::pin(link).await?;
                     waiting.disarm();
-                    return self.relay_visitor(visitor, link).await;
+                    return self.relay_visitor(visit, visitor, link).await;
                 }
             }
         }
+        self.served(visit, &replay);
         // Freed before the long-lived relay: an idle visitor keeps no replay.
         drop(replay);
         waiting.disarm();
-        relay::relay_socket(&visitor, stream, relay::Meter::NONE).await
+        relay::relay_socket(&visitor, stream, visit.service.traffic.meter()).await
     }
 
     /// Takes a link for the visitor and offers it there (see [`dispatch`]);
@@ -130,11 +150,11 @@ impl<T: Transport> Session<T> {
     /// deadline.
     async fn start_visitor(
         &self,
-        service: &str,
+        visit: &Visit<'_, T>,
         visitor: &TcpStream,
-        addr: SocketAddr,
         mut replay: dispatch::Replay,
     ) -> io::Result<T::Stream> {
+        let (service, addr) = (visit.name, visit.addr);
         let start = Frame::Start {
             service: service.to_owned(),
             visitor: addr,
@@ -146,6 +166,7 @@ impl<T: Transport> Session<T> {
         let start = (&start[..], dispatch::Framing::Chunks);
         loop {
             let mut link = self.take_link(deadline).await.inspect_err(|e| {
+                self.shared.counters.refused(Reason::NoDataLink);
                 // Anyone can send visitors, so a burst is folded.
                 let log = &self.shared.visitor_log;
                 if log.note("dropped: no data link", addr.ip()) {
@@ -153,11 +174,25 @@ impl<T: Transport> Session<T> {
                 }
             })?;
             match dispatch::offer(&mut link, start, visitor, &mut replay, limit).await {
-                Ok(()) => return Ok(link),
+                Ok(()) => {
+                    self.served(visit, &replay);
+                    return Ok(link);
+                }
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
                 Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
             }
         }
+    }
+
+    /// A link (or stream) accepted the visitor: the wait is over, and the
+    /// bytes it sent meanwhile went out (the relay counts the rest).
+    fn served(&self, visit: &Visit<'_, T>, replay: &dispatch::Replay) {
+        self.shared
+            .counters
+            .link_wait
+            .observe(visit.accepted.elapsed());
+        let meter = visit.service.traffic.meter();
+        meter.a_to_b().add(replay.len() as u64);
     }
 
     /// A link (or mux stream) failed before the client accepted a visitor,
@@ -178,6 +213,7 @@ impl<T: Transport> Session<T> {
     /// resets the visitor (see [`relay::relay_chunked`]).
     async fn relay_visitor(
         &self,
+        visit: &Visit<'_, T>,
         visitor: TcpStream,
         mut link: T::Stream,
     ) -> io::Result<relay::Moved> {
@@ -187,7 +223,7 @@ impl<T: Transport> Session<T> {
             Role::Server,
             None,
             relay::Accepted::Sent,
-            relay::Meter::NONE,
+            visit.service.traffic.meter(),
         )
         .await?;
         // The client's `Idle` usually came with its `End`; if not, it is due
@@ -252,9 +288,27 @@ impl<T: Transport> Session<T> {
     }
 }
 
-fn log_visitor_end(service: &str, addr: SocketAddr, result: io::Result<relay::Moved>) {
+/// One visitor of one service, as its task sees it.
+struct Visit<'a, T: Transport> {
+    name: &'a str,
+    /// Its counters ([`Service::traffic`]).
+    service: &'a Service<T>,
+    addr: SocketAddr,
+    /// When its public port accepted it: the start of its wait for a link.
+    accepted: Instant,
+}
+
+fn log_visitor_end<T: Transport>(
+    visit: &Visit<'_, T>,
+    open: &Open<'_>,
+    result: io::Result<relay::Moved>,
+) {
+    let (service, addr) = (visit.name, visit.addr);
     match result {
         Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
-        Err(e) => debug!("visitor {addr} of {service} ended: {e}"),
+        Err(e) => {
+            open.failed();
+            debug!("visitor {addr} of {service} ended: {e}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! | `deadline.rs` | [`run_test`] and [`within`]: a deadline on every wait |
 //! | `harness.rs` | in-process server and client, and [`TunnelBuilder`] |
 //! | `services.rs` | backends on `127.0.0.1:0` (echo, tagged echo, any handler) |
+//! | `admin.rs` | the admin endpoint: requests, samples, polling a value |
 //! | `assertions.rs` | payloads, round trips and the checks made on connections |
 //! | `sockets.rs` | loopback socket pairs, relay sockets, resets |
 //! | `raw.rs` | the client side of the wire protocol driven by hand |
@@ -20,6 +21,7 @@
 //! subscriber, every worker pinned) declare `pub mod common` instead: they use a
 //! few helpers each, and a helper they do not use is not dead for that.
 
+pub mod admin;
 pub mod assertions;
 pub mod deadline;
 pub mod fixtures;

@@ -27,6 +27,7 @@ mod hostile;
 mod http_proxy;
 mod link_reuse;
 mod liveness;
+mod metrics;
 mod mux;
 mod pool;
 mod registration;
