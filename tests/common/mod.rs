@@ -11,6 +11,7 @@
 //! | `tls.rs` | TLS material generated at test time |
 //! | `proxy.rs` | a proxy between client and server that hands out its links |
 //! | `process.rs` | the real `porthole` binary as a child process |
+//! | `metrics.rs` | an admin endpoint's `/metrics`, `/healthz` and `/status`, read by a test |
 //! | `fixtures.rs` | config fixtures and the error each names |
 //! | `fds.rs` | the process's descriptor count (not a module here, see there) |
 //!
@@ -24,6 +25,7 @@ pub mod assertions;
 pub mod deadline;
 pub mod fixtures;
 pub mod harness;
+pub mod metrics;
 pub mod process;
 pub mod proxy;
 pub mod raw;
