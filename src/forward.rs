@@ -7,6 +7,10 @@
 //! an error on one side resets the other; a client whose target cannot be
 //! reached is reset too.
 //!
+//! Each rule counts its connections, the bytes its relays move (as they move)
+//! and its failed connects (`forward/probe.rs`); with `admin` set, the admin
+//! endpoint serves them, bound with the listeners and stopped with them.
+//!
 //! The feature owns its settings ([`ForwardConfig`] → [`ForwardSettings`], in
 //! `forward/settings.rs`); `crate::config` only loads and locates.
 
@@ -17,13 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
+mod probe;
 mod settings;
 
+use crate::admin;
 use crate::relay;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport;
 use crate::wire::with_timeout;
+pub use probe::{ForwardProbe, Rule};
 pub use settings::{ForwardConfig, ForwardRule, ForwardSettings, MAX_FORWARDS};
 
 /// Pause after a failed `accept` (e.g. out of descriptors) so the loop does not spin.
@@ -37,38 +44,50 @@ pub struct Forward {
     pub target: String,
 }
 
-/// Binds every listen address in `settings`.
-pub async fn bind(settings: &ForwardSettings) -> io::Result<Vec<Forward>> {
-    let mut bound = Vec::with_capacity(settings.forwards.len());
+/// Every forward of a config, bound, and its admin endpoint when it has one.
+pub struct Bound {
+    pub forwards: Vec<Forward>,
+    pub admin: Option<admin::Endpoint>,
+}
+
+/// Binds every listen address in `settings`, and the admin endpoint: a port
+/// in use there is a start-up error like one on a listen address.
+pub async fn bind(settings: &ForwardSettings) -> io::Result<Bound> {
+    let mut forwards = Vec::with_capacity(settings.forwards.len());
     for (listen, target) in &settings.forwards {
         let listeners = runtime::sys::listen_group(*listen, runtime::workers())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
-        bound.push(Forward {
+        forwards.push(Forward {
             listeners,
             target: target.clone(),
         });
     }
-    Ok(bound)
+    let admin = match settings.admin {
+        Some(addr) => Some(admin::Endpoint::bind(addr).await?),
+        None => None,
+    };
+    Ok(Bound { forwards, admin })
 }
 
-/// Forwards until `shutdown` fires; then stops accepting and closes every relay.
-pub async fn run(
-    forwards: Vec<Forward>,
-    connect_timeout: Duration,
-    shutdown: Signal,
-) -> io::Result<()> {
+/// Forwards until `shutdown` fires; then stops accepting, closes every relay
+/// and the admin endpoint.
+pub async fn run(bound: Bound, connect_timeout: Duration, shutdown: Signal) -> io::Result<()> {
     let loops = TaskSet::new();
-    for forward in forwards {
-        let target: Arc<str> = forward.target.into();
-        if let Some(first) = forward.listeners.first() {
-            info!("forwarding {} -> {target}", first.local_addr()?);
-        }
+    let mut rules = Vec::with_capacity(bound.forwards.len());
+    for forward in bound.forwards {
+        let listen = match forward.listeners.first() {
+            Some(first) => first.local_addr()?,
+            None => return Err(io::Error::other("forward has no listener")),
+        };
+        let rule = Arc::new(Rule::new(listen, forward.target.into()));
+        info!("forwarding {listen} -> {}", rule.target);
         for (worker, listener) in forward.listeners.into_iter().enumerate() {
-            loops.spawn_at(
-                worker,
-                accept_loop(listener, target.clone(), connect_timeout),
-            );
+            loops.spawn_at(worker, accept_loop(listener, rule.clone(), connect_timeout));
         }
+        rules.push(rule);
+    }
+    if let Some(endpoint) = bound.admin {
+        loops.spawn(endpoint.serve(Arc::new(ForwardProbe { rules })));
     }
     shutdown.wait().await;
     info!("forwarder stopped");
@@ -76,41 +95,48 @@ pub async fn run(
 }
 
 /// Accepts on this worker's listener and relays each connection here.
-async fn accept_loop(listener: std::net::TcpListener, target: Arc<str>, connect_timeout: Duration) {
+async fn accept_loop(listener: std::net::TcpListener, rule: Arc<Rule>, connect_timeout: Duration) {
     let relays = TaskSet::new();
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
-        Err(e) => return warn!("cannot register the listener for {target}: {e}"),
+        Err(e) => return warn!("cannot register the listener for {}: {e}", rule.target),
     };
     let here = runtime::this_or_next_worker();
     loop {
         match transport::accept(&listener).await {
             Ok((client, peer)) => {
-                let target = target.clone();
-                relays.spawn_at(here, async move {
-                    // Connecting is boxed so its state is freed before the
-                    // long-lived relay starts.
-                    // Either way out but a clean end resets the client: an
-                    // unreachable target is a refusal, a failed relay a cut.
-                    let result = match Box::pin(connect(&target, connect_timeout)).await {
-                        Ok(upstream) => {
-                            relay::relay_tcp(client, upstream, relay::Meter::NONE).await
-                        }
-                        Err(e) => {
-                            client.abort();
-                            Err(e)
-                        }
-                    };
-                    match result {
-                        Ok(moved) => debug!("{peer} -> {target} done: {moved:?}"),
-                        Err(e) => debug!("{peer} -> {target} ended: {e}"),
-                    }
-                });
+                relays.spawn_at(here, serve(client, peer, rule.clone(), connect_timeout));
             }
             Err(e) => {
                 warn!("accept failed: {e}");
                 runtime::sleep(ACCEPT_ERROR_PAUSE).await;
             }
+        }
+    }
+}
+
+/// One client: connect to the target, then relay, counted on `rule`.
+async fn serve(client: TcpStream, peer: SocketAddr, rule: Arc<Rule>, connect_timeout: Duration) {
+    let target = &rule.target;
+    let open = rule.traffic.open();
+    // Connecting is boxed so its state is freed before the long-lived relay
+    // starts. Either way out but a clean end resets the client: an
+    // unreachable target is a refusal, a failed relay a cut.
+    let result = match Box::pin(connect(target, connect_timeout)).await {
+        Ok(upstream) => relay::relay_tcp(client, upstream, rule.traffic.meter()).await,
+        Err(e) => {
+            rule.connect_failed();
+            client.abort();
+            Err(e)
+        }
+    };
+    match result {
+        Ok(moved) => debug!("{peer} -> {target} done: {moved:?}"),
+        Err(e) => {
+            // `failed` counts every connection that ended in an error, an
+            // unreachable target included (it also has its own counter).
+            open.failed();
+            debug!("{peer} -> {target} ended: {e}")
         }
     }
 }
@@ -128,8 +154,9 @@ async fn connect(target: &str, limit: Duration) -> io::Result<TcpStream> {
 }
 
 /// The address each forward really bound (useful after binding port 0).
-pub fn local_addrs(forwards: &[Forward]) -> io::Result<Vec<SocketAddr>> {
-    forwards
+pub fn local_addrs(bound: &Bound) -> io::Result<Vec<SocketAddr>> {
+    bound
+        .forwards
         .iter()
         .map(|f| match f.listeners.first() {
             Some(l) => l.local_addr(),

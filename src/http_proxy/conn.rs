@@ -5,7 +5,8 @@
 //! A CONNECT, or a forwarded `Upgrade` the origin accepts with `101`, becomes
 //! a splice relay; the 16 KiB head buffer is freed before it starts, so an
 //! idle tunnel costs what a `forward` connection does. A tunnel passes a reset
-//! from either side on (see [`crate::relay`]).
+//! from either side on (see [`crate::relay`]), and its bytes are counted by
+//! the relay as they move.
 
 use crate::runtime::SharedTcpStream as TcpStream;
 use futures_lite::AsyncWriteExt;
@@ -40,7 +41,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
     let mut client = Buffered::new(stream);
     // Declared after the sockets so it drops first: the count is already down
     // when the client sees the close.
-    let _active = proxy.stats.open();
+    let active = proxy.stats.open();
     let mut first = true;
     loop {
         if !first && client.data().is_empty() {
@@ -56,20 +57,30 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>
             return;
         };
         if request.is_connect() {
-            return tunnel(&proxy, client, writer, peer, request).await;
+            if tunnel(&proxy, client, writer, peer, request).await.is_err() {
+                active.failed();
+            }
+            return;
         }
         let next = handle(&proxy, &mut client, &mut writer, peer, &request).await;
         match next {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Abort => {
+                active.failed();
                 // Failing, the close is a FIN: nothing better is left to do.
                 let _ = writer.get_ref().reset_on_close();
                 return;
             }
             Next::Switch(origin) => {
                 let (origin, early) = origin.into_parts();
-                return splice(&proxy, client, writer, origin, early, peer).await;
+                if splice(&proxy, client, writer, origin, early, peer)
+                    .await
+                    .is_err()
+                {
+                    active.failed();
+                }
+                return;
             }
         }
     }
@@ -218,13 +229,14 @@ async fn answer(proxy: &Proxy, writer: &mut TcpStream, bytes: &[u8], req: &Reque
 }
 
 /// A CONNECT: `200`, then bytes that followed the head, then a splice relay.
+/// `Err` when the tunnel broke (a refusal is an answer, not a failure).
 async fn tunnel(
     proxy: &Proxy,
     client: Buffered<TcpStream>,
     mut writer: TcpStream,
     peer: SocketAddr,
     req: Request,
-) {
+) -> Result<(), Broken> {
     let connected = match authenticate(proxy, &req) {
         Ok(()) => proxy.connect(&req.dest).await,
         Err(refuse) => Err(refuse),
@@ -234,13 +246,15 @@ async fn tunnel(
         Err(refuse) => {
             debug!("{peer}: CONNECT {}: {}", req.dest.authority(), refuse.text);
             // Bytes after the head may already be tunnel data: never reuse.
-            return respond(proxy, &mut writer, refuse, false).await;
+            respond(proxy, &mut writer, refuse, false).await;
+            return Ok(());
         }
     };
     let limit = proxy.settings.idle_timeout;
     let established = b"HTTP/1.1 200 Connection Established\r\n\r\n";
     if let Err(e) = with_timeout(limit, "starting a tunnel", writer.write_all(established)).await {
-        return debug!("{peer}: CONNECT {}: {e}", req.dest.authority());
+        debug!("{peer}: CONNECT {}: {e}", req.dest.authority());
+        return Err(Broken);
     }
     proxy.stats.connect();
     // The request's fields are of no use to the tunnel.
@@ -249,7 +263,8 @@ async fn tunnel(
 }
 
 /// Joins the client and the origin: the bytes each side sent early go to the
-/// other, then a splice relay. Frees both head buffers first.
+/// other, then a splice relay metered on the proxy's counters. Frees both
+/// head buffers first.
 async fn splice(
     proxy: &Proxy,
     client: Buffered<TcpStream>,
@@ -257,7 +272,7 @@ async fn splice(
     mut origin: TcpStream,
     to_client: Vec<u8>,
     peer: SocketAddr,
-) {
+) -> Result<(), Broken> {
     let (client, to_origin) = client.into_parts();
     let mut writer = writer;
     let limit = proxy.settings.idle_timeout;
@@ -268,7 +283,8 @@ async fn splice(
     .await;
     drop(writer);
     if let Err(e) = started {
-        return debug!("{peer}: tunnel: {e}");
+        debug!("{peer}: tunnel: {e}");
+        return Err(Broken);
     }
     proxy
         .stats
@@ -277,12 +293,16 @@ async fn splice(
     // `writer` was the client stream's only other owner.
     let relayed = match (client.into_inner(), origin.into_inner()) {
         (Ok(client), Ok(origin)) => {
-            crate::relay::relay_tcp(client, origin, crate::relay::Meter::NONE).await
+            crate::relay::relay_tcp(client, origin, proxy.stats.meter()).await
         }
         _ => Err(io::Error::other("tunnel sockets are still shared")),
     };
-    match relayed {
-        Ok(moved) => proxy.stats.bytes(moved.a_to_b, moved.b_to_a),
-        Err(e) => debug!("{peer}: tunnel ended: {e}"),
-    }
+    relayed.map(drop).map_err(|e| {
+        debug!("{peer}: tunnel ended: {e}");
+        Broken
+    })
 }
+
+/// A tunnel that did not end cleanly (already logged); counted as a failed
+/// connection.
+struct Broken;

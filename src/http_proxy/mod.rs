@@ -24,6 +24,10 @@
 //! refuses `.invalid` names locally (RFC 6761). Every connection is one task
 //! in a [`TaskSet`] on a data-plane worker.
 //!
+//! The counters ([`stats`]) are per worker; with `admin` set, the admin
+//! endpoint serves them (`probe.rs`), bound with the listeners and stopped
+//! with them.
+//!
 //! [`serve_connection`] is the entry point for a tunnel that hands the proxy one
 //! visitor connection at a time (build its [`Proxy`] from
 //! [`ProxySettings::for_tunnel`], which denies the client machine's loopback
@@ -42,6 +46,7 @@ mod exchange;
 pub mod framing;
 pub mod head;
 pub mod pool;
+mod probe;
 mod refuse;
 pub mod rewrite;
 pub mod rules;
@@ -58,11 +63,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
+use crate::admin;
 use crate::config::TunnelProxyConfig;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::wire::with_timeout;
 use head::Destination;
+pub use probe::ProxyProbe;
 pub use settings::{
     DEFAULT_MAX_CONNECTIONS, HttpProxyConfig, HttpProxySettings, MAX_CONNECTIONS, ProxyAuth,
     ProxySettings, RulesError, check_tunnel_rules,
@@ -220,30 +227,59 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, proxy: Arc<Pr
     conn::serve(stream, peer, proxy).await
 }
 
-/// Binds the listen address of `settings`: one listener per worker
-/// (`SO_REUSEPORT`), so each worker accepts and serves its own clients.
-pub async fn bind(settings: &HttpProxySettings) -> io::Result<Vec<std::net::TcpListener>> {
-    let listen = settings.listen;
-    runtime::sys::listen_group(listen, runtime::workers())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))
+/// The proxy's listeners (one per worker) and its admin endpoint, if any.
+pub struct Bound {
+    pub listeners: Vec<std::net::TcpListener>,
+    pub admin: Option<admin::Endpoint>,
 }
 
-/// Serves `listeners` (one per worker, as [`bind`] returns them) until
+/// Listeners alone: a proxy without an admin endpoint (the tunnel client's
+/// built-in one, tests).
+impl From<Vec<std::net::TcpListener>> for Bound {
+    fn from(listeners: Vec<std::net::TcpListener>) -> Bound {
+        Bound {
+            listeners,
+            admin: None,
+        }
+    }
+}
+
+/// Binds the listen address of `settings`: one listener per worker
+/// (`SO_REUSEPORT`), so each worker accepts and serves its own clients; then
+/// the admin endpoint, whose port in use is a start-up error too.
+pub async fn bind(settings: &HttpProxySettings) -> io::Result<Bound> {
+    let listen = settings.listen;
+    let listeners = runtime::sys::listen_group(listen, runtime::workers())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    let admin = match settings.admin {
+        Some(addr) => Some(admin::Endpoint::bind(addr).await?),
+        None => None,
+    };
+    Ok(Bound { listeners, admin })
+}
+
+/// Serves `bound` (one listener per worker, as [`bind`] returns them) until
 /// `shutdown` fires, logging the counters every `stats_interval`; then stops
-/// accepting and closes every connection.
+/// accepting and closes every connection and the admin endpoint.
 pub async fn run(
-    listeners: Vec<std::net::TcpListener>,
+    bound: impl Into<Bound>,
     proxy: Arc<Proxy>,
     stats_interval: Duration,
     shutdown: Signal,
 ) -> io::Result<()> {
-    let first = listeners
+    let Bound { listeners, admin } = bound.into();
+    let listen = listeners
         .first()
-        .ok_or_else(|| io::Error::other("no listener to serve"))?;
-    info!("http proxy listening on {}", first.local_addr()?);
+        .ok_or_else(|| io::Error::other("no listener to serve"))?
+        .local_addr()?;
+    info!("http proxy listening on {listen}");
     let loops = TaskSet::new();
     for (worker, listener) in listeners.into_iter().enumerate() {
         loops.spawn_at(worker, accept_loop(listener, proxy.clone()));
+    }
+    if let Some(endpoint) = admin {
+        let proxy = proxy.clone();
+        loops.spawn(endpoint.serve(Arc::new(ProxyProbe { proxy, listen })));
     }
     loops.spawn(log_stats(proxy.clone(), stats_interval));
     loops.spawn(sweep_origins(proxy.clone()));

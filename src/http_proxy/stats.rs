@@ -1,29 +1,50 @@
-//! Proxy counters: lock-free atomics bumped on the data path, read as a
-//! snapshot for the periodic log line and SIGUSR1.
+//! Proxy counters, read as a snapshot for the periodic log line and SIGUSR1,
+//! and as Prometheus families for the admin endpoint ([`Stats::write_metrics`]).
 //!
-//! Bytes of a CONNECT tunnel are added when the tunnel ends (the splice relay
-//! reports them then); bytes of forwarded requests as they stream.
+//! Every counter lives in a [`Sharded`] block (see [`crate::metrics`]): a
+//! connection bumps the slot of the worker it runs on, so no request writes a
+//! cache line another worker writes. Bytes of forwarded requests are added per
+//! exchange; bytes of a CONNECT tunnel (or an upgraded connection) by the
+//! relay's meter as they move, so a long tunnel shows in a scrape while it
+//! lasts. "Received" is what the proxy read from its clients, "sent" what it
+//! wrote to them.
+//!
+//! One shared atomic remains: the open-connection count behind the
+//! `max_connections` admission cap and [`Stats::wait_idle`]. It is a limit,
+//! read on every accept and needing an exact answer, not a metric; the
+//! exported gauge is the sharded one.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
+use crate::metrics::{ByLabel, Exposition, Kind, Meter, Open, Sharded, Traffic, add};
 use crate::tasks::lock;
 
-/// Statuses counted one by one; anything else lands in "other".
+/// Statuses counted one by one; anything else lands in "other" (the last
+/// index of the error block). A closed set, so the `status` label is bounded.
 const COUNTED: [u16; 12] = [400, 403, 405, 407, 408, 414, 431, 501, 502, 503, 504, 500];
+/// Error counters: one per [`COUNTED`] status, then "other".
+const ERROR_LABELS: usize = COUNTED.len() + 1;
+
+/// Exchanges of one worker.
+#[derive(Debug, Default)]
+struct Exchanges {
+    /// Forwarded (absolute-form) requests answered.
+    requests: AtomicU64,
+    /// CONNECT tunnels established.
+    connects: AtomicU64,
+}
 
 /// See the module docs.
 #[derive(Debug, Default)]
 pub struct Stats {
-    requests: AtomicU64,
-    connects: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    active: AtomicU64,
-    errors: [AtomicU64; COUNTED.len()],
-    other_errors: AtomicU64,
-    /// Woken (by dropping the senders) when `active` drops to zero.
+    traffic: Sharded<Traffic>,
+    exchanges: Sharded<Exchanges>,
+    errors: Sharded<ByLabel<ERROR_LABELS>>,
+    /// Connections open now, for the admission cap and `wait_idle` only.
+    open: AtomicU64,
+    /// Woken (by dropping the senders) when `open` drops to zero.
     idle_waiters: Mutex<Vec<smol::channel::Sender<()>>>,
 }
 
@@ -50,30 +71,39 @@ impl Stats {
     }
 
     pub fn request(&self) {
-        self.requests.fetch_add(1, Relaxed);
+        add(&self.exchanges.local().requests, 1);
     }
 
     pub fn connect(&self) {
-        self.connects.fetch_add(1, Relaxed);
+        add(&self.exchanges.local().connects, 1);
     }
 
+    /// Bytes read from a client (`inbound`) and written to it (`outbound`).
     pub fn bytes(&self, inbound: u64, outbound: u64) {
-        self.bytes_in.fetch_add(inbound, Relaxed);
-        self.bytes_out.fetch_add(outbound, Relaxed);
+        let slot = self.traffic.local();
+        add(&slot.received, inbound);
+        add(&slot.sent, outbound);
+    }
+
+    /// Where a relay between a client (its first stream) and an origin counts
+    /// the bytes it moves.
+    pub fn meter(&self) -> Meter<'_> {
+        self.traffic.meter()
     }
 
     pub fn error(&self, status: u16) {
-        match COUNTED.iter().position(|&s| s == status) {
-            Some(i) => self.errors[i].fetch_add(1, Relaxed),
-            None => self.other_errors.fetch_add(1, Relaxed),
-        };
+        let index = COUNTED.iter().position(|&s| s == status);
+        self.errors.bump(index.unwrap_or(COUNTED.len()));
     }
 
     /// Counts one open connection until the guard is dropped (also when its
     /// task is cancelled).
-    pub fn open(self: &Arc<Self>) -> ActiveGuard {
-        self.active.fetch_add(1, SeqCst);
-        ActiveGuard(self.clone())
+    pub fn open(&self) -> ActiveGuard<'_> {
+        self.open.fetch_add(1, SeqCst);
+        ActiveGuard {
+            stats: self,
+            counted: Some(self.traffic.open()),
+        }
     }
 
     /// Completes once no connection is open, with every counter of the
@@ -83,47 +113,123 @@ impl Stats {
         let (tx, rx) = smol::channel::bounded::<()>(1);
         lock(&self.idle_waiters).push(tx);
         // Checked after registering, so a drop to zero in between is not missed.
-        if self.active.load(SeqCst) == 0 {
+        if self.open.load(SeqCst) == 0 {
             return;
         }
         let _ = rx.recv().await;
     }
 
+    /// Connections open now, exactly (for the admission cap).
     pub fn active(&self) -> u64 {
-        self.active.load(Relaxed)
+        self.open.load(SeqCst)
     }
 
     pub fn snapshot(&self) -> Snapshot {
         let mut errors: Vec<(u16, u64)> = COUNTED
             .iter()
-            .zip(&self.errors)
-            .map(|(&s, n)| (s, n.load(Relaxed)))
+            .enumerate()
+            .map(|(i, &s)| (s, self.errors.get(i)))
             .filter(|&(_, n)| n > 0)
             .collect();
         errors.sort_unstable();
-        let other = self.other_errors.load(Relaxed);
+        let other = self.errors.get(COUNTED.len());
         if other > 0 {
             errors.push((0, other));
         }
+        let traffic = self.traffic.totals();
         Snapshot {
-            requests: self.requests.load(Relaxed),
-            connects: self.connects.load(Relaxed),
-            bytes_in: self.bytes_in.load(Relaxed),
-            bytes_out: self.bytes_out.load(Relaxed),
-            active: self.active(),
+            requests: self.exchanges.sum(|e| &e.requests),
+            connects: self.exchanges.sum(|e| &e.connects),
+            bytes_in: traffic.received_bytes,
+            bytes_out: traffic.sent_bytes,
+            active: traffic.active,
             errors,
+        }
+    }
+
+    /// Connections and their bytes, for `/status`.
+    pub fn traffic(&self) -> crate::metrics::TrafficTotals {
+        self.traffic.totals()
+    }
+
+    /// Writes the `porthole_http_proxy_*` families (also for a tunnel client
+    /// that embeds a proxy).
+    pub fn write_metrics(&self, out: &mut Exposition) {
+        let traffic = self.traffic.totals();
+        let counters = [
+            (
+                "porthole_http_proxy_connections_total",
+                "Client connections accepted.",
+                traffic.total,
+            ),
+            (
+                "porthole_http_proxy_requests_total",
+                "Forwarded (absolute-form) requests answered.",
+                self.exchanges.sum(|e| &e.requests),
+            ),
+            (
+                "porthole_http_proxy_connects_total",
+                "CONNECT tunnels established.",
+                self.exchanges.sum(|e| &e.connects),
+            ),
+            (
+                "porthole_http_proxy_received_bytes_total",
+                "Bytes from clients on to origins (request heads as forwarded, bodies, tunnels).",
+                traffic.received_bytes,
+            ),
+            (
+                "porthole_http_proxy_sent_bytes_total",
+                "Bytes from origins on to clients (response heads as forwarded, bodies, tunnels).",
+                traffic.sent_bytes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.single(name, Kind::Counter, help, value);
+        }
+        out.single(
+            "porthole_http_proxy_connections_active",
+            Kind::Gauge,
+            "Client connections open now.",
+            traffic.active,
+        );
+        let name = "porthole_http_proxy_errors_total";
+        out.family(
+            name,
+            Kind::Counter,
+            "Error responses the proxy generated, by status.",
+        );
+        for (i, status) in COUNTED.iter().enumerate() {
+            let label = status.to_string();
+            out.sample(name, &[("status", &label)], self.errors.get(i));
+        }
+        let other = self.errors.get(COUNTED.len());
+        out.sample(name, &[("status", "other")], other);
+    }
+}
+
+/// Counts the connection as open until dropped; see [`Stats::open`].
+#[derive(Debug)]
+pub struct ActiveGuard<'a> {
+    stats: &'a Stats,
+    /// Always `Some` until drop, which closes it before the cap count falls.
+    counted: Option<Open<'a>>,
+}
+
+impl ActiveGuard<'_> {
+    /// Counts the connection as failed (a cut tunnel, a reset client).
+    pub fn failed(&self) {
+        if let Some(open) = &self.counted {
+            open.failed();
         }
     }
 }
 
-/// Decrements the active count on drop.
-#[derive(Debug)]
-pub struct ActiveGuard(Arc<Stats>);
-
-impl Drop for ActiveGuard {
+impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, SeqCst) == 1 {
-            lock(&self.0.idle_waiters).clear();
+        // The gauge first: whoever `wait_idle` wakes must see it at zero.
+        drop(self.counted.take());
+        if self.stats.open.fetch_sub(1, SeqCst) == 1 {
+            lock(&self.stats.idle_waiters).clear();
         }
     }
 }
@@ -165,11 +271,41 @@ mod tests {
         stats.error(502);
         stats.error(418);
         assert_eq!(stats.active(), 1);
+        assert_eq!(stats.snapshot().active, 1);
         drop(guard);
         let line = stats.snapshot().to_string();
         assert_eq!(
             line,
             "requests=1 connects=1 bytes_in=10 bytes_out=20 active=0 errors=502:2,other:1"
         );
+    }
+
+    #[test]
+    fn exports_every_family() {
+        let stats = Stats::new();
+        let guard = stats.open();
+        stats.meter().a_to_b().add(7);
+        stats.meter().b_to_a().add(9);
+        stats.error(403);
+        stats.error(999);
+        let mut out = Exposition::new();
+        stats.write_metrics(&mut out);
+        let text = out.finish();
+        for line in [
+            "porthole_http_proxy_connections_total 1\n",
+            "porthole_http_proxy_connections_active 1\n",
+            "porthole_http_proxy_requests_total 0\n",
+            "porthole_http_proxy_connects_total 0\n",
+            "porthole_http_proxy_received_bytes_total 7\n",
+            "porthole_http_proxy_sent_bytes_total 9\n",
+            "porthole_http_proxy_errors_total{status=\"403\"} 1\n",
+            "porthole_http_proxy_errors_total{status=\"502\"} 0\n",
+            "porthole_http_proxy_errors_total{status=\"other\"} 1\n",
+            "# TYPE porthole_http_proxy_connections_active gauge\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
+        drop(guard);
+        assert_eq!(stats.traffic().active, 0);
     }
 }

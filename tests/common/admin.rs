@@ -49,25 +49,38 @@ pub fn scrape(admin: SocketAddr) -> String {
     body
 }
 
-/// The value of the sample `name` whose labels are exactly `labels`.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+/// The value of the sample `name{labels}` in a scrape: every label given must
+/// match and the sample must have no others. `None` when there is no such line.
+pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
             let (series, value) = line.rsplit_once(' ')?;
-            let (n, rest) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            let (found, rest) = match series.split_once('{') {
+                Some((found, rest)) => (found, rest.strip_suffix('}')?),
                 None => (series, ""),
             };
-            let got: Vec<&str> = rest.split(',').filter(|l| !l.is_empty()).collect();
-            (n == name && got == wanted).then(|| value.parse().ok())?
+            (found == name && same_labels(rest, labels)).then(|| value.parse().ok())?
         })
 }
 
-/// [`metric`] that must be there.
+/// Whether `name="value",…` (values without commas or escapes, as ours are)
+/// holds exactly `labels`, in any order.
+fn same_labels(text: &str, labels: &[(&str, &str)]) -> bool {
+    let parsed: Vec<(&str, &str)> = text
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k, v.strip_prefix('"')?.strip_suffix('"')?))
+        })
+        .collect();
+    parsed.len() == labels.len() && labels.iter().all(|l| parsed.contains(l))
+}
+
+/// [`value`] that must be there.
 pub fn must(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
+    value(text, name, labels).unwrap_or_else(|| panic!("no {name}{labels:?} in:\n{text}"))
 }
 
 /// Calls `check` until it returns `Ok`, for at most `limit`; panics with the
@@ -85,4 +98,24 @@ pub fn until<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
+}
+
+/// Scrapes until `name{labels}` is `want`, for at most `limit`; returns that
+/// scrape.
+pub fn wait_for_value(
+    admin: SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    limit: Duration,
+) -> String {
+    until(limit, || {
+        let text = scrape(admin);
+        match value(&text, name, labels) {
+            Some(v) if v == want => Ok(text),
+            got => Err(format!(
+                "{name}{labels:?} is {got:?}, not {want}; last scrape:\n{text}"
+            )),
+        }
+    })
 }
