@@ -27,7 +27,8 @@ pub const TOKEN_ENV: &str = "PORTHOLE_TOKEN";
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// porthole: expose TCP services behind NAT or a firewall through a public server.
-/// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info).
+/// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info)
+/// and PORTHOLE_LOG_FORMAT=text|json (default text).
 #[argh(
     help_triggers("-h", "--help", "help"),
     example = "porthole demo\nporthole server --bind 0.0.0.0:7000 --allow-ports 10000-20000\nporthole client --server tunnel.example.com:7000 --expose web=8080",

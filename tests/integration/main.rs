@@ -2,8 +2,8 @@
 //! (one link, and the compiler sees every helper in `tests/common/` used): the
 //! tunnel end to end, registration, misbehaving peers, liveness, pooled and
 //! multiplexed links, TLS, aborts, the relay engines, `porthole forward`, the
-//! HTTP proxy, the real binary with its config messages and `porthole status`,
-//! and where links dial and public ports bind.
+//! HTTP proxy, the real binary with its config messages, `porthole status` and
+//! JSON logs, and where links dial and public ports bind.
 //!
 //! Tests that need a process of their own stay in their own binaries:
 //! `relay_fds` and `held_visitors` count this process's descriptors,
@@ -27,6 +27,7 @@ mod hostile;
 mod http_proxy;
 mod link_reuse;
 mod liveness;
+mod log_format;
 mod mux;
 mod pool;
 mod registration;
