@@ -18,6 +18,9 @@ const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Uptime and process_start_time_seconds count from here, not from the
+    // first scrape.
+    porthole::metrics::process::mark_start();
     let command = match parse_command_line() {
         Ok(command) => command,
         Err(done) => return done,
