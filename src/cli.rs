@@ -1,7 +1,8 @@
 //! Command-line structs (argh); how their flags fold into each role's config
-//! ([`settings`]); and `porthole check`'s loading of a file of any role
-//! ([`check`]). The top of the dependency graph: it knows every role and
-//! feature, so that `config` and the features need not know each other.
+//! ([`settings`]); `porthole check`'s loading of a file of any role
+//! ([`check`]); and `porthole status`, which asks a running one ([`status`]).
+//! The top of the dependency graph: it knows every role and feature, so that
+//! `config` and the features need not know each other.
 //!
 //! Precedence for every setting: command-line flag, then environment
 //! (`PORTHOLE_TOKEN`), then the config file, then the built-in default.
@@ -13,6 +14,7 @@ pub mod check;
 pub mod completions;
 pub mod render;
 pub mod settings;
+pub mod status;
 
 pub use check::{AnyConfig, load_any};
 pub use settings::{
@@ -25,7 +27,8 @@ pub const TOKEN_ENV: &str = "PORTHOLE_TOKEN";
 
 #[derive(FromArgs, ArgsInfo, Debug)]
 /// porthole: expose TCP services behind NAT or a firewall through a public server.
-/// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info).
+/// Logs go to stderr; set PORTHOLE_LOG=error|warn|info|debug|trace (default info)
+/// and PORTHOLE_LOG_FORMAT=text|json (default text).
 #[argh(
     help_triggers("-h", "--help", "help"),
     example = "porthole demo\nporthole server --bind 0.0.0.0:7000 --allow-ports 10000-20000\nporthole client --server tunnel.example.com:7000 --expose web=8080",
@@ -52,6 +55,7 @@ pub enum Command {
     Forward(ForwardArgs),
     HttpProxy(HttpProxyArgs),
     Check(CheckArgs),
+    Status(StatusArgs),
     Demo(DemoArgs),
     GenCert(GenCertArgs),
     Completions(CompletionsArgs),
@@ -101,6 +105,9 @@ pub struct ForwardArgs {
     /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
+    /// admin endpoint (/metrics, /healthz, /status), e.g. 127.0.0.1:9090; off by default
+    #[argh(option)]
+    pub admin: Option<String>,
     /// LISTEN TARGET pairs, e.g. 127.0.0.1:8080 127.0.0.1:80
     #[argh(positional)]
     pub pairs: Vec<String>,
@@ -140,6 +147,9 @@ pub struct HttpProxyArgs {
     /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
+    /// admin endpoint (/metrics, /healthz, /status), e.g. 127.0.0.1:9090; off by default
+    #[argh(option)]
+    pub admin: Option<String>,
 }
 
 #[derive(FromArgs, ArgsInfo, Debug, Default)]
@@ -186,6 +196,9 @@ pub struct ServerArgs {
     /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
+    /// admin endpoint (/metrics, /healthz, /status), e.g. 127.0.0.1:9090; off by default
+    #[argh(option)]
+    pub admin: Option<String>,
 }
 
 #[derive(FromArgs, ArgsInfo, Debug, Default)]
@@ -233,6 +246,9 @@ pub struct ClientArgs {
     /// data-plane worker threads (default: `workers` in the config, else one per core)
     #[argh(option)]
     pub workers: Option<usize>,
+    /// admin endpoint (/metrics, /healthz, /status), e.g. 127.0.0.1:9090; off by default
+    #[argh(option)]
+    pub admin: Option<String>,
 }
 
 #[derive(FromArgs, ArgsInfo, Debug)]
@@ -247,6 +263,33 @@ pub struct CheckArgs {
     /// config file (RON) to check
     #[argh(option, short = 'c')]
     pub config: PathBuf,
+}
+
+#[derive(FromArgs, ArgsInfo, Debug, Default)]
+/// Ask a running porthole (any role) for its status through its admin endpoint
+/// and print it as a table, or as JSON with --json.
+#[argh(
+    subcommand,
+    name = "status",
+    help_triggers("-h", "--help", "help"),
+    example = "porthole status\nporthole status --admin 127.0.0.1:9091 --json\nporthole status -c server.ron",
+    error_code(1, "nothing answers, or the answer is not a porthole status."),
+    error_code(2, "usage or config error (a bad --admin, -c or --timeout).")
+)]
+pub struct StatusArgs {
+    /// the admin endpoint to ask, e.g. 127.0.0.1:9090 (default: the config's `admin`,
+    /// else 127.0.0.1:9090)
+    #[argh(option)]
+    pub admin: Option<String>,
+    /// config file (RON) of any role: ask the endpoint its `admin` names
+    #[argh(option, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// print the status as JSON, for scripts
+    #[argh(switch)]
+    pub json: bool,
+    /// deadline for the whole exchange, e.g. 2s (default 5s)
+    #[argh(option)]
+    pub timeout: Option<String>,
 }
 
 #[derive(FromArgs, ArgsInfo, Debug)]

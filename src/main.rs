@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Client(args) => run_client(&args),
         Command::Forward(args) => run_forward(&args),
         Command::HttpProxy(args) => run_http_proxy(&args),
+        Command::Status(args) => status(&args),
         Command::Demo(args) => run_demo(args.once),
         Command::GenCert(args) => gen_cert(&args),
         Command::Completions(args) => match args.shell.parse() {
@@ -88,15 +89,35 @@ fn parse_command_line() -> Result<Command, ExitCode> {
 
 /// `porthole 0.1.0 (commit 1234abcd5678, x86_64-unknown-linux-gnu)`.
 fn version() -> String {
-    let commit = match env!("PORTHOLE_GIT_COMMIT") {
+    let commit = match porthole::GIT_COMMIT {
         "" => "not built from a git checkout".to_owned(),
         commit => format!("commit {commit}"),
     };
     format!(
         "porthole {} ({commit}, {})",
-        env!("CARGO_PKG_VERSION"),
-        env!("PORTHOLE_TARGET")
+        porthole::VERSION,
+        porthole::TARGET
     )
+}
+
+/// Asks a running porthole for its status. A bad flag or config is a usage
+/// error; no answer, or a wrong one, a runtime failure. Printed as
+/// `error: …` like every one-shot command's, not logged.
+fn status(args: &cli::StatusArgs) -> ExitCode {
+    let target = match cli::status::target(args) {
+        Ok(target) => target,
+        Err(e) => return usage_error(&e),
+    };
+    match cli::status::fetch(target) {
+        Ok(fetched) => {
+            print!("{}", fetched.output(args.json));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 /// Prints the config back as RON with every default resolved, and what is

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{ClientArgs, ForwardArgs, HttpProxyArgs, ServerArgs};
 use crate::config::{
-    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Secret,
+    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Locator, Secret,
     ServerConfig, ServerSettings, ServerTls, ServerTransport, ServiceConfig,
 };
 use crate::forward::{ForwardConfig, ForwardRule, ForwardSettings};
@@ -90,6 +90,7 @@ pub fn server_settings(
     }
     cfg.insecure_no_auth |= args.insecure_no_auth;
     cfg.workers = args.workers.or(cfg.workers);
+    admin_flag(args.admin.as_deref(), &mut cfg.admin)?;
     server_tls_flags(args, &mut cfg.transport)?;
     cfg.validate()
 }
@@ -199,6 +200,7 @@ pub fn client_settings(
     }
     cfg.insecure_no_auth |= args.insecure_no_auth;
     cfg.workers = args.workers.or(cfg.workers);
+    admin_flag(args.admin.as_deref(), &mut cfg.admin)?;
     client_tls_flags(args, &mut cfg.transport)?;
     cfg.validate_with(check_tunnel_rules)
 }
@@ -225,6 +227,7 @@ pub fn forward_settings(args: &ForwardArgs) -> Result<ForwardSettings, ConfigErr
             .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
     }
     cfg.workers = args.workers.or(cfg.workers);
+    admin_flag(args.admin.as_deref(), &mut cfg.admin)?;
     cfg.validate()
 }
 
@@ -259,7 +262,18 @@ pub fn http_proxy_settings(args: &HttpProxyArgs) -> Result<HttpProxySettings, Co
             .map_err(|e| cli_error(&format!("--connect-timeout: {e}")))?;
     }
     cfg.workers = args.workers.or(cfg.workers);
+    admin_flag(args.admin.as_deref(), &mut cfg.admin)?;
     cfg.validate()
+}
+
+/// `--admin ADDR` replaces the file's `admin`. Checked here, so that a bad
+/// value is blamed on the flag, not on a config field nobody wrote.
+fn admin_flag(flag: Option<&str>, admin: &mut Option<String>) -> Result<(), ConfigError> {
+    if let Some(text) = flag {
+        config::check_address(&Locator::new(&None), &[], "--admin", text, true)?;
+        *admin = Some(text.to_owned());
+    }
+    Ok(())
 }
 
 /// `10000-20000` or `8080`.
@@ -370,6 +384,30 @@ mod tests {
         config.token = Some(Secret::new("t"));
         let settings = config.validate().expect("valid");
         assert_eq!(settings.workers, crate::runtime::default_workers());
+    }
+
+    #[test]
+    fn admin_flag_overrides_the_file_and_a_bad_one_names_the_flag() {
+        let dir = std::env::temp_dir().join(format!("porthole-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("forward.ron");
+        let text = r#"(forwards: [(listen: "127.0.0.1:0", target: "127.0.0.1:1")], admin: Some("127.0.0.1:9092"))"#;
+        std::fs::write(&path, text).expect("write config");
+        let mut args = ForwardArgs {
+            config: Some(path.clone()),
+            ..ForwardArgs::default()
+        };
+        let from_file = forward_settings(&args).expect("valid").admin;
+        assert_eq!(from_file, Some("127.0.0.1:9092".parse().expect("address")));
+        args.admin = Some("127.0.0.1:0".to_owned());
+        let from_flag = forward_settings(&args).expect("valid").admin;
+        assert_eq!(from_flag, Some("127.0.0.1:0".parse().expect("address")));
+        args.admin = Some("9090".to_owned());
+        let err = forward_settings(&args).expect_err("a port without a host");
+        let text = err.to_string();
+        assert!(text.contains("--admin \"9090\""), "{text}");
+        assert!(text.contains("127.0.0.1:9090"), "{text}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

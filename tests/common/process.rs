@@ -13,13 +13,14 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// `porthole` with `args`, run from the crate's directory, with no token or
-/// log level from the environment and no colours.
+/// `porthole` with `args`, run from the crate's directory, with no token,
+/// log level or log format from the environment and no colours.
 pub fn porthole(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_porthole"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("PORTHOLE_TOKEN")
         .env_remove("PORTHOLE_LOG")
+        .env_remove("PORTHOLE_LOG_FORMAT")
         .env("NO_COLOR", "1")
         .args(args);
     cmd

@@ -56,7 +56,14 @@ fn bash_completes_commands_flags_and_files() {
         shell_output("bash", &code)
     };
     assert_eq!(complete("porthole se").trim(), "server");
+    assert_eq!(complete("porthole st").trim(), "status");
     assert_eq!(complete("porthole server --ce").trim(), "--cert");
+    for role in ["server", "client", "forward", "http-proxy", "status"] {
+        assert_eq!(
+            complete(&format!("porthole {role} --adm")).trim(),
+            "--admin"
+        );
+    }
     assert_eq!(complete("porthole client -c serv").trim(), "server.ron");
     assert_eq!(complete("porthole completions fi").trim(), "fish");
 }

@@ -2,8 +2,9 @@
 //! (one link, and the compiler sees every helper in `tests/common/` used): the
 //! tunnel end to end, registration, misbehaving peers, liveness, pooled and
 //! multiplexed links, TLS, aborts, the relay engines, `porthole forward`, the
-//! HTTP proxy, the admin endpoint's metrics of both, the real binary and its
-//! config messages, and where links dial and public ports bind.
+//! HTTP proxy, the admin endpoint of every role, the real binary with its
+//! config messages, `porthole status` and JSON logs, and where links dial and
+//! public ports bind.
 //!
 //! Tests that need a process of their own stay in their own binaries:
 //! `relay_fds` and `held_visitors` count this process's descriptors,
@@ -27,11 +28,13 @@ mod hostile;
 mod http_proxy;
 mod link_reuse;
 mod liveness;
+mod log_format;
 mod metrics;
 mod metrics_modes;
 mod mux;
 mod pool;
 mod registration;
 mod relay;
+mod status_cmd;
 mod tls;
 mod tunnel;
