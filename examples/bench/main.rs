@@ -73,6 +73,7 @@ mod pin;
 mod procstat;
 mod proxy;
 mod report;
+mod scrape;
 mod services;
 mod syscalls;
 mod wrk;
@@ -121,10 +122,17 @@ struct Args {
     /// --only takes direct,http-proxy,http-proxy@base,squid,tinyproxy
     #[argh(switch)]
     proxy: bool,
+    /// porthole modes (not @base) run with their admin endpoint on, scraped
+    /// once a second: what metrics cost, against --baseline
+    #[argh(switch)]
+    admin: bool,
 }
 
 fn main() {
     let args: Args = argh::from_env();
+    if args.admin {
+        scrape::enable();
+    }
     let started = Instant::now();
     if let Err(e) = run(&args) {
         eprintln!("bench: {e}");

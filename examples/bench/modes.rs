@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 
 use crate::child::{self, ChildGuard, LogStats, START_TIMEOUT, collect, spawn};
 use crate::load;
@@ -61,6 +62,9 @@ pub struct Mode {
     pub control: Option<SocketAddr>,
     /// One more client for the same server (tunnel modes only).
     pub late: Option<LateClient>,
+    /// Scrapes the admin endpoints (`--admin`); declared before the children
+    /// so it stops (drops) before they do.
+    pub scraper: Option<super::scrape::Scraper>,
     /// Children with their role: `server`, `client`, `forward`, `haproxy`, ...
     children: Vec<(&'static str, ChildGuard)>,
 }
@@ -102,6 +106,7 @@ impl Mode {
             logs,
             control: None,
             late: None,
+            scraper: None,
             children,
         })
     }
@@ -152,13 +157,16 @@ pub fn unavailable(name: &str, porthole: &Path) -> Option<String> {
 /// Starts mode `name` (an `@base` suffix is ignored: `porthole` says which
 /// binary) in front of `targets` and proves every path but iperf3's.
 pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Result<Mode, String> {
-    let mode = match split_base(name).0 {
+    let (base_name, base) = split_base(name);
+    let admin = super::scrape::enabled() && !base;
+    let tunnel = |tls, mux| start_tunnel(targets, porthole, dir, (tls, mux), admin);
+    let mode = match base_name {
         "direct" => Mode::new(targets, Arc::default(), Vec::new()),
-        "tunnel" => start_tunnel(targets, porthole, dir, false, false),
-        "tunnel-tls" => start_tunnel(targets, porthole, dir, true, false),
-        "tunnel-mux" => start_tunnel(targets, porthole, dir, false, true),
-        "tunnel-tls-mux" => start_tunnel(targets, porthole, dir, true, true),
-        "forward" => start_forward(targets, porthole),
+        "tunnel" => tunnel(false, false),
+        "tunnel-tls" => tunnel(true, false),
+        "tunnel-mux" => tunnel(false, true),
+        "tunnel-tls-mux" => tunnel(true, true),
+        "forward" => start_forward(targets, porthole, admin),
         "rathole" => peers::rathole(targets, porthole, dir, false),
         "rathole-tls" => peers::rathole(targets, porthole, dir, true),
         "haproxy" => peers::haproxy(targets, dir),
@@ -223,8 +231,8 @@ fn start_tunnel(
     targets: &[Target],
     porthole: &Path,
     dir: &Path,
-    tls: bool,
-    mux: bool,
+    (tls, mux): (bool, bool),
+    admin: bool,
 ) -> Result<Mode, String> {
     let data_links = if mux {
         "Multiplexed(links: 1)"
@@ -249,7 +257,12 @@ fn start_tunnel(
     } else {
         "Tcp".to_owned()
     };
+    if admin {
+        server.args(["--admin", "127.0.0.1:0"]);
+    }
     let (server, rx) = spawn(server, &logs)?;
+    // The endpoint logs its address as it binds, before anything else.
+    let mut endpoints = admin_addrs(&rx, admin)?;
     let control = collect(&rx, 1, "server `listening for clients on`", |l| {
         parse_addr(l.split_once("listening for clients on ")?.1)
     })?[0];
@@ -260,7 +273,11 @@ fn start_tunnel(
     let late = late_porthole(porthole, dir, targets, ron)?;
     let mut client = porthole_cmd(porthole);
     client.arg("client").arg("-c").arg(&config);
+    if admin {
+        client.args(["--admin", "127.0.0.1:0"]);
+    }
     let (client, rx) = spawn(client, &logs)?;
+    endpoints.extend(admin_addrs(&rx, admin)?);
     let public = collect(
         &rx,
         targets.len(),
@@ -275,7 +292,16 @@ fn start_tunnel(
     let mut mode = Mode::new(&public, logs, vec![("server", server), ("client", client)])?;
     mode.control = Some(control);
     mode.late = Some(late);
+    mode.scraper = admin.then(|| super::scrape::start(endpoints));
     Ok(mode)
+}
+
+/// The admin endpoint a porthole child logged, when it runs with one.
+fn admin_addrs(rx: &Receiver<String>, admin: bool) -> Result<Vec<SocketAddr>, String> {
+    if !admin {
+        return Ok(Vec::new());
+    }
+    collect(rx, 1, "`admin endpoint on`", super::scrape::admin_line)
 }
 
 /// A porthole client config: `services` through the server at `control`.
@@ -317,14 +343,18 @@ pub fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn start_forward(targets: &[Target], porthole: &Path) -> Result<Mode, String> {
+fn start_forward(targets: &[Target], porthole: &Path, admin: bool) -> Result<Mode, String> {
     let logs = Arc::<LogStats>::default();
     let mut cmd = porthole_cmd(porthole);
     cmd.arg("forward");
+    if admin {
+        cmd.args(["--admin", "127.0.0.1:0"]);
+    }
     for (_, target) in targets {
         cmd.arg("127.0.0.1:0").arg(target.to_string());
     }
     let (child, rx) = spawn(cmd, &logs)?;
+    let endpoints = admin_addrs(&rx, admin)?;
     let pairs = collect(&rx, targets.len(), "`forwarding ADDR -> TARGET`", |l| {
         let (from, to) = l.split_once("forwarding ")?.1.split_once(" -> ")?;
         Some((parse_addr(from)?, parse_addr(to)?))
@@ -336,5 +366,7 @@ fn start_forward(targets: &[Target], porthole: &Path) -> Result<Mode, String> {
     if public.len() != targets.len() {
         return Err(format!("forwarded {:?}, wanted {targets:?}", pairs));
     }
-    Mode::new(&public, logs, vec![("forward", child)])
+    let mut mode = Mode::new(&public, logs, vec![("forward", child)])?;
+    mode.scraper = admin.then(|| super::scrape::start(endpoints));
+    Ok(mode)
 }

@@ -1,6 +1,6 @@
 //! Fuzzes the HTTP proxy's request-head parser: prefixes, split = one-shot, and
-//! `origin_request` re-serialising to one message with the same body; see
-//! `porthole_fuzz::http_request`.
+//! `origin_request` re-serialising to one message with the same body, and the
+//! admin endpoint's answer to the same head; see `porthole_fuzz::http_request`.
 //! Run: `cd fuzz && cargo fuzz run --sanitizer none http_request`.
 #![no_main]
 

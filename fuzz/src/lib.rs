@@ -486,7 +486,51 @@ pub fn http_request(data: &[u8]) -> Parsed<Request> {
     if let Ok(Some((req, used))) = &whole {
         request_round_trip(req, &stream[*used..]);
     }
+    admin_answers(stream, &whole);
     whole
+}
+
+/// The admin endpoint's side of the same bytes: `parse_request_head` (the
+/// part of `parse_request` the endpoint uses) accepts whatever
+/// `parse_request` accepts, an accepted head is answered by `admin::respond`
+/// without a panic, and the answer parses back, with our own response
+/// parser, to its status and a body of its `Content-Length`.
+fn admin_answers(stream: &[u8], whole: &Parsed<Request>) {
+    let head = porthole::http_proxy::head::parse_request_head(stream);
+    if let Ok(Some((_, used))) = whole {
+        let head_used = head.as_ref().ok().and_then(|h| h.as_ref().map(|(_, u)| *u));
+        assert_eq!(head_used, Some(*used), "the endpoint's parser disagrees");
+    }
+    let Ok(Some((head, _))) = head else {
+        return;
+    };
+    let response = porthole::admin::respond(&head, &FuzzProbe);
+    let bytes = response.encode();
+    let (parsed, used) = match parse_response(&bytes) {
+        Ok(Some(parsed)) => parsed,
+        other => panic!("the endpoint's answer does not parse: {other:?}"),
+    };
+    assert_eq!(parsed.status, response.status);
+    if !response.head_only {
+        assert_eq!(bytes.len() - used, response.body.len());
+    }
+}
+
+/// A role for [`admin_answers`]: one metric, healthy, an empty status.
+struct FuzzProbe;
+
+impl porthole::admin::Probe for FuzzProbe {
+    fn metrics(&self, out: &mut porthole::metrics::Exposition) {
+        out.single("porthole_fuzz", porthole::metrics::Kind::Gauge, "fuzz", 1);
+    }
+
+    fn health(&self) -> porthole::admin::Health {
+        porthole::admin::Health::Serving
+    }
+
+    fn status(&self) -> porthole::admin::Status {
+        porthole::admin::Status::default()
+    }
 }
 
 /// The `http_response` target: what an origin sends, through `parse_response`.

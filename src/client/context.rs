@@ -42,6 +42,9 @@ pub(super) struct Context<T: Transport> {
     /// What the admin endpoint reports (see [`super::metrics`]).
     pub counters: Counters,
     pub(super) state: Mutex<State>,
+    /// The built-in HTTP proxy, when a service uses it (its counters are
+    /// reported with the client's).
+    pub builtin_proxy: Option<Arc<crate::http_proxy::Proxy>>,
 }
 
 impl<T: Transport> Context<T> {
@@ -50,12 +53,14 @@ impl<T: Transport> Context<T> {
         transport: T,
         client_id: ClientId,
         events: Option<Sender<Event>>,
+        builtin_proxy: Option<Arc<crate::http_proxy::Proxy>>,
     ) -> Arc<Self> {
         let key = Key::new(settings.token.expose());
         let counters = Counters::new(settings.services.iter().map(|s| s.name.as_str()));
         Arc::new(Context {
             counters,
             state: Mutex::new(State::default()),
+            builtin_proxy,
             settings,
             transport,
             key,

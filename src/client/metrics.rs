@@ -204,6 +204,9 @@ impl<T: Transport> Probe for Context<T> {
         let rows: Vec<(&str, &ServiceCounters)> =
             c.services.iter().map(|(n, s)| (n.as_str(), s)).collect();
         out.by_label("service", &families, &rows);
+        if let Some(proxy) = &self.builtin_proxy {
+            proxy.stats().write_metrics(out);
+        }
     }
 
     fn health(&self) -> Health {

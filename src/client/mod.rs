@@ -32,12 +32,14 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::ClientSettings;
+use crate::http_proxy::Proxy;
 use crate::logging::Rounded;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
 use dialer::jitter;
 use session::SessionEnd;
+use std::sync::Arc;
 
 pub use context::Event;
 pub use session::ClientError;
@@ -64,20 +66,21 @@ pub async fn run_configured(
 ) -> Result<(), ClientError> {
     // Lives as long as the client: the built-in proxy behind any
     // `local: "http-proxy"` service.
-    let _proxy = builtin_proxy(&mut settings, &shutdown)
+    let builtin = builtin_proxy(&mut settings, &shutdown)
         .await
         .map_err(|source| ClientError::Start {
             what: "the built-in HTTP proxy",
             source,
         })?;
+    let (_proxy_task, proxy) = builtin.unzip();
     if let Some(tls) = &settings.tls {
         // Once, at start: our own certificate, with mutual TLS.
         let consequence = "a server that demands client certificates will refuse it";
         crate::transport::tls::log_warnings(&tls.certificate_warnings(), consequence);
     }
     match settings.tls.as_ref().map(TlsTransport::client) {
-        Some(tls) => run(settings, tls, shutdown, events).await,
-        None => run(settings, TcpTransport, shutdown, events).await,
+        Some(tls) => run_with(settings, tls, shutdown, events, proxy).await,
+        None => run_with(settings, TcpTransport, shutdown, events, proxy).await,
     }
 }
 
@@ -87,7 +90,7 @@ pub async fn run_configured(
 async fn builtin_proxy(
     settings: &mut ClientSettings,
     shutdown: &Signal,
-) -> io::Result<Option<TaskSet>> {
+) -> io::Result<Option<(TaskSet, Arc<Proxy>)>> {
     let wanted = |s: &crate::config::ServiceSettings| s.local == crate::config::HTTP_PROXY_LOCAL;
     if !settings.services.iter().any(wanted) {
         return Ok(None);
@@ -101,11 +104,11 @@ async fn builtin_proxy(
     for service in settings.services.iter_mut().filter(|s| wanted(s)) {
         service.local = addr.to_string();
     }
-    let proxy =
-        crate::http_proxy::Proxy::for_tunnel(&settings.http_proxy).map_err(io::Error::other)?;
+    let proxy = Proxy::for_tunnel(&settings.http_proxy).map_err(io::Error::other)?;
     let task = TaskSet::new();
     task.spawn({
         let shutdown = shutdown.clone();
+        let proxy = proxy.clone();
         async move {
             if let Err(e) =
                 crate::http_proxy::run(listeners, proxy, PROXY_STATS_INTERVAL, shutdown).await
@@ -114,7 +117,7 @@ async fn builtin_proxy(
             }
         }
     });
-    Ok(Some(task))
+    Ok(Some((task, proxy)))
 }
 
 /// How often the built-in proxy logs its counters (when they changed).
@@ -126,6 +129,17 @@ pub async fn run<T: Transport>(
     transport: T,
     shutdown: Signal,
     events: Option<Sender<Event>>,
+) -> Result<(), ClientError> {
+    run_with(settings, transport, shutdown, events, None).await
+}
+
+/// [`run`], reporting the built-in proxy's counters too when there is one.
+async fn run_with<T: Transport>(
+    settings: ClientSettings,
+    transport: T,
+    shutdown: Signal,
+    events: Option<Sender<Event>>,
+    proxy: Option<Arc<Proxy>>,
 ) -> Result<(), ClientError> {
     let client_id = crate::auth::random().map_err(|source| ClientError::Start {
         what: "the client (no random client id)",
@@ -141,7 +155,7 @@ pub async fn run<T: Transport>(
             })?),
             None => None,
         };
-    let ctx = context::Context::new(settings, transport, client_id, events);
+    let ctx = context::Context::new(settings, transport, client_id, events, proxy);
     let _ticker = {
         let ticker = TaskSet::new();
         ticker.spawn(crate::logfold::Fold::ticker(ctx.log.clone()));

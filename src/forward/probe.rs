@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::admin::{Health, Probe, Status};
-use crate::metrics::{Exposition, Kind, Sharded, Traffic, TrafficTotals};
+use crate::metrics::{Exposition, Family, Kind, Sharded, Traffic, TrafficTotals};
 
 /// One forward rule: where it listens, where it connects, what it counted.
 #[derive(Debug)]
@@ -52,10 +52,7 @@ pub struct ForwardProbe {
     pub rules: Vec<Arc<Rule>>,
 }
 
-/// A family's name, type, help, and how to read its value from a rule.
-type Family = (&'static str, Kind, &'static str, fn(&Rule) -> u64);
-
-const FAMILIES: [Family; 5] = [
+const FAMILIES: [Family<Rule>; 5] = [
     (
         "porthole_forward_connections_total",
         Kind::Counter,
@@ -90,13 +87,13 @@ const FAMILIES: [Family; 5] = [
 
 impl Probe for ForwardProbe {
     fn metrics(&self, out: &mut Exposition) {
-        for (name, kind, help, read) in FAMILIES {
-            out.family(name, kind, help);
-            for rule in &self.rules {
-                let listen = rule.listen.to_string();
-                out.sample(name, &[("listen", &listen)], read(rule));
-            }
-        }
+        let listens: Vec<String> = self.rules.iter().map(|r| r.listen.to_string()).collect();
+        let rows: Vec<(&str, &Rule)> = listens
+            .iter()
+            .zip(&self.rules)
+            .map(|(listen, rule)| (listen.as_str(), &**rule))
+            .collect();
+        out.by_label("listen", &FAMILIES, &rows);
     }
 
     /// The probe exists only once every listener is bound.

@@ -4,8 +4,9 @@
 //! that never disturb the tunnel.
 
 use crate::common::admin::{get, must, request, scrape, until};
-use crate::common::process::{Proc, porthole as args};
-use crate::common::tls::Pki;
+use crate::common::process::{Proc, porthole as args, run};
+use crate::common::tls::{Pki, localhost, new_ca};
+use porthole::gencert::Validity;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -53,8 +54,12 @@ fn client_config(pki: &Pki, server: SocketAddr, local: SocketAddr, extra: &str) 
 }
 
 fn tunnel(name: &str, local: SocketAddr, client_extra: &str) -> Tunnel {
-    let pki = Pki::new(name);
-    let (server, addr, server_admin) = server(&pki, "");
+    tunnel_in(Pki::new(name), local, ("", client_extra))
+}
+
+/// [`tunnel`] in `pki`'s directory, with more fields for each config.
+fn tunnel_in(pki: Pki, local: SocketAddr, (server_extra, client_extra): (&str, &str)) -> Tunnel {
+    let (server, addr, server_admin) = server(&pki, server_extra);
     let config = client_config(&pki, addr, local, client_extra);
     let mut client = Proc::spawn(args(&["client", "-c", &config]));
     let client_admin = client.address_after("admin endpoint on http://", LINE);
@@ -101,10 +106,10 @@ fn visit(public: SocketAddr) -> usize {
 }
 
 /// Every visitor's bytes, counted exactly at both ends, through links of
-/// the kind `client_extra` configures.
-fn counters_equal_what_visitors_moved(name: &str, client_extra: &str) {
+/// the kind the extra config fields ask for.
+fn counters_equal_what_visitors_moved(pki: Pki, extra: (&str, &str)) {
     let local = up_down_service(VISITORS);
-    let t = tunnel(name, local, client_extra);
+    let t = tunnel_in(pki, local, extra);
     let threads: Vec<_> = (0..VISITORS)
         .map(|_| std::thread::spawn(move || visit(t.public)))
         .collect();
@@ -167,12 +172,28 @@ fn counters_equal_what_visitors_moved(name: &str, client_extra: &str) {
 
 #[test]
 fn counters_equal_what_visitors_moved_over_pooled_links() {
-    counters_equal_what_visitors_moved("metrics-pooled", "");
+    counters_equal_what_visitors_moved(Pki::new("metrics-pooled"), ("", ""));
 }
 
 #[test]
 fn counters_equal_what_visitors_moved_over_multiplexed_links() {
-    counters_equal_what_visitors_moved("metrics-mux", "data_links: Multiplexed(links: 2)");
+    let mux = "data_links: Multiplexed(links: 2)";
+    counters_equal_what_visitors_moved(Pki::new("metrics-mux"), ("", mux));
+}
+
+/// Over TLS the relays copy instead of splicing: counted the same.
+#[test]
+fn counters_equal_what_visitors_moved_over_tls_links() {
+    let pki = Pki::new("metrics-tls");
+    let ca = new_ca();
+    let ca_file = pki.write("ca.crt", &ca.pem.cert);
+    let pem = ca
+        .server(&localhost(), Validity::days(1))
+        .expect("server certificate");
+    let (cert, key) = pki.pair("server", &pem);
+    let server = format!("transport: Tls(cert: {cert:?}, key: {key:?})");
+    let client = format!("transport: Tls(ca: Some({ca_file:?}), server_name: Some(\"localhost\"))");
+    counters_equal_what_visitors_moved(pki, (&server, &client));
 }
 
 #[test]
@@ -326,11 +347,27 @@ fn status_lists_clients_and_services_at_both_ends() {
     assert_eq!(client.role, "client");
     assert_eq!(client.services[0].local.as_deref(), Some("127.0.0.1:9"));
     assert_eq!(client.services[0].public, Some(t.public.to_string()));
-    let table = client.render();
-    assert!(
-        table.contains("echo") && table.contains("serving"),
-        "{table}"
-    );
+    // `porthole status` against both: the table names the service and its
+    // public address; `--json` parses.
+    for (admin, role) in [(t.server_admin, "server"), (t.client_admin, "client")] {
+        let admin = admin.to_string();
+        let out = run(args(&["status", "--admin", &admin]));
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+        let table = &out.stdout;
+        assert!(table.starts_with(&format!("porthole {role} ")), "{table}");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("echo "))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(
+            row.contains("serving") && row.contains(&t.public.to_string()),
+            "{table}"
+        );
+        let out = run(args(&["status", "--admin", &admin, "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+        let parsed: porthole::admin::Status = serde_json::from_str(&out.stdout).expect("--json");
+        assert_eq!(parsed.role, role);
+    }
 }
 
 /// `promtool check metrics` on a scrape of a live server and client: no
@@ -415,4 +452,126 @@ fn bad_requests_get_400_and_never_disturb_the_tunnel() {
     let _ = slow.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
     assert_eq!(visit(t.public), DOWN);
+}
+
+/// Every metric `examples/grafana-dashboard.json` queries is one a live server
+/// or client exports, and every label it groups by is on that metric.
+#[test]
+fn the_dashboard_queries_only_what_porthole_exports() {
+    let local = up_down_service(1);
+    let t = tunnel("metrics-dashboard", local, "");
+    assert_eq!(visit(t.public), DOWN);
+    let text = scrape(t.server_admin) + &scrape(t.client_admin);
+    let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/grafana-dashboard.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("read the dashboard"))
+            .expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    collect_queries(&dashboard, &mut queries);
+    assert!(queries.len() >= 10, "found only {queries:?}");
+    for query in &queries {
+        let names = metric_names(query);
+        assert!(!names.is_empty(), "no metric in {query:?}");
+        for name in &names {
+            let exported = samples
+                .iter()
+                .any(|s| s.starts_with(&format!("{name}{{")) || s.starts_with(&format!("{name} ")));
+            assert!(
+                exported,
+                "{query:?} queries {name}, which porthole does not export"
+            );
+        }
+        for label in grouped_by(query).into_iter().filter(|l| *l != "instance") {
+            let labelled = samples.iter().any(|s| {
+                names.iter().any(|n| s.starts_with(&format!("{n}{{")))
+                    && s.contains(&format!("{label}=\""))
+            });
+            assert!(
+                labelled,
+                "{query:?} groups by {label}, which {names:?} do not carry"
+            );
+        }
+    }
+}
+
+/// The PromQL of every panel target and template variable.
+fn collect_queries(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr" | "definition", serde_json::Value::String(q)) => out.push(q.clone()),
+                    _ => collect_queries(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_queries(v, out)),
+        _ => {}
+    }
+}
+
+/// The `porthole_*` and `process_*` names in a query.
+fn metric_names(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("porthole_") || w.starts_with("process_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The labels of every `by (…)` in a query.
+fn grouped_by(query: &str) -> Vec<&str> {
+    query
+        .split("by (")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')'))
+        .flat_map(|(labels, _)| labels.split(',').map(str::trim))
+        .collect()
+}
+
+/// A client whose service is the built-in HTTP proxy reports the proxy's
+/// counters with its own: here one refused CONNECT (loopback is off limits
+/// by default).
+#[test]
+fn a_clients_builtin_proxy_is_counted_with_it() {
+    let pki = Pki::new("metrics-builtin-proxy");
+    let (_server, addr, _) = server(&pki, "");
+    let config = pki.write(
+        "client.ron",
+        &format!(
+            r#"(server: "{addr}", token: "{TOKEN}", admin: Some("127.0.0.1:0"),
+                services: [(name: "web", local: "http-proxy", remote_port: 0)])"#
+        ),
+    );
+    let mut client = Proc::spawn(args(&["client", "-c", &config.to_string_lossy()]));
+    let admin = client.address_after("admin endpoint on http://", LINE);
+    let public = client.address_after("is public at ", LINE);
+    let answer = request(
+        public,
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 403 "), "{answer:?}");
+    until(LINE, || {
+        let text = scrape(admin);
+        let got = [
+            must(&text, "porthole_http_proxy_connections_total", &[]),
+            must(
+                &text,
+                "porthole_http_proxy_errors_total",
+                &[("status", "403")],
+            ),
+            must(
+                &text,
+                "porthole_client_visitors_total",
+                &[("service", "web")],
+            ),
+        ];
+        (got == [1.0, 1.0, 1.0])
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+    });
 }
