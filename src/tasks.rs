@@ -70,6 +70,12 @@ impl TaskSet {
         // Holding `tasks` while spawning means the task's own removal (which
         // takes the same lock) cannot run before its handle is inserted.
         let mut tasks = lock(&self.tasks);
+        // Boxed: an async block that awaits a future it captured keeps two
+        // copies of its state (the capture, and the future being awaited;
+        // rustc does not overlap them), which made every task, a held
+        // visitor's among them, twice its size. A box costs one allocation
+        // per spawn and holds the state once.
+        let fut = Box::pin(fut);
         let owned = async move {
             fut.await;
             if let Some(tasks) = weak.upgrade() {
@@ -79,7 +85,7 @@ impl TaskSet {
                 }
             }
         };
-        // No boxing: each arm spawns the concrete future.
+        // Each arm spawns the concrete wrapper (no second box).
         let task = match place {
             Place::Control => smol::spawn(owned),
             Place::Worker => crate::runtime::spawn(owned),

@@ -192,18 +192,19 @@ impl Stats {
             "Client connections open now.",
             traffic.active,
         );
-        let name = "porthole_http_proxy_errors_total";
-        out.family(
-            name,
+        // The counted statuses, then "other" (the last index of the block).
+        let statuses: Vec<String> = COUNTED.iter().map(u16::to_string).collect();
+        let labels: Vec<&str> = statuses
+            .iter()
+            .map(String::as_str)
+            .chain(["other"])
+            .collect();
+        let errors = (
+            "porthole_http_proxy_errors_total",
             Kind::Counter,
             "Error responses the proxy generated, by status.",
         );
-        for (i, status) in COUNTED.iter().enumerate() {
-            let label = status.to_string();
-            out.sample(name, &[("status", &label)], self.errors.get(i));
-        }
-        let other = self.errors.get(COUNTED.len());
-        out.sample(name, &[("status", "other")], other);
+        out.indexed(errors, "status", &labels, |i| self.errors.get(i));
     }
 }
 

@@ -90,6 +90,20 @@ impl Exposition {
         let _ = writeln!(self.out, " {}", h.count);
     }
 
+    /// A family of one sample per value of `label`, the `i`th read by `get(i)`.
+    pub fn indexed(
+        &mut self,
+        (name, kind, help): (&str, Kind, &str),
+        label: &str,
+        values: &[&str],
+        get: impl Fn(usize) -> u64,
+    ) {
+        self.family(name, kind, help);
+        for (i, value) in values.iter().enumerate() {
+            self.sample(name, &[(label, value)], get(i));
+        }
+    }
+
     /// Writes each family with one sample per row, labelled `label="name"`.
     pub fn by_label<T>(&mut self, label: &str, families: &[Family<T>], rows: &[(&str, &T)]) {
         for (name, kind, help, value) in families {

@@ -132,24 +132,20 @@ impl Counters {
     }
 
     fn write(&self, out: &mut Exposition) {
-        let name = "porthole_server_handshakes_total";
-        out.family(
-            name,
+        let handshakes = (
+            "porthole_server_handshakes_total",
             Kind::Counter,
             "Connections to the control port, by how their handshake ended.",
         );
-        for (i, result) in HANDSHAKE_LABELS.iter().enumerate() {
-            out.sample(name, &[("result", result)], self.handshakes.get(i));
-        }
-        let name = "porthole_server_refusals_total";
-        out.family(
-            name,
+        out.indexed(handshakes, "result", &HANDSHAKE_LABELS, |i| {
+            self.handshakes.get(i)
+        });
+        let refusals = (
+            "porthole_server_refusals_total",
             Kind::Counter,
             "Registrations, visitors and connections refused, by reason.",
         );
-        for (i, reason) in REASON_LABELS.iter().enumerate() {
-            out.sample(name, &[("reason", reason)], self.refusals.get(i));
-        }
+        out.indexed(refusals, "reason", &REASON_LABELS, |i| self.refusals.get(i));
         let name = "porthole_server_link_wait_seconds";
         out.family(
             name,

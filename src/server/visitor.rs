@@ -41,26 +41,14 @@ impl<T: Transport> Session<T> {
             return;
         }
         let name = service.name();
-        if let Some((stream, worker)) = self.muxes.open(&name, addr) {
-            // A stream on a multiplexed link: no connection, no handshake; the
-            // relay runs on the link driver's worker.
-            let session = self.clone();
-            self.visitors.spawn_at(worker, async move {
-                let open = service.traffic.open();
-                let visit = Visit {
-                    name: &name,
-                    service: &service,
-                    addr,
-                    accepted,
-                };
-                let result = session.serve_muxed(&visit, visitor, stream).await;
-                log_visitor_end(&visit, &open, result);
-            });
-            return;
-        }
+        // A stream on a multiplexed link (no connection, no handshake) is
+        // relayed on the link driver's worker; a pooled link is taken here.
+        let (worker, stream) = match self.muxes.open(&name, addr) {
+            Some((stream, worker)) => (worker, Some(stream)),
+            None => (runtime::this_or_next_worker(), None),
+        };
         let session = self.clone();
-        let here = runtime::this_or_next_worker();
-        self.visitors.spawn_at(here, async move {
+        self.visitors.spawn_at(worker, async move {
             let open = service.traffic.open();
             let visit = Visit {
                 name: &name,
@@ -68,7 +56,12 @@ impl<T: Transport> Session<T> {
                 addr,
                 accepted,
             };
-            let result = session.serve_visitor(&visit, visitor).await;
+            // Boxed: the task of an idle pooled visitor (the common case)
+            // is then no larger than its own path needs.
+            let result = match stream {
+                Some(stream) => Box::pin(session.serve_muxed(&visit, visitor, stream)).await,
+                None => session.serve_visitor(&visit, visitor).await,
+            };
             log_visitor_end(&visit, &open, result);
         });
     }

@@ -95,7 +95,7 @@ pub fn until<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -
             }
             // A short pause between scrapes, not a synchronisation: the loop
             // ends on the condition, and the deadline bounds it.
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)), // ok-sleep: poll interval
         }
     }
 }

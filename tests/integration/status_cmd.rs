@@ -16,13 +16,14 @@ use std::time::Duration;
 /// is [`COMMAND_DEADLINE`](crate::common::process::COMMAND_DEADLINE).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
 
-/// A server's status with one client and two services.
+/// A server's status with one client and two services (canned: its
+/// addresses are documentation ones, RFC 5737, never dialled).
 fn two_services() -> Status {
     let service = |name: &str, public: &str| ServiceStatus {
         name: name.to_owned(),
         state: "serving".to_owned(),
         public: Some(public.to_owned()),
-        client: Some("127.0.0.1:40000".to_owned()),
+        client: Some("192.0.2.7:40000".to_owned()),
         ..ServiceStatus::default()
     };
     Status {
@@ -31,10 +32,10 @@ fn two_services() -> Status {
         pid: 4242,
         uptime_seconds: 125,
         healthy: true,
-        listen: Some("127.0.0.1:7000".to_owned()),
+        listen: Some("192.0.2.1:7000".to_owned()),
         clients: vec![ClientStatus {
             session: "637eb585".to_owned(),
-            address: "127.0.0.1:40000".to_owned(),
+            address: "192.0.2.7:40000".to_owned(),
             transport: "tcp".to_owned(),
             services: vec!["web".to_owned(), "ssh".to_owned()],
             ..ClientStatus::default()
