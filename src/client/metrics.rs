@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::context::{Context, Event};
 use crate::admin::status::ServiceStatus;
 use crate::admin::{Health, Probe, Status};
-use crate::metrics::{ByLabel, Exposition, Family, Kind, Sharded, Traffic};
+use crate::metrics::{ByLabel, Exposition, Family, Kind, Sharded, Traffic, TrafficTotals};
 use crate::tasks::lock;
 use crate::transport::Transport;
 
@@ -35,6 +35,12 @@ impl ServiceCounters {
     pub fn local_failed(&self) {
         self.local_failures.bump(0);
     }
+}
+
+/// A service's counters as one scrape reads them.
+struct ServiceRow {
+    traffic: TrafficTotals,
+    local_failures: u64,
 }
 
 /// The client's counters, by configured service in config order.
@@ -169,40 +175,51 @@ impl<T: Transport> Probe for Context<T> {
             "Services the server accepted in this session.",
             registered,
         );
-        let families: [Family<ServiceCounters>; 5] = [
+        let families: [Family<ServiceRow>; 5] = [
             (
                 "porthole_client_visitors_total",
                 Kind::Counter,
                 "Visitors the server started for the service.",
-                |s| s.traffic.totals().total,
+                |s| s.traffic.total,
             ),
             (
                 "porthole_client_visitors_active",
                 Kind::Gauge,
                 "Visitors connected now.",
-                |s| s.traffic.totals().active,
+                |s| s.traffic.active,
             ),
             (
                 "porthole_client_local_connect_failures_total",
                 Kind::Counter,
                 "Visitors closed because the local service could not be reached.",
-                |s| s.local_failures.get(0),
+                |s| s.local_failures,
             ),
             (
                 "porthole_client_received_bytes_total",
                 Kind::Counter,
                 "Bytes received from the local service.",
-                |s| s.traffic.totals().received_bytes,
+                |s| s.traffic.received_bytes,
             ),
             (
                 "porthole_client_sent_bytes_total",
                 Kind::Counter,
                 "Bytes sent to the local service.",
-                |s| s.traffic.totals().sent_bytes,
+                |s| s.traffic.sent_bytes,
             ),
         ];
-        let rows: Vec<(&str, &ServiceCounters)> =
-            c.services.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        // Each service's slots summed once, then read by every family.
+        let totals: Vec<(&str, ServiceRow)> = c
+            .services
+            .iter()
+            .map(|(name, s)| {
+                let row = ServiceRow {
+                    traffic: s.traffic.totals(),
+                    local_failures: s.local_failures.get(0),
+                };
+                (name.as_str(), row)
+            })
+            .collect();
+        let rows: Vec<(&str, &ServiceRow)> = totals.iter().map(|(n, r)| (*n, r)).collect();
         out.by_label("service", &families, &rows);
         if let Some(proxy) = &self.builtin_proxy {
             proxy.stats().write_metrics(out);

@@ -117,16 +117,11 @@ impl Probe for ForwardProbe {
 impl ForwardProbe {
     /// Every rule's traffic added up.
     pub fn totals(&self) -> TrafficTotals {
-        self.rules
-            .iter()
-            .map(|r| r.traffic.totals())
-            .fold(TrafficTotals::default(), |a, b| TrafficTotals {
-                total: a.total.wrapping_add(b.total),
-                active: a.active.wrapping_add(b.active),
-                received_bytes: a.received_bytes.wrapping_add(b.received_bytes),
-                sent_bytes: a.sent_bytes.wrapping_add(b.sent_bytes),
-                failed: a.failed.wrapping_add(b.failed),
-            })
+        let mut sum = TrafficTotals::default();
+        for rule in &self.rules {
+            sum += rule.traffic.totals();
+        }
+        sum
     }
 }
 

@@ -113,6 +113,18 @@ pub struct TrafficTotals {
     pub failed: u64,
 }
 
+/// Adds another block's totals (several services of one name, several
+/// forward rules), wrapping as the sums of [`Sharded::sum`] do.
+impl std::ops::AddAssign for TrafficTotals {
+    fn add_assign(&mut self, other: TrafficTotals) {
+        self.total = self.total.wrapping_add(other.total);
+        self.active = self.active.wrapping_add(other.active);
+        self.received_bytes = self.received_bytes.wrapping_add(other.received_bytes);
+        self.sent_bytes = self.sent_bytes.wrapping_add(other.sent_bytes);
+        self.failed = self.failed.wrapping_add(other.failed);
+    }
+}
+
 impl Sharded<Traffic> {
     /// Counts a connection open until the guard drops.
     pub fn open(&self) -> Open<'_> {

@@ -278,12 +278,7 @@ impl<T: Transport> Probe for Shared<T> {
 fn write_services(out: &mut Exposition, rows: &[ServiceRow]) {
     let mut by_name: BTreeMap<&str, TrafficTotals> = BTreeMap::new();
     for r in rows {
-        let t = by_name.entry(&r.name).or_default();
-        t.total += r.totals.total;
-        t.active += r.totals.active;
-        t.received_bytes += r.totals.received_bytes;
-        t.sent_bytes += r.totals.sent_bytes;
-        t.failed += r.totals.failed;
+        *by_name.entry(&r.name).or_default() += r.totals;
     }
     let families: [Family<TrafficTotals>; 5] = [
         (
