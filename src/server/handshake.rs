@@ -83,7 +83,7 @@ async fn handshake<T: Transport>(
     // `handshake_timeout`. The hello (after the TLS handshake, if any) is due
     // sooner: a client sends it at once, and a connection that is silent or
     // trickles its first bytes is what a flood is made of.
-    let settings = &shared.settings;
+    let settings = Arc::clone(&shared.settings());
     let deadline = accepted + settings.handshake_timeout;
     let hello_deadline = deadline.min(accepted + settings.hello_timeout);
     let mut link = secure(shared, conn, hello_deadline).await?;
@@ -142,7 +142,7 @@ async fn control<T: Transport>(
     }
     let session_id: SessionId = auth::random().map_err(HandshakeError::Io)?;
     shared.counters.handshake(Handshake::Ok);
-    let ok = proof.accept(session_id, shared.settings.heartbeat_interval);
+    let ok = proof.accept(session_id, shared.settings().heartbeat_interval);
     info!(
         "client {peer} authenticated (session {})",
         crate::wire::short_id(&session_id)

@@ -49,7 +49,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Everything the server's tasks share.
 pub(crate) struct Shared<T: Transport> {
-    pub settings: ServerSettings,
+    /// Swapped whole by a reload; read with [`Shared::settings`].
+    settings: arc_swap::ArcSwap<ServerSettings>,
     /// The control port as bound (`settings.bind` may say port 0).
     pub bound: SocketAddr,
     pub transport: T,
@@ -65,6 +66,16 @@ pub(crate) struct Shared<T: Transport> {
     pub visitor_log: Arc<Fold>,
     /// What the admin endpoint reports (see [`metrics`]).
     pub counters: Arc<metrics::Counters>,
+}
+
+impl<T: Transport> Shared<T> {
+    /// The settings in force now (a reload may swap them at any time; a
+    /// caller that needs several values consistent reads them from one guard).
+    /// Lock-free: a load touches no shared cache line, so the visitor path
+    /// may call it.
+    pub fn settings(&self) -> arc_swap::Guard<Arc<ServerSettings>> {
+        self.settings.load()
+    }
 }
 
 /// Accepts control and data links until cancelled.
@@ -182,7 +193,7 @@ pub async fn run<T: Transport>(
         )),
         counters,
         bound: listener.local_addr()?,
-        settings,
+        settings: arc_swap::ArcSwap::from_pointee(settings),
         transport,
         key,
         shutdown: shutdown.clone(),
@@ -195,8 +206,8 @@ pub async fn run<T: Transport>(
         shared.bound,
         shared.transport.name()
     );
-    let public = shared.settings.public_bind;
-    if public != shared.settings.bind.ip() {
+    let public = shared.settings().public_bind;
+    if public != shared.settings().bind.ip() {
         info!("public ports bind on {public}");
     }
     let connections = Arc::new(TaskSet::new());

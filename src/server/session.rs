@@ -79,8 +79,8 @@ impl<T: Transport> Session<T> {
             peer,
             shared: shared.clone(),
             control: tx,
-            pool: Pool::new(runtime::workers(), shared.settings.max_waiting_visitors),
-            muxes: MuxLinks::new(shared.settings.max_streams_per_link),
+            pool: Pool::new(runtime::workers(), shared.settings().max_waiting_visitors),
+            muxes: MuxLinks::new(shared.settings().max_streams_per_link),
             visitors: TaskSet::new(),
             services: Mutex::new(Vec::new()),
             kill,
@@ -90,7 +90,7 @@ impl<T: Transport> Session<T> {
         // the old session's ports instead of finding them "in use".
         shared
             .registry
-            .add_session(&session, shared.settings.reconnect_grace);
+            .add_session(&session, shared.settings().reconnect_grace);
         // The first frame on the control link (the `AuthOk`), queued only now
         // that the session can be found; a fresh queue always has room.
         let _ = session.control.try_send(greeting);
@@ -98,7 +98,7 @@ impl<T: Transport> Session<T> {
         let writer = smol::spawn(crate::wire::write_frames(writer, rx));
         let heartbeat = smol::spawn(crate::wire::heartbeats(
             session.control.clone(),
-            shared.settings.heartbeat_interval,
+            shared.settings().heartbeat_interval,
         ));
         let shutdown = shared.shutdown.clone();
         let end = session
@@ -147,7 +147,7 @@ impl<T: Transport> Session<T> {
         self.pool.close();
         self.muxes.go_away();
         self.visitors.cancel_all();
-        let grace = self.shared.settings.reconnect_grace;
+        let grace = self.shared.settings().reconnect_grace;
         self.shared.registry.end_session(self, graceful, grace);
     }
 
@@ -160,8 +160,9 @@ impl<T: Transport> Session<T> {
         self: &Arc<Self>,
         reader: &mut R,
     ) -> End {
-        let timeout = self.shared.settings.heartbeat_timeout;
         loop {
+            // Read each time: a reload may change it.
+            let timeout = self.shared.settings().heartbeat_timeout;
             let frame = match with_timeout(timeout, "heartbeat", read_frame(reader)).await {
                 Ok(frame) => frame,
                 Err(e) => return End::Lost(e),
@@ -222,7 +223,7 @@ impl<T: Transport> Session<T> {
     }
 
     async fn try_register(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, Refusal> {
-        let settings = &self.shared.settings;
+        let settings = Arc::clone(&self.shared.settings());
         if !valid_name(name) {
             let name = name.to_owned();
             return Err(Refusal::BadName { name });

@@ -28,7 +28,7 @@ impl<T: Transport> Session<T> {
     /// on the worker that accepted it.
     pub fn visit(self: &Arc<Self>, service: Arc<Service<T>>, visitor: TcpStream, addr: SocketAddr) {
         let accepted = Instant::now();
-        let max = self.shared.settings.max_visitors_per_client;
+        let max = self.shared.settings().max_visitors_per_client;
         if self.visitors.len() >= max {
             self.shared.counters.refused(Reason::VisitorLimit);
             // Refused, not left waiting: reset, as a port that refuses does.
@@ -104,8 +104,8 @@ impl<T: Transport> Session<T> {
             return Err(e);
         }
         let waiting = visitor.abort_guard();
-        let limit = self.shared.settings.handshake_timeout;
-        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
+        let limit = self.shared.settings().handshake_timeout;
+        let deadline = Instant::now() + self.shared.settings().visitor_timeout;
         let mut replay = dispatch::Replay::default();
         let raw = (&[][..], dispatch::Framing::Raw);
         loop {
@@ -154,8 +154,8 @@ impl<T: Transport> Session<T> {
         };
         let start = crate::protocol::to_bytes(&start)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let deadline = Instant::now() + self.shared.settings.visitor_timeout;
-        let limit = self.shared.settings.handshake_timeout;
+        let deadline = Instant::now() + self.shared.settings().visitor_timeout;
+        let limit = self.shared.settings().handshake_timeout;
         let start = (&start[..], dispatch::Framing::Chunks);
         loop {
             let mut link = self.take_link(deadline).await.inspect_err(|e| {
@@ -221,7 +221,7 @@ impl<T: Transport> Session<T> {
         .await?;
         // The client's `Idle` usually came with its `End`; if not, it is due
         // as soon as our `End` arrives there.
-        let limit = self.shared.settings.handshake_timeout;
+        let limit = self.shared.settings().handshake_timeout;
         let idle = relay::read_idle(&mut link, &mut finished.decoder);
         match with_timeout(limit, "waiting for the data link to go idle", idle).await {
             Ok(()) => self.pool.add(runtime::this_or_next_worker(), link),
