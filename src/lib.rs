@@ -100,6 +100,7 @@ pub mod logfold;
 pub mod logging;
 pub mod metrics;
 pub mod mux;
+pub mod notify;
 pub mod protocol;
 pub mod relay;
 pub mod runtime;
