@@ -26,6 +26,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`cli`] | argh command-line structs, flags folded into configs, `check` of any role |
+//! | [`reload`] | reloads: the config file's watch (inotify, debounced), loading it again, handing it to the running mode |
 //! | [`demo`] | the one-process loopback demo |
 //! | [`server`], [`client`] | policy: sessions, registry, public listeners, pools, reconnect |
 //! | [`forward`] | `porthole forward`: one-hop TCP forwarding on the same relays; owns its settings |
@@ -41,6 +42,11 @@
 //! | [`auth`] | HMAC proofs and nonces |
 //! | [`runtime`] | the per-worker runtime: one epoll, run queue and timer map per worker thread; sockets registered once |
 //! | [`tasks`], [`shutdown`], [`logfold`], [`logging`] | owned task sets, the shutdown signal, folded warnings, log output (level, colour) |
+//! | [`notify`] | systemd's readiness protocol (`READY=1`, `RELOADING=1`, `STOPPING=1`) without libsystemd |
+//!
+//! What a reload may change lives apart from what is fixed at start: the
+//! server's settings are swapped whole (`server/live.rs` keeps what needs a
+//! restart), the client's services in `client/live.rs`.
 //!
 //! `server/` and `client/` mirror each other: a long-lived part (`server::Shared`,
 //! `client/context.rs`), the handshake (`server/handshake.rs`,
@@ -78,10 +84,10 @@
 //!
 //! | owner | tasks |
 //! |---|---|
-//! | `server::run` | the control-port accept loop (control loop), one task per connection in its handshake or session, the log tickers |
+//! | `server::run` | the control-port accept loop (control loop), one task per connection in its handshake or session (a session ends after its visitors drained), the log tickers, the reload task |
 //! | a server `Session` | its control writer and heartbeat, its visitors (each on its worker), its mux drivers |
 //! | the registry | the public listeners of every service (one per worker), the reapers of lingering ports |
-//! | `client::run` | the built-in HTTP proxy, the log ticker, the current session |
+//! | `client::run` | the built-in HTTP proxy, the log ticker, the reload task, the current session, and the links of sessions whose server drains (until their visitors end) |
 //! | a client session | its control writer and heartbeat; through its `Links`, every pooled link (one task per link, dial to close) and the mux keepers, whose streams live in the mux link's own set |
 //! | `forward::run`, `http_proxy::run` | one accept loop per worker, one task per connection on the accepting worker |
 #![forbid(unsafe_code)]
@@ -103,6 +109,7 @@ pub mod mux;
 pub mod notify;
 pub mod protocol;
 pub mod relay;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;

@@ -6,10 +6,14 @@
 
 use argh::FromArgs;
 use futures_lite::StreamExt;
+use smol::channel::{Receiver, Sender};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use tracing::{error, info, warn};
 
 use porthole::cli::{self, AnyConfig, Cli, Command};
+use porthole::reload::{self, Cause, Request};
 use porthole::shutdown::{self, Signal, Trigger};
 use porthole::transport::tls::Severity;
 use porthole::{client, demo, forward, http_proxy, server};
@@ -33,8 +37,8 @@ fn main() -> ExitCode {
     }
     match command {
         Command::Check(args) => check(&args.config),
-        Command::Server(args) => run_server(&args),
-        Command::Client(args) => run_client(&args),
+        Command::Server(args) => run_server(args),
+        Command::Client(args) => run_client(args),
         Command::Forward(args) => run_forward(&args),
         Command::HttpProxy(args) => run_http_proxy(&args),
         Command::Status(args) => status(&args),
@@ -169,12 +173,59 @@ fn runtime_error(e: &dyn std::fmt::Display) -> ExitCode {
 /// What a command does on SIGUSR1: the HTTP proxy logs its counters.
 type OnUsr1 = Box<dyn Fn() + Send>;
 
+/// How a server or client reloads: SIGHUP and changes of its config file
+/// feed `causes`, and `drive` (see `porthole::reload::drive`) loads the
+/// config again and hands it to the running mode.
+struct Reload {
+    causes: (Sender<Cause>, Receiver<Cause>),
+    /// The config file, watched for changes; `None` when run from flags.
+    watch: Option<PathBuf>,
+    drive: Box<dyn FnOnce(Receiver<Cause>) -> BoxedFuture + Send>,
+}
+
+type BoxedFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Reload {
+    fn new<S, E>(watch: Option<PathBuf>, load: reload::Load<S, E>, mode: Sender<Request<S>>) -> Self
+    where
+        S: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Reload {
+            causes: smol::channel::bounded(1),
+            watch,
+            drive: Box::new(move |causes| Box::pin(reload::drive(causes, load, mode))),
+        }
+    }
+
+    /// Starts the driver and the file watch; both end when dropped.
+    fn start(self) -> Vec<smol::Task<()>> {
+        let (tx, rx) = self.causes;
+        let mut tasks = vec![smol::spawn((self.drive)(rx))];
+        if let Some(path) = self.watch {
+            match reload::Watcher::new(&path) {
+                Ok(watcher) => tasks.push(smol::spawn(async move {
+                    if let Err(e) = watcher.run(tx).await {
+                        warn!(
+                            "stopped watching {}: {e}; SIGHUP still reloads",
+                            path.display()
+                        );
+                    }
+                })),
+                Err(e) => warn!("config changes are not followed ({e}); SIGHUP reloads"),
+            }
+        }
+        tasks
+    }
+}
+
 /// The signals every long-running command handles, so that none of them
 /// dies of a signal meant for another porthole process (`pkill -USR1
-/// porthole`): SIGINT and SIGTERM stop it, SIGHUP (reload, not yet) and
-/// SIGUSR1 (the proxy's stats) are logged and otherwise ignored. Registered
+/// porthole`): SIGINT and SIGTERM drain it (a second one stops it at
+/// once), SIGHUP reloads a server or client (`reload`), SIGUSR1 makes the
+/// HTTP proxy report; otherwise they are logged and ignored. Registered
 /// before anything else runs.
-fn signals(on_usr1: Option<OnUsr1>) -> std::io::Result<Signal> {
+fn signals(on_usr1: Option<OnUsr1>, reload: Option<Sender<Cause>>) -> std::io::Result<Signal> {
     use async_signal::Signal as Sig;
     let (trigger, signal) = shutdown::channel();
     let mut signals = async_signal::Signals::new([Sig::Int, Sig::Term, Sig::Hup, Sig::Usr1])?;
@@ -186,20 +237,30 @@ fn signals(on_usr1: Option<OnUsr1>) -> std::io::Result<Signal> {
             let name = signal_name(sig);
             match sig {
                 Sig::Int | Sig::Term if stopping => {
-                    info!("received {name} again; already shutting down");
+                    info!("received {name} again: stopping now");
+                    std::process::exit(0);
                 }
                 Sig::Int | Sig::Term => {
-                    info!("received {name}, shutting down");
+                    info!("received {name}: draining (send it again to stop at once)");
                     stopping = true;
+                    if let Some(n) = porthole::notify::notifier() {
+                        n.stopping();
+                    }
                     Trigger::fire(&trigger);
                 }
                 Sig::Usr1 => match &on_usr1 {
                     Some(report) => report(),
                     None => info!("received {name}: ignored (only http-proxy reports on it)"),
                 },
-                _ => info!(
-                    "received {name}: ignored (porthole does not reload its config yet; restart it to apply changes)"
-                ),
+                _ => match &reload {
+                    // Full: a reload is already due.
+                    Some(causes) => {
+                        let _ = causes.try_send(Cause::Signal);
+                    }
+                    None => info!(
+                        "received {name}: ignored (only server and client reload their config)"
+                    ),
+                },
             }
         }
     })
@@ -218,19 +279,22 @@ fn signal_name(sig: async_signal::Signal) -> &'static str {
     }
 }
 
-/// Runs `mode` until it ends or SIGINT/SIGTERM; any error is a runtime failure.
-fn run_until_signal<F, Fut, E>(on_usr1: Option<OnUsr1>, mode: F) -> ExitCode
+/// Runs `mode` until it ends (after SIGINT/SIGTERM, once drained); any
+/// error is a runtime failure.
+fn run_until_signal<F, Fut, E>(on_usr1: Option<OnUsr1>, reload: Option<Reload>, mode: F) -> ExitCode
 where
     F: FnOnce(Signal) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let shutdown = match signals(on_usr1) {
+    let causes = reload.as_ref().map(|r| r.causes.0.clone());
+    let shutdown = match signals(on_usr1, causes) {
         Ok(s) => s,
         Err(e) => return runtime_error(&e),
     };
     raise_descriptor_limit();
     smol::block_on(async {
+        let _reloading = reload.map(Reload::start);
         match mode(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => runtime_error(&e),
@@ -250,10 +314,10 @@ fn raise_descriptor_limit() {
     }
 }
 
-fn run_server(args: &cli::ServerArgs) -> ExitCode {
+fn run_server(args: cli::ServerArgs) -> ExitCode {
     let env_token = std::env::var(cli::TOKEN_ENV).ok();
     let source = cli::token_source(args.token.as_deref(), env_token.as_deref(), &args.config);
-    let settings = match cli::server_settings(args, env_token) {
+    let settings = match cli::server_settings(&args, env_token.clone()) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
@@ -261,16 +325,20 @@ fn run_server(args: &cli::ServerArgs) -> ExitCode {
         info!("token from {source}");
     }
     porthole::runtime::init(settings.workers);
-    run_until_signal(None, |shutdown| async move {
+    let watch = args.config.clone();
+    let (tx, requests) = smol::channel::bounded(1);
+    let load: reload::Load<_, _> = Arc::new(move || cli::server_settings(&args, env_token.clone()));
+    let reload = Reload::new(watch, load, tx);
+    run_until_signal(None, Some(reload), |shutdown| async move {
         let listener = server::bind(&settings).await?;
-        server::run_configured(listener, settings, shutdown).await
+        server::run_reloadable(listener, settings, shutdown, Some(requests)).await
     })
 }
 
-fn run_client(args: &cli::ClientArgs) -> ExitCode {
+fn run_client(args: cli::ClientArgs) -> ExitCode {
     let env_token = std::env::var(cli::TOKEN_ENV).ok();
     let source = cli::token_source(args.token.as_deref(), env_token.as_deref(), &args.config);
-    let settings = match cli::client_settings(args, env_token) {
+    let settings = match cli::client_settings(&args, env_token.clone()) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
@@ -278,8 +346,12 @@ fn run_client(args: &cli::ClientArgs) -> ExitCode {
         info!("token from {source}");
     }
     porthole::runtime::init(settings.workers);
-    run_until_signal(None, |shutdown| {
-        client::run_configured(settings, shutdown, None)
+    let watch = args.config.clone();
+    let (tx, requests) = smol::channel::bounded(1);
+    let load: reload::Load<_, _> = Arc::new(move || cli::client_settings(&args, env_token.clone()));
+    let reload = Reload::new(watch, load, tx);
+    run_until_signal(None, Some(reload), |shutdown| {
+        client::run_reloadable(settings, shutdown, None, Some(requests))
     })
 }
 
@@ -289,8 +361,9 @@ fn run_forward(args: &cli::ForwardArgs) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     porthole::runtime::init(settings.workers);
-    run_until_signal(None, |shutdown| async move {
+    run_until_signal(None, None, |shutdown| async move {
         let forwards = forward::bind(&settings).await?;
+        notify_ready();
         forward::run(forwards, settings.connect_timeout, shutdown).await
     })
 }
@@ -305,10 +378,19 @@ fn run_http_proxy(args: &cli::HttpProxyArgs) -> ExitCode {
     let proxy = http_proxy::Proxy::new(proxy);
     let stats = proxy.stats().clone();
     let report: OnUsr1 = Box::new(move || info!("http proxy stats: {}", stats.snapshot()));
-    run_until_signal(Some(report), |shutdown| async move {
+    run_until_signal(Some(report), None, |shutdown| async move {
         let listener = http_proxy::bind(&settings).await?;
+        notify_ready();
         http_proxy::run(listener, proxy, interval, shutdown).await
     })
+}
+
+/// Tells systemd (`Type=notify`) the command is serving; the server and the
+/// client say it themselves once their listeners and endpoints are up.
+fn notify_ready() {
+    if let Some(n) = porthole::notify::notifier() {
+        n.ready();
+    }
 }
 
 /// Every outcome is printed as `error: …`, like any one-shot command's; a
@@ -338,7 +420,7 @@ fn run_demo(once: bool) -> ExitCode {
     let shutdown = if once {
         Signal::never()
     } else {
-        match signals(None) {
+        match signals(None, None) {
             Ok(s) => s,
             Err(e) => return runtime_error(&e),
         }

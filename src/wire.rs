@@ -123,7 +123,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
         if write_frame(&mut writer, &frame).await.is_err() {
             return;
         }
-        if frame == Frame::Goodbye {
+        if matches!(frame, Frame::Goodbye { .. }) {
             break;
         }
     }

@@ -286,6 +286,8 @@ fn attacker_frame(bytes: &mut impl Iterator<Item = u8>) -> Option<Frame> {
         6 => Frame::OpenData {
             count: u16::from(kind),
         },
-        _ => Frame::Goodbye,
+        _ => Frame::Goodbye {
+            reason: porthole::protocol::Farewell::Leaving,
+        },
     })
 }

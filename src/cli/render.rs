@@ -74,6 +74,7 @@ fn server(s: &ServerSettings) -> String {
     doc.field("hello_timeout", duration(s.hello_timeout));
     doc.field("reconnect_grace", duration(s.reconnect_grace));
     doc.field("visitor_timeout", duration(s.visitor_timeout));
+    doc.field("drain_timeout", duration(s.drain_timeout));
     doc.field("max_visitors_per_client", s.max_visitors_per_client);
     doc.field("max_waiting_visitors", s.max_waiting_visitors);
     doc.field("max_streams_per_link", s.max_streams_per_link);
@@ -119,6 +120,7 @@ fn client(c: &ClientSettings) -> String {
     doc.field("handshake_timeout", duration(c.handshake_timeout));
     doc.field("reconnect_max_backoff", duration(c.reconnect_max_backoff));
     doc.field("port_in_use_timeout", duration(c.port_in_use_timeout));
+    doc.field("drain_timeout", duration(c.drain_timeout));
     doc.field("max_links", c.max_links);
     doc.field("max_link_uses", c.max_link_uses);
     doc.field("max_link_age", duration(c.max_link_age));

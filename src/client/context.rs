@@ -4,7 +4,9 @@
 use smol::channel::Sender;
 use std::sync::{Arc, Mutex};
 
+use super::live::{Control, Live};
 use super::metrics::{Counters, State};
+use arc_swap::ArcSwap;
 
 use crate::auth::Key;
 use crate::config::ClientSettings;
@@ -25,13 +27,23 @@ pub enum Event {
     },
     /// The server refused a service; the others are unaffected.
     Refused { name: String, message: String },
+    /// The server closed a service's port as asked (a reload removed or
+    /// moved it).
+    Unregistered { name: String },
     /// The control link ended; the client will reconnect.
     Disconnected { reason: String },
 }
 
 /// What every connection attempt shares.
 pub(super) struct Context<T: Transport> {
+    /// As started: what a reload changes is in `live`.
     pub settings: ClientSettings,
+    /// The services and drain timeout in force (see [`super::live`]).
+    pub(super) live: ArcSwap<Live>,
+    /// The session that is up, for a reload to reach the server.
+    pub(super) control: smol::lock::Mutex<Option<Control>>,
+    /// Where the built-in HTTP proxy listens, when a service uses it.
+    pub(super) builtin_proxy_local: Option<String>,
     pub transport: T,
     pub key: Key,
     pub client_id: ClientId,
@@ -53,11 +65,15 @@ impl<T: Transport> Context<T> {
         transport: T,
         client_id: ClientId,
         events: Option<Sender<Event>>,
-        builtin_proxy: Option<Arc<crate::http_proxy::Proxy>>,
+        builtin: Option<(Arc<crate::http_proxy::Proxy>, String)>,
     ) -> Arc<Self> {
         let key = Key::new(settings.token.expose());
         let counters = Counters::new(settings.services.iter().map(|s| s.name.as_str()));
+        let (builtin_proxy, builtin_proxy_local) = builtin.unzip();
         Arc::new(Context {
+            live: ArcSwap::from_pointee(Live::of(&settings)),
+            control: smol::lock::Mutex::new(None),
+            builtin_proxy_local,
             counters,
             state: Mutex::new(State::default()),
             builtin_proxy,
@@ -86,10 +102,13 @@ impl<T: Transport> Context<T> {
             .map_or(server.as_str(), |(host, _)| host)
     }
 
-    /// The local address of `service`, if the client has such a service.
-    pub fn local_of(&self, service: &str) -> Option<&str> {
-        let services = &self.settings.services;
-        let found = services.iter().find(|s| s.name == service);
-        found.map(|s| s.local.as_str())
+    /// The services and drain timeout in force.
+    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// The local address of `service`, if the client has such a service now.
+    pub fn local_of(&self, service: &str) -> Option<String> {
+        self.live().service(service).map(|s| s.local.clone())
     }
 }

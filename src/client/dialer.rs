@@ -101,7 +101,7 @@ pub(super) async fn connect_local<T: Transport>(
         return None;
     };
     let limit = ctx.settings.handshake_timeout;
-    let connect = TcpStream::connect(local);
+    let connect = TcpStream::connect(local.as_str());
     match with_timeout(limit, "connecting to the local service", connect).await {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);

@@ -7,7 +7,9 @@
 //! public address or refusal) follows the [`Event`]s the client emits, so
 //! health, status and the events observers see cannot disagree.
 
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::context::{Context, Event};
@@ -44,28 +46,55 @@ struct ServiceRow {
 }
 
 /// The client's counters, by configured service in config order.
+/// The services' counters: a reload swaps the list, and a visitor keeps its
+/// service's counters while it lives.
+type ServiceList = Vec<(String, Arc<ServiceCounters>)>;
+
 #[derive(Debug)]
 pub(super) struct Counters {
     links: Sharded<ByLabel<3>>,
-    services: Vec<(String, ServiceCounters)>,
+    services: ArcSwap<ServiceList>,
 }
 
 impl Counters {
     pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Self {
         Counters {
             links: Sharded::new(),
-            services: names
-                .map(|n| (n.to_owned(), ServiceCounters::default()))
-                .collect(),
+            services: ArcSwap::from_pointee(
+                names.map(|n| (n.to_owned(), Arc::default())).collect(),
+            ),
         }
     }
 
     /// A service's counters (a handful of services: a scan is cheapest).
-    pub fn service(&self, name: &str) -> Option<&ServiceCounters> {
+    pub fn service(&self, name: &str) -> Option<Arc<ServiceCounters>> {
         self.services
+            .load()
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, c)| c)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// Visitors connected now, over every service.
+    pub fn active(&self) -> u64 {
+        let services = self.services.load();
+        services
+            .iter()
+            .map(|(_, c)| c.traffic.totals().active)
+            .sum()
+    }
+
+    /// After a reload: counters for exactly these services, in this order;
+    /// a service kept keeps its counts.
+    pub fn keep_services<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let old = self.services.load();
+        let list: ServiceList = names
+            .map(|n| {
+                let kept = old.iter().find(|(o, _)| o == n).map(|(_, c)| c.clone());
+                (n.to_owned(), kept.unwrap_or_default())
+            })
+            .collect();
+        self.services.store(Arc::new(list));
     }
 
     /// One data link (pooled or multiplexed) dialled; `ok` if it authenticated.
@@ -116,6 +145,9 @@ impl<T: Transport> Context<T> {
             Event::Refused { name, message } => {
                 st.services
                     .insert(name.clone(), Registration::Refused(message.clone()));
+            }
+            Event::Unregistered { name } => {
+                st.services.remove(name);
             }
             Event::Disconnected { reason } => {
                 st.connected = None;
@@ -208,8 +240,8 @@ impl<T: Transport> Probe for Context<T> {
             ),
         ];
         // Each service's slots summed once, then read by every family.
-        let totals: Vec<(&str, ServiceRow)> = c
-            .services
+        let services = c.services.load();
+        let totals: Vec<(&str, ServiceRow)> = services
             .iter()
             .map(|(name, s)| {
                 let row = ServiceRow {
@@ -236,7 +268,7 @@ impl<T: Transport> Probe for Context<T> {
                 .map_or(String::new(), |e| format!(": {e}"));
             return Health::Unavailable(format!("not connected to {server}{why}"));
         }
-        for s in &self.settings.services {
+        for s in &self.live().services {
             match self.registration(&st, &s.name) {
                 Registration::Public(_) => {}
                 Registration::Pending => {
@@ -265,7 +297,7 @@ impl<T: Transport> Probe for Context<T> {
         status.upstream = Some(self.settings.server.clone());
         let st = lock(&self.state);
         status.services = self
-            .settings
+            .live()
             .services
             .iter()
             .map(|s| {

@@ -21,6 +21,7 @@
 
 mod context;
 mod dialer;
+mod live;
 mod metrics;
 mod muxed;
 mod pool;
@@ -34,6 +35,7 @@ use tracing::{error, info, warn};
 use crate::config::ClientSettings;
 use crate::http_proxy::Proxy;
 use crate::logging::Rounded;
+use crate::reload::Requests;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
@@ -60,9 +62,20 @@ const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// [`run`] over the transport the settings name: TLS when `settings.tls` is
 /// set, plain TCP otherwise.
 pub async fn run_configured(
+    settings: ClientSettings,
+    shutdown: Signal,
+    events: Option<Sender<Event>>,
+) -> Result<(), ClientError> {
+    run_reloadable(settings, shutdown, events, None).await
+}
+
+/// [`run_configured`], applying the services of every reload request (see
+/// `live.rs`).
+pub async fn run_reloadable(
     mut settings: ClientSettings,
     shutdown: Signal,
     events: Option<Sender<Event>>,
+    reloads: Option<Requests<ClientSettings>>,
 ) -> Result<(), ClientError> {
     // Lives as long as the client: the built-in proxy behind any
     // `local: "http-proxy"` service.
@@ -72,15 +85,18 @@ pub async fn run_configured(
             what: "the built-in HTTP proxy",
             source,
         })?;
-    let (_proxy_task, proxy) = builtin.unzip();
+    let (_proxy_task, proxy) = builtin
+        .map(|(task, proxy, local)| (task, (proxy, local)))
+        .unzip();
     if let Some(tls) = &settings.tls {
         // Once, at start: our own certificate, with mutual TLS.
         let consequence = "a server that demands client certificates will refuse it";
         crate::transport::tls::log_warnings(&tls.certificate_warnings(), consequence);
     }
+    let extras = Extras { proxy, reloads };
     match settings.tls.as_ref().map(TlsTransport::client) {
-        Some(tls) => run_with(settings, tls, shutdown, events, proxy).await,
-        None => run_with(settings, TcpTransport, shutdown, events, proxy).await,
+        Some(tls) => run_with(settings, tls, shutdown, events, extras).await,
+        None => run_with(settings, TcpTransport, shutdown, events, extras).await,
     }
 }
 
@@ -90,7 +106,7 @@ pub async fn run_configured(
 async fn builtin_proxy(
     settings: &mut ClientSettings,
     shutdown: &Signal,
-) -> io::Result<Option<(TaskSet, Arc<Proxy>)>> {
+) -> io::Result<Option<(TaskSet, Arc<Proxy>, String)>> {
     let wanted = |s: &crate::config::ServiceSettings| s.local == crate::config::HTTP_PROXY_LOCAL;
     if !settings.services.iter().any(wanted) {
         return Ok(None);
@@ -117,7 +133,7 @@ async fn builtin_proxy(
             }
         }
     });
-    Ok(Some((task, proxy)))
+    Ok(Some((task, proxy, addr.to_string())))
 }
 
 /// How often the built-in proxy logs its counters (when they changed).
@@ -130,7 +146,15 @@ pub async fn run<T: Transport>(
     shutdown: Signal,
     events: Option<Sender<Event>>,
 ) -> Result<(), ClientError> {
-    run_with(settings, transport, shutdown, events, None).await
+    run_with(settings, transport, shutdown, events, Extras::default()).await
+}
+
+/// What a client started from a config may have besides its settings.
+#[derive(Default)]
+struct Extras {
+    /// The built-in HTTP proxy and its address, when a service uses it.
+    proxy: Option<(Arc<Proxy>, String)>,
+    reloads: Option<Requests<ClientSettings>>,
 }
 
 /// [`run`], reporting the built-in proxy's counters too when there is one.
@@ -139,7 +163,7 @@ async fn run_with<T: Transport>(
     transport: T,
     shutdown: Signal,
     events: Option<Sender<Event>>,
-    proxy: Option<Arc<Proxy>>,
+    extras: Extras,
 ) -> Result<(), ClientError> {
     let client_id = crate::auth::random().map_err(|source| ClientError::Start {
         what: "the client (no random client id)",
@@ -155,21 +179,51 @@ async fn run_with<T: Transport>(
             })?),
             None => None,
         };
-    let ctx = context::Context::new(settings, transport, client_id, events, proxy);
+    let ctx = context::Context::new(settings, transport, client_id, events, extras.proxy);
     let _ticker = {
         let ticker = TaskSet::new();
         ticker.spawn(crate::logfold::Fold::ticker(ctx.log.clone()));
         if let Some(admin) = admin {
             ticker.spawn(admin.serve(ctx.clone()));
         }
+        if let Some(reloads) = extras.reloads {
+            let ctx = ctx.clone();
+            ticker.spawn(async move {
+                while let Ok(request) = reloads.recv().await {
+                    ctx.reload(request.settings).await;
+                }
+            });
+        }
         ticker
     };
+    if let Some(n) = crate::notify::notifier() {
+        n.ready();
+    }
+    // Links of sessions that ended with the server draining, finishing
+    // their visitors while the next session runs.
+    let retiring = TaskSet::new();
+    let ended = sessions(&ctx, &shutdown, &retiring).await;
+    let drain = ctx.live().drain_timeout;
+    if !retiring.is_empty() {
+        retiring.join(drain).await;
+    }
+    info!("client stopped");
+    ended
+}
+
+/// Runs session after session, with the reconnect schedule between them,
+/// until `shutdown` fires or a fatal error.
+async fn sessions<T: Transport>(
+    ctx: &Arc<context::Context<T>>,
+    shutdown: &Signal,
+    retiring: &TaskSet,
+) -> Result<(), ClientError> {
     let mut schedule = Reconnect::new(ctx.settings.reconnect_max_backoff);
     // Since when every service has been refused with a port in use.
     let mut ports_held_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
-        let end = session::run_once(&ctx, &shutdown).await;
+        let end = session::run_once(ctx, shutdown, retiring).await;
         if !matches!(end, SessionEnd::PortInUse) {
             ports_held_since = None;
         }
@@ -198,6 +252,18 @@ async fn run_with<T: Transport>(
                 });
                 delay
             }
+            SessionEnd::Draining => {
+                let (delay, _) = schedule.next(started.elapsed(), Instant::now());
+                let delay = jitter(delay);
+                info!(
+                    "{server} is draining (restarting?): reconnecting in {}; visitors in flight finish meanwhile",
+                    Rounded(delay)
+                );
+                ctx.emit(Event::Disconnected {
+                    reason: "the server is draining".to_owned(),
+                });
+                delay
+            }
             SessionEnd::Lost(e) => {
                 let (delay, new_outage) = schedule.next(started.elapsed(), Instant::now());
                 let delay = jitter(delay);
@@ -218,8 +284,7 @@ async fn run_with<T: Transport>(
                 delay
             }
         };
-        if !pause(delay, &shutdown).await {
-            info!("client stopped");
+        if !pause(delay, shutdown).await {
             return Ok(());
         }
     }

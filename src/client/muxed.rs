@@ -21,13 +21,21 @@ use futures_lite::AsyncWriteExt;
 /// Pause before replacing a multiplexed link that ended.
 const REFILL_PAUSE: Duration = Duration::from_secs(1);
 
-/// Keeps one multiplexed link of `session` up; the task set that owns this
-/// task ends it with the session.
-pub(super) async fn keep<T: Transport>(ctx: Arc<Context<T>>, session: SessionId) {
-    loop {
+/// Keeps one multiplexed link of `session` up until `draining` fires (then
+/// the link in use ends once the server's `GoAway` and its last stream
+/// did); the task set that owns this task ends it with the session.
+pub(super) async fn keep<T: Transport>(
+    ctx: Arc<Context<T>>,
+    session: SessionId,
+    draining: crate::shutdown::Signal,
+) {
+    while !draining.is_fired() {
         match Box::pin(dialer::data_link(&ctx, session, true)).await {
             Ok(link) => {
                 let end = serve(&ctx, link).await;
+                if draining.is_fired() {
+                    return debug!("multiplexed data link drained: {end}");
+                }
                 warn!("multiplexed data link ended: {end}; reconnecting");
             }
             Err(e) => warn!("cannot open a multiplexed data link: {e}"),
@@ -90,6 +98,7 @@ async fn visitor<T: Transport>(
     stream.write_all(&Chunk::Accept.encode()).await?;
     stream.flush().await?;
     let counters = ctx.counters.service(&service);
+    let counters = counters.as_deref();
     let open = counters.map(|c| c.traffic.open());
     let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
         if let Some(open) = &open {

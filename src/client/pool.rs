@@ -27,6 +27,7 @@ use crate::handshake::HandshakeError;
 use crate::protocol::chunk::{Chunk, Role};
 use crate::protocol::{Frame, LEN_PREFIX, MAX_FRAME_LEN, SessionId};
 use crate::relay;
+use crate::shutdown;
 use crate::tasks::TaskSet;
 use crate::transport::Transport;
 
@@ -40,6 +41,8 @@ pub const MAX_CONCURRENT_DIALS: usize = 64;
 /// First pause after a failed dial; doubles up to [`MAX_DIAL_BACKOFF`].
 const FIRST_DIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_DIAL_BACKOFF: Duration = Duration::from_secs(5);
+/// Pause before replacing a link the server closed while it was idle.
+const REPLACE_PAUSE: Duration = Duration::from_millis(100);
 /// An idle link closed sooner than this after it was dialled counts as a failed
 /// dial (a server refusing the link after authentication), so it is backed off.
 const SHORT_LIVED: Duration = Duration::from_secs(1);
@@ -47,6 +50,7 @@ const SHORT_LIVED: Duration = Duration::from_secs(1);
 /// The pooled data links of one session; dropping it closes them all.
 pub(super) struct Pool<T: Transport> {
     inner: Arc<Inner<T>>,
+    drain: shutdown::Trigger,
 }
 
 struct Inner<T: Transport> {
@@ -63,12 +67,16 @@ struct Inner<T: Transport> {
     /// first: a visitor that arrives while its link is being replaced must not
     /// cost a second link.
     unrequested: AtomicUsize,
+    /// Fired once the session ends with a drain: no link is dialled any
+    /// more, and idle links close.
+    draining: shutdown::Signal,
 }
 
 impl<T: Transport> Pool<T> {
     /// Starts a pool that keeps `size` idle links (0: only the links the
     /// server asks for, as with multiplexed links).
     pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, size: usize) -> Self {
+        let (drain, draining) = shutdown::channel();
         let inner = Arc::new(Inner {
             ctx,
             session_id,
@@ -77,9 +85,10 @@ impl<T: Transport> Pool<T> {
             target: size,
             dials: Semaphore::new(MAX_CONCURRENT_DIALS),
             unrequested: AtomicUsize::new(0),
+            draining,
         });
         open(&inner, size, false);
-        Pool { inner }
+        Pool { inner, drain }
     }
 
     /// The server asked for `count` more links: opens those not already on
@@ -87,6 +96,18 @@ impl<T: Transport> Pool<T> {
     pub fn open(&self, count: usize) {
         let on_the_way = take_up_to(&self.inner.unrequested, count);
         open(&self.inner, count - on_the_way, true);
+    }
+
+    /// Dials no more links and closes the idle ones; each busy link ends
+    /// with its visitor.
+    pub fn drain(&self) {
+        self.drain.fire();
+    }
+
+    /// Waits up to `limit` for every link to end (see [`Pool::drain`]),
+    /// then closes the rest.
+    pub async fn join(&self, limit: Duration) {
+        self.inner.tasks.join(limit).await;
     }
 }
 
@@ -105,6 +126,9 @@ fn take_up_to(counter: &AtomicUsize, n: usize) -> usize {
 }
 
 fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize, requested: bool) {
+    if inner.draining.is_fired() {
+        return;
+    }
     let room = inner
         .ctx
         .settings
@@ -153,6 +177,12 @@ async fn serve_link<T: Transport>(weak: Weak<Inner<T>>, mut requested: bool) -> 
             backoff = (backoff * 2).min(MAX_DIAL_BACKOFF);
         } else {
             backoff = FIRST_DIAL_BACKOFF;
+            if reason == Retire::Died {
+                // The server closes idle links when it drains or the session
+                // ends: by the time this pause is over the control link has
+                // said so, and the pool dials nothing into a closing server.
+                crate::runtime::sleep(REPLACE_PAUSE).await;
+            }
         }
         if !short_of_idle(&weak) {
             return Ok(());
@@ -204,10 +234,20 @@ async fn carry<T: Transport>(
 ) -> Retire {
     let mut uses = 0u64;
     loop {
-        // Idle until a visitor arrives; the session's end cancels this task.
+        // Idle until a visitor arrives; the session's end cancels this task,
+        // a drain ends the wait. (A `Start` the server sent meanwhile is
+        // never accepted, so the server offers its visitor elsewhere.)
+        let Some(draining) = weak.upgrade().map(|i| i.draining.clone()) else {
+            return Retire::Done;
+        };
         let idle = IdleGuard::new(weak);
         let probes = ctx.settings.link_probe_interval;
-        let start = Box::pin(wait_for_start(&mut link, probes)).await;
+        let start = Box::pin(wait_for_start(&mut link, probes))
+            .or(async {
+                draining.wait().await;
+                Err(io::Error::other("closed by the drain"))
+            })
+            .await;
         drop(idle);
         let start = match start {
             Ok(start) => start,
@@ -271,6 +311,7 @@ async fn visit<T: Transport>(
     keep: relay::KeepLink<'_>,
 ) -> Option<bool> {
     let counters = ctx.counters.service(&service);
+    let counters = counters.as_deref();
     let open = counters.map(|c| c.traffic.open());
     let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
         if let Some(open) = &open {
@@ -308,8 +349,9 @@ async fn visit<T: Transport>(
 
 /// Whether fewer links than the pool size are idle.
 fn short_of_idle<T: Transport>(weak: &Weak<Inner<T>>) -> bool {
-    weak.upgrade()
-        .is_some_and(|inner| inner.idle.load(Ordering::Relaxed) < inner.target)
+    weak.upgrade().is_some_and(|inner| {
+        !inner.draining.is_fired() && inner.idle.load(Ordering::Relaxed) < inner.target
+    })
 }
 
 /// Waits for the server's `Start` on an idle link, sending a `Probe` every

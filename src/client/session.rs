@@ -15,10 +15,11 @@ use tracing::{debug, error, info, warn};
 use super::context::{Context, Event};
 use super::pool::Pool;
 use super::{dialer, muxed};
-use crate::config::DataLinks;
+use crate::config::{DataLinks, ServiceSettings};
 use crate::handshake::HandshakeError;
-use crate::protocol::{ErrorCode, Frame, SessionId};
-use crate::shutdown::Signal;
+use crate::logging::Rounded;
+use crate::protocol::{ErrorCode, Farewell, Frame, SessionId};
+use crate::shutdown::{self, Signal};
 use crate::tasks::TaskSet;
 use crate::transport::Transport;
 use crate::wire::{read_frame, with_timeout, write_frame};
@@ -81,8 +82,11 @@ impl std::error::Error for ClientError {
 
 /// How one connection attempt ended.
 pub(super) enum SessionEnd {
-    /// Our shutdown signal fired; goodbye sent.
+    /// Our shutdown signal fired; goodbye sent, visitors drained.
     Shutdown,
+    /// The server is draining (restarting): reconnect; the visitors in
+    /// flight finish on their links meanwhile.
+    Draining,
     /// Transient: reconnect.
     Lost(io::Error),
     /// Every service was refused, a port in use among them: worth retrying
@@ -105,10 +109,12 @@ impl From<HandshakeError> for SessionEnd {
 }
 
 /// The data links of one session; dropping it closes them all.
-struct Links<T: Transport> {
+pub(super) struct Links<T: Transport> {
     pool: Pool<T>,
     /// The tasks keeping multiplexed links up.
-    _muxed: TaskSet,
+    muxed: TaskSet,
+    /// Tells the multiplexed links' keepers to stop dialling.
+    draining: shutdown::Trigger,
 }
 
 impl<T: Transport> Links<T> {
@@ -117,11 +123,13 @@ impl<T: Transport> Links<T> {
     /// while no multiplexed link is up).
     fn new(ctx: &Arc<Context<T>>, session: SessionId) -> Self {
         let muxed = TaskSet::new();
+        let (draining, stop_dialling) = shutdown::channel();
         let size = match ctx.settings.data_links {
             DataLinks::Pooled { size } => size,
             DataLinks::Multiplexed { links } => {
                 for _ in 0..links {
-                    muxed.spawn_worker(muxed::keep(ctx.clone(), session));
+                    let keep = muxed::keep(ctx.clone(), session, stop_dialling.clone());
+                    muxed.spawn_worker(keep);
                 }
                 0
             }
@@ -129,7 +137,8 @@ impl<T: Transport> Links<T> {
         let pool = Pool::new(ctx.clone(), session, size);
         Links {
             pool,
-            _muxed: muxed,
+            muxed,
+            draining,
         }
     }
 
@@ -137,21 +146,46 @@ impl<T: Transport> Links<T> {
     fn open(&self, count: u16) {
         self.pool.open(usize::from(count));
     }
+
+    /// No new link is dialled; the links carrying a visitor go on until it
+    /// ends (idle ones end as the server closes them), for up to `limit`;
+    /// then whatever is left is closed.
+    pub async fn drain(self, limit: Duration) {
+        self.draining.fire();
+        self.pool.drain();
+        let deadline = std::time::Instant::now() + limit;
+        self.pool.join(limit).await;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        self.muxed.join(left).await;
+    }
 }
 
 /// Connects, authenticates, registers and serves until the link ends.
-pub(crate) async fn run_once<T: Transport>(ctx: &Arc<Context<T>>, shutdown: &Signal) -> SessionEnd {
+/// When the server drains, the links carrying visitors go on in `retiring`
+/// while the next session starts.
+pub(crate) async fn run_once<T: Transport>(
+    ctx: &Arc<Context<T>>,
+    shutdown: &Signal,
+    retiring: &TaskSet,
+) -> SessionEnd {
     match connect(ctx).or(stopped(shutdown)).await {
-        Ok(up) => serve(ctx, up, shutdown).await,
+        Ok(up) => serve(ctx, up, shutdown, retiring).await,
         Err(end) => end,
     }
 }
 
-/// A control link that is authenticated and registered, with its data links
-/// and the heartbeat interval the server asked for.
-type Up<T> = (<T as Transport>::Stream, Links<T>, Duration);
+/// A control link that is authenticated and registered, with its data links,
+/// the heartbeat interval the server asked for, and the services (name,
+/// remote port) it asked for.
+struct Up<T: Transport> {
+    link: T::Stream,
+    links: Links<T>,
+    interval: Duration,
+    asked: Vec<(String, u16)>,
+}
 
 async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEnd> {
+    let services = ctx.live().services.clone();
     let (mut link, accepted) = dialer::control(ctx).await?;
     if !accepted.authenticated {
         warn!("the server runs with --insecure-no-auth; accepted as asked");
@@ -167,34 +201,49 @@ async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEn
     // The pool fills while we register: a visitor may arrive at the first
     // registered port before the last service is answered.
     let links = Links::new(ctx, accepted.session);
-    register(ctx, &mut link, &links).await?;
-    Ok((link, links, interval))
+    register(ctx, &mut link, &links, &services).await?;
+    let asked = services.iter().map(|s| (s.name.clone(), s.remote_port));
+    Ok(Up {
+        link,
+        links,
+        interval,
+        asked: asked.collect(),
+    })
 }
 
 /// The control loop, with the heartbeats and the writer, until the link
-/// ends or `shutdown` fires (then `Goodbye` is sent).
+/// ends or `shutdown` fires (then `Goodbye` is sent and the visitors in
+/// flight drained).
 async fn serve<T: Transport>(
     ctx: &Context<T>,
-    (link, links, interval): Up<T>,
+    up: Up<T>,
     shutdown: &Signal,
+    retiring: &TaskSet,
 ) -> SessionEnd {
     let timeout = ctx
         .settings
         .heartbeat_timeout
-        .max(interval * MIN_TIMEOUT_INTERVALS);
-    let (reader, writer) = split(link);
+        .max(up.interval * MIN_TIMEOUT_INTERVALS);
+    let (reader, writer) = split(up.link);
     let (tx, rx) = bounded(CONTROL_QUEUE_LEN);
     let writer = smol::spawn(crate::wire::write_frames(writer, rx));
-    let heartbeat = smol::spawn(crate::wire::heartbeats(tx.clone(), interval));
-    let end = control_loop(reader, &links, timeout)
-        .or(async {
-            shutdown.wait().await;
-            SessionEnd::Shutdown
-        })
-        .await;
+    let heartbeat = smol::spawn(crate::wire::heartbeats(tx.clone(), up.interval));
+    let links = up.links;
+    let end = async {
+        ctx.attach(tx.clone(), up.asked).await;
+        control_loop(ctx, reader, &links, timeout).await
+    }
+    .or(async {
+        shutdown.wait().await;
+        SessionEnd::Shutdown
+    })
+    .await;
+    ctx.detach().await;
     drop(heartbeat);
     if matches!(end, SessionEnd::Shutdown) {
-        let _ = tx.try_send(Frame::Goodbye);
+        let _ = tx.try_send(Frame::Goodbye {
+            reason: Farewell::Leaving,
+        });
     }
     tx.close();
     let _ = with_timeout(Duration::from_secs(1), "flushing control link", async {
@@ -202,6 +251,19 @@ async fn serve<T: Transport>(
         Ok(())
     })
     .await;
+    let drain = ctx.live().drain_timeout;
+    match end {
+        SessionEnd::Shutdown => {
+            let busy = ctx.counters.active();
+            info!(
+                "draining: {busy} visitors in flight get up to {} to finish",
+                Rounded(drain)
+            );
+            links.drain(drain).await;
+        }
+        SessionEnd::Draining => retiring.spawn(links.drain(drain)),
+        _ => {}
+    }
     end
 }
 
@@ -226,9 +288,10 @@ async fn register<T: Transport>(
     ctx: &Context<T>,
     link: &mut T::Stream,
     links: &Links<T>,
+    services: &[ServiceSettings],
 ) -> Result<(), SessionEnd> {
     let lost = |e: io::Error| SessionEnd::Lost(e);
-    for service in &ctx.settings.services {
+    for service in services {
         let frame = Frame::Register {
             name: service.name.clone(),
             remote_port: service.remote_port,
@@ -237,7 +300,7 @@ async fn register<T: Transport>(
     }
     let mut tally = Tally::default();
     let limit = ctx.settings.handshake_timeout;
-    while tally.answered < ctx.settings.services.len() {
+    while tally.answered < services.len() {
         let frame = with_timeout(limit, "registration", read_frame(link)).await;
         match frame.map_err(lost)? {
             Frame::Heartbeat => {}
@@ -259,27 +322,10 @@ struct Tally {
 impl Tally {
     /// Counts (and reports) one answer; any other frame ends the session.
     fn answer<T: Transport>(&mut self, ctx: &Context<T>, frame: Frame) -> Result<(), SessionEnd> {
-        match frame {
-            Frame::Registered { name, port } => {
-                self.registered += 1;
-                let public = format!("{}:{port}", ctx.server_host());
-                let local = ctx.local_of(&name).unwrap_or("?");
-                info!("service {name} is public at {public} -> {local}");
-                ctx.emit(Event::Registered { name, port, public });
-            }
-            Frame::RegisterFailed {
-                name,
-                code,
-                message,
-            } => {
-                self.port_in_use |= code == ErrorCode::PortInUse;
-                error!(
-                    "service {name} refused by the server: {message}; {}",
-                    refusal_fix(code)
-                );
-                ctx.emit(Event::Refused { name, message });
-            }
-            other => return Err(unexpected(other)),
+        match answered(ctx, frame)? {
+            Answer::Registered => self.registered += 1,
+            Answer::Refused(code) => self.port_in_use |= code == ErrorCode::PortInUse,
+            Answer::Unregistered => return Ok(()),
         }
         self.answered += 1;
         Ok(())
@@ -294,6 +340,45 @@ impl Tally {
             (0, false) => Err(SessionEnd::Fatal(ClientError::EveryServiceRefused)),
             _ => Ok(()),
         }
+    }
+}
+
+/// What the server said about one of our services.
+enum Answer {
+    Registered,
+    Refused(ErrorCode),
+    Unregistered,
+}
+
+/// Reports (logs, events) the server's answer about a service; any other
+/// frame ends the session.
+fn answered<T: Transport>(ctx: &Context<T>, frame: Frame) -> Result<Answer, SessionEnd> {
+    match frame {
+        Frame::Registered { name, port } => {
+            let public = format!("{}:{port}", ctx.server_host());
+            let local = ctx.local_of(&name).unwrap_or_else(|| "?".to_owned());
+            info!("service {name} is public at {public} -> {local}");
+            ctx.emit(Event::Registered { name, port, public });
+            Ok(Answer::Registered)
+        }
+        Frame::RegisterFailed {
+            name,
+            code,
+            message,
+        } => {
+            error!(
+                "service {name} refused by the server: {message}; {}",
+                refusal_fix(code)
+            );
+            ctx.emit(Event::Refused { name, message });
+            Ok(Answer::Refused(code))
+        }
+        Frame::Unregistered { name } => {
+            info!("service {name} closed at the server");
+            ctx.emit(Event::Unregistered { name });
+            Ok(Answer::Unregistered)
+        }
+        other => Err(unexpected(other)),
     }
 }
 
@@ -317,6 +402,7 @@ fn refusal_fix(code: ErrorCode) -> &'static str {
 }
 
 async fn control_loop<R: AsyncRead + Unpin, T: Transport>(
+    ctx: &Context<T>,
     mut reader: R,
     links: &Links<T>,
     timeout: Duration,
@@ -329,8 +415,19 @@ async fn control_loop<R: AsyncRead + Unpin, T: Transport>(
         match frame {
             Frame::Heartbeat => {}
             Frame::OpenData { count } => links.open(count),
-            Frame::Goodbye => {
+            Frame::Goodbye {
+                reason: Farewell::Draining,
+            } => return SessionEnd::Draining,
+            Frame::Goodbye { .. } => {
                 return SessionEnd::Lost(io::Error::other("the server is shutting down"));
+            }
+            // Answers to what a reload asked for (see `super::live`).
+            frame @ (Frame::Registered { .. }
+            | Frame::RegisterFailed { .. }
+            | Frame::Unregistered { .. }) => {
+                if let Err(end) = answered(ctx, frame) {
+                    return end;
+                }
             }
             other => {
                 debug!("control link: {other:?}");

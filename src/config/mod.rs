@@ -54,6 +54,8 @@ const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 const HELLO_TIMEOUT_SECS: u64 = 2;
 const RECONNECT_GRACE_SECS: u64 = 30;
 const VISITOR_TIMEOUT_SECS: u64 = 10;
+/// How long a stopping server or client lets visitors in flight finish.
+const DRAIN_TIMEOUT_SECS: u64 = 30;
 const RECONNECT_MAX_BACKOFF_SECS: u64 = 30;
 /// How long a client whose every service is refused with a port in use keeps
 /// trying before it exits: a previous run of the same client that died
@@ -180,6 +182,10 @@ pub struct ServerConfig {
         deserialize_with = "duration"
     )]
     pub visitor_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long visitors in flight may go on before they
+    /// are closed; zero closes them at once.
+    #[serde(default = "secs::<DRAIN_TIMEOUT_SECS>", deserialize_with = "duration")]
+    pub drain_timeout: Duration,
     /// Visitors of one client's services at once (pooled and multiplexed);
     /// more are refused. Each costs about 2 KB here plus its sockets.
     #[serde(default = "default_max_visitors")]
@@ -251,6 +257,10 @@ pub struct ClientConfig {
         deserialize_with = "duration"
     )]
     pub port_in_use_timeout: Duration,
+    /// On SIGTERM/SIGINT: how long visitors in flight may go on before they
+    /// are closed; zero closes them at once.
+    #[serde(default = "secs::<DRAIN_TIMEOUT_SECS>", deserialize_with = "duration")]
+    pub drain_timeout: Duration,
     /// Data links (idle or carrying a visitor) at once; with pooled links this
     /// is the most visitors the client serves at once.
     #[serde(default = "default_max_links")]
@@ -337,6 +347,7 @@ pub struct ServerSettings {
     pub hello_timeout: Duration,
     pub reconnect_grace: Duration,
     pub visitor_timeout: Duration,
+    pub drain_timeout: Duration,
     pub max_visitors_per_client: usize,
     pub max_waiting_visitors: usize,
     pub max_streams_per_link: usize,
@@ -368,6 +379,7 @@ pub struct ClientSettings {
     pub handshake_timeout: Duration,
     pub reconnect_max_backoff: Duration,
     pub port_in_use_timeout: Duration,
+    pub drain_timeout: Duration,
     pub max_links: usize,
     pub max_link_uses: u64,
     pub max_link_age: Duration,

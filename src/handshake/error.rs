@@ -245,6 +245,8 @@ pub(super) fn frame_name(frame: &Frame) -> &'static str {
         Frame::OpenData { .. } => "open data",
         Frame::Start { .. } => "start",
         Frame::Error { .. } => "error",
-        Frame::Goodbye => "goodbye",
+        Frame::Goodbye { .. } => "goodbye",
+        Frame::Unregister { .. } => "unregister",
+        Frame::Unregistered { .. } => "unregistered",
     }
 }

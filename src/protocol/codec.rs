@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{
-    ErrorCode, Frame, LEN_PREFIX, LinkHello, MAGIC, MAX_FRAME_LEN, MAX_MESSAGE_LEN, MAX_NAME_LEN,
+    ErrorCode, Farewell, Frame, LEN_PREFIX, LinkHello, MAGIC, MAX_FRAME_LEN, MAX_MESSAGE_LEN,
+    MAX_NAME_LEN,
 };
 
 pub(super) mod tag {
@@ -21,6 +22,8 @@ pub(super) mod tag {
     pub const START: u8 = 0x0a;
     pub const ERROR: u8 = 0x0b;
     pub const GOODBYE: u8 = 0x0c;
+    pub const UNREGISTER: u8 = 0x0d;
+    pub const UNREGISTERED: u8 = 0x0e;
 }
 
 const LINK_CONTROL: u8 = 0;
@@ -54,6 +57,8 @@ pub enum DecodeError {
     Truncated,
     /// The body has bytes after the message.
     TrailingBytes(usize),
+    /// A `Goodbye` reason byte of 0 (leaving is spelled with no body).
+    BadFarewell(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -73,6 +78,7 @@ impl fmt::Display for DecodeError {
             DecodeError::BadUtf8 => f.write_str("string is not valid UTF-8"),
             DecodeError::Truncated => f.write_str("frame body is truncated"),
             DecodeError::TrailingBytes(n) => write!(f, "{n} unexpected bytes after the message"),
+            DecodeError::BadFarewell(n) => write!(f, "goodbye reason {n} is not a spelling"),
         }
     }
 }
@@ -162,7 +168,21 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
             code: ErrorCode::from_u16(r.u16()?),
             message: r.str16(MAX_MESSAGE_LEN)?,
         },
-        tag::GOODBYE => Frame::Goodbye,
+        tag::GOODBYE => Frame::Goodbye {
+            reason: match r.buf.is_empty() {
+                true => Farewell::Leaving,
+                false => {
+                    let n = r.u8()?;
+                    Farewell::from_u8(n).ok_or(DecodeError::BadFarewell(n))?
+                }
+            },
+        },
+        tag::UNREGISTER => Frame::Unregister {
+            name: r.str8(MAX_NAME_LEN)?,
+        },
+        tag::UNREGISTERED => Frame::Unregistered {
+            name: r.str8(MAX_NAME_LEN)?,
+        },
         other => return Err(DecodeError::UnknownType(other)),
     };
     if !r.buf.is_empty() {
@@ -274,7 +294,20 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             w.u16(code.to_u16());
             w.str16(message, MAX_MESSAGE_LEN)?;
         }
-        Frame::Goodbye => w.u8(tag::GOODBYE),
+        Frame::Goodbye { reason } => {
+            w.u8(tag::GOODBYE);
+            if let Some(n) = reason.to_u8() {
+                w.u8(n);
+            }
+        }
+        Frame::Unregister { name } => {
+            w.u8(tag::UNREGISTER);
+            w.str8(name, MAX_NAME_LEN)?;
+        }
+        Frame::Unregistered { name } => {
+            w.u8(tag::UNREGISTERED);
+            w.str8(name, MAX_NAME_LEN)?;
+        }
     }
     // Every field is individually capped, so the body always fits; the assert
     // documents the invariant that MAX_FRAME_LEN covers the largest message.

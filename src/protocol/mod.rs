@@ -148,8 +148,50 @@ pub enum Frame {
     },
     /// Either way: fatal for this link; `message` says why.
     Error { code: ErrorCode, message: String },
-    /// Either way on a control link: clean shutdown, do not wait for a reconnect.
-    Goodbye,
+    /// Either way on a control link: the sender is ending this session on
+    /// purpose; `reason` says whether it will be back (see [`Farewell`]).
+    Goodbye { reason: Farewell },
+    /// C→S: stop exposing `name` (a reload removed or changed it): its public
+    /// port closes and takes no more visitors; visitors already in finish.
+    Unregister { name: String },
+    /// S→C: answer to `Unregister`; the port is closed (or `name` was not
+    /// registered in this session: nothing to do).
+    Unregistered { name: String },
+}
+
+/// Why a peer says `Goodbye`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Farewell {
+    /// Leaving for good (a client stopping, or a server shutting down without
+    /// a drain). Spelled with no body, as before reasons existed.
+    Leaving,
+    /// The server is draining (a restart or a deploy): it takes no new
+    /// visitors, the ones in flight finish on their links, and the client
+    /// should expect it (or its successor) back and reconnect.
+    Draining,
+    /// A reason this build does not know (a newer peer); kept so it re-encodes.
+    Other(u8),
+}
+
+impl Farewell {
+    /// The body byte; `None` for [`Farewell::Leaving`] (no body).
+    pub fn to_u8(self) -> Option<u8> {
+        match self {
+            Farewell::Leaving => None,
+            Farewell::Draining => Some(1),
+            Farewell::Other(n) => Some(n),
+        }
+    }
+
+    /// The reason a body byte names; 0 is not a spelling (leaving has no
+    /// body), so every reason has exactly one encoding.
+    pub fn from_u8(n: u8) -> Option<Self> {
+        match n {
+            0 => None,
+            1 => Some(Farewell::Draining),
+            n => Some(Farewell::Other(n)),
+        }
+    }
 }
 
 /// Shortens `text` to at most [`MAX_MESSAGE_LEN`] bytes on a char boundary, so an

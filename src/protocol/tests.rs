@@ -57,8 +57,41 @@ fn samples() -> Vec<Frame> {
             code: ErrorCode::Other(999),
             message: "é".repeat(MAX_MESSAGE_LEN / 2),
         },
-        Frame::Goodbye,
+        Frame::Goodbye {
+            reason: Farewell::Leaving,
+        },
+        Frame::Goodbye {
+            reason: Farewell::Draining,
+        },
+        Frame::Goodbye {
+            reason: Farewell::Other(200),
+        },
+        Frame::Unregister { name: "web".into() },
+        Frame::Unregistered { name: "web".into() },
     ]
+}
+
+#[test]
+fn goodbye_spells_leaving_as_before_and_each_reason_once() {
+    let leaving = Frame::Goodbye {
+        reason: Farewell::Leaving,
+    };
+    assert_eq!(to_bytes(&leaving).expect("encodes"), [0, 1, tag::GOODBYE]);
+    let draining = Frame::Goodbye {
+        reason: Farewell::Draining,
+    };
+    assert_eq!(
+        to_bytes(&draining).expect("encodes"),
+        [0, 2, tag::GOODBYE, 1]
+    );
+    assert_eq!(
+        decode(&[0, 2, tag::GOODBYE, 0]),
+        Err(DecodeError::BadFarewell(0))
+    );
+    assert_eq!(
+        decode(&[0, 3, tag::GOODBYE, 1, 1]),
+        Err(DecodeError::TrailingBytes(1))
+    );
 }
 
 #[test]

@@ -221,7 +221,7 @@ impl<T: Transport> Probe for Shared<T> {
 
     fn health(&self) -> Health {
         if self.shutdown.is_fired() {
-            return Health::Unavailable("shutting down".to_owned());
+            return Health::Unavailable("draining: stopping".to_owned());
         }
         Health::Serving
     }

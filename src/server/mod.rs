@@ -11,6 +11,7 @@
 mod admission;
 mod dispatch;
 mod handshake;
+mod live;
 mod metrics;
 mod muxed;
 mod pool;
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::auth::Key;
 use crate::config::ServerSettings;
 use crate::logfold::Fold;
+use crate::reload::Requests;
 use crate::runtime;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
@@ -58,6 +60,8 @@ pub(crate) struct Shared<T: Transport> {
     pub key: Option<Key>,
     pub registry: Arc<registry::Registry<T>>,
     pub shutdown: Signal,
+    /// Fires once the drain began (after `shutdown`): sessions say goodbye.
+    pub draining: Signal,
     /// Budgets of connections still in their handshake.
     pub admission: Arc<admission::Admission>,
     /// Refused and shed connections, folded (anyone can cause them).
@@ -66,6 +70,8 @@ pub(crate) struct Shared<T: Transport> {
     pub visitor_log: Arc<Fold>,
     /// What the admin endpoint reports (see [`metrics`]).
     pub counters: Arc<metrics::Counters>,
+    /// When the drain ends: set once, when `shutdown` fires.
+    drain_deadline: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl<T: Transport> Shared<T> {
@@ -75,6 +81,14 @@ impl<T: Transport> Shared<T> {
     /// may call it.
     pub fn settings(&self) -> arc_swap::Guard<Arc<ServerSettings>> {
         self.settings.load()
+    }
+
+    /// When visitors still in flight are closed: `drain_timeout` after the
+    /// shutdown signal (or from now, if asked before it).
+    pub fn drain_deadline(&self) -> std::time::Instant {
+        *self
+            .drain_deadline
+            .get_or_init(|| std::time::Instant::now() + self.settings().drain_timeout)
     }
 }
 
@@ -143,6 +157,33 @@ fn admit<T: Transport>(
     }
 }
 
+/// The drain (see the module docs): no new client, link or visitor; every
+/// session says goodbye and its visitors in flight finish until the drain
+/// deadline; then whatever is left is closed.
+async fn drain<T: Transport>(
+    shared: &Arc<Shared<T>>,
+    accepting: runtime::Task<()>,
+    drain_now: crate::shutdown::Trigger,
+    connections: &TaskSet,
+) {
+    let deadline = shared.drain_deadline();
+    // Cancelled on the control loop, which closes the listener: a new
+    // server may bind the port while this one drains.
+    accepting.cancel().await;
+    let services = shared.registry.services();
+    let visitors: u64 = services.iter().map(|s| s.traffic.totals().active).sum();
+    drop(services);
+    shared.registry.close_ports().await;
+    let timeout = crate::logging::Rounded(shared.settings().drain_timeout);
+    info!("draining: {visitors} visitors in flight get up to {timeout} to finish");
+    drain_now.fire();
+    // The admin endpoint keeps answering (health says draining) until the
+    // sessions are gone.
+    connections
+        .join(deadline.saturating_duration_since(std::time::Instant::now()) + SHUTDOWN_GRACE)
+        .await;
+}
+
 /// Binds the control listener named in `settings`.
 pub async fn bind(settings: &ServerSettings) -> io::Result<TcpListener> {
     TcpListener::bind(settings.bind)
@@ -157,24 +198,46 @@ pub async fn run_configured(
     settings: ServerSettings,
     shutdown: Signal,
 ) -> io::Result<()> {
+    run_reloadable(listener, settings, shutdown, None).await
+}
+
+/// [`run_configured`], applying the settings of every reload request (see
+/// `live.rs`: what changes at once, what needs a restart).
+pub async fn run_reloadable(
+    listener: TcpListener,
+    settings: ServerSettings,
+    shutdown: Signal,
+    reloads: Option<Requests<ServerSettings>>,
+) -> io::Result<()> {
     if let Some(tls) = &settings.tls {
         // Once, at start: an expired certificate is refused by every TLS client.
         let consequence = "TLS clients will refuse this server until it is renewed";
         crate::transport::tls::log_warnings(&tls.certificate_warnings(), consequence);
     }
     match settings.tls.as_ref().map(TlsTransport::server) {
-        Some(tls) => run(listener, settings, tls, shutdown).await,
-        None => run(listener, settings, TcpTransport, shutdown).await,
+        Some(tls) => serve(listener, settings, tls, shutdown, reloads).await,
+        None => serve(listener, settings, TcpTransport, shutdown, reloads).await,
     }
 }
 
-/// Serves clients on `listener` until `shutdown` fires, then tells every client
-/// goodbye and returns.
+/// Serves clients on `listener` until `shutdown` fires, then drains: tells
+/// every client goodbye, lets visitors in flight finish for up to
+/// `drain_timeout`, and returns.
 pub async fn run<T: Transport>(
     listener: TcpListener,
     settings: ServerSettings,
     transport: T,
     shutdown: Signal,
+) -> io::Result<()> {
+    serve(listener, settings, transport, shutdown, None).await
+}
+
+async fn serve<T: Transport>(
+    listener: TcpListener,
+    settings: ServerSettings,
+    transport: T,
+    shutdown: Signal,
+    reloads: Option<Requests<ServerSettings>>,
 ) -> io::Result<()> {
     let listener = runtime::std_listener(listener)?;
     let admin = match settings.admin {
@@ -186,6 +249,7 @@ pub async fn run<T: Transport>(
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
     }
     let counters = Arc::new(metrics::Counters::default());
+    let (drain_now, draining) = crate::shutdown::channel();
     let shared = Arc::new(Shared {
         registry: Arc::new(registry::Registry::new(
             settings.public_bind,
@@ -197,9 +261,11 @@ pub async fn run<T: Transport>(
         transport,
         key,
         shutdown: shutdown.clone(),
+        draining,
         admission: Arc::new(admission::Admission::new()),
         connection_log: Arc::new(Fold::new("connections")),
         visitor_log: Arc::new(Fold::new("visitors")),
+        drain_deadline: std::sync::OnceLock::new(),
     });
     info!(
         "listening for clients on {} ({})",
@@ -218,17 +284,20 @@ pub async fn run<T: Transport>(
     if let Some(admin) = admin {
         tickers.spawn(admin.serve(shared.clone()));
     }
+    if let Some(reloads) = reloads {
+        tickers.spawn(live::serve(shared.clone(), reloads));
+    }
+    if let Some(n) = crate::notify::notifier() {
+        n.ready();
+    }
     // The control port is accepted on the runtime's control loop: it never
     // waits behind data-plane work, and handing a data link to a worker costs
     // one eventfd write.
     let accepting =
         runtime::spawn_control(accept_loop(listener, shared.clone(), connections.clone()));
     shutdown.wait().await;
-    // Cancelled on the control loop, which closes the listener.
-    accepting.cancel().await;
+    drain(&shared, accepting, drain_now, &connections).await;
     drop(tickers);
-    info!("shutting down: closing sessions");
-    connections.join(SHUTDOWN_GRACE).await;
     shared.registry.clear();
     info!("server stopped");
     Ok(())

@@ -105,6 +105,23 @@ impl<T: Transport> Service<T> {
     pub fn owner(&self) -> Option<Arc<Session<T>>> {
         lock(&self.state).owner.upgrade()
     }
+
+    /// Closes the public port now. Visitors hold their service (for its
+    /// counters), so dropping it from the registry alone would leave the
+    /// listeners accepting while one of them lives.
+    fn close(&self) {
+        let listeners = std::mem::take(&mut *lock(&self.listeners));
+        drop(listeners);
+    }
+
+    /// [`Service::close`], returning once every listener is closed on its
+    /// worker: a visitor that connects after this is refused.
+    async fn close_now(&self) {
+        let listeners = std::mem::take(&mut *lock(&self.listeners));
+        for listener in listeners {
+            listener.cancel().await;
+        }
+    }
 }
 
 impl<T: Transport> Registry<T> {
@@ -317,6 +334,7 @@ impl<T: Transport> Registry<T> {
             }
             if graceful {
                 info!("service {} on port {port} closed", st.name);
+                service.close();
                 return false;
             }
             st.owner = Weak::new();
@@ -351,6 +369,7 @@ impl<T: Transport> Registry<T> {
             });
             if expired {
                 if let Some(service) = ports.remove(port) {
+                    service.close();
                     info!(
                         "client did not come back: service {} on port {port} closed",
                         service.name()
@@ -360,9 +379,37 @@ impl<T: Transport> Registry<T> {
         }
     }
 
-    /// Closes every public listener (server shutdown).
+    /// Closes the port of `session`'s service `name` (the client
+    /// unregistered it) and returns it once closed; its visitors in flight
+    /// go on.
+    pub async fn release(&self, session: &Session<T>, name: &str) -> Option<u16> {
+        let service = {
+            let mut ports = lock(&self.ports);
+            let port = ports.iter().find_map(|(port, service)| {
+                let st = lock(&service.state);
+                (std::ptr::eq(st.owner.as_ptr(), session) && st.name == name).then_some(*port)
+            })?;
+            ports.remove(&port)?
+        };
+        service.close_now().await;
+        Some(service.port)
+    }
+
+    /// Closes every public listener, live and lingering (a drain starts),
+    /// and returns once they are closed on their workers: no new visitor is
+    /// accepted after this; the ones in flight go on.
+    pub async fn close_ports(&self) {
+        let ports: Vec<_> = lock(&self.ports).drain().map(|(_, s)| s).collect();
+        self.reapers.cancel_all();
+        for service in ports {
+            service.close_now().await;
+        }
+    }
+
+    /// Closes every public listener and forgets every session (server stop).
     pub fn clear(&self) {
-        lock(&self.ports).clear();
+        let ports: Vec<_> = lock(&self.ports).drain().map(|(_, s)| s).collect();
+        ports.iter().for_each(|s| s.close());
         lock(&self.sessions).clear();
         self.reapers.cancel_all();
     }

@@ -13,14 +13,16 @@ use smol::channel::{Sender, bounded};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::metrics::Reason;
 use super::muxed::MuxLinks;
 use super::pool::Pool;
 use super::refusal::Refusal;
-use crate::protocol::{ClientId, ErrorCode, Frame, MAX_NAME_LEN, SessionId, clamp_message};
+use crate::protocol::{
+    ClientId, ErrorCode, Farewell, Frame, MAX_NAME_LEN, SessionId, clamp_message,
+};
 use crate::shutdown;
 use crate::tasks::{TaskSet, lock};
 use crate::transport::Transport;
@@ -53,10 +55,12 @@ pub(crate) struct Session<T: Transport> {
 
 /// How a session ended.
 enum End {
-    /// The client said goodbye: release its ports now.
+    /// The client said goodbye: release its ports now; its visitors in
+    /// flight finish (it drains them) within our `drain_timeout`.
     Goodbye,
-    /// Server shutdown: goodbye sent, release everything.
-    Shutdown,
+    /// Server drain: goodbye sent; visitors in flight finish until the
+    /// drain deadline.
+    Drain,
     /// Link lost or protocol error: keep its ports for the grace period.
     Lost(io::Error),
 }
@@ -100,12 +104,12 @@ impl<T: Transport> Session<T> {
             session.control.clone(),
             shared.settings().heartbeat_interval,
         ));
-        let shutdown = shared.shutdown.clone();
+        let draining = shared.draining.clone();
         let end = session
             .read_loop(&mut reader)
             .or(async {
-                shutdown.wait().await;
-                End::Shutdown
+                draining.wait().await;
+                End::Drain
             })
             .or(async {
                 killed.wait().await;
@@ -118,17 +122,22 @@ impl<T: Transport> Session<T> {
         session.finish(end, writer).await;
     }
 
-    /// Says goodbye if due, flushes the control link (bounded), closes the pool
-    /// and the visitors, and releases or parks the services.
+    /// Says goodbye if due, flushes the control link (bounded), releases or
+    /// parks the services, and closes the idle links; then, after a goodbye
+    /// either way, lets the visitors in flight finish until the drain
+    /// deadline, and closes whatever is left.
     async fn finish(&self, end: End, writer: smol::Task<()>) {
         let (peer, id) = (self.peer, short_id(&self.id));
+        let settings = Arc::clone(&self.shared.settings());
         let graceful = match &end {
             End::Goodbye => {
                 info!("client {peer} said goodbye (session {id})");
                 true
             }
-            End::Shutdown => {
-                let _ = self.control.try_send(Frame::Goodbye);
+            End::Drain => {
+                let _ = self.control.try_send(Frame::Goodbye {
+                    reason: Farewell::Draining,
+                });
                 true
             }
             End::Lost(e) => {
@@ -144,11 +153,22 @@ impl<T: Transport> Session<T> {
             Ok(())
         })
         .await;
+        // No new visitor: its ports are released (or parked) and its idle
+        // links closed; mux links take no new streams.
         self.pool.close();
         self.muxes.go_away();
+        self.shared
+            .registry
+            .end_session(self, graceful, settings.reconnect_grace);
+        if graceful && !self.visitors.is_empty() {
+            let deadline = match end {
+                End::Drain => self.shared.drain_deadline(),
+                _ => std::time::Instant::now() + settings.drain_timeout,
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            self.visitors.join(left).await;
+        }
         self.visitors.cancel_all();
-        let grace = self.shared.settings().reconnect_grace;
-        self.shared.registry.end_session(self, graceful, grace);
     }
 
     /// Ends this session as lost (a newer connection of the same client).
@@ -171,16 +191,18 @@ impl<T: Transport> Session<T> {
                 Frame::Heartbeat => {}
                 Frame::Register { name, remote_port } => {
                     let reply = self.register(&name, remote_port).await;
-                    // Bounded: a client that floods requests and never reads
-                    // must not wedge this loop past its heartbeat timeout.
-                    let sent = with_timeout(timeout, "queueing a reply", async {
-                        self.control.send(reply).await.map_err(io::Error::other)
-                    });
-                    if let Err(e) = sent.await {
+                    if let Err(e) = self.reply(reply, timeout).await {
                         return End::Lost(e);
                     }
                 }
-                Frame::Goodbye => return End::Goodbye,
+                Frame::Goodbye { .. } => return End::Goodbye,
+                Frame::Unregister { name } => {
+                    self.unregister(&name).await;
+                    let reply = Frame::Unregistered { name };
+                    if let Err(e) = self.reply(reply, timeout).await {
+                        return End::Lost(e);
+                    }
+                }
                 Frame::Error { code, message } => {
                     return End::Lost(io::Error::other(format!(
                         "client reported {code:?}: {message}"
@@ -196,6 +218,16 @@ impl<T: Transport> Session<T> {
                 }
             }
         }
+    }
+
+    /// Queues an answer to the client. Bounded: a client that floods
+    /// requests and never reads must not wedge the read loop past its
+    /// heartbeat timeout.
+    async fn reply(&self, frame: Frame, timeout: std::time::Duration) -> io::Result<()> {
+        with_timeout(timeout, "queueing a reply", async {
+            self.control.send(frame).await.map_err(io::Error::other)
+        })
+        .await
     }
 
     async fn register(self: &Arc<Self>, name: &str, port: u16) -> Frame {
@@ -251,6 +283,26 @@ impl<T: Transport> Session<T> {
             .await?;
         lock(&self.services).push(name.to_owned());
         Ok(service.port)
+    }
+
+    /// Stops exposing `name`: its port closes now; visitors in flight go on.
+    async fn unregister(&self, name: &str) {
+        let removed = {
+            let mut services = lock(&self.services);
+            let before = services.len();
+            services.retain(|s| s != name);
+            services.len() != before
+        };
+        if !removed {
+            return debug!(
+                "client {}: unregister of unknown service {name:?}",
+                self.peer
+            );
+        }
+        match self.shared.registry.release(self, name).await {
+            Some(port) => info!("client {}: service {name} on port {port} closed", self.peer),
+            None => info!("client {}: service {name} closed", self.peer),
+        }
     }
 
     /// The names of the services this session registered.

@@ -39,8 +39,14 @@ pub const TOKEN: &str = "integration-test-token";
 pub fn server_settings() -> ServerSettings {
     let mut config = ServerConfig::new("127.0.0.1:0");
     config.token = Some(Secret::new(TOKEN));
+    // Tests stop servers with visitors still held: a short drain, so a stop
+    // stays prompt (the drain itself is tested with the real binary).
+    config.drain_timeout = DRAIN;
     config.validate().expect("test server config is valid")
 }
+
+/// The drain of every in-process server and client.
+pub const DRAIN: Duration = Duration::from_millis(500);
 
 /// Client settings for `server` exposing `(name, local, remote_port)` services.
 /// Reconnects fast, so tests that restart a server need not wait long.
@@ -59,6 +65,7 @@ pub fn client_settings(
     }
     let mut settings = config.validate().expect("test client config is valid");
     settings.reconnect_max_backoff = Duration::from_millis(200);
+    settings.drain_timeout = DRAIN;
     settings
 }
 

@@ -27,6 +27,7 @@ mod forward;
 mod hostile;
 mod http_proxy;
 mod link_reuse;
+mod live;
 mod liveness;
 mod log_format;
 mod metrics;

@@ -134,6 +134,7 @@ fn the_server_example_renders_every_field_with_its_default_resolved() {
     hello_timeout: "2s",
     reconnect_grace: "30s",
     visitor_timeout: "10s",
+    drain_timeout: "30s",
     max_visitors_per_client: 65536,
     max_waiting_visitors: 16384,
     max_streams_per_link: 16384,

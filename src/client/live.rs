@@ -1,0 +1,288 @@
+//! What a reload changes in a running client, and how it reaches the server.
+//!
+//! The services (and the drain timeout) are [`Live`]: swapped whole by
+//! [`Context::reload`], read lock-free by every visitor. Everything else in
+//! the settings is fixed for the life of the process; a reload that changes
+//! it says "restart needed" and applies the rest.
+//!
+//! The session that is up *attaches* its control queue and what it asked the
+//! server for; [`Context::sync`] then sends the difference between the
+//! services in force and those asked for: `Unregister` for a removed service,
+//! `Unregister` then `Register` for a new `remote_port`, `Register` for a new
+//! service. A changed `local` needs no message: the next visitor connects to
+//! the new address. Untouched services, and every visitor in flight, are not
+//! disturbed. While no session is up there is nothing to send: the next one
+//! registers what is in force then.
+
+use smol::channel::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+use super::context::Context;
+use crate::config::{ClientSettings, HTTP_PROXY_LOCAL, ServiceSettings};
+use crate::protocol::Frame;
+use crate::transport::Transport;
+
+/// The part of the settings a reload replaces.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub services: Vec<ServiceSettings>,
+    pub drain_timeout: Duration,
+}
+
+impl Live {
+    pub fn of(settings: &ClientSettings) -> Self {
+        Live {
+            services: settings.services.clone(),
+            drain_timeout: settings.drain_timeout,
+        }
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceSettings> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The session that is up: where its control frames go, and the services
+/// (name, remote port) it asked the server for.
+pub(super) struct Control {
+    pub tx: Sender<Frame>,
+    pub asked: Vec<(String, u16)>,
+}
+
+impl<T: Transport> Context<T> {
+    /// Applies `new` (a reloaded config): one log line per change, and the
+    /// settings that need a restart named and left as they are.
+    pub async fn reload(&self, mut new: ClientSettings) {
+        if let Some(proxy) = &self.builtin_proxy_local {
+            for s in new
+                .services
+                .iter_mut()
+                .filter(|s| s.local == HTTP_PROXY_LOCAL)
+            {
+                s.local.clone_from(proxy);
+            }
+        }
+        let restart = restart_needed(&self.settings, &new);
+        if !restart.is_empty() {
+            warn!(
+                "restart needed: {} (kept as they are until then)",
+                restart.join(", ")
+            );
+        }
+        let old = self.live();
+        let mut changes = service_changes(&old.services, &new.services);
+        if old.drain_timeout != new.drain_timeout {
+            changes.push(format!(
+                "drain_timeout {:?} -> {:?}",
+                old.drain_timeout, new.drain_timeout
+            ));
+        }
+        if self.builtin_proxy_local.is_none()
+            && new.services.iter().any(|s| s.local == HTTP_PROXY_LOCAL)
+        {
+            warn!(
+                "restart needed: a service with local \"http-proxy\" (the built-in proxy starts with the client); that service is left out"
+            );
+            new.services.retain(|s| s.local != HTTP_PROXY_LOCAL);
+        }
+        if changes.is_empty() {
+            return info!("config reloaded: no change to apply");
+        }
+        for change in &changes {
+            info!("config reloaded: {change}");
+        }
+        self.counters
+            .keep_services(new.services.iter().map(|s| s.name.as_str()));
+        self.live.store(Arc::new(Live::of(&new)));
+        self.sync().await;
+    }
+
+    /// The session that is up registered `asked`; from now on it gets the
+    /// changes (and at once those made while it registered).
+    pub(super) async fn attach(&self, tx: Sender<Frame>, asked: Vec<(String, u16)>) {
+        *self.control.lock().await = Some(Control { tx, asked });
+        self.sync().await;
+    }
+
+    /// The session ended: changes wait for the next one.
+    pub(super) async fn detach(&self) {
+        *self.control.lock().await = None;
+    }
+
+    /// Sends the session what it needs to serve the services in force.
+    /// Holding the lock while sending keeps the frames of two syncs in order.
+    async fn sync(&self) {
+        let mut control = self.control.lock().await;
+        let Some(control) = control.as_mut() else {
+            return;
+        };
+        let live = self.live();
+        let want: Vec<(String, u16)> = live
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.remote_port))
+            .collect();
+        for frame in frames_for(&control.asked, &want) {
+            // Only fails when the session is ending; the next one registers
+            // what is in force.
+            if control.tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+        control.asked = want;
+    }
+}
+
+/// The frames that take a session from `asked` to `want`.
+fn frames_for(asked: &[(String, u16)], want: &[(String, u16)]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    for (name, port) in asked {
+        match want.iter().find(|(n, _)| n == name) {
+            Some((_, p)) if p == port => {}
+            _ => frames.push(Frame::Unregister { name: name.clone() }),
+        }
+    }
+    for (name, port) in want {
+        match asked.iter().find(|(n, _)| n == name) {
+            Some((_, p)) if p == port => {}
+            _ => frames.push(Frame::Register {
+                name: name.clone(),
+                remote_port: *port,
+            }),
+        }
+    }
+    frames
+}
+
+/// One line per added, removed or changed service.
+fn service_changes(old: &[ServiceSettings], new: &[ServiceSettings]) -> Vec<String> {
+    let port = |p: u16| match p {
+        0 => "a port the server picks".to_owned(),
+        p => format!("port {p}"),
+    };
+    let mut lines = Vec::new();
+    for s in old {
+        if !new.iter().any(|n| n.name == s.name) {
+            lines.push(format!("service {} removed", s.name));
+        }
+    }
+    for s in new {
+        let Some(was) = old.iter().find(|o| o.name == s.name) else {
+            lines.push(format!(
+                "service {} added ({} at {})",
+                s.name,
+                s.local,
+                port(s.remote_port)
+            ));
+            continue;
+        };
+        if was.remote_port != s.remote_port {
+            lines.push(format!(
+                "service {}: {} -> {} (registering again)",
+                s.name,
+                port(was.remote_port),
+                port(s.remote_port)
+            ));
+        }
+        if was.local != s.local {
+            lines.push(format!(
+                "service {}: local {} -> {} (for new visitors)",
+                s.name, was.local, s.local
+            ));
+        }
+    }
+    lines
+}
+
+/// The settings that differ and only take effect after a restart.
+fn restart_needed(old: &ClientSettings, new: &ClientSettings) -> Vec<&'static str> {
+    // Compared through `Debug`: every field is plain data, and `Debug` of
+    // TLS material shows its paths and options. The token is masked there,
+    // so it is compared on its own.
+    let mut names = Vec::new();
+    macro_rules! differ {
+        ($($field:ident),*) => {$(
+            if format!("{:?}", old.$field) != format!("{:?}", new.$field) {
+                names.push(stringify!($field));
+            }
+        )*};
+    }
+    differ!(
+        server,
+        tls,
+        data_links,
+        heartbeat_timeout,
+        handshake_timeout,
+        reconnect_max_backoff,
+        port_in_use_timeout,
+        max_links,
+        max_link_uses,
+        max_link_age,
+        link_probe_interval,
+        insecure_no_auth,
+        workers,
+        admin,
+        http_proxy
+    );
+    if old.token.expose() != new.token.expose() {
+        names.push("token");
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(name: &str, local: &str, port: u16) -> ServiceSettings {
+        ServiceSettings {
+            name: name.to_owned(),
+            local: local.to_owned(),
+            remote_port: port,
+        }
+    }
+
+    #[test]
+    fn frames_unregister_removed_and_moved_services_then_register_new_ones() {
+        let asked = [("web".to_owned(), 10080), ("ssh".to_owned(), 10022)];
+        let want = [("web".to_owned(), 10081), ("dns".to_owned(), 0)];
+        let frames = frames_for(&asked, &want);
+        let unregister = |n: &str| Frame::Unregister { name: n.to_owned() };
+        let register = |n: &str, p| Frame::Register {
+            name: n.to_owned(),
+            remote_port: p,
+        };
+        assert_eq!(
+            frames,
+            [
+                unregister("web"),
+                unregister("ssh"),
+                register("web", 10081),
+                register("dns", 0)
+            ]
+        );
+        assert!(frames_for(&want, &want).is_empty(), "nothing changed");
+    }
+
+    #[test]
+    fn service_changes_name_each_change_once() {
+        let old = [
+            svc("web", "127.0.0.1:80", 10080),
+            svc("ssh", "127.0.0.1:22", 0),
+        ];
+        let new = [
+            svc("web", "127.0.0.1:81", 10080),
+            svc("dns", "127.0.0.1:53", 10053),
+        ];
+        assert_eq!(
+            service_changes(&old, &new),
+            [
+                "service ssh removed",
+                "service web: local 127.0.0.1:80 -> 127.0.0.1:81 (for new visitors)",
+                "service dns added (127.0.0.1:53 at port 10053)",
+            ]
+        );
+    }
+}
