@@ -9,6 +9,7 @@
 //! ports back. Dropping the server future cancels all of it.
 
 mod admission;
+pub(crate) mod credentials;
 mod dispatch;
 mod handshake;
 mod metrics;
@@ -16,6 +17,7 @@ mod muxed;
 mod pool;
 mod refusal;
 mod registry;
+pub mod reload;
 mod session;
 mod visitor;
 
@@ -26,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-use crate::auth::Key;
 use crate::config::ServerSettings;
 use crate::logfold::Fold;
 use crate::runtime;
@@ -50,12 +51,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Everything the server's tasks share.
 pub(crate) struct Shared<T: Transport> {
     /// Swapped whole by a reload; read with [`Shared::settings`].
-    settings: arc_swap::ArcSwap<ServerSettings>,
+    pub(crate) settings: arc_swap::ArcSwap<ServerSettings>,
     /// The control port as bound (`settings.bind` may say port 0).
     pub bound: SocketAddr,
     pub transport: T,
-    /// `None` only with `--insecure-no-auth`.
-    pub key: Option<Key>,
     pub registry: Arc<registry::Registry<T>>,
     pub shutdown: Signal,
     /// Budgets of connections still in their handshake.
@@ -176,13 +175,23 @@ pub async fn run<T: Transport>(
     transport: T,
     shutdown: Signal,
 ) -> io::Result<()> {
+    serve(listener, settings, transport, shutdown, None).await
+}
+
+/// [`run`], following `reloads` when given (see [`reload`]).
+async fn serve<T: Transport>(
+    listener: TcpListener,
+    settings: ServerSettings,
+    transport: T,
+    shutdown: Signal,
+    reloads: Option<smol::channel::Receiver<ServerSettings>>,
+) -> io::Result<()> {
     let listener = runtime::std_listener(listener)?;
     let admin = match settings.admin {
         Some(addr) => Some(crate::admin::Endpoint::bind(addr).await?),
         None => None,
     };
-    let key = settings.token.as_ref().map(|t| Key::new(t.expose()));
-    if key.is_none() {
+    if !settings.authenticates() {
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
     }
     let counters = Arc::new(metrics::Counters::default());
@@ -195,7 +204,6 @@ pub async fn run<T: Transport>(
         bound: listener.local_addr()?,
         settings: arc_swap::ArcSwap::from_pointee(settings),
         transport,
-        key,
         shutdown: shutdown.clone(),
         admission: Arc::new(admission::Admission::new()),
         connection_log: Arc::new(Fold::new("connections")),
@@ -217,6 +225,9 @@ pub async fn run<T: Transport>(
     tickers.spawn(Fold::ticker(shared.visitor_log.clone()));
     if let Some(admin) = admin {
         tickers.spawn(admin.serve(shared.clone()));
+    }
+    if let Some(reloads) = reloads {
+        tickers.spawn(reload::follow(shared.clone(), reloads));
     }
     // The control port is accepted on the runtime's control loop: it never
     // waits behind data-plane work, and handing a data link to a worker costs
