@@ -11,6 +11,13 @@
 //! Data link: `HMAC(token, "porthole/1 data" ‖ session_id ‖ Ns)` with a fresh `Ns`
 //! per link, which binds the link to its control session and cannot be replayed.
 //!
+//! Per-client credentials: a control link that names its client id proves its
+//! own token with `HMAC(token, "porthole/1 client" ‖ Nc ‖ Ns ‖ id)`, so a proof
+//! made for one id never opens another (the nonces are fixed-size, so the id is
+//! exactly the bytes after them, and at least one: a proof without an id never
+//! matches one with). The server's proof and the session's data links then use
+//! that client's token as the key.
+//!
 //! Verification uses `ring::hmac::verify`, which compares in constant time.
 
 use ring::hmac;
@@ -55,6 +62,23 @@ impl Key {
 
     pub fn verify_client(&self, client_nonce: &Nonce, server_nonce: &Nonce, mac: &Mac) -> bool {
         self.verify(&[CLIENT_LABEL, client_nonce, server_nonce], mac)
+    }
+
+    /// What a client that names itself `id` sends in `AuthResponse` on a
+    /// control link (keyed with its own token).
+    pub fn named_client_proof(&self, client_nonce: &Nonce, server_nonce: &Nonce, id: &str) -> Mac {
+        self.sign(&[CLIENT_LABEL, client_nonce, server_nonce, id.as_bytes()])
+    }
+
+    pub fn verify_named_client(
+        &self,
+        client_nonce: &Nonce,
+        server_nonce: &Nonce,
+        id: &str,
+        mac: &Mac,
+    ) -> bool {
+        let parts = [CLIENT_LABEL, client_nonce, server_nonce, id.as_bytes()];
+        self.verify(&parts, mac)
     }
 
     /// What the server sends in `AuthOk`.
@@ -124,6 +148,20 @@ mod tests {
             !key.verify_data(&[8u8; 16], &ns, &dmac),
             "bound to its session"
         );
+    }
+
+    #[test]
+    fn a_named_proof_binds_its_id_and_is_no_unnamed_proof() {
+        let key = Key::new("laptop's own token");
+        let (nc, ns) = ([1u8; 32], [2u8; 32]);
+        let mac = key.named_client_proof(&nc, &ns, "laptop");
+        assert!(key.verify_named_client(&nc, &ns, "laptop", &mac));
+        assert!(!key.verify_named_client(&nc, &ns, "desktop", &mac));
+        assert!(!key.verify_named_client(&nc, &ns, "laptop2", &mac));
+        assert!(!key.verify_client(&nc, &ns, &mac), "not an unnamed proof");
+        let unnamed = key.client_proof(&nc, &ns);
+        assert!(!key.verify_named_client(&nc, &ns, "laptop", &unnamed));
+        assert!(!Key::new("other").verify_named_client(&nc, &ns, "laptop", &mac));
     }
 
     #[test]

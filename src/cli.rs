@@ -217,9 +217,12 @@ pub struct ClientArgs {
     /// server address, e.g. tunnel.example.com:7000
     #[argh(option)]
     pub server: Option<String>,
-    /// shared secret (default: $PORTHOLE_TOKEN)
+    /// shared secret, or with --id this client's own token (default: $PORTHOLE_TOKEN)
     #[argh(option)]
     pub token: Option<String>,
+    /// this client's id among the server's `clients` (per-client credentials)
+    #[argh(option)]
+    pub id: Option<String>,
     /// expose a local port: [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT
     /// (repeatable); REMOTE 0 or omitted lets the server pick; NAME defaults to port-PORT
     #[argh(option)]

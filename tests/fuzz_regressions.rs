@@ -381,6 +381,10 @@ fn expected_handshake(name: &str) -> Option<(bool, Option<Option<bool>>)> {
         "forged-auth-ok" => (false, None),
         "unauthenticated-accepted" => (false, Some(Some(false))),
         "proof-before-hello" => (false, None),
+        "honest-named-control" => (true, Some(Some(true))),
+        "honest-named-bob" => (true, Some(Some(true))),
+        "named-with-another-clients-token" => (false, None),
+        "named-keyless-accepted" => (true, Some(Some(false))),
         _ => return None,
     })
 }
@@ -399,5 +403,5 @@ fn handshake_regressions_hold() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7, "every hand-written fixture is replayed");
+    assert_eq!(checked, 11, "every hand-written fixture is replayed");
 }

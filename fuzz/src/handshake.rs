@@ -6,6 +6,7 @@ use std::time::Duration;
 use porthole::auth::Key;
 use porthole::handshake::{
     Accepted, ClientHandshake, ClientStep, HandshakeError, Proven, ServerHandshake, ServerStep,
+    StaticKeys,
 };
 use porthole::protocol::{ErrorCode, Frame, LinkHello, VERSION};
 
@@ -24,41 +25,45 @@ pub struct HandshakeRun {
 
 /// Byte 0 picks the scenario: bit 0 the server runs without a key, bit 1
 /// the honest client holds another token, bits 2–3 the client's link
-/// (control, data, mux), bit 4 the client accepts a server without
-/// authentication. Then operations, one byte each (and their operands):
+/// (control, data, mux, named control), bit 4 the client accepts a server
+/// without authentication, bit 5 the id a named client claims ("alice" or
+/// "bob"). The server knows a shared token and alice's and bob's own; a
+/// client with "another token" holds the other client's (for a named link)
+/// or alice's (for an unnamed one). Then operations, one byte each (and their operands):
 /// 0 the attacker sends the server a frame, 1 the attacker sends the client
 /// a frame, 2 the honest client's pending frame reaches the server, 3 the
 /// honest server's pending frame reaches the client.
 ///
 /// Checks: nothing panics; the server proves a link only after `Hello` and
 /// then an `AuthResponse`, and with a key, only on the honest client's
-/// proof made with the same token; the client ends only after sending its
+/// proof made with the same token (a named link only with its own id's
+/// token: a proof for alice never opens bob, and the proof names the id it
+/// verified); the client ends only after sending its
 /// proof, and accepts a control link only on the honest server's `AuthOk` or,
 /// when told to, on one without authentication; after an outcome or an
 /// error, both machines refuse every further frame.
 pub fn handshake(data: &[u8]) -> HandshakeRun {
     let mut bytes = data.iter().copied();
     let scenario = Scenario::new(bytes.next().unwrap_or(0));
-    let server_key = Key::new("server token");
-    let other_key = Key::new("another token");
-    let client_key = if scenario.same_token {
-        &server_key
-    } else {
-        &other_key
-    };
+    let keys = Keys::new();
+    let client_key = keys.client_key(&scenario);
+    let accept = scenario.accept_unauthenticated;
     let (client, hello) = match scenario.link {
-        0 | 3 => ClientHandshake::control(
-            client_key,
-            CLIENT_ID,
-            CLIENT_NONCE,
-            scenario.accept_unauthenticated,
-        ),
+        0 => ClientHandshake::control(client_key, CLIENT_ID, CLIENT_NONCE, accept),
+        3 => {
+            let id = scenario.id.to_owned();
+            ClientHandshake::named_control(client_key, CLIENT_ID, id, CLIENT_NONCE, accept)
+        }
         kind => ClientHandshake::data(client_key, scenario.session, kind == 2),
     };
-    let server_key = (!scenario.keyless).then_some(&server_key);
+    let server_keys = if scenario.keyless {
+        StaticKeys::default()
+    } else {
+        keys.server.clone()
+    };
     let mut duel = Duel {
         scenario,
-        server: ServerHandshake::new(server_key, SERVER_NONCE),
+        server: ServerHandshake::new(&server_keys, SERVER_NONCE),
         client,
         server_side: Side::default(),
         client_side: Side::default(),
@@ -95,9 +100,11 @@ pub fn handshake(data: &[u8]) -> HandshakeRun {
 struct Scenario {
     keyless: bool,
     same_token: bool,
-    /// 0 or 3 control, 1 data, 2 mux.
+    /// 0 control, 1 data, 2 mux, 3 named control.
     link: u8,
     accept_unauthenticated: bool,
+    /// The id a named control link claims.
+    id: &'static str,
     session: [u8; 16],
 }
 
@@ -108,7 +115,52 @@ impl Scenario {
             same_token: byte & 2 == 0,
             link: (byte >> 2) & 3,
             accept_unauthenticated: byte & 16 != 0,
+            id: if byte & 32 == 0 { "alice" } else { "bob" },
             session: [byte; 16],
+        }
+    }
+}
+
+/// The tokens of the run: the server's keyring (a shared token, alice's and
+/// bob's own; data links prove the shared token) and each client's key.
+struct Keys {
+    server: StaticKeys,
+    shared: Key,
+    alice: Key,
+    bob: Key,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let (shared, alice, bob) = (
+            Key::new("server token"),
+            Key::new("alice's token"),
+            Key::new("bob's token"),
+        );
+        let server = StaticKeys {
+            shared: Some(shared.clone()),
+            clients: vec![("alice".into(), alice.clone()), ("bob".into(), bob.clone())],
+            sessions: None,
+        };
+        Keys {
+            server,
+            shared,
+            alice,
+            bob,
+        }
+    }
+
+    /// The honest client's key: its own (the shared token unless named),
+    /// or another that the server also knows.
+    fn client_key(&self, scenario: &Scenario) -> &Key {
+        let alice = scenario.id == "alice";
+        match (scenario.link == 3, scenario.same_token) {
+            (true, true) if alice => &self.alice,
+            (true, true) => &self.bob,
+            (true, false) if alice => &self.bob,
+            (true, false) => &self.alice,
+            (false, true) => &self.shared,
+            (false, false) => &self.alice,
         }
     }
 }
@@ -150,6 +202,9 @@ impl Duel<'_> {
                 self.server_side.over = true;
                 self.run.server_proven = true;
                 if let Proven::Control(proof) = proven {
+                    let named = self.scenario.link == 3 && !self.scenario.keyless;
+                    let id = named.then_some(self.scenario.id);
+                    assert_eq!(proof.id.as_deref(), id, "proven for the id it names");
                     let interval = Duration::from_millis(500);
                     self.to_client = Some(proof.accept(self.scenario.session, interval));
                 }
@@ -236,6 +291,21 @@ fn check_error(e: &HandshakeError) {
     assert!(message.len() <= porthole::protocol::MAX_MESSAGE_LEN);
 }
 
+/// A valid client id (`[A-Za-z0-9_.-]`) from the attacker's bytes; "alice"
+/// and "bob" are among them.
+fn client_name(bytes: Vec<u8>) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-";
+    match bytes.first() {
+        Some(0) => "alice".to_owned(),
+        Some(1) => "bob".to_owned(),
+        _ => bytes
+            .iter()
+            .map(|b| char::from(CHARS[usize::from(*b) % CHARS.len()]))
+            .chain(std::iter::once('x'))
+            .collect(),
+    }
+}
+
 /// A frame of the kinds a handshake sees, from the attacker's bytes.
 fn attacker_frame(bytes: &mut impl Iterator<Item = u8>) -> Option<Frame> {
     let kind = bytes.next()?;
@@ -253,10 +323,15 @@ fn attacker_frame(bytes: &mut impl Iterator<Item = u8>) -> Option<Frame> {
     Some(match kind % 8 {
         0 => Frame::Hello {
             version: if kind & 8 == 0 { VERSION } else { kind },
-            link: match (kind >> 4) % 3 {
+            link: match (kind >> 4) % 4 {
                 0 => LinkHello::Control {
                     client_id: id(array(16)),
                     nonce: nonce(array(32)),
+                },
+                3 => LinkHello::NamedControl {
+                    client_id: id(array(16)),
+                    nonce: nonce(array(32)),
+                    id: client_name(array(usize::from(kind >> 6) * 8 + 1)),
                 },
                 1 => LinkHello::Data {
                     session_id: id(array(16)),

@@ -39,6 +39,8 @@ pub struct Status {
 pub struct ClientStatus {
     /// The session id's first 8 hex digits (as the logs print it).
     pub session: String,
+    /// Its id among the server's `clients`; `None` for the shared token.
+    pub id: Option<String>,
     pub address: String,
     pub connected_seconds: u64,
     pub transport: String,

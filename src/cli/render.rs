@@ -57,16 +57,24 @@ fn server(s: &ServerSettings) -> String {
         "public_bind",
         format!("Some({})", string(&s.public_bind.to_string())),
     );
+    // A token from `token_file` is shown as read (masked): the file is
+    // the config's business, the token the server's.
     doc.field("token", option(s.token.as_ref().map(|_| string(MASKED))));
-    // Only a server without a token runs without authentication: a token
-    // keeps it on even when `insecure_no_auth` was set, so that is the same.
-    doc.field("insecure_no_auth", s.token.is_none());
+    let clients = s.clients.iter().map(|c| {
+        format!(
+            "(id: {}, token: Some({}), allow_ports: Some({}), max_services: Some({}))",
+            string(&c.id),
+            string(MASKED),
+            ranges(&c.allow_ports),
+            c.max_services
+        )
+    });
+    doc.list("clients", clients);
+    // Only a server without credentials runs without authentication: a
+    // token or a client keeps it on even when `insecure_no_auth` was set.
+    doc.field("insecure_no_auth", !s.authenticates());
     server_transport(&mut doc, s.tls.as_ref());
-    let ranges = s
-        .allow_ports
-        .iter()
-        .map(|r| format!("({}, {})", r.start(), r.end()));
-    doc.field("allow_ports", inline_list(ranges));
+    doc.field("allow_ports", ranges(&s.allow_ports));
     doc.field("max_services_per_client", s.max_services_per_client);
     doc.field("heartbeat_interval", duration(s.heartbeat_interval));
     doc.field("heartbeat_timeout", duration(s.heartbeat_timeout));
@@ -81,6 +89,15 @@ fn server(s: &ServerSettings) -> String {
     doc.field("workers", format!("Some({})", s.workers));
     doc.field("admin", option(s.admin.map(|a| string(&a.to_string()))));
     doc.finish()
+}
+
+/// Port ranges as a config writes them: `[(10000, 20000)]`.
+fn ranges(ranges: &[std::ops::RangeInclusive<u16>]) -> String {
+    inline_list(
+        ranges
+            .iter()
+            .map(|r| format!("({}, {})", r.start(), r.end())),
+    )
 }
 
 fn server_transport(doc: &mut Doc, tls: Option<&TlsServer>) {
@@ -100,7 +117,8 @@ fn server_transport(doc: &mut Doc, tls: Option<&TlsServer>) {
 fn client(c: &ClientSettings) -> String {
     let mut doc = Doc::default();
     doc.field("server", string(&c.server));
-    doc.field("token", string(MASKED));
+    doc.field("id", option(c.id.as_deref().map(string)));
+    doc.field("token", option(Some(string(MASKED))));
     doc.field("insecure_no_auth", c.insecure_no_auth);
     client_transport(&mut doc, c.tls.as_ref());
     let data_links = match c.data_links {

@@ -79,7 +79,8 @@ pub fn server_settings(
         cfg.public_bind = Some(ip.clone());
     }
     if let Some(token) = args.token.clone().or(env_token) {
-        cfg.token = Some(Secret::new(token));
+        // The flag (or environment) replaces the file's token, from wherever.
+        (cfg.token, cfg.token_file) = (Some(Secret::new(token)), None);
     }
     if !args.allow_ports.is_empty() {
         cfg.allow_ports = args
@@ -188,7 +189,10 @@ pub fn client_settings(
         cfg.server = server.clone();
     }
     if let Some(token) = token {
-        cfg.token = Secret::new(token);
+        (cfg.token, cfg.token_file) = (Some(Secret::new(token)), None);
+    }
+    if let Some(id) = &args.id {
+        cfg.id = Some(id.clone());
     }
     if args.config.is_none() && args.expose.is_empty() {
         return Err(cli_error(

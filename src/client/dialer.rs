@@ -21,7 +21,12 @@ pub(super) async fn control<T: Transport>(
     let mut link = connect(ctx).await?;
     let nonce = crate::auth::random()?;
     let insecure = ctx.settings.insecure_no_auth;
-    let (machine, hello) = ClientHandshake::control(&ctx.key, ctx.client_id, nonce, insecure);
+    let (machine, hello) = match &ctx.settings.id {
+        Some(id) => {
+            ClientHandshake::named_control(&ctx.key, ctx.client_id, id.clone(), nonce, insecure)
+        }
+        None => ClientHandshake::control(&ctx.key, ctx.client_id, nonce, insecure),
+    };
     let limit = ctx.settings.handshake_timeout;
     let done = with_deadline(limit, "handshake", drive::client(&mut link, machine, hello)).await?;
     // A control machine ends only in `Accepted`.

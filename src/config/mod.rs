@@ -143,6 +143,12 @@ pub struct ServerConfig {
     pub public_bind: Option<String>,
     #[serde(default)]
     pub token: Option<Secret>,
+    /// The shared token read from this file instead (see [`credentials`]).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Per-client credentials, beside or instead of the shared token.
+    #[serde(default)]
+    pub clients: Vec<ClientEntry>,
     #[serde(default)]
     pub insecure_no_auth: bool,
     #[serde(default)]
@@ -225,7 +231,14 @@ fn default_max_streams() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub server: String,
-    pub token: Secret,
+    /// This client's id among the server's `clients`; absent: the shared token.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// The token read from this file instead (see [`credentials`]).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// Accept a server without authentication (`--insecure-no-auth` on both ends).
     #[serde(default)]
     pub insecure_no_auth: bool,
@@ -335,8 +348,11 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     /// Where public ports bind: `public_bind`, else the IP of `bind`.
     pub public_bind: IpAddr,
-    /// `None` only when `insecure_no_auth` was given and no token was set.
+    /// The shared token; `None` when there is none (then `clients`
+    /// authenticate, or with neither, `insecure_no_auth` was given).
     pub token: Option<Secret>,
+    /// Per-client credentials, each held to its own ports and limit.
+    pub clients: Vec<ClientCredentials>,
     /// TLS material when the transport is TLS; `None` is plain TCP.
     pub tls: Option<TlsServer>,
     pub allow_ports: Vec<RangeInclusive<u16>>,
@@ -363,6 +379,16 @@ impl ServerSettings {
     pub fn port_allowed(&self, port: u16) -> bool {
         self.allow_ports.iter().any(|range| range.contains(&port))
     }
+
+    /// The `clients` entry of `id`.
+    pub fn client(&self, id: &str) -> Option<&ClientCredentials> {
+        self.clients.iter().find(|c| c.id == id)
+    }
+
+    /// Whether clients must authenticate (a shared token or any `clients`).
+    pub fn authenticates(&self) -> bool {
+        self.token.is_some() || !self.clients.is_empty()
+    }
 }
 
 /// Validated client settings.
@@ -370,6 +396,9 @@ impl ServerSettings {
 pub struct ClientSettings {
     /// Kept as text: it is resolved again on every reconnect, since DNS may move.
     pub server: String,
+    /// This client's own id at the server (per-client credentials); `None`:
+    /// it proves the server's shared token.
+    pub id: Option<String>,
     pub token: Secret,
     /// TLS material when the transport is TLS; `None` is plain TCP.
     pub tls: Option<TlsClient>,
@@ -456,6 +485,7 @@ impl ConfigFile for ClientConfig {
     }
 }
 
+pub mod credentials;
 mod duration;
 mod load;
 mod locate;
@@ -463,6 +493,7 @@ mod tls;
 mod validate;
 
 use crate::transport::tls::{TlsClient, TlsServer};
+pub use credentials::{ClientCredentials, ClientEntry};
 pub use duration::{DurationError, duration, parse_duration, secs};
 pub use load::{ConfigFile, Role, Source, load, parse, recognise};
 pub use locate::Locator;

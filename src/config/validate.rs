@@ -13,6 +13,8 @@ impl ServerConfig {
             bind: bind.into(),
             public_bind: None,
             token: None,
+            token_file: None,
+            clients: Vec::new(),
             insecure_no_auth: false,
             transport: ServerTransport::default(),
             allow_ports: default_allow_ports(),
@@ -41,14 +43,16 @@ impl ServerConfig {
             Some(text) => public_ip(&at, text)?,
             None => bind.ip(),
         };
-        let token = server_token(&at, self.token, self.insecure_no_auth)?;
-        let allow_ports = port_ranges(&at, &self.allow_ports)?;
+        let allow_ports = port_ranges(&at, "allow_ports", &self.allow_ports)?;
         let max = self.max_services_per_client;
         if !(1..=MAX_SERVICES).contains(&max) {
             let msg =
                 format!("max_services_per_client {max} is out of range; use 1 to {MAX_SERVICES}");
             return Err(at.error(&["max_services_per_client"], msg));
         }
+        let clients = credentials::clients(&at, self.clients, &allow_ports, max)?;
+        let token = credentials::token_or_file(&at, "", self.token, self.token_file.as_deref())?;
+        let token = server_token(&at, token, !clients.is_empty(), self.insecure_no_auth)?;
         for (field, value) in [
             ("heartbeat_interval", self.heartbeat_interval),
             ("heartbeat_timeout", self.heartbeat_timeout),
@@ -88,6 +92,7 @@ impl ServerConfig {
             bind,
             public_bind,
             token,
+            clients,
             tls: self.transport.load(&at)?,
             allow_ports,
             max_services_per_client: max,
@@ -124,50 +129,54 @@ fn public_ip(at: &Locator, text: &str) -> Result<IpAddr, ConfigError> {
     })
 }
 
-/// A non-empty token always turns authentication on: `insecure_no_auth` only permits
-/// running *without* one, it never discards one that was set (the safer reading).
+/// A non-empty token (or any `clients` entry) always turns authentication on:
+/// `insecure_no_auth` only permits running *without* one, it never discards
+/// one that was set (the safer reading). With `clients`, the shared token is
+/// optional.
 fn server_token(
     at: &Locator,
     token: Option<Secret>,
+    has_clients: bool,
     insecure_no_auth: bool,
 ) -> Result<Option<Secret>, ConfigError> {
-    match token.filter(|t| !t.expose().is_empty()) {
-        Some(token) => {
-            if insecure_no_auth {
-                tracing::warn!("insecure_no_auth is set but so is a token; authentication stays on");
-            }
-            Ok(Some(token))
-        }
-        None if insecure_no_auth => Ok(None),
+    let token = token.filter(|t| !t.expose().is_empty());
+    if (token.is_some() || has_clients) && insecure_no_auth {
+        tracing::warn!("insecure_no_auth is set but so are credentials; authentication stays on");
+    }
+    match token {
+        Some(token) => Ok(Some(token)),
+        None if has_clients || insecure_no_auth => Ok(None),
         None => Err(at.error(
-            &["token", ""],
-            "token is empty: set a shared secret (or PORTHOLE_TOKEN), or pass --insecure-no-auth to run without authentication",
+            &["token", "token_file", ""],
+            "token is empty: set a shared secret (or PORTHOLE_TOKEN, or token_file), list clients with their own tokens, or pass --insecure-no-auth to run without authentication",
         )),
     }
 }
 
-fn port_ranges(
+/// `field`'s port ranges (`allow_ports`, or a client's `clients[i].allow_ports`).
+pub(super) fn port_ranges(
     at: &Locator,
+    field: &str,
     ranges: &[(u16, u16)],
 ) -> Result<Vec<RangeInclusive<u16>>, ConfigError> {
     if ranges.is_empty() {
-        let msg = "allow_ports is empty: list at least one range, e.g. [(10000, 20000)]";
-        return Err(at.error(&["allow_ports"], msg));
+        let msg = format!("{field} is empty: list at least one range, e.g. [(10000, 20000)]");
+        return Err(at.error(&[field], msg));
     }
     let mut out = Vec::with_capacity(ranges.len());
     for (i, &(lo, hi)) in ranges.iter().enumerate() {
-        let path = format!("allow_ports[{i}]");
+        let path = format!("{field}[{i}]");
         if lo > hi {
             let msg = format!(
-                "allow_ports range ({lo}, {hi}) is reversed; write the lower port first: ({hi}, {lo})"
+                "{field} range ({lo}, {hi}) is reversed; write the lower port first: ({hi}, {lo})"
             );
-            return Err(at.error(&[&path, "allow_ports"], msg));
+            return Err(at.error(&[&path, field], msg));
         }
         if lo == 0 {
             let msg = format!(
-                "allow_ports range ({lo}, {hi}) includes port 0, which cannot be bound; start at 1"
+                "{field} range ({lo}, {hi}) includes port 0, which cannot be bound; start at 1"
             );
-            return Err(at.error(&[&path, "allow_ports"], msg));
+            return Err(at.error(&[&path, field], msg));
         }
         out.push(lo..=hi);
     }
@@ -250,7 +259,9 @@ impl ClientConfig {
     pub fn new(server: impl Into<String>, token: Secret) -> Self {
         Self {
             server: server.into(),
-            token,
+            id: None,
+            token: Some(token),
+            token_file: None,
             transport: ClientTransport::default(),
             data_links: DataLinks::default(),
             services: Vec::new(),
@@ -288,10 +299,7 @@ impl ClientConfig {
     ) -> Result<ClientSettings, ConfigError> {
         let at = Locator::new(&self.source);
         check_address(&at, &["server"], "server", &self.server, false)?;
-        if self.token.expose().is_empty() {
-            let msg = "token is empty: set the shared secret the server uses (or PORTHOLE_TOKEN)";
-            return Err(at.error(&["token", ""], msg));
-        }
+        let token = credentials::client_token(&at, &self)?;
         match self.data_links {
             DataLinks::Pooled { size } if !(1..=MAX_POOL_SIZE).contains(&size) => {
                 let msg = format!(
@@ -326,7 +334,8 @@ impl ClientConfig {
             tls,
             services: services(&at, self.services)?,
             server: self.server,
-            token: self.token,
+            id: self.id,
+            token,
             data_links: self.data_links,
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,

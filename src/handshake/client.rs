@@ -23,6 +23,8 @@ enum Link {
     Control {
         nonce: Nonce,
         accept_unauthenticated: bool,
+        /// The client id a named control link proves its token for.
+        id: Option<String>,
     },
     Data {
         session: SessionId,
@@ -75,8 +77,33 @@ impl<'k> ClientHandshake<'k> {
         let link = Link::Control {
             nonce,
             accept_unauthenticated,
+            id: None,
         };
         let hello = LinkHello::Control { client_id, nonce };
+        (Self::new(key, link), hello_frame(hello))
+    }
+
+    /// [`control`](Self::control) for a client with its own credentials:
+    /// the `Hello` names `id` and the proof, keyed with the client's own
+    /// token, binds it. `id` must pass `protocol::valid_name` (the config
+    /// checks it), or the `Hello` does not encode.
+    pub fn named_control(
+        key: &'k Key,
+        client_id: ClientId,
+        id: String,
+        nonce: Nonce,
+        accept_unauthenticated: bool,
+    ) -> (Self, Frame) {
+        let hello = LinkHello::NamedControl {
+            client_id,
+            nonce,
+            id: id.clone(),
+        };
+        let link = Link::Control {
+            nonce,
+            accept_unauthenticated,
+            id: Some(id),
+        };
         (Self::new(key, link), hello_frame(hello))
     }
 
@@ -156,13 +183,17 @@ impl<'k> ClientHandshake<'k> {
             Link::Control {
                 nonce,
                 accept_unauthenticated,
+                ref id,
             } => {
                 self.state = State::AwaitAccept {
                     client_nonce: nonce,
                     server_nonce,
                     accept_unauthenticated,
                 };
-                let mac = self.key.client_proof(&nonce, &server_nonce);
+                let mac = match id {
+                    Some(id) => self.key.named_client_proof(&nonce, &server_nonce, id),
+                    None => self.key.client_proof(&nonce, &server_nonce),
+                };
                 ClientStep::Send(Frame::AuthResponse { mac })
             }
             Link::Data { session } => {

@@ -9,10 +9,10 @@ const SESSION: [u8; 16] = [9; 16];
 
 /// Runs a client machine against a server machine until the server proves
 /// the link; returns the server's step and the client's last answer.
-fn run<'c, 'k>(
+fn run<'c>(
     client: (ClientHandshake<'c>, Frame),
-    server: &mut ServerHandshake<'k>,
-) -> Result<(ServerStep<'k>, ClientHandshake<'c>), HandshakeError> {
+    server: &mut ServerHandshake<'_>,
+) -> Result<(ServerStep, ClientHandshake<'c>), HandshakeError> {
     let (mut client, hello) = client;
     let ServerStep::Send(challenge) = server.on_frame(hello)? else {
         panic!("the first answer is a challenge");
@@ -27,13 +27,15 @@ fn run<'c, 'k>(
 #[test]
 fn a_control_link_with_the_same_token_is_accepted_both_ways() {
     let key = Key::new("s3cret");
-    let mut server = ServerHandshake::new(Some(&key), [2; 32]);
+    let keys = StaticKeys::shared(Some(key.clone()));
+    let mut server = ServerHandshake::new(&keys, [2; 32]);
     let client = ClientHandshake::control(&key, CLIENT_ID, [1; 32], false);
     let (step, mut client) = run(client, &mut server).expect("handshake");
     let ServerStep::Proven(Proven::Control(proof)) = step else {
         panic!("a control link");
     };
     assert_eq!(proof.client_id, CLIENT_ID);
+    assert_eq!(proof.id, None, "the shared token");
     let ok = proof.accept(SESSION, Duration::from_millis(1500));
     let accepted = client.on_frame(ok).expect("the server's proof verifies");
     assert_eq!(
@@ -58,7 +60,8 @@ fn a_wrong_token_is_refused_on_either_kind_of_link() {
         ClientHandshake::data(&client_key, SESSION, false),
         ClientHandshake::data(&client_key, SESSION, true),
     ] {
-        let mut server = ServerHandshake::new(Some(&server_key), [2; 32]);
+        let keys = StaticKeys::shared(Some(server_key.clone()));
+        let mut server = ServerHandshake::new(&keys, [2; 32]);
         let err = run(client, &mut server).err().expect("refused");
         assert!(matches!(err, HandshakeError::BadProof), "{err:?}");
         assert_eq!(err.code(), ErrorCode::AuthFailed);
@@ -69,8 +72,9 @@ fn a_wrong_token_is_refused_on_either_kind_of_link() {
 #[test]
 fn data_links_are_proven_for_their_session_and_kind() {
     let key = Key::new("s3cret");
+    let keys = StaticKeys::shared(Some(key.clone()));
     for muxed in [false, true] {
-        let mut server = ServerHandshake::new(Some(&key), [3; 32]);
+        let mut server = ServerHandshake::new(&keys, [3; 32]);
         let client = ClientHandshake::data(&key, SESSION, muxed);
         let (step, mut client) = run(client, &mut server).expect("handshake");
         assert!(matches!(
@@ -83,7 +87,8 @@ fn data_links_are_proven_for_their_session_and_kind() {
 
 #[test]
 fn another_version_is_refused_with_both_numbers() {
-    let mut server = ServerHandshake::new(None, [0; 32]);
+    let keys = StaticKeys::shared(None);
+    let mut server = ServerHandshake::new(&keys, [0; 32]);
     let hello = Frame::Hello {
         version: VERSION + 1,
         link: LinkHello::Data {
@@ -100,7 +105,8 @@ fn another_version_is_refused_with_both_numbers() {
 #[test]
 fn frames_out_of_order_are_refused_and_the_machine_stays_refused() {
     let key = Key::new("k");
-    let mut server = ServerHandshake::new(Some(&key), [0; 32]);
+    let keys = StaticKeys::shared(Some(key.clone()));
+    let mut server = ServerHandshake::new(&keys, [0; 32]);
     let mac = key.data_proof(&SESSION, &[0; 32]);
     let err = server
         .on_frame(Frame::AuthResponse { mac })
@@ -119,8 +125,9 @@ fn frames_out_of_order_are_refused_and_the_machine_stays_refused() {
 #[test]
 fn a_server_without_authentication_is_accepted_only_when_asked() {
     let key = Key::new("any");
+    let keys = StaticKeys::shared(None);
     for accept in [false, true] {
-        let mut server = ServerHandshake::new(None, [2; 32]);
+        let mut server = ServerHandshake::new(&keys, [2; 32]);
         let client = ClientHandshake::control(&key, CLIENT_ID, [1; 32], accept);
         let (ServerStep::Proven(Proven::Control(proof)), mut client) =
             run(client, &mut server).expect("handshake")
@@ -166,6 +173,98 @@ fn an_error_frame_is_the_servers_refusal_and_keeps_its_code() {
     );
     assert!(!err.is_permanent(), "a session can come back");
     assert_eq!(err.code(), ErrorCode::UnknownSession);
+}
+
+/// A server with a shared token and two clients of their own, and sessions
+/// of each.
+fn per_client_keys() -> StaticKeys {
+    StaticKeys {
+        shared: Some(Key::new("shared")),
+        clients: vec![
+            ("laptop".into(), Key::new("laptop's token")),
+            ("desktop".into(), Key::new("desktop's token")),
+        ],
+        sessions: Some(vec![(SESSION, Key::new("laptop's token"))]),
+    }
+}
+
+#[test]
+fn a_named_client_is_proven_with_its_own_token_and_named_in_the_proof() {
+    let keys = per_client_keys();
+    let token = Key::new("laptop's token");
+    let mut server = ServerHandshake::new(&keys, [2; 32]);
+    let client = ClientHandshake::named_control(&token, CLIENT_ID, "laptop".into(), [1; 32], false);
+    let (step, mut client) = run(client, &mut server).expect("handshake");
+    let ServerStep::Proven(Proven::Control(proof)) = step else {
+        panic!("a control link");
+    };
+    assert_eq!(proof.id.as_deref(), Some("laptop"));
+    let ok = proof.accept(SESSION, Duration::from_secs(1));
+    assert!(matches!(
+        client.on_frame(ok),
+        Ok(ClientStep::Accepted(Accepted {
+            authenticated: true,
+            ..
+        }))
+    ));
+    // Its session's data links prove the same token.
+    let mut server = ServerHandshake::new(&keys, [3; 32]);
+    let (step, _) = run(ClientHandshake::data(&token, SESSION, false), &mut server)
+        .expect("a data link of the laptop's session");
+    assert!(matches!(step, ServerStep::Proven(Proven::Data { .. })));
+}
+
+#[test]
+fn wrong_ids_wrong_tokens_and_unnamed_links_are_refused_as_a_wrong_token_is() {
+    let keys = per_client_keys();
+    let (laptop, desktop) = (Key::new("laptop's token"), Key::new("desktop's token"));
+    let shared = Key::new("shared");
+    let named =
+        |key, id: &str| ClientHandshake::named_control(key, CLIENT_ID, id.into(), [1; 32], false);
+    for client in [
+        // A proof for id A never opens id B, either way round.
+        named(&laptop, "desktop"),
+        named(&desktop, "laptop"),
+        // An id the server does not know, even with a token it knows.
+        named(&laptop, "nobody"),
+        named(&shared, "nobody"),
+        // The shared token is not a client's own.
+        named(&shared, "laptop"),
+        // A client's own token is not the shared token.
+        ClientHandshake::control(&laptop, CLIENT_ID, [1; 32], false),
+    ] {
+        let mut server = ServerHandshake::new(&keys, [2; 32]);
+        let err = run(client, &mut server).err().expect("refused");
+        assert!(matches!(err, HandshakeError::BadProof), "{err:?}");
+        assert_eq!(err.to_string(), HandshakeError::BadProof.to_string());
+    }
+    // A clients-only server refuses an unnamed link too.
+    let clients_only = StaticKeys {
+        shared: None,
+        ..per_client_keys()
+    };
+    let mut server = ServerHandshake::new(&clients_only, [2; 32]);
+    let client = ClientHandshake::control(&shared, CLIENT_ID, [1; 32], false);
+    let err = run(client, &mut server).err().expect("refused");
+    assert!(matches!(err, HandshakeError::BadProof), "{err:?}");
+}
+
+#[test]
+fn a_data_link_is_proven_only_with_its_sessions_key_and_an_unknown_session_is_told_so() {
+    let keys = per_client_keys();
+    for key in [Key::new("shared"), Key::new("desktop's token")] {
+        let mut server = ServerHandshake::new(&keys, [3; 32]);
+        let err = run(ClientHandshake::data(&key, SESSION, true), &mut server)
+            .err()
+            .expect("another key");
+        assert!(matches!(err, HandshakeError::BadProof), "{err:?}");
+    }
+    let mut server = ServerHandshake::new(&keys, [3; 32]);
+    let laptop = Key::new("laptop's token");
+    let err = run(ClientHandshake::data(&laptop, [1; 16], false), &mut server)
+        .err()
+        .expect("no such session");
+    assert!(matches!(err, HandshakeError::UnknownSession), "{err:?}");
 }
 
 /// An `io::Error` carrying a TLS failure, as the TLS transport returns it.

@@ -5,8 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::{
-    ErrorCode, Farewell, Frame, LEN_PREFIX, LinkHello, MAGIC, MAX_FRAME_LEN, MAX_MESSAGE_LEN,
-    MAX_NAME_LEN,
+    ErrorCode, Farewell, Frame, LEN_PREFIX, LinkHello, MAGIC, MAX_FRAME_LEN, MAX_ID_LEN,
+    MAX_MESSAGE_LEN, MAX_NAME_LEN, valid_name,
 };
 
 pub(super) mod tag {
@@ -29,6 +29,9 @@ pub(super) mod tag {
 const LINK_CONTROL: u8 = 0;
 const LINK_DATA: u8 = 1;
 const LINK_MUX: u8 = 2;
+/// A control link naming its per-client credentials (an extension of version
+/// 3: an older server answers it as undecodable, see PROTOCOL.md).
+const LINK_NAMED_CONTROL: u8 = 3;
 const ADDR_V4: u8 = 4;
 const ADDR_V6: u8 = 6;
 
@@ -53,6 +56,8 @@ pub enum DecodeError {
         max: usize,
     },
     BadUtf8,
+    /// A client id that is not 1..=64 bytes of `[A-Za-z0-9_.-]`.
+    BadId(String),
     /// The body ended before the message did.
     Truncated,
     /// The body has bytes after the message.
@@ -76,6 +81,10 @@ impl fmt::Display for DecodeError {
                 write!(f, "string of {len} bytes exceeds {max}")
             }
             DecodeError::BadUtf8 => f.write_str("string is not valid UTF-8"),
+            DecodeError::BadId(id) => write!(
+                f,
+                "client id {id:?} is not 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, '_', '.', '-'"
+            ),
             DecodeError::Truncated => f.write_str("frame body is truncated"),
             DecodeError::TrailingBytes(n) => write!(f, "{n} unexpected bytes after the message"),
             DecodeError::BadFarewell(n) => write!(f, "goodbye reason {n} is not a spelling"),
@@ -89,7 +98,12 @@ impl std::error::Error for DecodeError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
-    StringTooLong { len: usize, max: usize },
+    StringTooLong {
+        len: usize,
+        max: usize,
+    },
+    /// A client id the decoder would refuse (see `protocol::valid_name`).
+    BadId(String),
 }
 
 impl fmt::Display for EncodeError {
@@ -98,6 +112,7 @@ impl fmt::Display for EncodeError {
             EncodeError::StringTooLong { len, max } => {
                 write!(f, "string of {len} bytes exceeds {max}")
             }
+            EncodeError::BadId(id) => write!(f, "client id {id:?} is not a valid id"),
         }
     }
 }
@@ -208,6 +223,11 @@ fn decode_hello(r: &mut Reader<'_>) -> Result<Frame, DecodeError> {
         LINK_MUX => LinkHello::Mux {
             session_id: r.array()?,
         },
+        LINK_NAMED_CONTROL => LinkHello::NamedControl {
+            client_id: r.array()?,
+            nonce: r.array()?,
+            id: r.id()?,
+        },
         other => return Err(DecodeError::UnknownLinkKind(other)),
     };
     Ok(Frame::Hello { version, link })
@@ -236,6 +256,19 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                 LinkHello::Mux { session_id } => {
                     w.u8(LINK_MUX);
                     w.bytes(session_id);
+                }
+                LinkHello::NamedControl {
+                    client_id,
+                    nonce,
+                    id,
+                } => {
+                    w.u8(LINK_NAMED_CONTROL);
+                    w.bytes(client_id);
+                    w.bytes(nonce);
+                    if !valid_name(id) {
+                        return Err(EncodeError::BadId(id.clone()));
+                    }
+                    w.str8(id, MAX_ID_LEN)?;
                 }
             }
         }
@@ -381,6 +414,15 @@ impl Reader<'_> {
     fn str16(&mut self, max: usize) -> Result<String, DecodeError> {
         let len = usize::from(self.u16()?);
         self.string(len, max)
+    }
+
+    /// A client id: a `str8` that must pass `protocol::valid_name`.
+    fn id(&mut self) -> Result<String, DecodeError> {
+        let id = self.str8(MAX_ID_LEN)?;
+        if !valid_name(&id) {
+            return Err(DecodeError::BadId(id));
+        }
+        Ok(id)
     }
 
     fn addr(&mut self) -> Result<SocketAddr, DecodeError> {

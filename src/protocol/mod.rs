@@ -26,6 +26,9 @@ pub const MAGIC: [u8; 4] = *b"PTHL";
 pub const MAX_FRAME_LEN: usize = 2048;
 /// Longest service name (bytes). Config validation enforces the same bound.
 pub const MAX_NAME_LEN: usize = 64;
+/// Longest client id in a named control `Hello` (bytes); the same rule as
+/// service names, see [`valid_name`].
+pub const MAX_ID_LEN: usize = 64;
 /// Longest human-readable text in an `Error` or `RegisterFailed` frame (bytes).
 pub const MAX_MESSAGE_LEN: usize = 1024;
 /// Bytes of the length prefix.
@@ -43,8 +46,15 @@ pub type ClientId = [u8; 16];
 /// What a new connection wants to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkHello {
-    /// A client's control link.
+    /// A client's control link, authenticated with the server's shared token.
     Control { client_id: ClientId, nonce: Nonce },
+    /// A client's control link that names its per-client credentials: `id`
+    /// (see [`valid_name`]) picks the token its proof is keyed with.
+    NamedControl {
+        client_id: ClientId,
+        nonce: Nonce,
+        id: String,
+    },
     /// A data link joining an authenticated control session.
     Data { session_id: SessionId },
     /// A multiplexed data link (see `crate::mux`) joining a control session.
@@ -192,6 +202,16 @@ impl Farewell {
             n => Some(Farewell::Other(n)),
         }
     }
+}
+
+/// Whether `name` may be a service name or a client id: 1..=64 bytes of
+/// `[A-Za-z0-9_.-]` (printable in a log line and a metric label as it is).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// Shortens `text` to at most [`MAX_MESSAGE_LEN`] bytes on a char boundary, so an

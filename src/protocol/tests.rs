@@ -12,6 +12,22 @@ fn samples() -> Vec<Frame> {
         },
         Frame::Hello {
             version: VERSION,
+            link: LinkHello::NamedControl {
+                client_id: [7; 16],
+                nonce: [9; 32],
+                id: "laptop-1.home_A".into(),
+            },
+        },
+        Frame::Hello {
+            version: VERSION,
+            link: LinkHello::NamedControl {
+                client_id: [1; 16],
+                nonce: [2; 32],
+                id: "x".repeat(MAX_ID_LEN),
+            },
+        },
+        Frame::Hello {
+            version: VERSION,
             link: LinkHello::Data {
                 session_id: [3; 16],
             },
@@ -162,4 +178,64 @@ fn over_long_strings_do_not_encode() {
         clamp_message(&"é".repeat(MAX_MESSAGE_LEN)).len(),
         MAX_MESSAGE_LEN
     );
+}
+
+/// A named control hello with `id` written raw (no encoder checks).
+fn named_hello(id: &[u8]) -> Vec<u8> {
+    let mut body = vec![tag::HELLO];
+    body.extend_from_slice(&MAGIC);
+    body.extend_from_slice(&[VERSION, 3]);
+    body.extend_from_slice(&[7; 16]);
+    body.extend_from_slice(&[9; 32]);
+    body.push(u8::try_from(id.len()).expect("short"));
+    body.extend_from_slice(id);
+    let len = u16::try_from(body.len()).expect("short");
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out
+}
+
+#[test]
+fn a_named_hello_is_the_control_hello_plus_its_id() {
+    let frame = Frame::Hello {
+        version: VERSION,
+        link: LinkHello::NamedControl {
+            client_id: [7; 16],
+            nonce: [9; 32],
+            id: "laptop".into(),
+        },
+    };
+    let bytes = to_bytes(&frame).expect("encodes");
+    assert_eq!(bytes, named_hello(b"laptop"));
+    // Kind 0's 55 bytes, then str8 "laptop".
+    assert_eq!(bytes.len(), 2 + 55 + 1 + 6);
+}
+
+#[test]
+fn client_ids_outside_the_name_rule_do_not_decode_or_encode() {
+    let too_long = vec![b'a'; MAX_ID_LEN + 1];
+    for bad in [&b""[..], b"lap top", b"caf\xc3\xa9", b"a/b", &too_long] {
+        let err = decode(&named_hello(bad)).expect_err("refused");
+        assert!(
+            matches!(
+                err,
+                DecodeError::BadId(_) | DecodeError::StringTooLong { .. }
+            ),
+            "{bad:?}: {err:?}"
+        );
+    }
+    let frame = |id: &str| Frame::Hello {
+        version: VERSION,
+        link: LinkHello::NamedControl {
+            client_id: [0; 16],
+            nonce: [0; 32],
+            id: id.into(),
+        },
+    };
+    assert!(matches!(to_bytes(&frame("")), Err(EncodeError::BadId(_))));
+    assert!(matches!(
+        to_bytes(&frame("a b")),
+        Err(EncodeError::BadId(_))
+    ));
+    assert!(valid_name("laptop") && !valid_name("") && !valid_name("é"));
 }

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::admission::Ticket;
+use super::credentials::{Credential, ServerKeys, who};
 use super::metrics::{Handshake, Reason};
 use super::session::Session;
 use crate::auth;
@@ -87,29 +88,62 @@ async fn handshake<T: Transport>(
     let deadline = accepted + settings.handshake_timeout;
     let hello_deadline = deadline.min(accepted + settings.hello_timeout);
     let mut link = secure(shared, conn, hello_deadline).await?;
-    let nonce = auth::random().map_err(HandshakeError::Io)?;
-    let mut machine = ServerHandshake::new(shared.key.as_ref(), nonce);
-    let proven = async {
-        let hello = receive(&mut link);
-        let mut frame = with_deadline(left(hello_deadline), "waiting for hello", hello).await?;
-        // Bounded by the machine: it refuses anything after its outcome.
-        loop {
-            match machine.on_frame(frame)? {
-                ServerStep::Send(challenge) => {
-                    let sent = send(&mut link, &challenge);
-                    with_deadline(left(deadline), "sending challenge", sent).await?;
-                    let proof = receive(&mut link);
-                    frame =
-                        with_deadline(left(deadline), "waiting for auth response", proof).await?;
-                }
-                ServerStep::Proven(proven) => return Ok(proven),
-            }
-        }
+    // Keys from this one snapshot of the settings, so the key a control
+    // link proves and the credential its session keeps agree.
+    let keys = ServerKeys {
+        settings: &settings,
+        registry: &shared.registry,
     };
-    match proven.await {
-        Ok(Proven::Control(proof)) => control(shared, link, peer, proof, ticket).await,
+    let mut joins = None;
+    let deadlines = (hello_deadline, deadline);
+    match prove(&mut link, &keys, deadlines, &mut joins).await {
+        Ok(Proven::Control(proof)) => {
+            let credential = Credential::of(&proof, &settings);
+            control(shared, link, peer, *proof, credential, ticket).await
+        }
         Ok(Proven::Data { session, muxed }) => data(shared, link, peer, session, muxed).await,
+        Err(HandshakeError::UnknownSession) => match joins {
+            Some(session) => unknown_session(shared, link, peer, session).await,
+            None => refuse(&mut link, HandshakeError::UnknownSession).await,
+        },
         Err(e) => refuse(&mut link, e).await,
+    }
+}
+
+/// Runs the machine over `link` until it proves the link, the hello due by
+/// the first deadline, the rest by the second. `joins` is set to the
+/// session a data link's hello names.
+async fn prove<S>(
+    link: &mut S,
+    keys: &dyn crate::handshake::Keyring,
+    (hello_deadline, deadline): (Instant, Instant),
+    joins: &mut Option<SessionId>,
+) -> Result<Proven, HandshakeError>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    let nonce = auth::random().map_err(HandshakeError::Io)?;
+    let mut machine = ServerHandshake::new(keys, nonce);
+    let hello = receive(link);
+    let mut frame = with_deadline(left(hello_deadline), "waiting for hello", hello).await?;
+    if let Frame::Hello {
+        link: LinkHello::Data { session_id } | LinkHello::Mux { session_id },
+        ..
+    } = &frame
+    {
+        *joins = Some(*session_id);
+    }
+    // Bounded by the machine: it refuses anything after its outcome.
+    loop {
+        match machine.on_frame(frame)? {
+            ServerStep::Send(challenge) => {
+                let sent = send(link, &challenge);
+                with_deadline(left(deadline), "sending challenge", sent).await?;
+                let proof = receive(link);
+                frame = with_deadline(left(deadline), "waiting for auth response", proof).await?;
+            }
+            ServerStep::Proven(proven) => return Ok(proven),
+        }
     }
 }
 
@@ -133,7 +167,8 @@ async fn control<T: Transport>(
     shared: &Arc<Shared<T>>,
     mut link: T::Stream,
     peer: SocketAddr,
-    proof: ControlProof<'_>,
+    proof: ControlProof,
+    credential: Credential,
     ticket: Ticket,
 ) -> Result<(), HandshakeError> {
     if shared.registry.session_count() >= super::MAX_SESSIONS {
@@ -143,40 +178,48 @@ async fn control<T: Transport>(
     let session_id: SessionId = auth::random().map_err(HandshakeError::Io)?;
     shared.counters.handshake(Handshake::Ok);
     let ok = proof.accept(session_id, shared.settings().heartbeat_interval);
+    let named = match &proof.id {
+        Some(id) => format!("{id} ({peer})"),
+        None => peer.to_string(),
+    };
     info!(
-        "client {peer} authenticated (session {})",
+        "client {named} authenticated (session {})",
         crate::wire::short_id(&session_id)
     );
     // From here on the connection is a session, not a pending handshake. The
     // session sends the `AuthOk` once it is registered: a data link the
     // client dials the moment it reads it must find the session.
     drop(ticket);
-    Session::run(shared.clone(), link, peer, session_id, proof.client_id, ok).await;
+    let client_id = proof.client_id;
+    Session::run(
+        shared.clone(),
+        link,
+        peer,
+        session_id,
+        client_id,
+        credential,
+        ok,
+    )
+    .await;
     Ok(())
 }
 
 async fn data<T: Transport>(
     shared: &Arc<Shared<T>>,
-    mut link: T::Stream,
+    link: T::Stream,
     peer: SocketAddr,
     session_id: SessionId,
     muxed: bool,
 ) -> Result<(), HandshakeError> {
+    // It may have ended since its key was looked up.
     let Some(session) = shared.registry.session(&session_id) else {
-        let refused = refuse(&mut link, HandshakeError::UnknownSession).await;
-        shared.counters.refused(Reason::UnknownSession);
-        if shared.registry.recently_ended(&session_id) {
-            // Its client dialled it just before the session ended: no news.
-            shared.counters.handshake(Handshake::Refused);
-            debug!("data link from {peer} came after its session ended");
-            return Ok(());
-        }
-        return refused;
+        return unknown_session(shared, link, peer, session_id).await;
     };
     shared.counters.handshake(Handshake::Ok);
     debug!(
-        "{} link from {peer} joined session {}",
+        "{} link from client {} joined session {}",
         if muxed { "mux" } else { "data" },
+        who(&session),
         crate::wire::short_id(&session_id)
     );
     if muxed {
@@ -185,6 +228,27 @@ async fn data<T: Transport>(
         session.add_link(crate::runtime::this_or_next_worker(), link);
     }
     Ok(())
+}
+
+/// Refuses a data link of a session the server does not have.
+async fn unknown_session<S>(
+    shared: &Shared<impl Transport>,
+    mut link: S,
+    peer: SocketAddr,
+    session_id: SessionId,
+) -> Result<(), HandshakeError>
+where
+    S: futures_lite::AsyncWrite + Unpin,
+{
+    let refused = refuse(&mut link, HandshakeError::UnknownSession).await;
+    shared.counters.refused(Reason::UnknownSession);
+    if shared.registry.recently_ended(&session_id) {
+        // Its client dialled it just before the session ended: no news.
+        shared.counters.handshake(Handshake::Refused);
+        debug!("data link from {peer} came after its session ended");
+        return Ok(());
+    }
+    refused
 }
 
 /// The session an accepted connection's first bytes name, when they are

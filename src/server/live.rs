@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use tracing::{info, warn};
 
-use super::Shared;
+use super::{Shared, credentials};
 use crate::config::ServerSettings;
 use crate::reload::Requests;
 use crate::transport::Transport;
@@ -42,7 +42,10 @@ pub(super) fn apply<T: Transport>(shared: &Shared<T>, mut new: ServerSettings) {
     for change in &changes {
         info!("config reloaded: {change}");
     }
-    shared.settings.store(Arc::new(new));
+    let new = Arc::new(new);
+    shared.settings.store(new.clone());
+    // Sessions whose credentials the new settings no longer admit end now.
+    credentials::revoke_changed(shared, &old, &new);
 }
 
 /// Copies into `new` the settings that cannot change live, naming those that
@@ -91,11 +94,42 @@ fn changes(old: &ServerSettings, new: &ServerSettings) -> Vec<String> {
     let token = |s: &ServerSettings| s.token.as_ref().map(|t| t.expose().to_owned());
     match (token(old), token(new)) {
         (a, b) if a == b => {}
-        (_, None) => lines.push("token removed: authentication is OFF".to_owned()),
-        (None, Some(_)) => lines.push("token set: authentication is on".to_owned()),
-        (Some(_), Some(_)) => lines.push("token changed".to_owned()),
+        (_, None) => lines.push("shared token removed".to_owned()),
+        (None, Some(_)) => lines.push("shared token set".to_owned()),
+        (Some(_), Some(_)) => lines.push("shared token changed".to_owned()),
     }
+    if old.authenticates() != new.authenticates() {
+        let now = if new.authenticates() { "on" } else { "OFF" };
+        lines.push(format!("authentication is {now}"));
+    }
+    client_changes(old, new, &mut lines);
     lines
+}
+
+/// One line per client added, removed or changed (by id; never a token).
+fn client_changes(old: &ServerSettings, new: &ServerSettings, lines: &mut Vec<String>) {
+    for was in &old.clients {
+        if new.client(&was.id).is_none() {
+            lines.push(format!("client {} removed", was.id));
+        }
+    }
+    for now in &new.clients {
+        let Some(was) = old.client(&now.id) else {
+            lines.push(format!("client {} added", now.id));
+            continue;
+        };
+        if was.token.expose() != now.token.expose() {
+            lines.push(format!("client {}: token changed", now.id));
+        }
+        if was.allow_ports != now.allow_ports {
+            let (a, b) = (&was.allow_ports, &now.allow_ports);
+            lines.push(format!("client {}: allow_ports {a:?} -> {b:?}", now.id));
+        }
+        if was.max_services != now.max_services {
+            let (a, b) = (was.max_services, now.max_services);
+            lines.push(format!("client {}: max_services {a} -> {b}", now.id));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +161,7 @@ mod tests {
             lines[0].starts_with("allow_ports [") && lines[0].ends_with("-> [20000..=20010]"),
             "{lines:?}"
         );
-        assert_eq!(lines[1], "token changed");
+        assert_eq!(lines[1], "shared token changed");
         assert!(!lines.iter().any(|l| l.contains("new")), "no token text");
     }
 }

@@ -6,7 +6,9 @@
 //! survives a client's reconnect within `reconnect_grace`). Read at scrape time
 //! from the server's own state: clients, services, idle and multiplexed links.
 //! Labels are bounded: a result or a reason from a closed list, a service name
-//! (services are capped by `MAX_PUBLIC_PORTS`); never an address or a session.
+//! (services are capped by `MAX_PUBLIC_PORTS`), a client id from the config's
+//! `clients` (capped by `MAX_CLIENTS`; `""` is the shared token); never an
+//! address, a session or a token.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -186,6 +188,7 @@ impl<T: Transport> Probe for Shared<T> {
             "Clients connected (live control links).",
             sessions.len(),
         );
+        write_client_sessions(out, &self.settings(), &sessions);
         let rows = self.service_rows();
         let serving = rows.iter().filter(|r| r.serving).count();
         let name = "porthole_server_services";
@@ -240,6 +243,7 @@ impl<T: Transport> Probe for Shared<T> {
             .iter()
             .map(|s| ClientStatus {
                 session: crate::wire::short_id(&s.id),
+                id: Some(s.credential.principal.label().to_owned()).filter(|id| !id.is_empty()),
                 address: s.peer.to_string(),
                 connected_seconds: now.duration_since(s.connected).as_secs(),
                 transport: self.transport.name().to_owned(),
@@ -270,6 +274,38 @@ impl<T: Transport> Probe for Shared<T> {
             })
             .collect();
         status
+    }
+}
+
+/// Sessions per principal: every configured client id (0 when it has
+/// none), and `""` for the shared token (or no authentication) when the
+/// server takes it.
+fn write_client_sessions<T: Transport>(
+    out: &mut Exposition,
+    settings: &crate::config::ServerSettings,
+    sessions: &[std::sync::Arc<super::session::Session<T>>],
+) {
+    let mut counts: BTreeMap<&str, usize> = settings
+        .clients
+        .iter()
+        .map(|c| (c.id.as_str(), 0))
+        .collect();
+    if settings.token.is_some() || !settings.authenticates() {
+        counts.entry("").or_default();
+    }
+    for session in sessions {
+        *counts
+            .entry(session.credential.principal.label())
+            .or_default() += 1;
+    }
+    let name = "porthole_server_client_sessions";
+    out.family(
+        name,
+        Kind::Gauge,
+        "Live control sessions by client id (per-client credentials; \"\" is the shared token).",
+    );
+    for (id, count) in counts {
+        out.sample(name, &[("client", id)], count);
     }
 }
 

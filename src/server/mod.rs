@@ -9,6 +9,7 @@
 //! ports back. Dropping the server future cancels all of it.
 
 mod admission;
+pub(crate) mod credentials;
 mod dispatch;
 mod handshake;
 mod live;
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-use crate::auth::Key;
 use crate::config::ServerSettings;
 use crate::logfold::Fold;
 use crate::reload::Requests;
@@ -52,12 +52,10 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Everything the server's tasks share.
 pub(crate) struct Shared<T: Transport> {
     /// Swapped whole by a reload; read with [`Shared::settings`].
-    settings: arc_swap::ArcSwap<ServerSettings>,
+    pub(crate) settings: arc_swap::ArcSwap<ServerSettings>,
     /// The control port as bound (`settings.bind` may say port 0).
     pub bound: SocketAddr,
     pub transport: T,
-    /// `None` only with `--insecure-no-auth`.
-    pub key: Option<Key>,
     pub registry: Arc<registry::Registry<T>>,
     pub shutdown: Signal,
     /// Fires once the drain began (after `shutdown`): sessions say goodbye.
@@ -232,6 +230,7 @@ pub async fn run<T: Transport>(
     serve(listener, settings, transport, shutdown, None).await
 }
 
+/// [`run`], applying `reloads` when given (see [`live`]).
 async fn serve<T: Transport>(
     listener: TcpListener,
     settings: ServerSettings,
@@ -244,8 +243,7 @@ async fn serve<T: Transport>(
         Some(addr) => Some(crate::admin::Endpoint::bind(addr).await?),
         None => None,
     };
-    let key = settings.token.as_ref().map(|t| Key::new(t.expose()));
-    if key.is_none() {
+    if !settings.authenticates() {
         warn!("authentication is OFF (--insecure-no-auth): anyone can register services");
     }
     let counters = Arc::new(metrics::Counters::default());
@@ -259,7 +257,6 @@ async fn serve<T: Transport>(
         bound: listener.local_addr()?,
         settings: arc_swap::ArcSwap::from_pointee(settings),
         transport,
-        key,
         shutdown: shutdown.clone(),
         draining,
         admission: Arc::new(admission::Admission::new()),

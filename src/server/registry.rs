@@ -5,7 +5,9 @@
 //! services *linger* (listener still bound, visitors refused) for
 //! `reconnect_grace`, and a reconnecting client reclaims them: an explicit port is
 //! reclaimed by asking for it again, a server-picked port (`remote_port: 0`) by the
-//! same client process asking for the same service name.
+//! same client process asking for the same service name. Only a session of the
+//! same principal reclaims (the shared token's sessions among themselves, a
+//! `clients` entry only its own), so no client ever takes over another's port.
 //!
 //! A public port is served by one listener per worker, all bound with
 //! `SO_REUSEPORT`: the kernel spreads visitors across them, and each worker
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{debug, info};
 
+use super::credentials::Principal;
 use super::metrics::{Counters, Reason};
 use super::refusal::Refusal;
 use super::session::Session;
@@ -91,6 +94,8 @@ impl Drop for Claim {
 struct ServiceState<T: Transport> {
     name: String,
     client_id: ClientId,
+    /// Whose port it is: only a session of the same principal reclaims it.
+    principal: Principal,
     owner: Weak<Session<T>>,
     /// Bumped whenever ownership changes, so a grace timer started for one
     /// lingering period cannot remove a service reclaimed since.
@@ -148,6 +153,9 @@ impl<T: Transport> Registry<T> {
                 .values()
                 .filter_map(Weak::upgrade)
                 .filter(|s| s.client_id == session.client_id && s.id != session.id)
+                // A client id is sent in the clear: it names a process of
+                // the same principal, never another client's.
+                .filter(|s| s.credential.principal == session.credential.principal)
                 .collect()
         };
         for old in older {
@@ -217,6 +225,7 @@ impl<T: Transport> Registry<T> {
             state: Mutex::new(ServiceState {
                 name: name.to_owned(),
                 client_id: session.client_id,
+                principal: session.credential.principal.clone(),
                 owner: Arc::downgrade(session),
                 epoch: 0,
             }),
@@ -261,6 +270,7 @@ impl<T: Transport> Registry<T> {
                     let st = lock(&s.state);
                     st.owner.strong_count() == 0
                         && st.client_id == session.client_id
+                        && st.principal == session.credential.principal
                         && st.name == name
                 })
                 .cloned()
@@ -269,7 +279,7 @@ impl<T: Transport> Registry<T> {
             return Ok(None);
         };
         let mut st = lock(&service.state);
-        if st.owner.strong_count() > 0 {
+        if st.owner.strong_count() > 0 || st.principal != session.credential.principal {
             return Err(Refusal::PortInUse { port });
         }
         st.owner = Arc::downgrade(session);

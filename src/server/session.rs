@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{debug, info, warn};
 
 use super::Shared;
+use super::credentials::{self, Credential, who};
 use super::metrics::Reason;
 use super::muxed::MuxLinks;
 use super::pool::Pool;
@@ -37,6 +38,8 @@ const CONTROL_QUEUE_LEN: usize = 256;
 pub(crate) struct Session<T: Transport> {
     pub id: SessionId,
     pub client_id: ClientId,
+    /// Whose credentials it proved; its limits follow them.
+    pub(crate) credential: Credential,
     pub(super) peer: SocketAddr,
     pub(super) shared: Arc<Shared<T>>,
     pub(super) control: Sender<Frame>,
@@ -73,6 +76,7 @@ impl<T: Transport> Session<T> {
         peer: SocketAddr,
         id: SessionId,
         client_id: ClientId,
+        credential: Credential,
         greeting: Frame,
     ) {
         let (tx, rx) = bounded(CONTROL_QUEUE_LEN);
@@ -80,6 +84,7 @@ impl<T: Transport> Session<T> {
         let session = Arc::new(Session {
             id,
             client_id,
+            credential,
             peer,
             shared: shared.clone(),
             control: tx,
@@ -95,6 +100,7 @@ impl<T: Transport> Session<T> {
         shared
             .registry
             .add_session(&session, shared.settings().reconnect_grace);
+        credentials::recheck(&shared, &session);
         // The first frame on the control link (the `AuthOk`), queued only now
         // that the session can be found; a fresh queue always has room.
         let _ = session.control.try_send(greeting);
@@ -113,9 +119,7 @@ impl<T: Transport> Session<T> {
             })
             .or(async {
                 killed.wait().await;
-                End::Lost(io::Error::other(
-                    "superseded by a new connection of the same client",
-                ))
+                End::Lost(io::Error::other(session.credential.kill_reason()))
             })
             .await;
         drop(heartbeat);
@@ -127,7 +131,7 @@ impl<T: Transport> Session<T> {
     /// either way, lets the visitors in flight finish until the drain
     /// deadline, and closes whatever is left.
     async fn finish(&self, end: End, writer: smol::Task<()>) {
-        let (peer, id) = (self.peer, short_id(&self.id));
+        let (peer, id) = (who(self), short_id(&self.id));
         let settings = Arc::clone(&self.shared.settings());
         let graceful = match &end {
             End::Goodbye => {
@@ -235,7 +239,7 @@ impl<T: Transport> Session<T> {
             Ok(port) => {
                 info!(
                     "client {}: service {name} registered at port {port}",
-                    self.peer
+                    who(self)
                 );
                 Frame::Registered {
                     name: name.to_owned(),
@@ -244,7 +248,7 @@ impl<T: Transport> Session<T> {
             }
             Err(refusal) => {
                 self.shared.counters.refused(Reason::of(&refusal));
-                warn!("client {}: service {name} refused: {refusal}", self.peer);
+                warn!("client {}: service {name} refused: {refusal}", who(self));
                 Frame::RegisterFailed {
                     name: name.to_owned(),
                     code: refusal.code(),
@@ -256,6 +260,8 @@ impl<T: Transport> Session<T> {
 
     async fn try_register(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, Refusal> {
         let settings = Arc::clone(&self.shared.settings());
+        // This session's principal's limits, as the settings say now.
+        let limits = credentials::limits(&settings, &self.credential.principal);
         if !valid_name(name) {
             let name = name.to_owned();
             return Err(Refusal::BadName { name });
@@ -266,16 +272,16 @@ impl<T: Transport> Session<T> {
                 let name = name.to_owned();
                 return Err(Refusal::AlreadyRegistered { name });
             }
-            let max = settings.max_services_per_client;
+            let max = limits.max_services;
             if services.len() >= max {
                 return Err(Refusal::TooManyServices { max });
             }
         }
-        if port != 0 && !settings.port_allowed(port) {
-            let allowed = settings.allow_ports.clone();
+        if port != 0 && !limits.port_allowed(port) {
+            let allowed = limits.allow_ports.to_vec();
             return Err(Refusal::PortNotAllowed { port, allowed });
         }
-        let allowed = |p: u16| settings.port_allowed(p);
+        let allowed = |p: u16| limits.port_allowed(p);
         let service = self
             .shared
             .registry

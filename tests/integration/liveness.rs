@@ -259,7 +259,8 @@ fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() 
 /// here) from the client's `Hello`, then `Registered` for the one service;
 /// after that, silence.
 async fn silent_server_handshake(key: &Key, link: &mut TcpStream, hello: Frame) {
-    let mut machine = ServerHandshake::new(Some(key), porthole::auth::random().expect("rng"));
+    let keys = porthole::handshake::StaticKeys::shared(Some(key.clone()));
+    let mut machine = ServerHandshake::new(&keys, porthole::auth::random().expect("rng"));
     let ServerStep::Send(challenge) = machine.on_frame(hello).expect("hello accepted") else {
         panic!("a challenge answers the hello");
     };

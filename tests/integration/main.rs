@@ -19,6 +19,7 @@ mod aborts;
 mod check;
 mod cli;
 mod completions;
+mod credentials;
 mod dead_links;
 mod dial;
 mod fd_exhaustion;

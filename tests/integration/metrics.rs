@@ -143,6 +143,12 @@ fn counters_equal_what_visitors_moved(pki: Pki, extra: (&str, &str)) {
         n
     );
     assert_eq!(must(&server, "porthole_server_clients", &[]), 1.0);
+    // The shared token's sessions are the empty client id.
+    let shared = [("client", "")];
+    assert_eq!(
+        must(&server, "porthole_server_client_sessions", &shared),
+        1.0
+    );
     assert_eq!(
         must(&server, "porthole_server_services", &[("state", "serving")]),
         1.0

@@ -124,6 +124,7 @@ fn the_server_example_renders_every_field_with_its_default_resolved() {
     bind: "0.0.0.0:7000",
     public_bind: Some("0.0.0.0"),
     token: Some("********"),
+    clients: [],
     insecure_no_auth: false,
     transport: Tcp,
     allow_ports: [(10000, 20000)],
@@ -152,7 +153,7 @@ fn the_client_and_proxy_examples_show_lists_secrets_and_rules() {
     let scratch = Scratch::new("lists");
     let client = round_trip(&root.join("examples/client.ron"), &scratch);
     for line in [
-        "    token: \"********\",\n",
+        "    id: None,\n    token: Some(\"********\"),\n",
         "    data_links: Pooled(size: 8),\n",
         "    services: [\n        (name: \"web\", local: \"127.0.0.1:8080\", remote_port: 10080),\n",
         "    port_in_use_timeout: \"1m\",\n",
@@ -173,6 +174,40 @@ fn the_client_and_proxy_examples_show_lists_secrets_and_rules() {
     assert!(
         !proxy.contains("alice") && !proxy.contains("change-me"),
         "{proxy}"
+    );
+}
+
+#[test]
+fn per_client_credentials_show_their_ids_and_limits_never_their_tokens() {
+    let scratch = Scratch::new("clients");
+    let key = scratch.0.join("laptop.key");
+    std::fs::write(&key, "laptop-secret\n").expect("write token file");
+    let text = r#"(bind: "127.0.0.1:0", token_file: "laptop.key", allow_ports: [(2000, 3000)],
+        clients: [(id: "laptop", token_file: "laptop.key", max_services: 4),
+                  (id: "desk.top", token: "desk-secret", allow_ports: [(10000, 10099)])])"#;
+    let server = scratch.0.join("server.ron");
+    std::fs::write(&server, text).expect("write config");
+    let rendered = round_trip(&server, &scratch);
+    for line in [
+        "    token: Some(\"********\"),\n",
+        "    clients: [\n        (id: \"laptop\", token: Some(\"********\"), allow_ports: Some([(2000, 3000)]), max_services: Some(4)),\n",
+        "        (id: \"desk.top\", token: Some(\"********\"), allow_ports: Some([(10000, 10099)]), max_services: Some(16)),\n",
+        "    insecure_no_auth: false,\n",
+    ] {
+        assert!(rendered.contains(line), "{line:?} in\n{rendered}");
+    }
+    assert!(
+        !rendered.contains("secret") && !rendered.contains("laptop.key"),
+        "{rendered}"
+    );
+    let client = scratch.0.join("client.ron");
+    let text = r#"(server: "127.0.0.1:7000", id: "laptop", token_file: "laptop.key",
+        services: [(name: "a", local: "127.0.0.1:1")])"#;
+    std::fs::write(&client, text).expect("write config");
+    let rendered = round_trip(&client, &scratch);
+    assert!(
+        rendered.contains("    id: Some(\"laptop\"),\n    token: Some(\"********\"),\n"),
+        "{rendered}"
     );
 }
 
