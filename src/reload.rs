@@ -18,6 +18,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::{debug, error, info};
 
@@ -74,6 +75,60 @@ pub type Requests<S> = Receiver<Request<S>>;
 /// at start.
 pub type Load<S, E> = Arc<dyn Fn() -> Result<S, E> + Send + Sync>;
 
+/// Reloads of this process, for the admin endpoint: one config per
+/// process, so the counts are process-wide.
+static APPLIED: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicU64 = AtomicU64::new(0);
+/// Whether the last reload loaded (1) or not (0); 1 before any.
+static LAST_OK: AtomicU64 = AtomicU64::new(1);
+/// When the config last loaded, in whole seconds since the epoch; 0: at start.
+static LAST_OK_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Writes the reload families (named like Prometheus's own
+/// `prometheus_config_*`, so the same alert rules fit).
+pub fn write_metrics(out: &mut crate::metrics::Exposition) {
+    use crate::metrics::Kind;
+    let results = ["applied", "failed"];
+    let counts = [
+        APPLIED.load(Ordering::Relaxed),
+        FAILED.load(Ordering::Relaxed),
+    ];
+    let family = (
+        "porthole_config_reloads_total",
+        Kind::Counter,
+        "Config reloads (SIGHUP or a change of the file), by result; a failed one changed nothing.",
+    );
+    out.indexed(family, "result", &results, |i| counts[i]);
+    out.single(
+        "porthole_config_last_reload_successful",
+        Kind::Gauge,
+        "1 if the last reload loaded the config (or there was none yet), 0 if it failed.",
+        LAST_OK.load(Ordering::Relaxed),
+    );
+    let at = match LAST_OK_AT.load(Ordering::Relaxed) {
+        0 => crate::metrics::process::start_time(),
+        at => at as f64,
+    };
+    out.single(
+        "porthole_config_last_reload_success_timestamp_seconds",
+        Kind::Gauge,
+        "When the config in force was loaded (the process start if never reloaded).",
+        at,
+    );
+}
+
+fn record(ok: bool) {
+    let (count, last) = if ok { (&APPLIED, 1) } else { (&FAILED, 0) };
+    count.fetch_add(1, Ordering::Relaxed);
+    LAST_OK.store(last, Ordering::Relaxed);
+    if ok {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        LAST_OK_AT.store(now, Ordering::Relaxed);
+    }
+}
+
 /// Reloads for every cause until `causes` closes or the mode stops taking
 /// requests.
 pub async fn drive<S, E>(causes: Receiver<Cause>, load: Load<S, E>, mode: Sender<Request<S>>)
@@ -90,8 +145,12 @@ where
         // Off the executor: loading reads files and resolves addresses.
         let load = load.clone();
         match smol::unblock(move || load()).await {
-            Err(e) => error!("config not reloaded, nothing changed: {e}"),
+            Err(e) => {
+                record(false);
+                error!("config not reloaded, nothing changed: {e}");
+            }
             Ok(settings) => {
+                record(true);
                 let (request, applied) = Request::new(settings);
                 if mode.send(request).await.is_err() {
                     return;

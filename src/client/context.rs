@@ -4,11 +4,10 @@
 use smol::channel::Sender;
 use std::sync::{Arc, Mutex};
 
-use super::live::{Control, Live};
+use super::live::{Control, Credentials, Live};
 use super::metrics::{Counters, State};
 use arc_swap::ArcSwap;
 
-use crate::auth::Key;
 use crate::config::ClientSettings;
 use crate::logfold::Fold;
 use crate::protocol::ClientId;
@@ -45,7 +44,11 @@ pub(super) struct Context<T: Transport> {
     /// Where the built-in HTTP proxy listens, when a service uses it.
     pub(super) builtin_proxy_local: Option<String>,
     pub transport: T,
-    pub key: Key,
+    /// What the session that is up (or last was) authenticated with: its
+    /// data links prove the same.
+    pub(super) session_credentials: ArcSwap<Credentials>,
+    /// When a reload last changed the credentials.
+    pub(super) rotated_at: Mutex<Option<std::time::Instant>>,
     pub client_id: ClientId,
     /// Failed reconnects and data-link dials, folded: a long outage is a few
     /// lines, not one per attempt.
@@ -67,11 +70,13 @@ impl<T: Transport> Context<T> {
         events: Option<Sender<Event>>,
         builtin: Option<(Arc<crate::http_proxy::Proxy>, String)>,
     ) -> Arc<Self> {
-        let key = Key::new(settings.token.expose());
         let counters = Counters::new(settings.services.iter().map(|s| s.name.as_str()));
         let (builtin_proxy, builtin_proxy_local) = builtin.unzip();
+        let live = Live::of(&settings);
         Arc::new(Context {
-            live: ArcSwap::from_pointee(Live::of(&settings)),
+            session_credentials: ArcSwap::new(live.credentials.clone()),
+            rotated_at: Mutex::new(None),
+            live: ArcSwap::from_pointee(live),
             control: smol::lock::Mutex::new(None),
             builtin_proxy_local,
             counters,
@@ -79,7 +84,6 @@ impl<T: Transport> Context<T> {
             builtin_proxy,
             settings,
             transport,
-            key,
             client_id,
             log: Arc::new(Fold::new("failures")),
             events,

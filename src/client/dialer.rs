@@ -21,11 +21,12 @@ pub(super) async fn control<T: Transport>(
     let mut link = connect(ctx).await?;
     let nonce = crate::auth::random()?;
     let insecure = ctx.settings.insecure_no_auth;
-    let (machine, hello) = match &ctx.settings.id {
+    let creds = ctx.live().credentials.clone();
+    let (machine, hello) = match &creds.id {
         Some(id) => {
-            ClientHandshake::named_control(&ctx.key, ctx.client_id, id.clone(), nonce, insecure)
+            ClientHandshake::named_control(&creds.key, ctx.client_id, id.clone(), nonce, insecure)
         }
-        None => ClientHandshake::control(&ctx.key, ctx.client_id, nonce, insecure),
+        None => ClientHandshake::control(&creds.key, ctx.client_id, nonce, insecure),
     };
     let limit = ctx.settings.handshake_timeout;
     let done = with_deadline(limit, "handshake", drive::client(&mut link, machine, hello)).await?;
@@ -34,6 +35,8 @@ pub(super) async fn control<T: Transport>(
         expected: "auth ok",
         got: "nothing",
     })?;
+    // The session's data links prove what its control link proved.
+    ctx.session_credentials.store(creds);
     Ok((link, accepted))
 }
 
@@ -46,7 +49,8 @@ pub(super) async fn data_link<T: Transport>(
 ) -> Result<T::Stream, HandshakeError> {
     let link = with_deadline(ctx.settings.handshake_timeout, "opening data link", async {
         let mut link = ctx.transport.connect(&ctx.settings.server).await?;
-        let (machine, hello) = ClientHandshake::data(&ctx.key, session, muxed);
+        let creds = ctx.session_credentials.load_full();
+        let (machine, hello) = ClientHandshake::data(&creds.key, session, muxed);
         drive::client(&mut link, machine, hello).await?;
         Ok(link)
     })

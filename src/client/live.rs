@@ -1,9 +1,12 @@
 //! What a reload changes in a running client, and how it reaches the server.
 //!
-//! The services (and the drain timeout) are [`Live`]: swapped whole by
-//! [`Context::reload`], read lock-free by every visitor. Everything else in
-//! the settings is fixed for the life of the process; a reload that changes
-//! it says "restart needed" and applies the rest.
+//! The services, the drain timeout and the credentials (id and token) are
+//! [`Live`]: swapped whole by [`Context::reload`], read lock-free by every
+//! visitor. Everything else in the settings is fixed for the life of the
+//! process; a reload that changes it says "restart needed" and applies the
+//! rest. New credentials are used from the next connection: to rotate a
+//! token, reload the client first, then the server, whose revocation of the
+//! old token makes the client reconnect with the new one.
 //!
 //! The session that is up *attaches* its control queue and what it asked the
 //! server for; [`Context::sync`] then sends the difference between the
@@ -20,15 +23,44 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::context::Context;
-use crate::config::{ClientSettings, HTTP_PROXY_LOCAL, ServiceSettings};
+use crate::auth::Key;
+use crate::config::{ClientSettings, HTTP_PROXY_LOCAL, Secret, ServiceSettings};
 use crate::protocol::Frame;
 use crate::transport::Transport;
 
+/// How long after a reload changed the client's credentials a refusal of
+/// them is retried rather than final: time for the operator to reload the
+/// server too.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(600);
+
 /// The part of the settings a reload replaces.
-#[derive(Debug)]
 pub(crate) struct Live {
     pub services: Vec<ServiceSettings>,
     pub drain_timeout: Duration,
+    /// What the next control link authenticates with.
+    pub credentials: Arc<Credentials>,
+}
+
+/// The client's name and token: a reload's new ones are used from the next
+/// connection on, while the session that is up keeps its own.
+pub(crate) struct Credentials {
+    pub id: Option<String>,
+    pub key: Key,
+    token: Secret,
+}
+
+impl Credentials {
+    fn of(settings: &ClientSettings) -> Self {
+        Credentials {
+            id: settings.id.clone(),
+            key: Key::new(settings.token.expose()),
+            token: settings.token.clone(),
+        }
+    }
+
+    fn same(&self, settings: &ClientSettings) -> bool {
+        self.id == settings.id && self.token.expose() == settings.token.expose()
+    }
 }
 
 impl Live {
@@ -36,6 +68,7 @@ impl Live {
         Live {
             services: settings.services.clone(),
             drain_timeout: settings.drain_timeout,
+            credentials: Arc::new(Credentials::of(settings)),
         }
     }
 
@@ -87,6 +120,13 @@ impl<T: Transport> Context<T> {
             );
             new.services.retain(|s| s.local != HTTP_PROXY_LOCAL);
         }
+        let credentials = if old.credentials.same(&new) {
+            old.credentials.clone()
+        } else {
+            changes.push("id or token changed: used from the next connection".to_owned());
+            *crate::tasks::lock(&self.rotated_at) = Some(std::time::Instant::now());
+            Arc::new(Credentials::of(&new))
+        };
         if changes.is_empty() {
             return info!("config reloaded: no change to apply");
         }
@@ -95,8 +135,29 @@ impl<T: Transport> Context<T> {
         }
         self.counters
             .keep_services(new.services.iter().map(|s| s.name.as_str()));
-        self.live.store(Arc::new(Live::of(&new)));
+        let live = Live {
+            credentials,
+            ..Live::of(&new)
+        };
+        self.live.store(Arc::new(live));
         self.sync().await;
+    }
+
+    /// Whether `e` is a refusal of credentials that a reload changed within
+    /// [`ROTATION_GRACE`]: then the server may just not have the new ones
+    /// (or may have revoked the old ones), and the client retries instead
+    /// of giving up.
+    pub(super) fn rotating(&self, e: &super::ClientError) -> bool {
+        use crate::handshake::HandshakeError;
+        let refused = match e {
+            super::ClientError::Handshake(HandshakeError::Refused { code, .. }) => {
+                *code == crate::protocol::ErrorCode::AuthFailed
+            }
+            super::ClientError::Handshake(HandshakeError::ServerUnproven) => true,
+            _ => false,
+        };
+        let rotated = *crate::tasks::lock(&self.rotated_at);
+        refused && rotated.is_some_and(|at| at.elapsed() < ROTATION_GRACE)
     }
 
     /// The session that is up registered `asked`; from now on it gets the
@@ -226,9 +287,6 @@ fn restart_needed(old: &ClientSettings, new: &ClientSettings) -> Vec<&'static st
         admin,
         http_proxy
     );
-    if old.token.expose() != new.token.expose() {
-        names.push("token");
-    }
     names
 }
 

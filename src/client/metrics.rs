@@ -167,6 +167,7 @@ impl<T: Transport> Context<T> {
 
 impl<T: Transport> Probe for Context<T> {
     fn metrics(&self, out: &mut Exposition) {
+        crate::reload::write_metrics(out);
         let (up, registered) = {
             let st = lock(&self.state);
             let registered = st

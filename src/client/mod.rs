@@ -230,7 +230,19 @@ async fn sessions<T: Transport>(
         let server = &ctx.settings.server;
         let delay = match end {
             SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::Fatal(e) => return Err(e),
+            SessionEnd::Fatal(e) if !ctx.rotating(&e) => return Err(e),
+            SessionEnd::Fatal(e) => {
+                let (delay, _) = schedule.next(started.elapsed(), Instant::now());
+                let delay = jitter(delay);
+                warn!(
+                    "{server} refused the client's credentials ({e}); they changed in a reload, so the server may not have the new ones yet: retrying in {}",
+                    Rounded(delay)
+                );
+                ctx.emit(Event::Disconnected {
+                    reason: e.to_string(),
+                });
+                delay
+            }
             SessionEnd::PortInUse => {
                 let since = *ports_held_since.get_or_insert(started);
                 let waited = since.elapsed();

@@ -181,6 +181,7 @@ impl<T: Transport> Shared<T> {
 
 impl<T: Transport> Probe for Shared<T> {
     fn metrics(&self, out: &mut Exposition) {
+        crate::reload::write_metrics(out);
         let sessions = self.registry.sessions();
         out.single(
             "porthole_server_clients",

@@ -4,6 +4,7 @@
 //! SIGTERM (transfers finish, a second signal stops at once, a stalled
 //! visitor is cut at `drain_timeout`), with the exit code 0 every time.
 
+use crate::common::admin::{must, scrape};
 use crate::common::process::{Proc, porthole as args};
 use crate::common::tls::Pki;
 use nix::sys::signal::Signal::{SIGHUP, SIGTERM};
@@ -211,7 +212,11 @@ fn an_invalid_reload_changes_nothing_and_names_the_position() {
     let pki = Pki::new("live-invalid");
     let (_server, addr) = server(&pki, "");
     let echo = echo_service();
-    let (mut client, config) = client(&pki, addr, &[("web", echo)]);
+    let admin = r#"admin: Some("127.0.0.1:0")"#;
+    let good = client_text(addr, &[("web", echo)], admin);
+    let config = pki.write("client.ron", &good);
+    let mut client = Proc::spawn(args(&["client", "-c", &config.to_string_lossy()]));
+    let endpoint = client.address_after("admin endpoint on http://", LINE);
     let web = public(&mut client, "web");
     std::fs::write(&config, "(server: \"x\",\n  tokn: 1)").expect("write bad config");
     client.signal(SIGHUP);
@@ -222,6 +227,29 @@ fn an_invalid_reload_changes_nothing_and_names_the_position() {
         "a position: {error}"
     );
     echo_once(&mut TcpStream::connect(web).expect("still served"), "still");
+    let reloads = |result| [("result", result)];
+    let text = scrape(endpoint);
+    assert_eq!(
+        must(&text, "porthole_config_reloads_total", &reloads("failed")),
+        1.0
+    );
+    assert_eq!(
+        must(&text, "porthole_config_last_reload_successful", &[]),
+        0.0
+    );
+    // Put right, it loads again (with nothing to change).
+    std::fs::write(&config, &good).expect("write good config");
+    client.signal(SIGHUP);
+    client.wait_for("config reloaded: no change to apply", LINE);
+    let text = scrape(endpoint);
+    assert_eq!(
+        must(&text, "porthole_config_reloads_total", &reloads("applied")),
+        1.0
+    );
+    assert_eq!(
+        must(&text, "porthole_config_last_reload_successful", &[]),
+        1.0
+    );
 }
 
 /// A tunnel for one bulk visitor; the server drains in `drain` when told.
@@ -329,4 +357,114 @@ fn systemd_hears_ready_reloading_ready_and_stopping_in_order() {
     assert_eq!(next(), "STOPPING=1");
     let (status, log) = server.wait_exit(LINE);
     assert_eq!(status.code(), Some(0), "{log}");
+}
+
+/// A server whose clients are `entries` (`(id, token)`); its config path.
+fn named_server(pki: &Pki, entries: &[(&str, &str)]) -> (Proc, SocketAddr, PathBuf) {
+    let config = pki.write("server.ron", &named_server_text(entries));
+    let mut server = Proc::spawn(args(&["server", "-c", &config.to_string_lossy()]));
+    let addr = server.address_after("listening for clients on ", LINE);
+    (server, addr, config)
+}
+
+fn named_server_text(entries: &[(&str, &str)]) -> String {
+    let clients: Vec<String> = entries
+        .iter()
+        .map(|(id, token)| format!(r#"(id: "{id}", token: "{token}")"#))
+        .collect();
+    format!(
+        r#"(bind: "127.0.0.1:0", clients: [{}])"#,
+        clients.join(", ")
+    )
+}
+
+/// Client `id` with `token`, exposing an echo service as `name`.
+fn named_client_text(
+    server: SocketAddr,
+    id: &str,
+    token: &str,
+    name: &str,
+    echo: SocketAddr,
+) -> String {
+    format!(
+        r#"(server: "{server}", id: "{id}", token: "{token}", services: [(name: "{name}", local: "{echo}")])"#
+    )
+}
+
+#[test]
+fn removing_a_client_in_a_sighup_reload_ends_it_and_frees_its_port_while_the_other_serves() {
+    let pki = Pki::new("live-revoke");
+    let (mut server, addr, server_config) =
+        named_server(&pki, &[("alice", "alice-token"), ("bob", "bob-token")]);
+    let echo = echo_service();
+    let alice_config = pki.write(
+        "alice.ron",
+        &named_client_text(addr, "alice", "alice-token", "a", echo),
+    );
+    let bob_config = pki.write(
+        "bob.ron",
+        &named_client_text(addr, "bob", "bob-token", "b", echo),
+    );
+    let mut alice = Proc::spawn(args(&["client", "-c", &alice_config.to_string_lossy()]));
+    let mut bob = Proc::spawn(args(&["client", "-c", &bob_config.to_string_lossy()]));
+    let (a, b) = (public(&mut alice, "a"), public(&mut bob, "b"));
+    std::fs::write(
+        &server_config,
+        named_server_text(&[("alice", "alice-token")]),
+    )
+    .expect("write");
+    let asked = Instant::now();
+    server.signal(SIGHUP);
+    server.wait_for("config reloaded: client bob removed", LINE);
+    let (status, log) = bob.wait_exit(LINE);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("revoked"), "{log}");
+    // Released at once; its listeners close on their workers just after.
+    let released = Instant::now();
+    while TcpStream::connect(b).is_ok() {
+        assert!(
+            released.elapsed() < Duration::from_secs(1),
+            "bob's port is released"
+        );
+        std::thread::sleep(Duration::from_millis(10)); // ok-sleep: polling a release
+    }
+    echo_once(
+        &mut TcpStream::connect(a).expect("alice still served"),
+        "alice",
+    );
+}
+
+#[test]
+fn a_token_rotated_client_first_then_server_reconnects_with_the_new_token() {
+    let pki = Pki::new("live-rotate");
+    let (mut server, addr, server_config) = named_server(&pki, &[("laptop", "old-token")]);
+    let echo = echo_service();
+    let client_config = pki.write(
+        "laptop.ron",
+        &named_client_text(addr, "laptop", "old-token", "web", echo),
+    );
+    let mut client = Proc::spawn(args(&["client", "-c", &client_config.to_string_lossy()]));
+    public(&mut client, "web");
+    replace(
+        &client_config,
+        &named_client_text(addr, "laptop", "new-token", "web", echo),
+    );
+    client.wait_for("config reloaded: id or token changed", LINE);
+    replace(
+        &server_config,
+        &named_server_text(&[("laptop", "new-token")]),
+    );
+    server.wait_for("config reloaded: client laptop: token changed", LINE);
+    client.wait_for("refused the client's credentials", LINE);
+    let web = public(&mut client, "web");
+    echo_once(
+        &mut TcpStream::connect(web).expect("served again"),
+        "rotated",
+    );
+    assert!(client.is_running(), "the client kept going");
 }
