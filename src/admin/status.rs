@@ -121,7 +121,8 @@ impl Status {
 
     fn clients_table(&self) -> String {
         let mut rows = vec![row(&[
-            "CLIENT",
+            "SESSION",
+            "ID",
             "ADDRESS",
             "TRANSPORT",
             "CONNECTED",
@@ -130,6 +131,7 @@ impl Status {
         for c in &self.clients {
             rows.push(vec![
                 c.session.clone(),
+                c.id.clone().unwrap_or_else(|| "-".to_owned()),
                 c.address.clone(),
                 c.transport.clone(),
                 Rounded(std::time::Duration::from_secs(c.connected_seconds)).to_string(),

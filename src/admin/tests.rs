@@ -103,3 +103,30 @@ fn status_table_lists_services() {
         ]
     );
 }
+
+#[test]
+fn status_table_names_each_session_by_its_id_or_a_dash() {
+    let mut s = Status::new("server", None);
+    for (session, id) in [("637eb585", Some("laptop")), ("0e7628ad", None)] {
+        s.clients.push(status::ClientStatus {
+            session: session.into(),
+            id: id.map(str::to_owned),
+            address: "192.0.2.7:40122".into(),
+            connected_seconds: 60,
+            transport: "tcp".into(),
+            services: vec!["web".into()],
+        });
+    }
+    let table = s.render();
+    let header = table
+        .lines()
+        .find(|l| l.starts_with("SESSION"))
+        .expect("header");
+    assert!(header.starts_with("SESSION   ID      ADDRESS"), "{table}");
+    let row = |session: &str| {
+        let line = table.lines().find(|l| l.starts_with(session)).expect("row");
+        line.split_whitespace().nth(1).map(str::to_owned)
+    };
+    assert_eq!(row("637eb585").as_deref(), Some("laptop"));
+    assert_eq!(row("0e7628ad").as_deref(), Some("-"));
+}

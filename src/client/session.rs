@@ -147,9 +147,9 @@ impl<T: Transport> Links<T> {
         self.pool.open(usize::from(count));
     }
 
-    /// No new link is dialled; the links carrying a visitor go on until it
-    /// ends (idle ones end as the server closes them), for up to `limit`;
-    /// then whatever is left is closed.
+    /// No new link is dialled and idle ones close; the links carrying a
+    /// visitor go on until it ends, for up to `limit`; then whatever is left
+    /// is closed.
     pub async fn drain(self, limit: Duration) {
         self.draining.fire();
         self.pool.drain();

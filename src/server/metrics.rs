@@ -269,7 +269,7 @@ impl<T: Transport> Probe for Shared<T> {
                         std::net::SocketAddr::new(self.registry.public_ip(), s.port).to_string(),
                     ),
                     local: None,
-                    client: owner.map(|o| o.peer.to_string()),
+                    client: owner.map(|o| super::credentials::who(&o)),
                     visitors: s.traffic.totals(),
                 }
             })
