@@ -94,25 +94,27 @@ async fn one_registered_one_refused(client: &Client, good: &str, bad: &str) -> S
     refused.unwrap_or_default()
 }
 
+/// Alice and Bob with their own tokens, exposing echo services `a` and `b`
+/// (kept alive by the returned services).
+async fn alice_and_bob_clients(server: SocketAddr) -> (Client, Client, [Service; 2]) {
+    let (a, b) = (echo_service().await, echo_service().await);
+    let alice = start_client(named(
+        server,
+        Some("alice"),
+        "alice-token",
+        &[("a", a.addr, 0)],
+    ));
+    let bob = start_client(named(server, Some("bob"), "bob-token", &[("b", b.addr, 0)]));
+    (alice, bob, [a, b])
+}
+
 #[test]
 fn two_clients_with_their_own_tokens_each_serve_within_their_own_ports() {
     run_test(async {
         let server = start_server(server_with(alice_and_bob(), false))
             .await
             .expect("server starts");
-        let (a, b) = (echo_service().await, echo_service().await);
-        let alice = start_client(named(
-            server.addr,
-            Some("alice"),
-            "alice-token",
-            &[("a", a.addr, 0)],
-        ));
-        let bob = start_client(named(
-            server.addr,
-            Some("bob"),
-            "bob-token",
-            &[("b", b.addr, 0)],
-        ));
+        let (alice, bob, _services) = alice_and_bob_clients(server.addr).await;
         let (a_public, b_public) = (alice.registered("a").await, bob.registered("b").await);
         assert!((30000..=39999).contains(&a_public.port()), "{a_public}");
         assert!((40000..=49999).contains(&b_public.port()), "{b_public}");
@@ -300,19 +302,7 @@ async fn bindable_within(port: u16, limit: Duration) {
 fn revoking_a_client_in_a_reload_ends_its_session_and_frees_its_ports_while_others_serve() {
     run_test(async {
         let server = start_reloadable(server_with(alice_and_bob(), false)).await;
-        let (a, b) = (echo_service().await, echo_service().await);
-        let alice = start_client(named(
-            server.addr,
-            Some("alice"),
-            "alice-token",
-            &[("a", a.addr, 0)],
-        ));
-        let bob = start_client(named(
-            server.addr,
-            Some("bob"),
-            "bob-token",
-            &[("b", b.addr, 0)],
-        ));
+        let (alice, bob, [a, _b]) = alice_and_bob_clients(server.addr).await;
         let (a_public, b_public) = (alice.registered("a").await, bob.registered("b").await);
         assert_echoes(a_public, 7, 1000).await;
         // Alice's token changes; bob's entry stays as it was.
