@@ -2,7 +2,7 @@
 //! change of the config file), loading the file again, and handing the new
 //! settings to the running mode, which applies what can change live.
 //!
-//! - [`watch`] follows the config file's *directory* with inotify, because
+//! - [`Watcher`] follows the config file's *directory* with inotify, because
 //!   editors and config managers replace a file (write a temporary, rename it
 //!   over) rather than write it in place, and Kubernetes swaps a `..data`
 //!   symlink. Bursts of events are debounced into one reload.

@@ -7,6 +7,13 @@
 //! pool of idle data links; the [`registry::Registry`] owns the public listeners,
 //! which outlive a vanished client for `reconnect_grace` so that it gets its
 //! ports back. Dropping the server future cancels all of it.
+//!
+//! A shutdown signal starts a drain (`drain`): the control listener and
+//! every public listener close (a successor may bind them at once), each
+//! session tells its client `Goodbye` (draining) and closes its idle links,
+//! visitors in flight finish until `drain_timeout` after the signal, and
+//! what is left then is closed. A reload (`live.rs`) swaps the settings
+//! while all this runs.
 
 mod admission;
 pub(crate) mod credentials;
