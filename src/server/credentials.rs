@@ -180,10 +180,12 @@ impl<T: Transport> Keyring for ServerKeys<'_, T> {
     }
 }
 
-/// Ends `session` for good: tells its client why (an `AuthFailed` error,
-/// which a client takes as final), closes its ports at once and ends it.
-fn revoke<T: Transport>(registry: &Arc<Registry<T>>, session: &Session<T>) {
+/// Ends `session` for good: closes its ports (returning once they are
+/// closed, so a visitor after this is refused), tells its client why (an
+/// `AuthFailed` error, which a client takes as final) and ends it.
+async fn revoke<T: Transport>(registry: &Arc<Registry<T>>, session: &Session<T>) {
     session.credential.revoked.store(true, Ordering::Relaxed);
+    registry.release_all(session).await;
     let _ = session.control.try_send(Frame::Error {
         code: ErrorCode::AuthFailed,
         message: "authentication failed: this client's credentials were revoked".to_owned(),
@@ -196,7 +198,7 @@ fn revoke<T: Transport>(registry: &Arc<Registry<T>>, session: &Session<T>) {
 /// live session whose principal `new` no longer admits with the token it
 /// proved (removed, changed, or a shared token added or dropped), and
 /// releases its ports at once. Logs one line per revoked principal.
-pub(crate) fn revoke_changed<T: Transport>(
+pub(crate) async fn revoke_changed<T: Transport>(
     shared: &Shared<T>,
     old: &ServerSettings,
     new: &ServerSettings,
@@ -217,7 +219,7 @@ pub(crate) fn revoke_changed<T: Transport>(
             .iter()
             .filter(|s| s.owner().is_some_and(|o| o.id == session.id));
         entry.1.extend(owned.map(|s| s.port));
-        revoke(&shared.registry, &session);
+        revoke(&shared.registry, &session).await;
     }
     for (principal, (sessions, ports)) in ended {
         let whom = match &principal {
@@ -252,12 +254,12 @@ fn changed(old: &ServerSettings, new: &ServerSettings) -> Vec<Principal> {
 /// Revokes `session` if the settings in force no longer admit it: closes
 /// the window where a reload's [`revoke_changed`] ran between this
 /// session's handshake (with the old settings) and its registration.
-pub(super) fn recheck<T: Transport>(shared: &Shared<T>, session: &Session<T>) {
+pub(super) async fn recheck<T: Transport>(shared: &Shared<T>, session: &Session<T>) {
     let credential = &session.credential;
-    if !credential
+    let admitted = credential
         .principal
-        .admits(&shared.settings(), credential.token.as_ref())
-    {
-        revoke(&shared.registry, session);
+        .admits(&shared.settings(), credential.token.as_ref());
+    if !admitted {
+        revoke(&shared.registry, session).await;
     }
 }

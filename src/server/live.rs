@@ -21,12 +21,12 @@ pub(super) async fn serve<T: Transport>(
     requests: Requests<ServerSettings>,
 ) {
     while let Ok(request) = requests.recv().await {
-        apply(&shared, request.settings);
+        apply(&shared, request.settings).await;
     }
 }
 
 /// Swaps in `new`, keeping what needs a restart; one log line per change.
-pub(super) fn apply<T: Transport>(shared: &Shared<T>, mut new: ServerSettings) {
+pub(super) async fn apply<T: Transport>(shared: &Shared<T>, mut new: ServerSettings) {
     let old = shared.settings.load_full();
     let restart = keep_fixed(&old, &mut new);
     if !restart.is_empty() {
@@ -45,7 +45,7 @@ pub(super) fn apply<T: Transport>(shared: &Shared<T>, mut new: ServerSettings) {
     let new = Arc::new(new);
     shared.settings.store(new.clone());
     // Sessions whose credentials the new settings no longer admit end now.
-    credentials::revoke_changed(shared, &old, &new);
+    credentials::revoke_changed(shared, &old, &new).await;
 }
 
 /// Copies into `new` the settings that cannot change live, naming those that

@@ -405,6 +405,24 @@ impl<T: Transport> Registry<T> {
         Some(service.port)
     }
 
+    /// Closes every port `session` owns (its credentials were revoked) and
+    /// returns once they are closed.
+    pub async fn release_all(&self, session: &Session<T>) {
+        let released: Vec<Arc<Service<T>>> = {
+            let mut ports = lock(&self.ports);
+            let mine: Vec<u16> = ports
+                .iter()
+                .filter(|(_, s)| std::ptr::eq(lock(&s.state).owner.as_ptr(), session))
+                .map(|(port, _)| *port)
+                .collect();
+            mine.iter().filter_map(|p| ports.remove(p)).collect()
+        };
+        for service in released {
+            info!("service {} on port {} closed", service.name(), service.port);
+            service.close_now().await;
+        }
+    }
+
     /// Closes every public listener, live and lingering (a drain starts),
     /// and returns once they are closed on their workers: no new visitor is
     /// accepted after this; the ones in flight go on.

@@ -100,7 +100,7 @@ impl<T: Transport> Session<T> {
         shared
             .registry
             .add_session(&session, shared.settings().reconnect_grace);
-        credentials::recheck(&shared, &session);
+        credentials::recheck(&shared, &session).await;
         // The first frame on the control link (the `AuthOk`), queued only now
         // that the session can be found; a fresh queue always has room.
         let _ = session.control.try_send(greeting);
