@@ -241,7 +241,14 @@ fn signals(on_usr1: Option<OnUsr1>, reload: Option<Sender<Cause>>) -> std::io::R
                     std::process::exit(0);
                 }
                 Sig::Int | Sig::Term => {
-                    info!("received {name}: draining (send it again to stop at once)");
+                    // Server and client (the modes that reload) drain;
+                    // forward and http-proxy stop at once.
+                    match reload {
+                        Some(_) => {
+                            info!("received {name}: draining (send it again to stop at once)")
+                        }
+                        None => info!("received {name}, shutting down"),
+                    }
                     stopping = true;
                     if let Some(n) = porthole::notify::notifier() {
                         n.stopping();
