@@ -88,15 +88,7 @@ impl<T: Transport> Context<T> {
     /// Applies `new` (a reloaded config): one log line per change, and the
     /// settings that need a restart named and left as they are.
     pub async fn reload(&self, mut new: ClientSettings) {
-        if let Some(proxy) = &self.builtin_proxy_local {
-            for s in new
-                .services
-                .iter_mut()
-                .filter(|s| s.local == HTTP_PROXY_LOCAL)
-            {
-                s.local.clone_from(proxy);
-            }
-        }
+        self.adopt_builtin_proxy(&mut new);
         let restart = restart_needed(&self.settings, &new);
         if !restart.is_empty() {
             warn!(
@@ -111,14 +103,6 @@ impl<T: Transport> Context<T> {
                 "drain_timeout {:?} -> {:?}",
                 old.drain_timeout, new.drain_timeout
             ));
-        }
-        if self.builtin_proxy_local.is_none()
-            && new.services.iter().any(|s| s.local == HTTP_PROXY_LOCAL)
-        {
-            warn!(
-                "restart needed: a service with local \"http-proxy\" (the built-in proxy starts with the client); that service is left out"
-            );
-            new.services.retain(|s| s.local != HTTP_PROXY_LOCAL);
         }
         let credentials = if old.credentials.same(&new) {
             old.credentials.clone()
@@ -141,6 +125,27 @@ impl<T: Transport> Context<T> {
         };
         self.live.store(Arc::new(live));
         self.sync().await;
+    }
+
+    /// Points `local: "http-proxy"` services at the built-in proxy, as at
+    /// start; without one running (no such service at start) they are left
+    /// out until a restart.
+    fn adopt_builtin_proxy(&self, new: &mut ClientSettings) {
+        let wants_proxy = |s: &ServiceSettings| s.local == HTTP_PROXY_LOCAL;
+        match &self.builtin_proxy_local {
+            Some(proxy) => {
+                for s in new.services.iter_mut().filter(|s| wants_proxy(s)) {
+                    s.local.clone_from(proxy);
+                }
+            }
+            None if new.services.iter().any(wants_proxy) => {
+                warn!(
+                    "restart needed: a service with local \"http-proxy\" (the built-in proxy starts with the client); that service is left out"
+                );
+                new.services.retain(|s| !wants_proxy(s));
+            }
+            None => {}
+        }
     }
 
     /// Whether `e` is a refusal of credentials that a reload changed within
