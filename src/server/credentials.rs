@@ -183,72 +183,42 @@ impl<T: Transport> Keyring for ServerKeys<'_, T> {
 /// Ends `session` for good: closes its ports (returning once they are
 /// closed, so a visitor after this is refused), tells its client why (an
 /// `AuthFailed` error, which a client takes as final) and ends it.
-async fn revoke<T: Transport>(registry: &Arc<Registry<T>>, session: &Session<T>) {
+async fn revoke<T: Transport>(registry: &Arc<Registry<T>>, session: &Session<T>) -> Vec<u16> {
     session.credential.revoked.store(true, Ordering::Relaxed);
-    registry.release_all(session).await;
+    let ports = registry.release_all(session).await;
     let _ = session.control.try_send(Frame::Error {
         code: ErrorCode::AuthFailed,
         message: "authentication failed: this client's credentials were revoked".to_owned(),
     });
     registry.end_session(session, true, Duration::ZERO);
     session.supersede();
+    ports
 }
 
-/// After a reload swapped `old` for `new` (already in force): ends every
-/// live session whose principal `new` no longer admits with the token it
-/// proved (removed, changed, or a shared token added or dropped), and
-/// releases its ports at once. Logs one line per revoked principal.
-pub(crate) async fn revoke_changed<T: Transport>(
-    shared: &Shared<T>,
-    old: &ServerSettings,
-    new: &ServerSettings,
-) {
+/// After a reload put `new` in force: ends every live session whose
+/// principal `new` no longer admits with the token it proved (removed,
+/// changed, or a shared token added or dropped), and releases its ports at
+/// once. The reload logs what changed in the config; this logs, per
+/// principal, the sessions it ended and the ports it released.
+pub(crate) async fn revoke_changed<T: Transport>(shared: &Shared<T>, new: &ServerSettings) {
     let mut ended: BTreeMap<Principal, (usize, Vec<u16>)> = BTreeMap::new();
-    for principal in changed(old, new) {
-        ended.entry(principal).or_default();
-    }
-    let services = shared.registry.services();
     for session in shared.registry.sessions() {
         let credential = &session.credential;
         if credential.principal.admits(new, credential.token.as_ref()) {
             continue;
         }
+        let ports = revoke(&shared.registry, &session).await;
         let entry = ended.entry(credential.principal.clone()).or_default();
         entry.0 += 1;
-        let owned = services
-            .iter()
-            .filter(|s| s.owner().is_some_and(|o| o.id == session.id));
-        entry.1.extend(owned.map(|s| s.port));
-        revoke(&shared.registry, &session).await;
+        entry.1.extend(ports);
     }
     for (principal, (sessions, ports)) in ended {
         let whom = match &principal {
             Principal::Shared => "the shared token".to_owned(),
             Principal::Client(id) => format!("client {id}"),
         };
-        let what = match (&principal, principal.token(new)) {
-            (Principal::Client(_), None) => "removed",
-            _ => "changed",
-        };
-        info!(
-            "{whom}: credentials {what} by the reload; {sessions} session(s) ended, ports {ports:?} released"
-        );
+        info!("{whom} revoked: {sessions} session(s) ended, ports {ports:?} released");
     }
-}
-
-/// Principals whose token differs between `old` and `new` (removed,
-/// changed, added for the shared token).
-fn changed(old: &ServerSettings, new: &ServerSettings) -> Vec<Principal> {
-    let mut out = Vec::new();
-    if old.token != new.token || old.authenticates() != new.authenticates() {
-        out.push(Principal::Shared);
-    }
-    for client in &old.clients {
-        if new.client(&client.id).map(|c| &c.token) != Some(&client.token) {
-            out.push(Principal::Client(client.id.clone()));
-        }
-    }
-    out
 }
 
 /// Revokes `session` if the settings in force no longer admit it: closes

@@ -45,7 +45,7 @@ pub(super) async fn apply<T: Transport>(shared: &Shared<T>, mut new: ServerSetti
     let new = Arc::new(new);
     shared.settings.store(new.clone());
     // Sessions whose credentials the new settings no longer admit end now.
-    credentials::revoke_changed(shared, &old, &new).await;
+    credentials::revoke_changed(shared, &new).await;
 }
 
 /// Copies into `new` the settings that cannot change live, naming those that

@@ -393,34 +393,40 @@ impl<T: Transport> Registry<T> {
     /// unregistered it) and returns it once closed; its visitors in flight
     /// go on.
     pub async fn release(&self, session: &Session<T>, name: &str) -> Option<u16> {
-        let service = {
-            let mut ports = lock(&self.ports);
-            let port = ports.iter().find_map(|(port, service)| {
-                let st = lock(&service.state);
-                (std::ptr::eq(st.owner.as_ptr(), session) && st.name == name).then_some(*port)
-            })?;
-            ports.remove(&port)?
-        };
-        service.close_now().await;
-        Some(service.port)
+        let released = self.release_where(session, |st| st.name == name).await;
+        released.first().copied()
     }
 
     /// Closes every port `session` owns (its credentials were revoked) and
-    /// returns once they are closed.
-    pub async fn release_all(&self, session: &Session<T>) {
+    /// returns them once they are closed.
+    pub async fn release_all(&self, session: &Session<T>) -> Vec<u16> {
+        self.release_where(session, |_| true).await
+    }
+
+    /// Removes the services of `session` that `pick` chooses and closes
+    /// their listeners, returning once closed: a visitor after this is
+    /// refused.
+    async fn release_where(
+        &self,
+        session: &Session<T>,
+        pick: impl Fn(&ServiceState<T>) -> bool,
+    ) -> Vec<u16> {
         let released: Vec<Arc<Service<T>>> = {
             let mut ports = lock(&self.ports);
-            let mine: Vec<u16> = ports
+            let chosen: Vec<u16> = ports
                 .iter()
-                .filter(|(_, s)| std::ptr::eq(lock(&s.state).owner.as_ptr(), session))
+                .filter(|(_, s)| {
+                    let st = lock(&s.state);
+                    std::ptr::eq(st.owner.as_ptr(), session) && pick(&st)
+                })
                 .map(|(port, _)| *port)
                 .collect();
-            mine.iter().filter_map(|p| ports.remove(p)).collect()
+            chosen.iter().filter_map(|p| ports.remove(p)).collect()
         };
-        for service in released {
-            info!("service {} on port {} closed", service.name(), service.port);
+        for service in &released {
             service.close_now().await;
         }
+        released.iter().map(|s| s.port).collect()
     }
 
     /// Closes every public listener, live and lingering (a drain starts),
