@@ -10,6 +10,9 @@
 //! `http_*/` files are fuzzer inputs (byte 0 picks the split size); they are
 //! replayed as saved and again split one byte at a time, and hand-written ones
 //! have their outcome checked too.
+//!
+//! `proxy_header/` files start with the cap (two bytes, big-endian); the check
+//! itself parses every prefix, so they are replayed once.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +20,7 @@ use porthole::http_proxy::framing::{Declared, Framing};
 use porthole::mux::frame::{FrameError, Kind, MAX_DATA_LEN};
 use porthole::protocol::DecodeError;
 use porthole::protocol::chunk::ChunkError;
+use porthole::protocol::proxy_header::{Addresses, Header, ProxyHeaderError, Version};
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
@@ -410,4 +414,61 @@ fn handshake_regressions_hold() {
         }
     }
     assert_eq!(checked, 11, "every hand-written fixture is replayed");
+}
+
+/// What a hand-written `proxy_header` fixture parses to.
+fn expected_proxy_header(name: &str) -> Option<checks::ProxyParsed> {
+    let proxied = |version, source: &str, destination: &str, len| {
+        let addresses = Addresses::Proxied {
+            source: source.parse().expect("fixture address"),
+            destination: destination.parse().expect("fixture address"),
+        };
+        Ok(Some(Header {
+            version,
+            addresses,
+            len,
+        }))
+    };
+    let local = |version, len| {
+        Ok(Some(Header {
+            version,
+            addresses: Addresses::Local,
+            len,
+        }))
+    };
+    let (tcp4_source, tcp4_destination) = ("192.168.0.1:56324", "192.168.0.11:443");
+    let (tcp6_source, tcp6_destination) = ("[2001:db8::1]:56324", "[2001:db8::2]:443");
+    Some(match name {
+        "v1-tcp4" => proxied(Version::V1, tcp4_source, tcp4_destination, 47),
+        "v1-tcp6" => proxied(Version::V1, tcp6_source, tcp6_destination, 46),
+        "v1-unknown" => local(Version::V1, 15),
+        "v1-too-long" => Err(ProxyHeaderError::V1TooLong),
+        "v1-bare-lf" => Err(ProxyHeaderError::V1("expected CRLF")),
+        "v2-tcp4" => proxied(Version::V2, tcp4_source, tcp4_destination, 28),
+        "v2-tcp6-tlv" => proxied(Version::V2, tcp6_source, tcp6_destination, 59),
+        "v2-local" => local(Version::V2, 16),
+        "v2-truncated" => Ok(None),
+        "v2-oversized-length" => Err(ProxyHeaderError::TooLong {
+            len: 60_016,
+            max: 512,
+        }),
+        "v2-udp" => Err(ProxyHeaderError::V2Family(0x12)),
+        "http-request" => Err(ProxyHeaderError::NotProxy),
+        _ => return None,
+    })
+}
+
+#[test]
+fn proxy_header_regressions_hold() {
+    let mut hand_written = 0;
+    for path in regressions("proxy_header") {
+        let data = std::fs::read(&path).expect("fixture readable");
+        eprintln!("replaying {}", path.display());
+        let got = checks::proxy_header(&data);
+        if let Some(expected) = expected_proxy_header(name(&path)) {
+            assert_eq!(got, expected, "{}", path.display());
+            hand_written += 1;
+        }
+    }
+    assert_eq!(hand_written, 12, "every hand-written fixture is replayed");
 }

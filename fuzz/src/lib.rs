@@ -856,3 +856,9 @@ fn split_in(stream: &[u8], size: usize) -> Result<Dechunked, HttpChunkError> {
 #[path = "handshake.rs"]
 mod handshake_property;
 pub use handshake_property::{HandshakeRun, handshake};
+
+// ---------------------------------------------------------------- PROXY protocol headers
+
+#[path = "proxy_header.rs"]
+mod proxy_header_property;
+pub use proxy_header_property::{ProxyParsed, proxy_header};
