@@ -224,7 +224,8 @@ pub struct ClientArgs {
     #[argh(option)]
     pub id: Option<String>,
     /// expose a local port: [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT
-    /// (repeatable); REMOTE 0 or omitted lets the server pick; NAME defaults to port-PORT
+    /// (repeatable); REMOTE 0 or omitted lets the server pick; NAME defaults to port-PORT;
+    /// add ,proxy-protocol=v1 or ,proxy-protocol=v2 to tell the service each visitor's address
     #[argh(option)]
     pub expose: Vec<String>,
     /// accept a server running with --insecure-no-auth (it cannot prove it is the real server)

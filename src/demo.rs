@@ -50,6 +50,7 @@ pub async fn run(once: bool, stop: Signal) -> io::Result<()> {
         name: "demo".into(),
         local: service_addr.to_string(),
         remote_port: 0,
+        proxy_protocol: None,
     });
     let client_settings = client_cfg.validate().map_err(io::Error::other)?;
     let (events_tx, events) = smol::channel::unbounded();

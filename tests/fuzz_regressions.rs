@@ -85,14 +85,17 @@ fn expected_stream(name: &str) -> Option<(usize, EndCheck)> {
         "authok-bad-bool" => |e| *e == End::Error(E::BadBool(2)),
         "start-unknown-family" => |e| *e == End::Error(E::UnknownAddrFamily(5)),
         "unknown-type" => |e| *e == End::Error(E::UnknownType(0xee)),
-        "valid-session" | "drain-session" => |e| *e == End::NeedMore(0),
+        "valid-session" | "drain-session" | "proxy-session" => |e| *e == End::NeedMore(0),
         "goodbye-reason-zero" => |e| *e == End::Error(E::BadFarewell(0)),
+        "register-flags-zero" => |e| *e == End::Error(E::BadFlags(0)),
         _ => return None,
     };
     let frames = match name {
         "valid-session" => 14,
         // Unregister, Unregistered, Goodbye (draining).
         "drain-session" => 3,
+        // Register asking for the public address, Start carrying it.
+        "proxy-session" => 2,
         _ => 0,
     };
     Some((frames, end))

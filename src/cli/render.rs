@@ -88,6 +88,15 @@ fn server(s: &ServerSettings) -> String {
     doc.field("max_streams_per_link", s.max_streams_per_link);
     doc.field("workers", format!("Some({})", s.workers));
     doc.field("admin", option(s.admin.map(|a| string(&a.to_string()))));
+    let accept = s.accept_proxy_protocol.as_ref().map(|t| {
+        let from = inline_list(t.from.iter().map(|c| string(&c.to_string())));
+        format!(
+            "(from: {from}, timeout: {}, max_header_len: {})",
+            duration(t.timeout),
+            t.max_header_len
+        )
+    });
+    doc.field("accept_proxy_protocol", option(accept));
     doc.finish()
 }
 
@@ -128,8 +137,12 @@ fn client(c: &ClientSettings) -> String {
     doc.field("data_links", data_links);
     let services = c.services.iter().map(|s| {
         let (name, local) = (string(&s.name), string(&s.local));
+        let proxy = match s.proxy_protocol {
+            Some(version) => format!(", proxy_protocol: {version:?}"),
+            None => String::new(),
+        };
         format!(
-            "(name: {name}, local: {local}, remote_port: {})",
+            "(name: {name}, local: {local}, remote_port: {}{proxy})",
             s.remote_port
         )
     });

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use super::{ClientArgs, ForwardArgs, HttpProxyArgs, ServerArgs};
 use crate::config::{
-    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Locator, Secret,
-    ServerConfig, ServerSettings, ServerTls, ServerTransport, ServiceConfig,
+    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Locator,
+    ProxyProtocol, Secret, ServerConfig, ServerSettings, ServerTls, ServerTransport, ServiceConfig,
 };
 use crate::forward::{ForwardConfig, ForwardRule, ForwardSettings};
 use crate::http_proxy::{HttpProxyConfig, HttpProxySettings, ProxyAuth, check_tunnel_rules};
@@ -294,17 +294,27 @@ fn parse_range(text: &str) -> Result<(u16, u16), ConfigError> {
 }
 
 /// `PORT`, `REMOTE:PORT` or `REMOTE:HOST:PORT` (HOST may be `[v6]`), each
-/// optionally after `NAME=` (the service name; `port-PORT` without it).
+/// optionally after `NAME=` (the service name; `port-PORT` without it) and
+/// before options (`,proxy-protocol=v1` or `v2`).
 pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
     let bad = || {
         cli_error(&format!(
-            "--expose {spec:?}: expected [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT, e.g. 8080, web=8080 or web=10080:8080"
+            "--expose {spec:?}: expected [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT, then options such as ,proxy-protocol=v2; e.g. 8080, web=8080 or web=10080:8080,proxy-protocol=v2"
         ))
     };
-    let (name, rest) = match spec.split_once('=') {
+    let (address, options) = spec.split_once(',').unwrap_or((spec, ""));
+    let mut proxy_protocol = None;
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        proxy_protocol = Some(match option.to_ascii_lowercase().as_str() {
+            "proxy-protocol=v1" => ProxyProtocol::V1,
+            "proxy-protocol=v2" => ProxyProtocol::V2,
+            _ => return Err(bad()),
+        });
+    }
+    let (name, rest) = match address.split_once('=') {
         Some(("", _)) => return Err(bad()),
         Some((name, rest)) => (Some(name), rest),
-        None => (None, spec),
+        None => (None, address),
     };
     let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
     let (remote, local) = match rest.split_once(':') {
@@ -319,6 +329,7 @@ pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
         name: name.map_or_else(|| format!("port-{local_port}"), str::to_owned),
         local,
         remote_port: remote,
+        proxy_protocol,
     })
 }
 
@@ -361,6 +372,20 @@ mod tests {
         assert!(parse_expose("=8080").is_err());
         assert!(parse_expose("web=").is_err());
         assert!(parse_expose("99999").is_err());
+        assert_eq!(parse_expose("8080").expect("valid").proxy_protocol, None);
+        let s = parse_expose("web=10080:8080,proxy-protocol=v2").expect("valid");
+        assert_eq!(
+            (s.name.as_str(), s.remote_port, s.proxy_protocol),
+            ("web", 10080, Some(ProxyProtocol::V2))
+        );
+        let s = parse_expose("0:[::1]:22,PROXY-PROTOCOL=V1").expect("valid");
+        assert_eq!(
+            (s.local.as_str(), s.proxy_protocol),
+            ("[::1]:22", Some(ProxyProtocol::V1))
+        );
+        assert!(parse_expose("8080,proxy-protocol=v3").is_err());
+        assert!(parse_expose("8080,").is_ok(), "an empty option is none");
+        assert!(parse_expose("8080,udp").is_err());
     }
 
     #[test]

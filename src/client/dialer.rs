@@ -7,9 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tracing::{debug, warn};
 
+use futures_lite::AsyncWriteExt;
+
 use super::context::Context;
+use crate::config::ProxyProtocol;
 use crate::handshake::{Accepted, ClientHandshake, HandshakeError, drive};
 use crate::protocol::SessionId;
+use crate::protocol::proxy_header;
 use crate::runtime::TcpStream;
 use crate::transport::Transport;
 use crate::wire::{with_deadline, with_timeout};
@@ -98,19 +102,31 @@ impl std::error::Error for ConnectError {
     }
 }
 
-/// Connects to the local address of `service` for a visitor; `None` (logged)
+/// Connects to the local address of `service` for a visitor, and writes
+/// the PROXY header first when the service asks for one; `None` (logged)
 /// when the service is unknown or unreachable.
 pub(super) async fn connect_local<T: Transport>(
     ctx: &Context<T>,
     service: &str,
     visitor: SocketAddr,
+    public: Option<SocketAddr>,
 ) -> Option<TcpStream> {
-    let Some(local) = ctx.local_of(service) else {
+    let target = ctx
+        .live()
+        .service(service)
+        .map(|s| (s.local.clone(), s.proxy_protocol));
+    let Some((local, proxy_protocol)) = target else {
         warn!("server started a visitor for unknown service {service:?}");
         return None;
     };
     let limit = ctx.settings.handshake_timeout;
-    let connect = TcpStream::connect(local.as_str());
+    let connect = async {
+        let stream = TcpStream::connect(local.as_str()).await?;
+        if let Some(version) = proxy_protocol {
+            write_proxy_header(&stream, version, visitor, public).await?;
+        }
+        Ok(stream)
+    };
     match with_timeout(limit, "connecting to the local service", connect).await {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);
@@ -125,6 +141,35 @@ pub(super) async fn connect_local<T: Transport>(
             None
         }
     }
+}
+
+/// Tells the local service who the visitor is, before any of its bytes.
+/// The server names the public address the visitor connected to; one that
+/// did not (the service turned PROXY headers on in a reload and has not
+/// registered again yet) gets the service's own address as destination:
+/// the source, which is what services use, is right either way.
+async fn write_proxy_header(
+    stream: &TcpStream,
+    version: ProxyProtocol,
+    visitor: SocketAddr,
+    public: Option<SocketAddr>,
+) -> io::Result<()> {
+    let destination = match public {
+        Some(public) => public,
+        None => stream.peer_addr()?,
+    };
+    // A dual-stack public port sees IPv4 visitors as `::ffff:a.b.c.d`;
+    // services expect them as the IPv4 addresses they are.
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (visitor, destination) = (canonical(visitor), canonical(destination));
+    let version = match version {
+        ProxyProtocol::V1 => proxy_header::Version::V1,
+        ProxyProtocol::V2 => proxy_header::Version::V2,
+    };
+    let mut header = Vec::with_capacity(proxy_header::MAX_ENCODED_LEN);
+    proxy_header::encode(version, visitor, destination, &mut header);
+    let mut stream = stream;
+    stream.write_all(&header).await
 }
 
 /// A delay between 50% and 100% of `base`, so clients that lost the same server

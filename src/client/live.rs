@@ -33,6 +33,33 @@ use crate::transport::Transport;
 /// server too.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(600);
 
+/// What a session asked the server for one service: its `Register`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Ask {
+    pub name: String,
+    pub remote_port: u16,
+    /// The service writes PROXY headers, which name the public address.
+    pub public_address: bool,
+}
+
+impl Ask {
+    pub fn of(service: &ServiceSettings) -> Ask {
+        Ask {
+            name: service.name.clone(),
+            remote_port: service.remote_port,
+            public_address: service.proxy_protocol.is_some(),
+        }
+    }
+
+    pub fn register(&self) -> Frame {
+        Frame::Register {
+            name: self.name.clone(),
+            remote_port: self.remote_port,
+            public_address: self.public_address,
+        }
+    }
+}
+
 /// The part of the settings a reload replaces.
 pub(crate) struct Live {
     pub services: Vec<ServiceSettings>,
@@ -78,10 +105,10 @@ impl Live {
 }
 
 /// The session that is up: where its control frames go, and the services
-/// (name, remote port) it asked the server for.
+/// (as registered) it asked the server for.
 pub(super) struct Control {
     pub tx: Sender<Frame>,
-    pub asked: Vec<(String, u16)>,
+    pub asked: Vec<Ask>,
 }
 
 impl<T: Transport> Context<T> {
@@ -167,7 +194,7 @@ impl<T: Transport> Context<T> {
 
     /// The session that is up registered `asked`; from now on it gets the
     /// changes (and at once those made while it registered).
-    pub(super) async fn attach(&self, tx: Sender<Frame>, asked: Vec<(String, u16)>) {
+    pub(super) async fn attach(&self, tx: Sender<Frame>, asked: Vec<Ask>) {
         *self.control.lock().await = Some(Control { tx, asked });
         self.sync().await;
     }
@@ -185,11 +212,7 @@ impl<T: Transport> Context<T> {
             return;
         };
         let live = self.live();
-        let want: Vec<(String, u16)> = live
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.remote_port))
-            .collect();
+        let want: Vec<Ask> = live.services.iter().map(Ask::of).collect();
         for frame in frames_for(&control.asked, &want) {
             // Only fails when the session is ending; the next one registers
             // what is in force.
@@ -201,22 +224,21 @@ impl<T: Transport> Context<T> {
     }
 }
 
-/// The frames that take a session from `asked` to `want`.
-fn frames_for(asked: &[(String, u16)], want: &[(String, u16)]) -> Vec<Frame> {
+/// The frames that take a session from `asked` to `want`: a service asked
+/// for differently (another port, or PROXY headers turned on or off) is
+/// unregistered and registered again.
+fn frames_for(asked: &[Ask], want: &[Ask]) -> Vec<Frame> {
     let mut frames = Vec::new();
-    for (name, port) in asked {
-        match want.iter().find(|(n, _)| n == name) {
-            Some((_, p)) if p == port => {}
-            _ => frames.push(Frame::Unregister { name: name.clone() }),
+    for ask in asked {
+        if !want.contains(ask) {
+            frames.push(Frame::Unregister {
+                name: ask.name.clone(),
+            });
         }
     }
-    for (name, port) in want {
-        match asked.iter().find(|(n, _)| n == name) {
-            Some((_, p)) if p == port => {}
-            _ => frames.push(Frame::Register {
-                name: name.clone(),
-                remote_port: *port,
-            }),
+    for ask in want {
+        if !asked.contains(ask) {
+            frames.push(ask.register());
         }
     }
     frames
@@ -256,6 +278,22 @@ fn service_changes(old: &[ServiceSettings], new: &[ServiceSettings]) -> Vec<Stri
             lines.push(format!(
                 "service {}: local {} -> {} (for new visitors)",
                 s.name, was.local, s.local
+            ));
+        }
+        if was.proxy_protocol != s.proxy_protocol {
+            let show = |p: Option<crate::config::ProxyProtocol>| match p {
+                Some(v) => format!("{v:?}"),
+                None => "off".to_owned(),
+            };
+            let when = match was.proxy_protocol.is_some() == s.proxy_protocol.is_some() {
+                true => "for new visitors",
+                false => "registering again",
+            };
+            lines.push(format!(
+                "service {}: proxy_protocol {} -> {} ({when})",
+                s.name,
+                show(was.proxy_protocol),
+                show(s.proxy_protocol)
             ));
         }
     }
@@ -304,26 +342,41 @@ mod tests {
             name: name.to_owned(),
             local: local.to_owned(),
             remote_port: port,
+            proxy_protocol: None,
+        }
+    }
+
+    fn ask(name: &str, remote_port: u16, public_address: bool) -> Ask {
+        Ask {
+            name: name.to_owned(),
+            remote_port,
+            public_address,
         }
     }
 
     #[test]
     fn frames_unregister_removed_and_moved_services_then_register_new_ones() {
-        let asked = [("web".to_owned(), 10080), ("ssh".to_owned(), 10022)];
-        let want = [("web".to_owned(), 10081), ("dns".to_owned(), 0)];
+        let asked = [
+            ask("web", 10080, false),
+            ask("ssh", 10022, false),
+            ask("smtp", 10025, false),
+        ];
+        let want = [
+            ask("web", 10081, false),
+            ask("dns", 0, false),
+            ask("smtp", 10025, true),
+        ];
         let frames = frames_for(&asked, &want);
         let unregister = |n: &str| Frame::Unregister { name: n.to_owned() };
-        let register = |n: &str, p| Frame::Register {
-            name: n.to_owned(),
-            remote_port: p,
-        };
         assert_eq!(
             frames,
             [
                 unregister("web"),
                 unregister("ssh"),
-                register("web", 10081),
-                register("dns", 0)
+                unregister("smtp"),
+                ask("web", 10081, false).register(),
+                ask("dns", 0, false).register(),
+                ask("smtp", 10025, true).register(),
             ]
         );
         assert!(frames_for(&want, &want).is_empty(), "nothing changed");
@@ -335,15 +388,17 @@ mod tests {
             svc("web", "127.0.0.1:80", 10080),
             svc("ssh", "127.0.0.1:22", 0),
         ];
-        let new = [
+        let mut new = [
             svc("web", "127.0.0.1:81", 10080),
             svc("dns", "127.0.0.1:53", 10053),
         ];
+        new[0].proxy_protocol = Some(crate::config::ProxyProtocol::V2);
         assert_eq!(
             service_changes(&old, &new),
             [
                 "service ssh removed",
                 "service web: local 127.0.0.1:80 -> 127.0.0.1:81 (for new visitors)",
+                "service web: proxy_protocol off -> V2 (registering again)",
                 "service dns added (127.0.0.1:53 at port 10053)",
             ]
         );

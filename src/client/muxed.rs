@@ -83,8 +83,12 @@ async fn visitor<T: Transport>(
     stream: mux::Stream,
     payload: &[u8],
 ) -> io::Result<()> {
-    let (service, visitor) = match decode_start(payload)? {
-        Frame::Start { service, visitor } => (service, visitor),
+    let (service, visitor, public) = match decode_start(payload)? {
+        Frame::Start {
+            service,
+            visitor,
+            public,
+        } => (service, visitor, public),
         other => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -100,7 +104,7 @@ async fn visitor<T: Transport>(
     let counters = ctx.counters.service(&service);
     let counters = counters.as_deref();
     let open = counters.map(|c| c.traffic.open());
-    let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+    let Some(target) = Box::pin(connect_local(ctx, &service, visitor, public)).await else {
         if let Some(open) = &open {
             open.failed();
         }

@@ -306,14 +306,14 @@ async fn accept<T: Transport>(link: &mut T::Stream) -> Option<relay::Accepted> {
 async fn visit<T: Transport>(
     ctx: &Context<T>,
     link: &mut T::Stream,
-    (service, visitor): (String, SocketAddr),
+    (service, visitor, public): (String, SocketAddr, Option<SocketAddr>),
     accepted: relay::Accepted,
     keep: relay::KeepLink<'_>,
 ) -> Option<bool> {
     let counters = ctx.counters.service(&service);
     let counters = counters.as_deref();
     let open = counters.map(|c| c.traffic.open());
-    let Some(target) = Box::pin(connect_local(ctx, &service, visitor)).await else {
+    let Some(target) = Box::pin(connect_local(ctx, &service, visitor, public)).await else {
         if let Some(open) = &open {
             open.failed();
         }
@@ -360,7 +360,7 @@ fn short_of_idle<T: Transport>(weak: &Weak<Inner<T>>) -> bool {
 async fn wait_for_start<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut S,
     probes: Duration,
-) -> io::Result<(String, SocketAddr)> {
+) -> io::Result<(String, SocketAddr, Option<SocketAddr>)> {
     let mut buf = [0u8; LEN_PREFIX + MAX_FRAME_LEN];
     let mut have = 0;
     loop {
@@ -384,7 +384,11 @@ async fn wait_for_start<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
         .map(|(frame, _)| frame);
     match frame {
-        Some(Frame::Start { service, visitor }) => Ok((service, visitor)),
+        Some(Frame::Start {
+            service,
+            visitor,
+            public,
+        }) => Ok((service, visitor, public)),
         Some(Frame::Error { code, message }) => Err(io::Error::other(format!(
             "server refused data link ({code:?}): {message}"
         ))),

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use super::context::{Context, Event};
+use super::live::Ask;
 use super::pool::Pool;
 use super::{dialer, muxed};
 use crate::config::{DataLinks, ServiceSettings};
@@ -181,7 +182,7 @@ struct Up<T: Transport> {
     link: T::Stream,
     links: Links<T>,
     interval: Duration,
-    asked: Vec<(String, u16)>,
+    asked: Vec<Ask>,
 }
 
 async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEnd> {
@@ -202,12 +203,11 @@ async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEn
     // registered port before the last service is answered.
     let links = Links::new(ctx, accepted.session);
     register(ctx, &mut link, &links, &services).await?;
-    let asked = services.iter().map(|s| (s.name.clone(), s.remote_port));
     Ok(Up {
         link,
         links,
         interval,
-        asked: asked.collect(),
+        asked: services.iter().map(Ask::of).collect(),
     })
 }
 
@@ -292,11 +292,9 @@ async fn register<T: Transport>(
 ) -> Result<(), SessionEnd> {
     let lost = |e: io::Error| SessionEnd::Lost(e);
     for service in services {
-        let frame = Frame::Register {
-            name: service.name.clone(),
-            remote_port: service.remote_port,
-        };
-        write_frame(link, &frame).await.map_err(lost)?;
+        write_frame(link, &Ask::of(service).register())
+            .await
+            .map_err(lost)?;
     }
     let mut tally = Tally::default();
     let limit = ctx.settings.handshake_timeout;

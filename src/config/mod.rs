@@ -210,6 +210,9 @@ pub struct ServerConfig {
     /// absent; meant for loopback or a private network.
     #[serde(default)]
     pub admin: Option<String>,
+    /// Balancers in front of the public ports that send PROXY headers.
+    #[serde(default)]
+    pub accept_proxy_protocol: Option<AcceptProxyConfig>,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -340,6 +343,9 @@ pub struct ServiceConfig {
     pub local: String,
     #[serde(default)]
     pub remote_port: u16,
+    /// Begin each local connection with a PROXY header naming the visitor.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// Validated server settings.
@@ -371,6 +377,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Where the admin endpoint listens; `None`: no endpoint.
     pub admin: Option<SocketAddr>,
+    /// Sources whose connections to public ports start with a PROXY header.
+    pub accept_proxy_protocol: Option<ProxyTrust>,
 }
 
 impl ServerSettings {
@@ -433,6 +441,7 @@ pub struct ServiceSettings {
     pub name: String,
     pub local: String,
     pub remote_port: u16,
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// A config problem: where it is and what to change.
@@ -489,6 +498,7 @@ pub mod credentials;
 mod duration;
 mod load;
 mod locate;
+mod proxy_protocol;
 mod tls;
 mod validate;
 
@@ -497,6 +507,7 @@ pub use credentials::{ClientCredentials, ClientEntry};
 pub use duration::{DurationError, duration, parse_duration, secs};
 pub use load::{ConfigFile, Role, Source, load, parse, recognise};
 pub use locate::Locator;
+pub use proxy_protocol::{AcceptProxyConfig, ProxyProtocol, ProxyTrust};
 pub use tls::{ClientTls, ClientTransport, ServerTls, ServerTransport};
 pub use validate::{admin, check_address, workers};
 

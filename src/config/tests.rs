@@ -273,3 +273,30 @@ fn out_of_range_integers_name_the_field_and_the_range_with_a_position() {
         "c.ron:4:61: remote_port 70000 is out of range: a port is 1–65535 (0 or omitted lets the server pick)"
     );
 }
+
+#[test]
+fn proxy_protocol_settings_parse_and_errors_point_at_the_entry() {
+    let text = "(\n  bind: \"127.0.0.1:0\",\n  token: \"t\",\n  accept_proxy_protocol: (from: [\"10.0.0.0/8\",\n    \"10.0.0.0/40\"]),\n)";
+    let err = parse::<ServerConfig>(text, Path::new("s.ron")).and_then(ServerConfig::validate);
+    let err = err.expect_err("a /40 is no IPv4 block");
+    assert!(
+        err.to_string()
+            .starts_with("s.ron:5:5: accept_proxy_protocol.from[1]: prefix \"40\" is not 0 to 32"),
+        "{err}"
+    );
+    let text = "(\n  bind: \"127.0.0.1:0\",\n  token: \"t\",\n  accept_proxy_protocol: (from: [\"::1\"], timeout: \"1s\"),\n)";
+    let settings = parse::<ServerConfig>(text, Path::new("s.ron"))
+        .and_then(ServerConfig::validate)
+        .expect("valid");
+    let trust = settings.accept_proxy_protocol.expect("set");
+    assert_eq!(trust.timeout, Duration::from_secs(1));
+    assert!(trust.trusts("::1".parse().expect("ip")));
+    let text = "(\n  server: \"127.0.0.1:7000\",\n  token: \"t\",\n  services: [(name: \"a\", local: \"127.0.0.1:1\", proxy_protocol: V2),\n    (name: \"p\", local: \"http-proxy\", proxy_protocol: V1)],\n)";
+    let err = parse::<ClientConfig>(text, Path::new("c.ron")).and_then(ClientConfig::validate);
+    let err = err.expect_err("the built-in proxy reads no header");
+    assert!(
+        err.to_string()
+            .starts_with("c.ron:5:54: service \"p\": the built-in HTTP proxy"),
+        "{err}"
+    );
+}

@@ -31,6 +31,7 @@ impl ServerConfig {
             max_streams_per_link: MAX_STREAMS_PER_LINK,
             workers: None,
             admin: None,
+            accept_proxy_protocol: None,
             source: None,
         }
     }
@@ -108,6 +109,7 @@ impl ServerConfig {
             max_streams_per_link: self.max_streams_per_link,
             workers: workers(&at, self.workers)?,
             admin: admin(&at, self.admin.as_deref())?,
+            accept_proxy_protocol: proxy_protocol::proxy_trust(&at, self.accept_proxy_protocol)?,
         })
     }
 }
@@ -408,6 +410,7 @@ fn services(
             name: s.name,
             local: s.local,
             remote_port: s.remote_port,
+            proxy_protocol: s.proxy_protocol,
         })
         .collect())
 }
@@ -428,6 +431,18 @@ fn check_service(at: &Locator, i: usize, service: &ServiceConfig) -> Result<(), 
         ));
     }
     if service.local == HTTP_PROXY_LOCAL {
+        if service.proxy_protocol.is_some() {
+            let msg = format!(
+                "service {name:?}: the built-in HTTP proxy does not read PROXY headers; drop proxy_protocol (the proxy logs the visitor's address itself)"
+            );
+            return Err(at.error(
+                &[
+                    &format!("services[{i}].proxy_protocol"),
+                    &format!("services[{i}]"),
+                ],
+                msg,
+            ));
+        }
         return Ok(());
     }
     let what = format!("service {name:?}: local");

@@ -397,6 +397,7 @@ mod tests {
         let start = crate::protocol::to_bytes(&crate::protocol::Frame::Start {
             service: "web".into(),
             visitor: "127.0.0.1:9".parse().expect("addr"),
+            public: None,
         })
         .expect("encodes");
         for role in [Role::Client, Role::Server] {

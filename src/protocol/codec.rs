@@ -34,6 +34,8 @@ const LINK_MUX: u8 = 2;
 const LINK_NAMED_CONTROL: u8 = 3;
 const ADDR_V4: u8 = 4;
 const ADDR_V6: u8 = 6;
+/// `Register` flags byte: Starts for the service carry the public address.
+const REGISTER_PUBLIC_ADDRESS: u8 = 1;
 
 /// Why bytes are not a valid frame. Each variant carries the offending value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +66,9 @@ pub enum DecodeError {
     TrailingBytes(usize),
     /// A `Goodbye` reason byte of 0 (leaving is spelled with no body).
     BadFarewell(u8),
+    /// A `Register` flags byte other than the one flag defined (no flags
+    /// are spelled with no byte).
+    BadFlags(u8),
 }
 
 impl fmt::Display for DecodeError {
@@ -88,6 +93,7 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated => f.write_str("frame body is truncated"),
             DecodeError::TrailingBytes(n) => write!(f, "{n} unexpected bytes after the message"),
             DecodeError::BadFarewell(n) => write!(f, "goodbye reason {n} is not a spelling"),
+            DecodeError::BadFlags(n) => write!(f, "register flags {n:#04x} are not a spelling"),
         }
     }
 }
@@ -163,6 +169,13 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
         tag::REGISTER => Frame::Register {
             name: r.str8(MAX_NAME_LEN)?,
             remote_port: r.u16()?,
+            public_address: match r.buf.is_empty() {
+                true => false,
+                false => match r.u8()? {
+                    REGISTER_PUBLIC_ADDRESS => true,
+                    other => return Err(DecodeError::BadFlags(other)),
+                },
+            },
         },
         tag::REGISTERED => Frame::Registered {
             name: r.str8(MAX_NAME_LEN)?,
@@ -178,6 +191,10 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
         tag::START => Frame::Start {
             service: r.str8(MAX_NAME_LEN)?,
             visitor: r.addr()?,
+            public: match r.buf.is_empty() {
+                true => None,
+                false => Some(r.addr()?),
+            },
         },
         tag::ERROR => Frame::Error {
             code: ErrorCode::from_u16(r.u16()?),
@@ -292,10 +309,17 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             w.bytes(mac);
             w.bytes(&heartbeat_interval_ms.to_be_bytes());
         }
-        Frame::Register { name, remote_port } => {
+        Frame::Register {
+            name,
+            remote_port,
+            public_address,
+        } => {
             w.u8(tag::REGISTER);
             w.str8(name, MAX_NAME_LEN)?;
             w.u16(*remote_port);
+            if *public_address {
+                w.u8(REGISTER_PUBLIC_ADDRESS);
+            }
         }
         Frame::Registered { name, port } => {
             w.u8(tag::REGISTERED);
@@ -317,10 +341,17 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             w.u8(tag::OPEN_DATA);
             w.u16(*count);
         }
-        Frame::Start { service, visitor } => {
+        Frame::Start {
+            service,
+            visitor,
+            public,
+        } => {
             w.u8(tag::START);
             w.str8(service, MAX_NAME_LEN)?;
             w.addr(visitor);
+            if let Some(public) = public {
+                w.addr(public);
+            }
         }
         Frame::Error { code, message } => {
             w.u8(tag::ERROR);

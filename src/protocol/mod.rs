@@ -137,7 +137,13 @@ pub enum Frame {
         heartbeat_interval_ms: u32,
     },
     /// C→S: expose a service; `remote_port` 0 lets the server pick.
-    Register { name: String, remote_port: u16 },
+    /// `public_address`: each `Start` for it also names the address the
+    /// visitor connected to (the service wants PROXY protocol headers).
+    Register {
+        name: String,
+        remote_port: u16,
+        public_address: bool,
+    },
     /// S→C: the service is listening on `port`.
     Registered { name: String, port: u16 },
     /// S→C: the service was refused; the client's other services are unaffected.
@@ -153,9 +159,12 @@ pub enum Frame {
     /// S→C on an idle data link: a visitor for `service` arrived from `visitor`.
     /// After this frame the link carries the visitor's bytes in chunks
     /// ([`chunk`]) until both directions end and the client says `Idle`.
+    /// `public` is the address the visitor connected to, present when the
+    /// service registered with `public_address`.
     Start {
         service: String,
         visitor: SocketAddr,
+        public: Option<SocketAddr>,
     },
     /// Either way: fatal for this link; `message` says why.
     Error { code: ErrorCode, message: String },

@@ -49,6 +49,12 @@ fn samples() -> Vec<Frame> {
         Frame::Register {
             name: "web".into(),
             remote_port: 10080,
+            public_address: false,
+        },
+        Frame::Register {
+            name: "web".into(),
+            remote_port: 0,
+            public_address: true,
         },
         Frame::Registered {
             name: "web".into(),
@@ -64,10 +70,17 @@ fn samples() -> Vec<Frame> {
         Frame::Start {
             service: "web".into(),
             visitor: "[::1]:5555".parse().expect("literal"),
+            public: None,
         },
         Frame::Start {
             service: "web".into(),
             visitor: "127.0.0.1:80".parse().expect("literal"),
+            public: None,
+        },
+        Frame::Start {
+            service: "web".into(),
+            visitor: "192.0.2.7:40000".parse().expect("literal"),
+            public: Some("[2001:db8::1]:443".parse().expect("literal")),
         },
         Frame::Error {
             code: ErrorCode::Other(999),
@@ -108,6 +121,45 @@ fn goodbye_spells_leaving_as_before_and_each_reason_once() {
         decode(&[0, 3, tag::GOODBYE, 1, 1]),
         Err(DecodeError::TrailingBytes(1))
     );
+}
+
+#[test]
+fn register_flags_and_start_public_address_are_optional_and_canonical() {
+    let plain = Frame::Register {
+        name: "a".into(),
+        remote_port: 1,
+        public_address: false,
+    };
+    let plain = to_bytes(&plain).expect("encodes");
+    assert_eq!(plain, [0, 5, tag::REGISTER, 1, b'a', 0, 1], "as before");
+    let mut flagged = plain.clone();
+    flagged[1] = 6;
+    flagged.push(1);
+    assert!(matches!(
+        decode(&flagged),
+        Ok(Some((
+            Frame::Register {
+                public_address: true,
+                ..
+            },
+            8
+        )))
+    ));
+    for bad in [0, 2, 0x81] {
+        *flagged.last_mut().expect("flag") = bad;
+        assert_eq!(decode(&flagged), Err(DecodeError::BadFlags(bad)));
+    }
+    let start = Frame::Start {
+        service: "a".into(),
+        visitor: "192.0.2.1:1".parse().expect("literal"),
+        public: None,
+    };
+    let start = to_bytes(&start).expect("encodes");
+    assert_eq!(start.len(), 2 + 1 + 2 + 7, "as before");
+    let mut truncated = start.clone();
+    truncated[1] += 3;
+    truncated.extend_from_slice(&[4, 1, 2]);
+    assert_eq!(decode(&truncated), Err(DecodeError::Truncated));
 }
 
 #[test]
@@ -169,6 +221,7 @@ fn over_long_strings_do_not_encode() {
     let frame = Frame::Register {
         name: "x".repeat(MAX_NAME_LEN + 1),
         remote_port: 1,
+        public_address: false,
     };
     assert!(matches!(
         to_bytes(&frame),

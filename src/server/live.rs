@@ -98,6 +98,20 @@ fn changes(old: &ServerSettings, new: &ServerSettings) -> Vec<String> {
         (None, Some(_)) => lines.push("shared token set".to_owned()),
         (Some(_), Some(_)) => lines.push("shared token changed".to_owned()),
     }
+    if old.accept_proxy_protocol != new.accept_proxy_protocol {
+        let show = |t: &Option<crate::config::ProxyTrust>| match t {
+            None => "off".to_owned(),
+            Some(t) => {
+                let from: Vec<String> = t.from.iter().map(|c| c.to_string()).collect();
+                format!("from [{}] within {:?}", from.join(", "), t.timeout)
+            }
+        };
+        lines.push(format!(
+            "accept_proxy_protocol {} -> {} (for new connections)",
+            show(&old.accept_proxy_protocol),
+            show(&new.accept_proxy_protocol)
+        ));
+    }
     if old.authenticates() != new.authenticates() {
         let now = if new.authenticates() { "on" } else { "OFF" };
         lines.push(format!("authentication is {now}"));

@@ -83,9 +83,12 @@ pub(crate) enum Reason {
     UnknownSession,
     /// A pending connection shed to make room (see `admission`).
     Shed,
+    /// A connection from an `accept_proxy_protocol` source without a valid
+    /// PROXY header in time.
+    ProxyHeader,
 }
 
-const REASON_LABELS: [&str; 13] = [
+const REASON_LABELS: [&str; 14] = [
     "port_not_allowed",
     "port_in_use",
     "no_free_port",
@@ -99,6 +102,7 @@ const REASON_LABELS: [&str; 13] = [
     "session_limit",
     "unknown_session",
     "shed",
+    "proxy_header",
 ];
 
 impl Reason {
@@ -119,7 +123,7 @@ impl Reason {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     handshakes: Sharded<ByLabel<8>>,
-    refusals: Sharded<ByLabel<13>>,
+    refusals: Sharded<ByLabel<{ REASON_LABELS.len() }>>,
     /// From a visitor's accept until a data link (or stream) took it.
     pub link_wait: Sharded<Histogram>,
 }

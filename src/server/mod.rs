@@ -23,6 +23,7 @@ mod live;
 mod metrics;
 mod muxed;
 mod pool;
+mod proxied;
 mod refusal;
 mod registry;
 mod session;

@@ -1,7 +1,6 @@
 //! A session's multiplexed data links: visitors become streams on them,
 //! spread round-robin, with no per-visitor connection or handshake.
 
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tracing::debug;
@@ -66,7 +65,11 @@ impl MuxLinks {
     /// the next live link that has room, round-robin, with the worker its
     /// driver runs on (the visitor's relay should run there too). `None` when
     /// no link has room: the visitor takes a pooled link instead.
-    pub fn open(&self, service: &str, visitor: SocketAddr) -> Option<(mux::Stream, usize)> {
+    pub fn open(
+        &self,
+        service: &str,
+        visitor: super::proxied::Visitor,
+    ) -> Option<(mux::Stream, usize)> {
         let mut links = lock(&self.links);
         links.retain(|(l, _)| l.closed().is_none());
         if links.is_empty() {
@@ -75,7 +78,8 @@ impl MuxLinks {
         }
         let start = Frame::Start {
             service: service.to_owned(),
-            visitor,
+            visitor: visitor.addr,
+            public: visitor.public,
         };
         let payload = crate::protocol::to_bytes(&start).ok()?;
         let first = self.next.fetch_add(1, Ordering::Relaxed);

@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{debug, info};
@@ -71,6 +71,9 @@ pub(crate) struct Service<T: Transport> {
     /// Its visitors and their bytes; kept while the port lingers, so a
     /// client's reconnect does not reset them.
     pub traffic: Sharded<Traffic>,
+    /// Its client asked for the public address in each `Start` (the
+    /// service writes PROXY headers); set again by every registration.
+    public_address: AtomicBool,
 }
 
 /// Public addresses this process listens on; see the module docs.
@@ -109,6 +112,11 @@ impl<T: Transport> Service<T> {
 
     pub fn owner(&self) -> Option<Arc<Session<T>>> {
         lock(&self.state).owner.upgrade()
+    }
+
+    /// Whether each `Start` names the address the visitor connected to.
+    pub fn wants_public_address(&self) -> bool {
+        self.public_address.load(Ordering::Relaxed)
     }
 
     /// Closes the public port now. Visitors hold their service (for its
@@ -198,15 +206,15 @@ impl<T: Transport> Registry<T> {
         lock(&self.ended).contains(id)
     }
 
-    /// Binds (or reclaims) a public port for `name` owned by `session`.
+    /// Binds (or reclaims) a public port for `name` owned by `session`;
+    /// `public_address` as in `Register`.
     pub async fn register(
         self: &Arc<Self>,
         session: &Arc<Session<T>>,
-        name: &str,
-        port: u16,
+        (name, port, public_address): (&str, u16, bool),
         allowed: &(dyn Fn(u16) -> bool + Sync),
     ) -> Result<Arc<Service<T>>, Refusal> {
-        if let Some(service) = self.reclaim(session, name, port)? {
+        if let Some(service) = self.reclaim(session, name, port, public_address)? {
             return Ok(service);
         }
         if lock(&self.ports).len() >= MAX_PUBLIC_PORTS {
@@ -231,6 +239,7 @@ impl<T: Transport> Registry<T> {
             }),
             listeners: Mutex::new(Vec::new()),
             traffic: Sharded::new(),
+            public_address: AtomicBool::new(public_address),
         });
         let claim = Arc::new(claim);
         {
@@ -259,6 +268,7 @@ impl<T: Transport> Registry<T> {
         session: &Arc<Session<T>>,
         name: &str,
         port: u16,
+        public_address: bool,
     ) -> Result<Option<Arc<Service<T>>>, Refusal> {
         let ports = lock(&self.ports);
         let found = if port != 0 {
@@ -286,6 +296,9 @@ impl<T: Transport> Registry<T> {
         st.name = name.to_owned();
         st.client_id = session.client_id;
         st.epoch = self.next_epoch();
+        service
+            .public_address
+            .store(public_address, Ordering::Relaxed);
         drop(st);
         Ok(Some(service))
     }

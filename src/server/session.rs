@@ -193,8 +193,12 @@ impl<T: Transport> Session<T> {
             };
             match frame {
                 Frame::Heartbeat => {}
-                Frame::Register { name, remote_port } => {
-                    let reply = self.register(&name, remote_port).await;
+                Frame::Register {
+                    name,
+                    remote_port,
+                    public_address,
+                } => {
+                    let reply = self.register(&name, remote_port, public_address).await;
                     if let Err(e) = self.reply(reply, timeout).await {
                         return End::Lost(e);
                     }
@@ -234,8 +238,8 @@ impl<T: Transport> Session<T> {
         .await
     }
 
-    async fn register(self: &Arc<Self>, name: &str, port: u16) -> Frame {
-        match self.try_register(name, port).await {
+    async fn register(self: &Arc<Self>, name: &str, port: u16, public_address: bool) -> Frame {
+        match self.try_register(name, port, public_address).await {
             Ok(port) => {
                 info!(
                     "client {}: service {name} registered at port {port}",
@@ -258,7 +262,12 @@ impl<T: Transport> Session<T> {
         }
     }
 
-    async fn try_register(self: &Arc<Self>, name: &str, port: u16) -> Result<u16, Refusal> {
+    async fn try_register(
+        self: &Arc<Self>,
+        name: &str,
+        port: u16,
+        public_address: bool,
+    ) -> Result<u16, Refusal> {
         let settings = Arc::clone(&self.shared.settings());
         // This session's principal's limits, as the settings say now.
         let limits = credentials::limits(&settings, &self.credential.principal);
@@ -285,7 +294,7 @@ impl<T: Transport> Session<T> {
         let service = self
             .shared
             .registry
-            .register(self, name, port, &allowed)
+            .register(self, (name, port, public_address), &allowed)
             .await?;
         lock(&self.services).push(name.to_owned());
         Ok(service.port)

@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use super::dispatch;
 use super::metrics::Reason;
 use super::pool::Take;
+use super::proxied;
 use super::registry::Service;
 use super::session::Session;
 use crate::metrics::Open;
@@ -25,10 +26,13 @@ use smol::channel::Receiver;
 
 impl<T: Transport> Session<T> {
     /// A visitor arrived at one of this session's public ports; it is served
-    /// on the worker that accepted it.
+    /// on the worker that accepted it. One from a balancer that
+    /// `accept_proxy_protocol` trusts first gives its PROXY header (see
+    /// [`proxied`]), whose source is the visitor from then on.
     pub fn visit(self: &Arc<Self>, service: Arc<Service<T>>, visitor: TcpStream, addr: SocketAddr) {
         let accepted = Instant::now();
-        let max = self.shared.settings().max_visitors_per_client;
+        let settings = self.shared.settings();
+        let max = settings.max_visitors_per_client;
         if self.visitors.len() >= max {
             self.shared.counters.refused(Reason::VisitorLimit);
             // Refused, not left waiting: reset, as a port that refuses does.
@@ -40,10 +44,55 @@ impl<T: Transport> Session<T> {
             visitor.abort();
             return;
         }
+        let trusted = match &settings.accept_proxy_protocol {
+            Some(trust) if trust.trusts(addr.ip()) => Some((trust.max_header_len, trust.timeout)),
+            _ => None,
+        };
+        drop(settings);
+        let Some((max_len, timeout)) = trusted else {
+            let who = proxied::Visitor { addr, public: None };
+            return self.admit(service, visitor, who, accepted);
+        };
+        let session = self.clone();
+        let here = runtime::this_or_next_worker();
+        self.visitors.spawn_at(here, async move {
+            match proxied::read_header(&visitor, addr, max_len, timeout).await {
+                Ok(who) => session.admit(service, visitor, who, accepted),
+                Err(e) => {
+                    session.shared.counters.refused(Reason::ProxyHeader);
+                    // Anyone who reaches the balancer can make this happen.
+                    let log = &session.shared.visitor_log;
+                    if log.note("no valid PROXY header", addr.ip()) {
+                        warn!(
+                            "connection from {addr} to port {} closed: no valid PROXY header from a trusted balancer: {e}",
+                            service.port
+                        );
+                    }
+                    visitor.abort();
+                }
+            }
+        });
+    }
+
+    /// Serves a visitor known by its address: on a mux stream's worker when
+    /// a multiplexed link has room, else on this worker with a pooled link.
+    fn admit(
+        self: &Arc<Self>,
+        service: Arc<Service<T>>,
+        visitor: TcpStream,
+        mut who: proxied::Visitor,
+        accepted: Instant,
+    ) {
+        // Only a service that asked gets it: an older client refuses a
+        // `Start` with more than it knows.
+        who.public = match service.wants_public_address() {
+            true => who.public.or_else(|| visitor.local_addr().ok()),
+            false => None,
+        };
         let name = service.name();
         // A stream on a multiplexed link (no connection, no handshake) is
         // relayed on the link driver's worker; a pooled link is taken here.
-        let (worker, stream) = match self.muxes.open(&name, addr) {
+        let (worker, stream) = match self.muxes.open(&name, who) {
             Some((stream, worker)) => (worker, Some(stream)),
             None => (runtime::this_or_next_worker(), None),
         };
@@ -53,7 +102,7 @@ impl<T: Transport> Session<T> {
             let visit = Visit {
                 name: &name,
                 service: &service,
-                addr,
+                who,
                 accepted,
             };
             // Boxed: the task of an idle pooled visitor (the common case)
@@ -120,7 +169,7 @@ impl<T: Transport> Session<T> {
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
                 Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
             }
-            match self.muxes.open(visit.name, visit.addr) {
+            match self.muxes.open(visit.name, visit.who) {
                 Some((next, _)) => stream = next,
                 None => {
                     let link = self.start_visitor(visit, &visitor, replay);
@@ -147,10 +196,11 @@ impl<T: Transport> Session<T> {
         visitor: &TcpStream,
         mut replay: dispatch::Replay,
     ) -> io::Result<T::Stream> {
-        let (service, addr) = (visit.name, visit.addr);
+        let (service, addr) = (visit.name, visit.who.addr);
         let start = Frame::Start {
             service: service.to_owned(),
             visitor: addr,
+            public: visit.who.public,
         };
         let start = crate::protocol::to_bytes(&start)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -286,7 +336,7 @@ struct Visit<'a, T: Transport> {
     name: &'a str,
     /// Its counters ([`Service::traffic`]).
     service: &'a Service<T>,
-    addr: SocketAddr,
+    who: proxied::Visitor,
     /// When its public port accepted it: the start of its wait for a link.
     accepted: Instant,
 }
@@ -296,7 +346,7 @@ fn log_visitor_end<T: Transport>(
     open: &Open<'_>,
     result: io::Result<relay::Moved>,
 ) {
-    let (service, addr) = (visit.name, visit.addr);
+    let (service, addr) = (visit.name, visit.who.addr);
     match result {
         Ok(moved) => debug!("visitor {addr} of {service} done: {moved:?}"),
         Err(e) => {

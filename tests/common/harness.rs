@@ -61,6 +61,7 @@ pub fn client_settings(
             name: name.to_owned(),
             local: local.to_string(),
             remote_port,
+            proxy_protocol: None,
         });
     }
     let mut settings = config.validate().expect("test client config is valid");

@@ -12,6 +12,7 @@
 //! | `tls.rs` | TLS material generated at test time |
 //! | `proxy.rs` | a proxy between client and server that hands out its links |
 //! | `process.rs` | the real `porthole` binary as a child process |
+//! | `peers.rs` | real programs as peers (nginx, haproxy) on inherited listeners |
 //! | `fixtures.rs` | config fixtures and the error each names |
 //! | `fds.rs` | the process's descriptor count (not a module here, see there) |
 //!
@@ -26,6 +27,7 @@ pub mod assertions;
 pub mod deadline;
 pub mod fixtures;
 pub mod harness;
+pub mod peers;
 pub mod process;
 pub mod proxy;
 pub mod raw;

@@ -45,6 +45,7 @@ pub async fn raw_register(control: &mut TcpStream, name: &str) -> u16 {
     let register = Frame::Register {
         name: name.to_owned(),
         remote_port: 0,
+        public_address: false,
     };
     write_frame(control, &register)
         .await

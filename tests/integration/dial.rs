@@ -89,6 +89,7 @@ fn a_client_given_localhost_reaches_a_server_and_a_service_on_ipv6_loopback_only
             name: "echo".to_owned(),
             local: format!("echo.localhost:{}", service.addr.port()),
             remote_port: 0,
+            proxy_protocol: None,
         });
         let client = start_client(client.validate().expect("valid client config"));
         let port = registered_port(&client, "echo").await;

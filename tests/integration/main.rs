@@ -35,6 +35,7 @@ mod metrics;
 mod metrics_modes;
 mod mux;
 mod pool;
+mod proxy_protocol;
 mod registration;
 mod relay;
 mod status_cmd;

@@ -21,6 +21,7 @@ async fn register(link: &mut TcpStream, name: &str, remote_port: u16) -> Frame {
     let frame = Frame::Register {
         name: name.to_owned(),
         remote_port,
+        public_address: false,
     };
     write_frame(link, &frame).await.expect("send register");
     within(PROMPTLY, "registration answer", async {

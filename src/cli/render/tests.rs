@@ -141,6 +141,7 @@ fn the_server_example_renders_every_field_with_its_default_resolved() {
     max_streams_per_link: 16384,
     workers: Some({workers}),
     admin: Some("127.0.0.1:9090"),
+    accept_proxy_protocol: None,
 )
 "#
     );

@@ -1,101 +1,41 @@
 //! The proxy in front of a real nginx (`.ci/run` installs it; without it these
-//! tests fail under `CI=true` and skip with a message elsewhere).
-//!
-//! nginx gets its listening socket from the test (bound on `127.0.0.1:0` and
-//! kept), through the `NGINX` variable nginx uses to inherit sockets across a
-//! binary upgrade: no port number is ever released and reused.
+//! tests fail under `CI=true` and skip with a message elsewhere). nginx gets
+//! its listening socket from the test (see `common::peers`).
 
 use futures_lite::AsyncWriteExt;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use super::http::*;
-use crate::common::process::Proc;
+use crate::common::peers::{self, Nginx};
 use crate::common::*;
 
 /// Body of `/small.txt`.
 const SMALL: &str = "a small static file\n";
 
-/// A running nginx: killed on drop, its directory removed.
-struct Nginx {
-    addr: SocketAddr,
-    dir: PathBuf,
-    proc: Proc,
-    _listener: std::net::TcpListener,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.proc.terminate();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn nginx_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|dir| dir.join("nginx"))
-        .find(|p| p.is_file())
-}
-
 /// nginx serving a few files, or `None` (skipped) when it is not installed.
 fn start_nginx(name: &str) -> Option<Nginx> {
-    let Some(bin) = nginx_binary() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nginx is not installed, and CI must run this test (.ci/run installs it)"
-        );
-        eprintln!("skipping {name}: nginx is not installed");
-        return None;
+    let files = |dir: &Path| {
+        std::fs::create_dir_all(dir.join("www/gz")).expect("nginx directory");
+        std::fs::write(dir.join("www/small.txt"), SMALL).expect("small file");
+        let text: String = (0..2000).map(|i| format!("line {i} of a text\n")).collect();
+        std::fs::write(dir.join("www/gz/text.txt"), text).expect("text file");
     };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("address");
-    // Inherited by nginx: not closed on exec.
-    nix::fcntl::fcntl(&listener, nix::fcntl::F_SETFD(nix::fcntl::FdFlag::empty()))
-        .expect("clear FD_CLOEXEC");
-    let dir = std::env::temp_dir().join(format!("porthole-nginx-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(dir.join("www/gz")).expect("nginx directory");
-    std::fs::write(dir.join("www/small.txt"), SMALL).expect("small file");
-    let text: String = (0..2000).map(|i| format!("line {i} of a text\n")).collect();
-    std::fs::write(dir.join("www/gz/text.txt"), text).expect("text file");
-    std::fs::write(dir.join("nginx.conf"), config(&dir, addr)).expect("nginx.conf");
-    let mut cmd = Command::new(bin);
-    cmd.arg("-p")
-        .arg(&dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .env("NGINX", format!("{};", listener.as_raw_fd()));
-    let proc = Proc::spawn(cmd);
-    // Later children of this test process need not hold it.
-    nix::fcntl::fcntl(
-        &listener,
-        nix::fcntl::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )
-    .expect("set FD_CLOEXEC");
-    Some(Nginx {
-        addr,
-        dir,
-        proc,
-        _listener: listener,
-    })
+    peers::nginx(name, files, config)
 }
 
 fn config(dir: &Path, addr: SocketAddr) -> String {
     let d = dir.display();
     format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log stderr warn;\n\
-         events {{ worker_connections 1024; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+        "{}http {{\n  access_log off;\n  {}\
            keepalive_requests 100000;\n  default_type text/plain;\n\
            server {{\n    listen {addr};\n    root {d}/www;\n\
              location = /stub {{ stub_status; }}\n\
              location = /upload {{ return 200 \"ok\\n\"; }}\n\
              location /gz/ {{ gzip on; gzip_min_length 0; gzip_types text/plain; gzip_http_version 1.0; gzip_proxied any; }}\n\
-           }}\n}}\n"
+           }}\n}}\n",
+        peers::nginx_preamble(dir),
+        peers::nginx_http_paths(dir),
     )
 }
 
