@@ -133,7 +133,9 @@ impl Client {
                     }) if got == name => {
                         return public.parse().expect("public address is ip:port");
                     }
-                    Ok(Event::Refused { name: got, message }) if got == name => {
+                    Ok(Event::Refused {
+                        name: got, message, ..
+                    }) if got == name => {
                         panic!("service {name} refused: {message}")
                     }
                     Ok(_) => {}
@@ -154,7 +156,7 @@ impl Client {
                     Ok(Event::Registered { name, public, .. }) => {
                         found.insert(name, public.parse().expect("public address is ip:port"));
                     }
-                    Ok(Event::Refused { name, message }) => {
+                    Ok(Event::Refused { name, message, .. }) => {
                         panic!("service {name} refused: {message}")
                     }
                     Ok(_) => {}
