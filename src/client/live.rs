@@ -18,7 +18,6 @@
 //! it: the next one registers what is in force then.
 
 use smol::channel::Sender;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -188,20 +187,8 @@ impl<T: Transport> Context<T> {
     /// in force. All at once: a server whose link is stuck (its queue full
     /// until its heartbeat timeout ends the session) holds up only itself.
     async fn sync(&self) {
-        let mut syncs: Vec<_> = self
-            .upstreams
-            .iter()
-            .map(|server| Box::pin(self.sync_one(server)))
-            .collect();
-        std::future::poll_fn(|cx| {
-            syncs.retain_mut(|sync| sync.as_mut().poll(cx).is_pending());
-            if syncs.is_empty() {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        let syncs = self.upstreams.iter().map(|server| self.sync_one(server));
+        super::side_by_side(syncs.collect()).await;
     }
 
     /// [`Context::sync`] for one server. Holding its lock while sending

@@ -47,7 +47,10 @@ mod status;
 mod upstream;
 
 use smol::channel::Sender;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tracing::{error, info, warn};
 
@@ -234,29 +237,21 @@ async fn every_server<T: Transport>(
     shutdown: &Signal,
 ) -> Result<(), ClientError> {
     let several = ctx.upstreams.len() > 1;
-    // Owned here: dropping the client's future cancels every loop.
-    let loops: Vec<smol::Task<Result<(), ClientError>>> = ctx
-        .upstreams
-        .iter()
-        .map(|server| {
-            let (ctx, server, shutdown) = (ctx.clone(), server.clone(), shutdown.clone());
-            smol::spawn(async move {
-                let ended = reconnect::serve(&ctx, &server, &shutdown).await;
-                // With one server its error is the client's, said once by
-                // whoever runs the client; with several, each is said here.
-                if let (Err(e), true) = (&ended, several) {
-                    error!("gave up on {server}: {e}");
-                }
-                ended
-            })
-        })
-        .collect();
+    let loops = ctx.upstreams.iter().map(|server| async move {
+        let ended = reconnect::serve(ctx, server, shutdown).await;
+        // With one server its error is the client's, said once by whoever
+        // runs the client; with several, each is said here.
+        if let (Err(e), true) = (&ended, several) {
+            error!("gave up on {server}: {e}");
+        }
+        (server.address.clone(), ended)
+    });
     let mut failed = Vec::new();
     let mut stopped = false;
-    for (server, task) in ctx.upstreams.iter().zip(loops) {
-        match task.await {
+    for (server, ended) in side_by_side(loops.collect()).await {
+        match ended {
             Ok(()) => stopped = true,
-            Err(e) => failed.push((server.address.clone(), e)),
+            Err(e) => failed.push((server, e)),
         }
     }
     // A loop that ran until the shutdown makes it a clean stop.
@@ -267,4 +262,34 @@ async fn every_server<T: Transport>(
         0 | 1 => failed.pop().map_or(Ok(()), |(_, e)| Err(e)),
         _ => Err(ClientError::EveryServer(failed)),
     }
+}
+
+/// Runs `futures` side by side until each is done; their outputs in order.
+///
+/// In the calling task, not spawned: dropping the caller drops every one of
+/// them at once. A client cancelled outright (a crash, as tests make one)
+/// must not leave sessions behind that live on long enough to see the
+/// shutdown signal and say a goodbye. Each wake polls every future still
+/// pending: at most [`crate::config::MAX_SERVERS`] control-plane loops.
+pub(super) async fn side_by_side<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                    *output = Some(value);
+                    *slot = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
