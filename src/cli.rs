@@ -214,9 +214,10 @@ pub struct ClientArgs {
     /// config file (RON); flags override its values
     #[argh(option, short = 'c')]
     pub config: Option<PathBuf>,
-    /// server address, e.g. tunnel.example.com:7000
+    /// server address, e.g. tunnel.example.com:7000 (repeatable: a session with
+    /// each; replaces the config's `server`)
     #[argh(option)]
-    pub server: Option<String>,
+    pub server: Vec<String>,
     /// shared secret, or with --id this client's own token (default: $PORTHOLE_TOKEN)
     #[argh(option)]
     pub token: Option<String>,

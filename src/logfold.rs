@@ -8,6 +8,7 @@
 //! of that cause). So a cause writes at most two lines per interval whatever
 //! the rate, and a quiet cause writes exactly what it did before.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -26,8 +27,9 @@ const MAX_CAUSES: usize = 64;
 
 /// See the module docs.
 pub struct Fold {
-    /// What the folded events are, for the summary line ("connections").
-    what: &'static str,
+    /// What the folded events are, for the summary line ("connections",
+    /// "failures with tunnel.example.com:7000").
+    what: Cow<'static, str>,
     interval: Duration,
     causes: Mutex<HashMap<&'static str, Window>>,
 }
@@ -42,13 +44,13 @@ struct Window {
 
 impl Fold {
     /// A fold of `what` (a plural noun for the summary line).
-    pub fn new(what: &'static str) -> Self {
+    pub fn new(what: impl Into<Cow<'static, str>>) -> Self {
         Self::with_interval(what, FOLD_INTERVAL)
     }
 
-    pub fn with_interval(what: &'static str, interval: Duration) -> Self {
+    pub fn with_interval(what: impl Into<Cow<'static, str>>, interval: Duration) -> Self {
         Fold {
-            what,
+            what: what.into(),
             interval,
             causes: Mutex::new(HashMap::new()),
         }

@@ -163,7 +163,9 @@ fn offline_server(config: &mut ServerConfig) {
 }
 
 fn offline_client(config: &mut ClientConfig) {
-    make_offline(&mut config.server);
+    for server in &mut config.server {
+        make_offline(server);
+    }
     for service in &mut config.services {
         make_offline(&mut service.local);
     }

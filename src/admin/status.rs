@@ -23,10 +23,12 @@ pub struct Status {
     /// Where it listens: the server's control port, forward's or the proxy's
     /// listener.
     pub listen: Option<String>,
-    /// Where it connects: the client's server, forward's target.
+    /// Where it connects: the client's servers, forward's target.
     pub upstream: Option<String>,
     /// A server's connected clients.
     pub clients: Vec<ClientStatus>,
+    /// A client's servers: its session with each.
+    pub servers: Vec<ServerStatus>,
     /// A server's registered services, or a client's configured ones.
     pub services: Vec<ServiceStatus>,
     /// forward's and the HTTP proxy's connections.
@@ -44,6 +46,24 @@ pub struct ClientStatus {
     pub address: String,
     pub connected_seconds: u64,
     pub transport: String,
+    pub services: Vec<String>,
+}
+
+/// A client's session with one of its servers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerStatus {
+    /// As configured (`host:port`).
+    pub address: String,
+    /// `connected`, `connecting`, `reconnecting: <why the last session
+    /// ended>`, or `gave up: <why>` (the client no longer tries it).
+    pub state: String,
+    /// The session id's first 8 hex digits (as the logs print it), while
+    /// connected.
+    pub session: Option<String>,
+    pub connected_seconds: u64,
+    pub transport: String,
+    /// The services this server accepted in the session.
     pub services: Vec<String>,
 }
 
@@ -112,6 +132,10 @@ impl Status {
             out.push('\n');
             out.push_str(&self.clients_table());
         }
+        if self.role == "client" {
+            out.push('\n');
+            out.push_str(&self.servers_table());
+        }
         if self.role == "server" || self.role == "client" {
             out.push('\n');
             out.push_str(&self.services_table());
@@ -139,6 +163,32 @@ impl Status {
             ]);
         }
         table(&rows, "no clients connected")
+    }
+
+    fn servers_table(&self) -> String {
+        let mut rows = vec![row(&[
+            "SERVER",
+            "STATE",
+            "SESSION",
+            "TRANSPORT",
+            "CONNECTED",
+            "SERVICES",
+        ])];
+        for s in &self.servers {
+            let connected = match s.session {
+                Some(_) => Rounded(std::time::Duration::from_secs(s.connected_seconds)).to_string(),
+                None => "-".to_owned(),
+            };
+            rows.push(vec![
+                s.address.clone(),
+                s.state.clone(),
+                s.session.clone().unwrap_or_else(|| "-".to_owned()),
+                s.transport.clone(),
+                connected,
+                s.services.join(", "),
+            ]);
+        }
+        table(&rows, "no servers")
     }
 
     fn services_table(&self) -> String {

@@ -130,3 +130,63 @@ fn status_table_names_each_session_by_its_id_or_a_dash() {
     assert_eq!(row("637eb585").as_deref(), Some("laptop"));
     assert_eq!(row("0e7628ad").as_deref(), Some("-"));
 }
+
+#[test]
+fn a_clients_status_table_has_a_row_per_server() {
+    let mut s = Status::new("client", None);
+    s.servers.push(status::ServerStatus {
+        address: "a.example.com:7000".into(),
+        state: "connected".into(),
+        session: Some("637eb585".into()),
+        connected_seconds: 120,
+        transport: "tcp".into(),
+        services: vec!["web".into(), "ssh".into()],
+    });
+    s.servers.push(status::ServerStatus {
+        address: "b.example.com:7000".into(),
+        state: "reconnecting: connection refused".into(),
+        transport: "tcp".into(),
+        ..Default::default()
+    });
+    let table = s.render();
+    let header = table
+        .lines()
+        .find(|l| l.starts_with("SERVER"))
+        .expect("header");
+    let columns: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "SERVER",
+            "STATE",
+            "SESSION",
+            "TRANSPORT",
+            "CONNECTED",
+            "SERVICES"
+        ]
+    );
+    let row = |server: &str| {
+        let line = table.lines().find(|l| l.starts_with(server)).expect("row");
+        let cells = line.split("  ").filter(|c| !c.is_empty()).map(str::trim);
+        cells.map(str::to_owned).collect::<Vec<_>>()
+    };
+    let a = [
+        "a.example.com:7000",
+        "connected",
+        "637eb585",
+        "tcp",
+        "2m",
+        "web, ssh",
+    ];
+    assert_eq!(row("a.example.com"), a);
+    let b = [
+        "b.example.com:7000",
+        "reconnecting: connection refused",
+        "-",
+        "tcp",
+        "-",
+    ];
+    assert_eq!(row("b.example.com"), b);
+    let empty = Status::new("client", None).render();
+    assert!(empty.contains("(no servers)"), "{empty}");
+}

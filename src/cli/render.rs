@@ -125,11 +125,18 @@ fn server_transport(doc: &mut Doc, tls: Option<&TlsServer>) {
 
 fn client(c: &ClientSettings) -> String {
     let mut doc = Doc::default();
-    doc.field("server", string(&c.server));
+    // One server as the examples write it; several as a list.
+    match c.server.as_slice() {
+        [one] => doc.field("server", string(one)),
+        many => doc.field("server", inline_list(many.iter().map(|s| string(s)))),
+    }
     doc.field("id", option(c.id.as_deref().map(string)));
     doc.field("token", option(Some(string(MASKED))));
     doc.field("insecure_no_auth", c.insecure_no_auth);
-    client_transport(&mut doc, c.tls.as_ref());
+    // A name each server's own host gave is left unwritten, so that it
+    // stays per server when the text is read again.
+    let per_server = c.tls_name_per_server && c.server.len() > 1;
+    client_transport(&mut doc, c.tls.as_ref(), per_server);
     let data_links = match c.data_links {
         DataLinks::Pooled { size } => format!("Pooled(size: {size})"),
         DataLinks::Multiplexed { links } => format!("Multiplexed(links: {links})"),
@@ -168,14 +175,15 @@ fn client(c: &ClientSettings) -> String {
     doc.finish()
 }
 
-fn client_transport(doc: &mut Doc, tls: Option<&TlsClient>) {
+fn client_transport(doc: &mut Doc, tls: Option<&TlsClient>, name_per_server: bool) {
     let Some(tls) = tls else {
         return doc.field("transport", "Tcp");
     };
+    let name = (!name_per_server).then(|| string(&tls.server_name.to_str()));
     let value = format!(
-        "Tls(ca: {}, server_name: Some({}), cert: {}, key: {}, allow_tls12: {})",
+        "Tls(ca: {}, server_name: {}, cert: {}, key: {}, allow_tls12: {})",
         option(tls.ca.as_deref().map(path)),
-        string(&tls.server_name.to_str()),
+        option(name),
         option(tls.cert.as_deref().map(path)),
         option(tls.key.as_deref().map(path)),
         tls.allow_tls12,

@@ -171,7 +171,7 @@ pub fn client_settings(
     env_token: Option<String>,
 ) -> Result<ClientSettings, ConfigError> {
     let token = args.token.clone().or(env_token);
-    let mut cfg = match (&args.config, &args.server) {
+    let mut cfg = match (&args.config, args.server.first()) {
         (Some(path), _) => config::load::<ClientConfig>(path)?,
         (None, Some(server)) => {
             let token = token
@@ -185,8 +185,10 @@ pub fn client_settings(
             ));
         }
     };
-    if let Some(server) = &args.server {
-        cfg.server = server.clone();
+    // Repeated, the flags are the whole list: a server is never added to
+    // the file's list, so the flags alone say whom the client talks to.
+    if !args.server.is_empty() {
+        cfg.server.clone_from(&args.server);
     }
     if let Some(token) = token {
         (cfg.token, cfg.token_file) = (Some(Secret::new(token)), None);
@@ -437,6 +439,40 @@ mod tests {
         assert!(text.contains("--admin \"9090\""), "{text}");
         assert!(text.contains("127.0.0.1:9090"), "{text}");
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn server_flags_repeat_and_replace_the_files_list() {
+        let dir = std::env::temp_dir().join(format!("porthole-servers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("client.ron");
+        let text = r#"(server: ["127.0.0.1:7000", "127.0.0.1:7001"], token: "t",
+            services: [(name: "web", local: "127.0.0.1:8080")])"#;
+        std::fs::write(&path, text).expect("write config");
+        let mut args = ClientArgs {
+            config: Some(path.clone()),
+            ..ClientArgs::default()
+        };
+        let from_file = client_settings(&args, None).expect("valid").server;
+        assert_eq!(from_file, ["127.0.0.1:7000", "127.0.0.1:7001"]);
+        args.server = vec!["127.0.0.1:7002".to_owned()];
+        let one = client_settings(&args, None).expect("valid").server;
+        assert_eq!(one, ["127.0.0.1:7002"], "the flag replaces the list");
+        args.server.push("127.0.0.1:7003".to_owned());
+        let two = client_settings(&args, None).expect("valid").server;
+        assert_eq!(two, ["127.0.0.1:7002", "127.0.0.1:7003"]);
+        args.server.push("127.0.0.1:7002".to_owned());
+        let err = client_settings(&args, None).expect_err("a server twice");
+        assert!(err.to_string().contains("given twice"), "{err}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let flags_only = ClientArgs {
+            server: vec!["127.0.0.1:7000".to_owned(), "127.0.0.1:7001".to_owned()],
+            token: Some("t".to_owned()),
+            expose: vec!["8080".to_owned()],
+            ..ClientArgs::default()
+        };
+        let settings = client_settings(&flags_only, None).expect("valid");
+        assert_eq!(settings.server, ["127.0.0.1:7000", "127.0.0.1:7001"]);
     }
 
     #[test]

@@ -1,71 +1,95 @@
-//! What the client keeps for its whole life, across reconnects: settings,
-//! transport, key, client id, the folded failure log and the event channel.
+//! What the client keeps for its whole life, across reconnects and for
+//! every server: settings, the services in force, client id, the service
+//! counters, the event channel, and one [`Upstream`] per server.
 
 use smol::channel::Sender;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use super::live::{Control, Credentials, Live};
-use super::metrics::{Counters, State};
+use super::live::Live;
+use super::metrics::Counters;
+use super::upstream::Upstream;
 use arc_swap::ArcSwap;
 
 use crate::config::ClientSettings;
-use crate::logfold::Fold;
 use crate::protocol::ClientId;
 use crate::transport::Transport;
 
 /// What happened, for callers that want to know (the demo, tests, the CLI).
+/// Each names the `server` (as configured) it is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The control link is up and authenticated.
-    Connected,
+    Connected { server: String },
     /// A service is reachable at `public` (`server-host:port`).
     Registered {
+        server: String,
         name: String,
         port: u16,
         public: String,
     },
     /// The server refused a service; the others are unaffected.
-    Refused { name: String, message: String },
+    Refused {
+        server: String,
+        name: String,
+        message: String,
+    },
     /// The server closed a service's port as asked (a reload removed or
     /// moved it).
-    Unregistered { name: String },
+    Unregistered { server: String, name: String },
     /// The control link ended; the client will reconnect.
-    Disconnected { reason: String },
+    Disconnected { server: String, reason: String },
+    /// The server refused what only the operator can fix (credentials,
+    /// version, TLS, every service): the client stops trying it. The other
+    /// servers are unaffected; the client ends once every server gave up.
+    GaveUp { server: String, reason: String },
 }
 
-/// What every connection attempt shares.
+impl Event {
+    /// The server the event is about.
+    pub fn server(&self) -> &str {
+        match self {
+            Event::Connected { server }
+            | Event::Registered { server, .. }
+            | Event::Refused { server, .. }
+            | Event::Unregistered { server, .. }
+            | Event::Disconnected { server, .. }
+            | Event::GaveUp { server, .. } => server,
+        }
+    }
+}
+
+/// What every session with every server shares.
 pub(super) struct Context<T: Transport> {
     /// As started: what a reload changes is in `live`.
     pub settings: ClientSettings,
-    /// The services and drain timeout in force (see [`super::live`]).
+    /// The services, drain timeout and credentials in force (see
+    /// [`super::live`]).
     pub(super) live: ArcSwap<Live>,
-    /// The session that is up, for a reload to reach the server.
-    pub(super) control: smol::lock::Mutex<Option<Control>>,
+    /// One per configured server, in config order.
+    pub(super) upstreams: Vec<Arc<Upstream<T>>>,
     /// Where the built-in HTTP proxy listens, when a service uses it.
     pub(super) builtin_proxy_local: Option<String>,
-    pub transport: T,
-    /// What the session that is up (or last was) authenticated with: its
-    /// data links prove the same.
-    pub(super) session_credentials: ArcSwap<Credentials>,
     /// When a reload last changed the credentials.
     pub(super) rotated_at: Mutex<Option<std::time::Instant>>,
     pub client_id: ClientId,
-    /// Failed reconnects and data-link dials, folded: a long outage is a few
-    /// lines, not one per attempt.
-    pub log: Arc<Fold>,
     events: Option<Sender<Event>>,
-    /// What the admin endpoint reports (see [`super::metrics`]).
+    /// The services' counters, over every server (see [`super::metrics`]).
     pub counters: Counters,
-    pub(super) state: Mutex<State>,
+    /// Set by the first session that drains at shutdown: the client says
+    /// once how many visitors are in flight, not once per server.
+    pub(super) drain_announced: AtomicBool,
     /// The built-in HTTP proxy, when a service uses it (its counters are
     /// reported with the client's).
     pub builtin_proxy: Option<Arc<crate::http_proxy::Proxy>>,
 }
 
 impl<T: Transport> Context<T> {
+    /// A context for `servers`: each configured address with the transport
+    /// that dials it.
     pub fn new(
         settings: ClientSettings,
-        transport: T,
+        servers: Vec<(String, T)>,
         client_id: ClientId,
         events: Option<Sender<Event>>,
         builtin: Option<(Arc<crate::http_proxy::Proxy>, String)>,
@@ -73,37 +97,34 @@ impl<T: Transport> Context<T> {
         let counters = Counters::new(settings.services.iter().map(|s| s.name.as_str()));
         let (builtin_proxy, builtin_proxy_local) = builtin.unzip();
         let live = Live::of(&settings);
+        let upstreams = servers
+            .into_iter()
+            .map(|(address, transport)| {
+                let credentials = live.credentials.clone();
+                Arc::new(Upstream::new(address, transport, credentials))
+            })
+            .collect();
         Arc::new(Context {
-            session_credentials: ArcSwap::new(live.credentials.clone()),
             rotated_at: Mutex::new(None),
             live: ArcSwap::from_pointee(live),
-            control: smol::lock::Mutex::new(None),
+            upstreams,
             builtin_proxy_local,
             counters,
-            state: Mutex::new(State::default()),
+            drain_announced: AtomicBool::new(false),
             builtin_proxy,
             settings,
-            transport,
             client_id,
-            log: Arc::new(Fold::new("failures")),
             events,
         })
     }
 
-    pub fn emit(&self, event: Event) {
-        self.track(&event);
+    /// Follows `event` into `server`'s state, then tells the observer.
+    pub fn emit(&self, server: &Upstream<T>, event: Event) {
+        server.track(&event);
         if let Some(events) = &self.events {
             // Observers are optional; one that stopped listening is ignored.
             let _ = events.try_send(event);
         }
-    }
-
-    /// The host part of the server address, for printing public addresses.
-    pub fn server_host(&self) -> &str {
-        let server = &self.settings.server;
-        server
-            .rsplit_once(':')
-            .map_or(server.as_str(), |(host, _)| host)
     }
 
     /// The services and drain timeout in force.

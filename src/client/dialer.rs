@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 use futures_lite::AsyncWriteExt;
 
 use super::context::Context;
+use super::upstream::Upstream;
 use crate::config::ProxyProtocol;
 use crate::handshake::{Accepted, ClientHandshake, HandshakeError, drive};
 use crate::protocol::SessionId;
@@ -18,11 +19,12 @@ use crate::runtime::TcpStream;
 use crate::transport::Transport;
 use crate::wire::{with_deadline, with_timeout};
 
-/// Connects to the server and authenticates a control link.
+/// Connects to `server` and authenticates a control link.
 pub(super) async fn control<T: Transport>(
     ctx: &Context<T>,
+    server: &Upstream<T>,
 ) -> Result<(T::Stream, Accepted), HandshakeError> {
-    let mut link = connect(ctx).await?;
+    let mut link = connect(ctx, server).await?;
     let nonce = crate::auth::random()?;
     let insecure = ctx.settings.insecure_no_auth;
     let creds = ctx.live().credentials.clone();
@@ -40,35 +42,38 @@ pub(super) async fn control<T: Transport>(
         got: "nothing",
     })?;
     // The session's data links prove what its control link proved.
-    ctx.session_credentials.store(creds);
+    server.session_credentials.store(creds);
     Ok((link, accepted))
 }
 
-/// Connects to the server and authenticates a data link of `session`
+/// Connects to `server` and authenticates a data link of `session`
 /// (multiplexed when `muxed`), all under the handshake timeout.
 pub(super) async fn data_link<T: Transport>(
     ctx: &Context<T>,
+    server: &Upstream<T>,
     session: SessionId,
     muxed: bool,
 ) -> Result<T::Stream, HandshakeError> {
     let link = with_deadline(ctx.settings.handshake_timeout, "opening data link", async {
-        let mut link = ctx.transport.connect(&ctx.settings.server).await?;
-        let creds = ctx.session_credentials.load_full();
+        let mut link = server.transport.connect(&server.address).await?;
+        let creds = server.session_credentials.load_full();
         let (machine, hello) = ClientHandshake::data(&creds.key, session, muxed);
         drive::client(&mut link, machine, hello).await?;
         Ok(link)
     })
     .await;
-    ctx.counters.dialed(link.is_ok());
+    server.links.dialed(link.is_ok());
     link
 }
 
 /// The transport's connect, under the handshake timeout, its error naming
 /// the server.
-async fn connect<T: Transport>(ctx: &Context<T>) -> Result<T::Stream, HandshakeError> {
+async fn connect<T: Transport>(
+    ctx: &Context<T>,
+    server: &Upstream<T>,
+) -> Result<T::Stream, HandshakeError> {
     let limit = ctx.settings.handshake_timeout;
-    let server = &ctx.settings.server;
-    let connect = ctx.transport.connect(server);
+    let connect = server.transport.connect(&server.address);
     match with_timeout(limit, "connecting to the server", connect).await {
         Ok(link) => Ok(link),
         // The cause stays the error's source: a TLS refusal keeps its type
@@ -76,7 +81,7 @@ async fn connect<T: Transport>(ctx: &Context<T>) -> Result<T::Stream, HandshakeE
         Err(source) => Err(HandshakeError::Io(io::Error::new(
             source.kind(),
             ConnectError {
-                server: server.clone(),
+                server: server.address.clone(),
                 source,
             },
         ))),

@@ -8,14 +8,14 @@
 //! token, reload the client first, then the server, whose revocation of the
 //! old token makes the client reconnect with the new one.
 //!
-//! The session that is up *attaches* its control queue and what it asked the
-//! server for; [`Context::sync`] then sends the difference between the
-//! services in force and those asked for: `Unregister` for a removed service,
+//! The session that is up with each server *attaches* its control queue and
+//! what it asked that server for; [`Context::sync`] then sends each of them
+//! the difference between the services in force and those asked for: `Unregister` for a removed service,
 //! `Unregister` then `Register` for a new `remote_port`, `Register` for a new
 //! service. A changed `local` needs no message: the next visitor connects to
 //! the new address. Untouched services, and every visitor in flight, are not
-//! disturbed. While no session is up there is nothing to send: the next one
-//! registers what is in force then.
+//! disturbed. While no session is up with a server there is nothing to send
+//! it: the next one registers what is in force then.
 
 use smol::channel::Sender;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::context::Context;
+use super::upstream::Upstream;
 use crate::auth::Key;
 use crate::config::{ClientSettings, HTTP_PROXY_LOCAL, Secret, ServiceSettings};
 use crate::protocol::Frame;
@@ -104,8 +105,8 @@ impl Live {
     }
 }
 
-/// The session that is up: where its control frames go, and the services
-/// (as registered) it asked the server for.
+/// The session that is up with a server: where its control frames go, and
+/// the services (as registered) it asked that server for.
 pub(super) struct Control {
     pub tx: Sender<Frame>,
     pub asked: Vec<Ask>,
@@ -192,22 +193,30 @@ impl<T: Transport> Context<T> {
         refused && rotated.is_some_and(|at| at.elapsed() < ROTATION_GRACE)
     }
 
-    /// The session that is up registered `asked`; from now on it gets the
-    /// changes (and at once those made while it registered).
-    pub(super) async fn attach(&self, tx: Sender<Frame>, asked: Vec<Ask>) {
-        *self.control.lock().await = Some(Control { tx, asked });
-        self.sync().await;
+    /// The session with `server` that is up registered `asked`; from now
+    /// on it gets the changes (and at once those made while it registered).
+    pub(super) async fn attach(&self, server: &Upstream<T>, tx: Sender<Frame>, asked: Vec<Ask>) {
+        *server.control.lock().await = Some(Control { tx, asked });
+        self.sync_one(server).await;
     }
 
-    /// The session ended: changes wait for the next one.
-    pub(super) async fn detach(&self) {
-        *self.control.lock().await = None;
+    /// The session with `server` ended: changes wait for the next one.
+    pub(super) async fn detach(&self, server: &Upstream<T>) {
+        *server.control.lock().await = None;
     }
 
-    /// Sends the session what it needs to serve the services in force.
-    /// Holding the lock while sending keeps the frames of two syncs in order.
+    /// Sends every session that is up what it needs to serve the services
+    /// in force. All at once: a server whose link is stuck (its queue full
+    /// until its heartbeat timeout ends the session) holds up only itself.
     async fn sync(&self) {
-        let mut control = self.control.lock().await;
+        let syncs = self.upstreams.iter().map(|server| self.sync_one(server));
+        super::side_by_side(syncs.collect()).await;
+    }
+
+    /// [`Context::sync`] for one server. Holding its lock while sending
+    /// keeps the frames of two syncs in order.
+    async fn sync_one(&self, server: &Upstream<T>) {
+        let mut control = server.control.lock().await;
         let Some(control) = control.as_mut() else {
             return;
         };

@@ -1,11 +1,13 @@
-//! What the client counts, what it knows of its session, and what its admin
-//! endpoint reports ([`Probe`]).
+//! What the client counts, what it knows of its sessions, and the metrics its
+//! admin endpoint reports ([`Probe::metrics`]; health and status are in
+//! `status.rs`).
 //!
-//! Counters are per worker ([`crate::metrics`]): data links dialled and failed,
-//! reconnects, and per configured service its visitors, bytes and failed
-//! local connects. The session's state (control link up, each service's
-//! public address or refusal) follows the [`Event`]s the client emits, so
-//! health, status and the events observers see cannot disagree.
+//! Counters are per worker ([`crate::metrics`]): per server its data links
+//! dialled and failed and its reconnects; per configured service its
+//! visitors, bytes and failed local connects, over every server. Each
+//! server's session state (control link up, each service's public address
+//! or refusal) follows the [`Event`]s the client emits about it, so health,
+//! status and the events observers see cannot disagree.
 
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -13,13 +15,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::context::{Context, Event};
-use crate::admin::status::ServiceStatus;
-use crate::admin::{Health, Probe, Status};
+use super::upstream::Upstream;
+use crate::admin::Probe;
 use crate::metrics::{ByLabel, Exposition, Family, Kind, Sharded, Traffic, TrafficTotals};
 use crate::tasks::lock;
 use crate::transport::Transport;
 
-/// Indexes of the client-wide counters.
+/// Indexes of a server's link counters.
 const RECONNECTS: usize = 0;
 const DIALED: usize = 1;
 const DIAL_FAILED: usize = 2;
@@ -45,21 +47,19 @@ struct ServiceRow {
     local_failures: u64,
 }
 
-/// The client's counters, by configured service in config order.
 /// The services' counters: a reload swaps the list, and a visitor keeps its
 /// service's counters while it lives.
 type ServiceList = Vec<(String, Arc<ServiceCounters>)>;
 
+/// The client's counters by configured service, in config order.
 #[derive(Debug)]
 pub(super) struct Counters {
-    links: Sharded<ByLabel<3>>,
     services: ArcSwap<ServiceList>,
 }
 
 impl Counters {
     pub fn new<'a>(names: impl Iterator<Item = &'a str>) -> Self {
         Counters {
-            links: Sharded::new(),
             services: ArcSwap::from_pointee(
                 names.map(|n| (n.to_owned(), Arc::default())).collect(),
             ),
@@ -96,43 +96,71 @@ impl Counters {
             .collect();
         self.services.store(Arc::new(list));
     }
+}
 
+/// One server's link counters: reconnects, data links dialled and failed.
+#[derive(Debug, Default)]
+pub(super) struct LinkCounters(Sharded<ByLabel<3>>);
+
+impl LinkCounters {
     /// One data link (pooled or multiplexed) dialled; `ok` if it authenticated.
     pub fn dialed(&self, ok: bool) {
-        self.links.bump(DIALED);
+        self.0.bump(DIALED);
         if !ok {
-            self.links.bump(DIAL_FAILED);
+            self.0.bump(DIAL_FAILED);
         }
     }
 }
 
-/// Where a configured service stands with the server.
+/// Where a configured service stands with one server.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Registration {
+pub(super) enum Registration {
     Pending,
     Public(String),
     Refused(String),
 }
 
-/// The session as the client's events tell it.
+/// One server's session as the client's events tell it.
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// Since when the control link is up and authenticated.
-    connected: Option<Instant>,
+    pub connected: Option<Instant>,
+    /// The session id's first 8 hex digits, while connected.
+    pub session: Option<String>,
     ever_connected: bool,
     /// Why the last session ended (for health while reconnecting).
-    last_loss: Option<String>,
+    pub last_loss: Option<String>,
+    /// Why the client gave up on this server, once it has.
+    pub gave_up: Option<String>,
     services: HashMap<String, Registration>,
 }
 
-impl<T: Transport> Context<T> {
-    /// Follows an event into the session state (see the module docs).
+impl State {
+    pub fn registration(&self, name: &str) -> Registration {
+        self.services
+            .get(name)
+            .cloned()
+            .unwrap_or(Registration::Pending)
+    }
+
+    /// The services this server accepted, in no particular order.
+    pub fn public(&self) -> impl Iterator<Item = &str> {
+        self.services
+            .iter()
+            .filter(|(_, r)| matches!(r, Registration::Public(_)))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+impl<T: Transport> Upstream<T> {
+    /// Follows an event about this server into its state (see the module
+    /// docs).
     pub(super) fn track(&self, event: &Event) {
         let mut st = lock(&self.state);
         match event {
-            Event::Connected => {
+            Event::Connected { .. } => {
                 if st.ever_connected {
-                    self.counters.links.bump(RECONNECTS);
+                    self.links.0.bump(RECONNECTS);
                 }
                 st.ever_connected = true;
                 st.connected = Some(Instant::now());
@@ -142,106 +170,136 @@ impl<T: Transport> Context<T> {
                 st.services
                     .insert(name.clone(), Registration::Public(public.clone()));
             }
-            Event::Refused { name, message } => {
+            Event::Refused { name, message, .. } => {
                 st.services
                     .insert(name.clone(), Registration::Refused(message.clone()));
             }
-            Event::Unregistered { name } => {
+            Event::Unregistered { name, .. } => {
                 st.services.remove(name);
             }
-            Event::Disconnected { reason } => {
-                st.connected = None;
+            Event::Disconnected { reason, .. } => {
+                (st.connected, st.session) = (None, None);
                 st.last_loss = Some(reason.clone());
+                st.services.clear();
+            }
+            Event::GaveUp { reason, .. } => {
+                (st.connected, st.session) = (None, None);
+                st.gave_up = Some(reason.clone());
                 st.services.clear();
             }
         }
     }
 
-    fn registration(&self, st: &State, name: &str) -> Registration {
-        st.services
-            .get(name)
-            .cloned()
-            .unwrap_or(Registration::Pending)
+    /// The session that is up has this id (shown by status, as logged).
+    pub(super) fn session_up(&self, id: &[u8]) {
+        lock(&self.state).session = Some(crate::wire::short_id(id));
     }
 }
+
+/// A server's gauges and counters as one scrape reads them.
+struct ServerRow {
+    connected: u64,
+    registered: u64,
+    reconnects: u64,
+    dialed: u64,
+    dial_failed: u64,
+}
+
+impl<T: Transport> Upstream<T> {
+    fn row(&self) -> ServerRow {
+        let st = lock(&self.state);
+        let links = &self.links.0;
+        ServerRow {
+            connected: u64::from(st.connected.is_some()),
+            registered: st.public().count() as u64,
+            reconnects: links.get(RECONNECTS),
+            dialed: links.get(DIALED),
+            dial_failed: links.get(DIAL_FAILED),
+        }
+    }
+}
+
+/// The families with a `server` label: one series per configured server
+/// (at most `MAX_SERVERS`, so the label stays small).
+const SERVER_FAMILIES: [Family<ServerRow>; 5] = [
+    (
+        "porthole_client_connected",
+        Kind::Gauge,
+        "1 while the control link to the server is up and authenticated.",
+        |s| s.connected,
+    ),
+    (
+        "porthole_client_reconnects_total",
+        Kind::Counter,
+        "Control links established again after one was lost.",
+        |s| s.reconnects,
+    ),
+    (
+        "porthole_client_data_links_dialed_total",
+        Kind::Counter,
+        "Data links (pooled and multiplexed) dialled to the server.",
+        |s| s.dialed,
+    ),
+    (
+        "porthole_client_data_link_failures_total",
+        Kind::Counter,
+        "Data links that failed to connect or authenticate.",
+        |s| s.dial_failed,
+    ),
+    (
+        "porthole_client_services_registered",
+        Kind::Gauge,
+        "Services the server accepted in this session.",
+        |s| s.registered,
+    ),
+];
+
+/// The families with a `service` label, over every server.
+const SERVICE_FAMILIES: [Family<ServiceRow>; 5] = [
+    (
+        "porthole_client_visitors_total",
+        Kind::Counter,
+        "Visitors the server started for the service.",
+        |s| s.traffic.total,
+    ),
+    (
+        "porthole_client_visitors_active",
+        Kind::Gauge,
+        "Visitors connected now.",
+        |s| s.traffic.active,
+    ),
+    (
+        "porthole_client_local_connect_failures_total",
+        Kind::Counter,
+        "Visitors closed because the local service could not be reached.",
+        |s| s.local_failures,
+    ),
+    (
+        "porthole_client_received_bytes_total",
+        Kind::Counter,
+        "Bytes received from the local service.",
+        |s| s.traffic.received_bytes,
+    ),
+    (
+        "porthole_client_sent_bytes_total",
+        Kind::Counter,
+        "Bytes sent to the local service.",
+        |s| s.traffic.sent_bytes,
+    ),
+];
 
 impl<T: Transport> Probe for Context<T> {
     fn metrics(&self, out: &mut Exposition) {
         crate::reload::write_metrics(out);
-        let (up, registered) = {
-            let st = lock(&self.state);
-            let registered = st
-                .services
-                .values()
-                .filter(|r| matches!(r, Registration::Public(_)))
-                .count();
-            (st.connected.is_some(), registered)
-        };
-        let c = &self.counters;
-        out.single(
-            "porthole_client_connected",
-            Kind::Gauge,
-            "1 while the control link to the server is up and authenticated.",
-            u8::from(up),
-        );
-        out.single(
-            "porthole_client_reconnects_total",
-            Kind::Counter,
-            "Control links established again after one was lost.",
-            c.links.get(RECONNECTS),
-        );
-        out.single(
-            "porthole_client_data_links_dialed_total",
-            Kind::Counter,
-            "Data links (pooled and multiplexed) dialled to the server.",
-            c.links.get(DIALED),
-        );
-        out.single(
-            "porthole_client_data_link_failures_total",
-            Kind::Counter,
-            "Data links that failed to connect or authenticate.",
-            c.links.get(DIAL_FAILED),
-        );
-        out.single(
-            "porthole_client_services_registered",
-            Kind::Gauge,
-            "Services the server accepted in this session.",
-            registered,
-        );
-        let families: [Family<ServiceRow>; 5] = [
-            (
-                "porthole_client_visitors_total",
-                Kind::Counter,
-                "Visitors the server started for the service.",
-                |s| s.traffic.total,
-            ),
-            (
-                "porthole_client_visitors_active",
-                Kind::Gauge,
-                "Visitors connected now.",
-                |s| s.traffic.active,
-            ),
-            (
-                "porthole_client_local_connect_failures_total",
-                Kind::Counter,
-                "Visitors closed because the local service could not be reached.",
-                |s| s.local_failures,
-            ),
-            (
-                "porthole_client_received_bytes_total",
-                Kind::Counter,
-                "Bytes received from the local service.",
-                |s| s.traffic.received_bytes,
-            ),
-            (
-                "porthole_client_sent_bytes_total",
-                Kind::Counter,
-                "Bytes sent to the local service.",
-                |s| s.traffic.sent_bytes,
-            ),
-        ];
+        let servers: Vec<(&str, ServerRow)> = self
+            .upstreams
+            .iter()
+            .map(|u| (u.address.as_str(), u.row()))
+            .collect();
+        let rows: Vec<(&str, &ServerRow)> = servers.iter().map(|(n, r)| (*n, r)).collect();
+        out.by_label("server", &SERVER_FAMILIES, &rows);
         // Each service's slots summed once, then read by every family.
-        let services = c.services.load();
+        let services = self.counters.services.load();
         let totals: Vec<(&str, ServiceRow)> = services
             .iter()
             .map(|(name, s)| {
@@ -253,74 +311,17 @@ impl<T: Transport> Probe for Context<T> {
             })
             .collect();
         let rows: Vec<(&str, &ServiceRow)> = totals.iter().map(|(n, r)| (*n, r)).collect();
-        out.by_label("service", &families, &rows);
+        out.by_label("service", &SERVICE_FAMILIES, &rows);
         if let Some(proxy) = &self.builtin_proxy {
             proxy.stats().write_metrics(out);
         }
     }
 
-    fn health(&self) -> Health {
-        let st = lock(&self.state);
-        let server = &self.settings.server;
-        if st.connected.is_none() {
-            let why = st
-                .last_loss
-                .as_deref()
-                .map_or(String::new(), |e| format!(": {e}"));
-            return Health::Unavailable(format!("not connected to {server}{why}"));
-        }
-        for s in &self.live().services {
-            match self.registration(&st, &s.name) {
-                Registration::Public(_) => {}
-                Registration::Pending => {
-                    return Health::Unavailable(format!(
-                        "service {} is not registered yet",
-                        s.name
-                    ));
-                }
-                Registration::Refused(why) => {
-                    return Health::Unavailable(format!(
-                        "service {} refused by the server: {why}",
-                        s.name
-                    ));
-                }
-            }
-        }
-        Health::Serving
+    fn health(&self) -> crate::admin::Health {
+        super::status::health(self)
     }
 
-    fn status(&self) -> Status {
-        let problem = match self.health() {
-            Health::Serving => None,
-            Health::Unavailable(why) => Some(why),
-        };
-        let mut status = Status::new("client", problem);
-        status.upstream = Some(self.settings.server.clone());
-        let st = lock(&self.state);
-        status.services = self
-            .live()
-            .services
-            .iter()
-            .map(|s| {
-                let (state, public) = match self.registration(&st, &s.name) {
-                    Registration::Pending => ("registering".to_owned(), None),
-                    Registration::Public(p) => ("serving".to_owned(), Some(p)),
-                    Registration::Refused(why) => (format!("refused: {why}"), None),
-                };
-                ServiceStatus {
-                    name: s.name.clone(),
-                    state,
-                    public,
-                    local: Some(s.local.clone()),
-                    client: None,
-                    visitors: self
-                        .counters
-                        .service(&s.name)
-                        .map(|c| c.traffic.totals())
-                        .unwrap_or_default(),
-                }
-            })
-            .collect();
-        status
+    fn status(&self) -> crate::admin::Status {
+        super::status::status(self)
     }
 }

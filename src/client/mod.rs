@@ -1,63 +1,69 @@
-//! The private side: keeps an authenticated control link to the server, registers
-//! the configured services, keeps a pool of data links open and relays each
-//! visitor to its local service.
+//! The private side: keeps an authenticated control link to each of its
+//! servers, registers the configured services with each, keeps a pool of data
+//! links open to each and relays every visitor to its local service.
 //!
-//! [`run`] reconnects with capped exponential backoff and jitter after any
-//! transient failure and registers again (a reconnect within the server's grace
-//! period gets the same ports back). What only the operator can fix ends it:
-//! authentication failures, a version mismatch, a TLS certificate or setup
-//! the other side refuses, and every service refused. Every service refused
-//! with a port in use is retried for `port_in_use_timeout` first (the port
-//! may be held by this client's previous run until the server notices it
-//! is gone).
+//! Each server (`server: "a:7000"` or `["a:7000", "b:7000"]`) gets a session
+//! loop of its own: its own control link, data links, heartbeats, reconnect
+//! schedule and drain. The servers share nothing and need no protocol of
+//! their own; one that is down, draining or refusing the client never
+//! disturbs the others. A reload's service changes reach every session that
+//! is up, and SIGTERM drains them all.
+//!
+//! Each loop reconnects with capped exponential backoff and jitter after any
+//! transient failure and registers again (a reconnect within the server's
+//! grace period gets the same ports back). What only the operator can fix
+//! ends that server's loop: authentication failures, a version mismatch, a
+//! TLS certificate or setup the other side refuses, and every service
+//! refused (with a port in use, after `port_in_use_timeout`: the port may be
+//! held by this client's previous run until the server notices it is gone).
+//!
+//! **Fatal policy.** A loop that ends so is logged at error naming its
+//! server (with several servers), shows as `gave up` in the status and
+//! emits [`Event::GaveUp`]; the other servers keep serving. [`run`] returns
+//! the error (exit 1) only once every server's loop has ended so: with one
+//! server that error as it was, with several [`ClientError::EveryServer`].
 //!
 //! Layout, imports pointing down (as in `crate::server`):
-//! - `mod.rs`: [`run`], the reconnect schedule;
+//! - `mod.rs`: [`run`], a session loop per server, the fatal policy;
+//! - `reconnect.rs`: one server's loop and its reconnect schedule;
 //! - `session.rs`: one connection: dial, register, control loop; owns its links;
 //! - `pool.rs`, `muxed.rs`: pooled links, multiplexed links;
-//! - `dialer.rs`: dialling the server (connect and the `crate::handshake`
+//! - `dialer.rs`: dialling a server (connect and the `crate::handshake`
 //!   machines) and the local services;
-//! - `context.rs`: what lives as long as the client (settings, key, events).
+//! - `upstream.rs`: what the client keeps per server;
+//! - `context.rs`: what lives as long as the client (settings, key, events);
+//! - `live.rs`: reloads; `metrics.rs`, `status.rs`: the admin endpoint.
 
 mod context;
 mod dialer;
+mod error;
 mod live;
 mod metrics;
 mod muxed;
 mod pool;
+mod reconnect;
 mod session;
+mod status;
+mod upstream;
 
 use smol::channel::Sender;
+use std::future::Future;
 use std::io;
-use std::time::{Duration, Instant};
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::config::ClientSettings;
 use crate::http_proxy::Proxy;
-use crate::logging::Rounded;
 use crate::reload::Requests;
 use crate::shutdown::Signal;
 use crate::tasks::TaskSet;
 use crate::transport::{TcpTransport, TlsTransport, Transport};
-use dialer::jitter;
-use session::SessionEnd;
 use std::sync::Arc;
 
 pub use context::Event;
-pub use session::ClientError;
-
-/// First reconnect delay; doubled after every failed attempt up to the
-/// configured cap (`reconnect_max_backoff`).
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// While an outage is younger than this, attempts stay at most
-/// [`YOUNG_OUTAGE_MAX_BACKOFF`] apart: most outages are a server restart or a
-/// network blip, and the client should serve again within a second of the
-/// server's return. Longer outages back off to the configured cap.
-const YOUNG_OUTAGE: Duration = Duration::from_secs(60);
-const YOUNG_OUTAGE_MAX_BACKOFF: Duration = Duration::from_millis(500);
-/// A session that lasted this long ends an outage: the next loss starts a new
-/// one, from the first delay.
-const STABLE_SESSION: Duration = Duration::from_secs(10);
+pub use error::ClientError;
 
 /// [`run`] over the transport the settings name: TLS when `settings.tls` is
 /// set, plain TCP otherwise.
@@ -94,9 +100,19 @@ pub async fn run_reloadable(
         crate::transport::tls::log_warnings(&tls.certificate_warnings(), consequence);
     }
     let extras = Extras { proxy, reloads };
-    match settings.tls.as_ref().map(TlsTransport::client) {
-        Some(tls) => run_with(settings, tls, shutdown, events, extras).await,
-        None => run_with(settings, TcpTransport, shutdown, events, extras).await,
+    if settings.tls.is_some() {
+        // Each server's certificate is checked for its own name (unless
+        // `server_name` names one for all).
+        let servers = settings
+            .server
+            .iter()
+            .filter_map(|s| Some((s.clone(), TlsTransport::client(&settings.tls_for(s)?))))
+            .collect();
+        run_with(settings, servers, shutdown, events, extras).await
+    } else {
+        let servers = settings.server.iter().map(|s| (s.clone(), TcpTransport));
+        let servers = servers.collect();
+        run_with(settings, servers, shutdown, events, extras).await
     }
 }
 
@@ -139,14 +155,21 @@ async fn builtin_proxy(
 /// How often the built-in proxy logs its counters (when they changed).
 const PROXY_STATS_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Runs the client until `shutdown` fires (returns `Ok`) or a fatal error.
+/// Runs the client until `shutdown` fires (returns `Ok`) or every server's
+/// session loop ended with a fatal error (see the module docs); every
+/// server is dialled with `transport`.
 pub async fn run<T: Transport>(
     settings: ClientSettings,
     transport: T,
     shutdown: Signal,
     events: Option<Sender<Event>>,
 ) -> Result<(), ClientError> {
-    run_with(settings, transport, shutdown, events, Extras::default()).await
+    let servers = settings
+        .server
+        .iter()
+        .map(|s| (s.clone(), transport.clone()));
+    let servers = servers.collect();
+    run_with(settings, servers, shutdown, events, Extras::default()).await
 }
 
 /// What a client started from a config may have besides its settings.
@@ -157,10 +180,11 @@ struct Extras {
     reloads: Option<Requests<ClientSettings>>,
 }
 
-/// [`run`], reporting the built-in proxy's counters too when there is one.
+/// [`run`] with each server's own transport, reporting the built-in proxy's
+/// counters too when there is one.
 async fn run_with<T: Transport>(
     settings: ClientSettings,
-    transport: T,
+    servers: Vec<(String, T)>,
     shutdown: Signal,
     events: Option<Sender<Event>>,
     extras: Extras,
@@ -179,10 +203,12 @@ async fn run_with<T: Transport>(
             })?),
             None => None,
         };
-    let ctx = context::Context::new(settings, transport, client_id, events, extras.proxy);
+    let ctx = context::Context::new(settings, servers, client_id, events, extras.proxy);
     let _ticker = {
         let ticker = TaskSet::new();
-        ticker.spawn(crate::logfold::Fold::ticker(ctx.log.clone()));
+        for server in &ctx.upstreams {
+            ticker.spawn(crate::logfold::Fold::ticker(server.log.clone()));
+        }
         if let Some(admin) = admin {
             ticker.spawn(admin.serve(ctx.clone()));
         }
@@ -199,203 +225,71 @@ async fn run_with<T: Transport>(
     if let Some(n) = crate::notify::notifier() {
         n.ready();
     }
-    // Links of sessions that ended with the server draining, finishing
-    // their visitors while the next session runs.
-    let retiring = TaskSet::new();
-    let ended = sessions(&ctx, &shutdown, &retiring).await;
-    let drain = ctx.live().drain_timeout;
-    if !retiring.is_empty() {
-        retiring.join(drain).await;
-    }
+    let ended = every_server(&ctx, &shutdown).await;
     info!("client stopped");
     ended
 }
 
-/// Runs session after session, with the reconnect schedule between them,
-/// until `shutdown` fires or a fatal error.
-async fn sessions<T: Transport>(
+/// Runs a session loop per server until each has ended, and applies the
+/// fatal policy (see the module docs).
+async fn every_server<T: Transport>(
     ctx: &Arc<context::Context<T>>,
     shutdown: &Signal,
-    retiring: &TaskSet,
 ) -> Result<(), ClientError> {
-    let mut schedule = Reconnect::new(ctx.settings.reconnect_max_backoff);
-    // Since when every service has been refused with a port in use.
-    let mut ports_held_since: Option<Instant> = None;
-    loop {
-        let started = Instant::now();
-        let end = session::run_once(ctx, shutdown, retiring).await;
-        if !matches!(end, SessionEnd::PortInUse) {
-            ports_held_since = None;
+    let several = ctx.upstreams.len() > 1;
+    let loops = ctx.upstreams.iter().map(|server| async move {
+        let ended = reconnect::serve(ctx, server, shutdown).await;
+        // With one server its error is the client's, said once by whoever
+        // runs the client; with several, each is said here.
+        if let (Err(e), true) = (&ended, several) {
+            error!("gave up on {server}: {e}");
         }
-        let server = &ctx.settings.server;
-        let delay = match end {
-            SessionEnd::Shutdown => return Ok(()),
-            SessionEnd::Fatal(e) if !ctx.rotating(&e) => return Err(e),
-            SessionEnd::Fatal(e) => {
-                let (delay, _) = schedule.next(started.elapsed(), Instant::now());
-                let delay = jitter(delay);
-                warn!(
-                    "{server} refused the client's credentials ({e}); they changed in a reload, so the server may not have the new ones yet: retrying in {}",
-                    Rounded(delay)
-                );
-                ctx.emit(Event::Disconnected {
-                    reason: e.to_string(),
-                });
-                delay
-            }
-            SessionEnd::PortInUse => {
-                let since = *ports_held_since.get_or_insert(started);
-                let waited = since.elapsed();
-                let limit = ctx.settings.port_in_use_timeout;
-                if waited >= limit {
-                    return Err(ClientError::PortInUse { waited });
-                }
-                let (delay, _) = schedule.next(started.elapsed(), Instant::now());
-                let delay = jitter(delay).min(limit - waited);
-                if ctx.log.note_any("ports in use") {
-                    error!(
-                        "every service was refused and a port is in use; retrying in {} (giving up after {})",
-                        Rounded(delay),
-                        Rounded(limit)
-                    );
-                }
-                ctx.emit(Event::Disconnected {
-                    reason: "a port is in use".to_owned(),
-                });
-                delay
-            }
-            SessionEnd::Draining => {
-                let (delay, _) = schedule.next(started.elapsed(), Instant::now());
-                let delay = jitter(delay);
-                info!(
-                    "{server} is draining (restarting?): reconnecting in {}; visitors in flight finish meanwhile",
-                    Rounded(delay)
-                );
-                ctx.emit(Event::Disconnected {
-                    reason: "the server is draining".to_owned(),
-                });
-                delay
-            }
-            SessionEnd::Lost(e) => {
-                let (delay, new_outage) = schedule.next(started.elapsed(), Instant::now());
-                let delay = jitter(delay);
-                if new_outage {
-                    warn!(
-                        "connection to {server} lost: {e}; reconnecting in {}",
-                        Rounded(delay)
-                    );
-                } else if ctx.log.note_any("reconnect attempts failed") {
-                    warn!(
-                        "reconnect to {server} failed: {e}; retrying in {}",
-                        Rounded(delay)
-                    );
-                }
-                ctx.emit(Event::Disconnected {
-                    reason: e.to_string(),
-                });
-                delay
-            }
-        };
-        if !pause(delay, shutdown).await {
-            return Ok(());
+        (server.address.clone(), ended)
+    });
+    let mut failed = Vec::new();
+    let mut stopped = false;
+    for (server, ended) in side_by_side(loops.collect()).await {
+        match ended {
+            Ok(()) => stopped = true,
+            Err(e) => failed.push((server, e)),
         }
+    }
+    // A loop that ran until the shutdown makes it a clean stop.
+    if stopped {
+        return Ok(());
+    }
+    match failed.len() {
+        0 | 1 => failed.pop().map_or(Ok(()), |(_, e)| Err(e)),
+        _ => Err(ClientError::EveryServer(failed)),
     }
 }
 
-/// Waits `delay`; `false` when `shutdown` fired first.
-async fn pause(delay: Duration, shutdown: &Signal) -> bool {
-    futures_lite::future::or(
-        async {
-            smol::Timer::after(delay).await;
-            true
-        },
-        async {
-            shutdown.wait().await;
-            false
-        },
-    )
-    .await
-}
-
-/// The reconnect schedule: exponential backoff with a low cap while the
-/// outage is young (see [`YOUNG_OUTAGE`]), up to `max` after that.
-struct Reconnect {
-    max: Duration,
-    backoff: Duration,
-    /// When the current outage began; `None` while connected for good.
-    outage_since: Option<Instant>,
-}
-
-impl Reconnect {
-    fn new(max: Duration) -> Self {
-        Reconnect {
-            max,
-            backoff: FIRST_BACKOFF,
-            outage_since: None,
+/// Runs `futures` side by side until each is done; their outputs in order.
+///
+/// In the calling task, not spawned: dropping the caller drops every one of
+/// them at once. A client cancelled outright (a crash, as tests make one)
+/// must not leave sessions behind that live on long enough to see the
+/// shutdown signal and say a goodbye. Each wake polls every future still
+/// pending: at most [`crate::config::MAX_SERVERS`] control-plane loops.
+pub(super) async fn side_by_side<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                    *output = Some(value);
+                    *slot = None;
+                }
+            }
         }
-    }
-
-    /// The delay before the next attempt (before jitter), after a session (or
-    /// attempt) that lasted `lasted`; and whether this loss began an outage.
-    fn next(&mut self, lasted: Duration, now: Instant) -> (Duration, bool) {
-        let new_outage = self.outage_since.is_none() || lasted >= STABLE_SESSION;
-        if new_outage {
-            self.outage_since = Some(now);
-            self.backoff = FIRST_BACKOFF;
-        }
-        let age = self.outage_since.map_or(Duration::ZERO, |t| now - t);
-        let cap = if age < YOUNG_OUTAGE {
-            YOUNG_OUTAGE_MAX_BACKOFF.min(self.max)
+        if pending.iter().all(Option::is_none) {
+            Poll::Ready(())
         } else {
-            self.max
-        };
-        let delay = self.backoff.min(cap);
-        self.backoff = (delay * 2).min(self.max);
-        (delay, new_outage)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_young_outage_retries_at_least_every_half_second_then_backs_off() {
-        let mut schedule = Reconnect::new(Duration::from_secs(30));
-        let start = Instant::now();
-        let short = Duration::from_millis(1);
-        let (first, new) = schedule.next(Duration::from_secs(3600), start);
-        assert!(new);
-        assert_eq!(first, FIRST_BACKOFF);
-        let mut delays = Vec::new();
-        for i in 1..=10 {
-            let (d, new) = schedule.next(short, start + Duration::from_secs(i));
-            assert!(!new);
-            delays.push(d);
+            Poll::Pending
         }
-        assert!(
-            delays.iter().all(|d| *d <= YOUNG_OUTAGE_MAX_BACKOFF),
-            "{delays:?}"
-        );
-        assert_eq!(delays.last(), Some(&YOUNG_OUTAGE_MAX_BACKOFF));
-        let old = start + YOUNG_OUTAGE;
-        let later: Vec<Duration> = (0..8).map(|_| schedule.next(short, old).0).collect();
-        assert_eq!(later[0], Duration::from_secs(1));
-        assert_eq!(later[1], Duration::from_secs(2));
-        assert_eq!(later.last(), Some(&Duration::from_secs(30)), "{later:?}");
-        let (again, new) = schedule.next(STABLE_SESSION, old);
-        assert!(new, "a stable session ends the outage");
-        assert_eq!(again, FIRST_BACKOFF);
-    }
-
-    #[test]
-    fn jitter_stays_within_half_and_full() {
-        for _ in 0..1000 {
-            let d = jitter(Duration::from_secs(2));
-            assert!(
-                d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
-                "{d:?}"
-            );
-        }
-    }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use super::context::Context;
 use super::dialer::{self, connect_local};
+use super::upstream::Upstream;
 use crate::mux::{self, Side};
 use crate::protocol::chunk::Chunk;
 use crate::protocol::{self, Frame, SessionId};
@@ -26,19 +27,20 @@ const REFILL_PAUSE: Duration = Duration::from_secs(1);
 /// did); the task set that owns this task ends it with the session.
 pub(super) async fn keep<T: Transport>(
     ctx: Arc<Context<T>>,
+    server: Arc<Upstream<T>>,
     session: SessionId,
     draining: crate::shutdown::Signal,
 ) {
     while !draining.is_fired() {
-        match Box::pin(dialer::data_link(&ctx, session, true)).await {
+        match Box::pin(dialer::data_link(&ctx, &server, session, true)).await {
             Ok(link) => {
                 let end = serve(&ctx, link).await;
                 if draining.is_fired() {
-                    return debug!("multiplexed data link drained: {end}");
+                    return debug!("multiplexed data link to {server} drained: {end}");
                 }
-                warn!("multiplexed data link ended: {end}; reconnecting");
+                warn!("multiplexed data link to {server} ended: {end}; reconnecting");
             }
-            Err(e) => warn!("cannot open a multiplexed data link: {e}"),
+            Err(e) => warn!("cannot open a multiplexed data link to {server}: {e}"),
         }
         crate::runtime::sleep(REFILL_PAUSE).await;
     }

@@ -23,6 +23,7 @@ use tracing::{debug, warn};
 
 use super::context::Context;
 use super::dialer::{self, connect_local, jitter};
+use super::upstream::Upstream;
 use crate::handshake::HandshakeError;
 use crate::protocol::chunk::{Chunk, Role};
 use crate::protocol::{Frame, LEN_PREFIX, MAX_FRAME_LEN, SessionId};
@@ -55,6 +56,8 @@ pub(super) struct Pool<T: Transport> {
 
 struct Inner<T: Transport> {
     ctx: Arc<Context<T>>,
+    /// The server this pool's links go to.
+    server: Arc<Upstream<T>>,
     session_id: SessionId,
     tasks: TaskSet,
     /// Links authenticated and waiting for a visitor.
@@ -75,10 +78,16 @@ struct Inner<T: Transport> {
 impl<T: Transport> Pool<T> {
     /// Starts a pool that keeps `size` idle links (0: only the links the
     /// server asks for, as with multiplexed links).
-    pub fn new(ctx: Arc<Context<T>>, session_id: SessionId, size: usize) -> Self {
+    pub fn new(
+        ctx: Arc<Context<T>>,
+        server: Arc<Upstream<T>>,
+        session_id: SessionId,
+        size: usize,
+    ) -> Self {
         let (drain, draining) = shutdown::channel();
         let inner = Arc::new(Inner {
             ctx,
+            server,
             session_id,
             tasks: TaskSet::new(),
             idle: AtomicUsize::new(0),
@@ -155,19 +164,22 @@ fn open<T: Transport>(inner: &Arc<Inner<T>>, count: usize, requested: bool) {
 /// One link slot: dials, serves visitor after visitor, and dials again when the
 /// link is closed while the pool is short of idle links.
 async fn serve_link<T: Transport>(weak: Weak<Inner<T>>, mut requested: bool) -> io::Result<()> {
-    let Some((ctx, session_id)) = weak.upgrade().map(|i| (i.ctx.clone(), i.session_id)) else {
+    let Some((ctx, server, session_id)) = weak
+        .upgrade()
+        .map(|i| (i.ctx.clone(), i.server.clone(), i.session_id))
+    else {
         return Ok(());
     };
     let mut backoff = FIRST_DIAL_BACKOFF;
     loop {
-        let dialled = Box::pin(dial_bounded(&weak, &ctx, session_id, requested)).await;
+        let dialled = Box::pin(dial_bounded(&weak, &ctx, &server, session_id, requested)).await;
         requested = false;
         let born = Instant::now();
         let reason = match dialled {
             Ok(link) => carry(&weak, &ctx, link, born).await,
             Err(e) => {
-                if ctx.log.note_any("data link dials failed") {
-                    warn!("cannot open a data link to {}: {e}", ctx.settings.server);
+                if server.log.note_any("data link dials failed") {
+                    warn!("cannot open a data link to {server}: {e}");
                 }
                 Retire::Failed
             }
@@ -205,6 +217,7 @@ enum Retire {
 async fn dial_bounded<T: Transport>(
     weak: &Weak<Inner<T>>,
     ctx: &Context<T>,
+    server: &Upstream<T>,
     session_id: SessionId,
     requested: bool,
 ) -> Result<T::Stream, HandshakeError> {
@@ -217,7 +230,7 @@ async fn dial_bounded<T: Transport>(
     // The strong reference lives only as long as the dial; dropping the
     // session's `Links` cancels this task either way.
     let permit = inner.dials.acquire().await;
-    let link = dialer::data_link(ctx, session_id, false).await;
+    let link = dialer::data_link(ctx, server, session_id, false).await;
     drop(permit);
     if !requested {
         take_up_to(&inner.unrequested, 1);

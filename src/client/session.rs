@@ -1,20 +1,23 @@
-//! One connection of the client to the server: dial and authenticate,
-//! register, then the control loop (heartbeats, link requests) until the link
-//! ends. The session owns its data links (pooled, and multiplexed when asked
-//! for): they end with it.
+//! One connection of the client to one of its servers: dial and
+//! authenticate, register, then the control loop (heartbeats, link requests)
+//! until the link ends. The session owns its data links (pooled, and
+//! multiplexed when asked for): they end with it. Every log line names the
+//! server, so the sessions of a client with several servers tell apart.
 
 use futures_lite::io::split;
 use futures_lite::{AsyncRead, FutureExt};
 use smol::channel::bounded;
-use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use super::context::{Context, Event};
+use super::error::ClientError;
 use super::live::Ask;
 use super::pool::Pool;
+use super::upstream::Upstream;
 use super::{dialer, muxed};
 use crate::config::{DataLinks, ServiceSettings};
 use crate::handshake::HandshakeError;
@@ -33,53 +36,6 @@ const MIN_TIMEOUT_INTERVALS: u32 = 3;
 
 /// The fastest heartbeat the client sends, whatever the server announces.
 const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Why the client gave up.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// Retrying cannot help: the server refused our token, could not prove
-    /// it knows it, runs without authentication unasked, or speaks another
-    /// protocol version ([`HandshakeError::is_permanent`]).
-    Handshake(HandshakeError),
-    /// The server refused every service, none of them for a port in use.
-    EveryServiceRefused,
-    /// The server refused every service, a port in use among them, and
-    /// still did after `waited` (`port_in_use_timeout`).
-    PortInUse { waited: Duration },
-    /// The client could not start: `what` failed.
-    Start {
-        what: &'static str,
-        source: io::Error,
-    },
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::Handshake(e) => write!(f, "{e}"),
-            ClientError::EveryServiceRefused => f.write_str(
-                "the server refused every service (the reasons are logged above); fix the services and start again",
-            ),
-            ClientError::PortInUse { waited } => write!(
-                f,
-                "the server refused every service and a port was still in use after {}: stop what holds it (another client?) or choose another remote_port",
-                crate::logging::Rounded(*waited)
-            ),
-            ClientError::Start { what, source } => write!(f, "cannot start {what}: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Handshake(e) => Some(e),
-            ClientError::Start { source, .. } => Some(source),
-            ClientError::EveryServiceRefused | ClientError::PortInUse { .. } => None,
-        }
-    }
-}
 
 /// How one connection attempt ended.
 pub(super) enum SessionEnd {
@@ -122,20 +78,21 @@ impl<T: Transport> Links<T> {
     /// A pool of idle links, or multiplexed links kept up (a pooled link
     /// the server asks for is opened either way, so visitors are served
     /// while no multiplexed link is up).
-    fn new(ctx: &Arc<Context<T>>, session: SessionId) -> Self {
+    fn new(ctx: &Arc<Context<T>>, server: &Arc<Upstream<T>>, session: SessionId) -> Self {
         let muxed = TaskSet::new();
         let (draining, stop_dialling) = shutdown::channel();
         let size = match ctx.settings.data_links {
             DataLinks::Pooled { size } => size,
             DataLinks::Multiplexed { links } => {
                 for _ in 0..links {
-                    let keep = muxed::keep(ctx.clone(), session, stop_dialling.clone());
+                    let (ctx, server) = (ctx.clone(), server.clone());
+                    let keep = muxed::keep(ctx, server, session, stop_dialling.clone());
                     muxed.spawn_worker(keep);
                 }
                 0
             }
         };
-        let pool = Pool::new(ctx.clone(), session, size);
+        let pool = Pool::new(ctx.clone(), server.clone(), session, size);
         Links {
             pool,
             muxed,
@@ -161,16 +118,17 @@ impl<T: Transport> Links<T> {
     }
 }
 
-/// Connects, authenticates, registers and serves until the link ends.
-/// When the server drains, the links carrying visitors go on in `retiring`
-/// while the next session starts.
+/// Connects to `server`, authenticates, registers and serves until the link
+/// ends. When the server drains, the links carrying visitors go on in
+/// `retiring` while the next session starts.
 pub(crate) async fn run_once<T: Transport>(
     ctx: &Arc<Context<T>>,
+    server: &Arc<Upstream<T>>,
     shutdown: &Signal,
     retiring: &TaskSet,
 ) -> SessionEnd {
-    match connect(ctx).or(stopped(shutdown)).await {
-        Ok(up) => serve(ctx, up, shutdown, retiring).await,
+    match connect(ctx, server).or(stopped(shutdown)).await {
+        Ok(up) => serve(ctx, server, up, shutdown, retiring).await,
         Err(end) => end,
     }
 }
@@ -185,24 +143,28 @@ struct Up<T: Transport> {
     asked: Vec<Ask>,
 }
 
-async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEnd> {
+async fn connect<T: Transport>(
+    ctx: &Arc<Context<T>>,
+    server: &Arc<Upstream<T>>,
+) -> Result<Up<T>, SessionEnd> {
     let services = ctx.live().services.clone();
-    let (mut link, accepted) = dialer::control(ctx).await?;
+    let (mut link, accepted) = dialer::control(ctx, server).await?;
     if !accepted.authenticated {
-        warn!("the server runs with --insecure-no-auth; accepted as asked");
+        warn!("{server} runs with --insecure-no-auth; accepted as asked");
     }
     info!(
-        "connected to {} (session {})",
-        ctx.settings.server,
+        "connected to {server} (session {})",
         crate::wire::short_id(&accepted.session)
     );
-    ctx.emit(Event::Connected);
+    server.session_up(&accepted.session);
+    let address = server.address.clone();
+    ctx.emit(server, Event::Connected { server: address });
     // A (hostile or misconfigured) tiny interval must not make us spin.
     let interval = accepted.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL);
     // The pool fills while we register: a visitor may arrive at the first
     // registered port before the last service is answered.
-    let links = Links::new(ctx, accepted.session);
-    register(ctx, &mut link, &links, &services).await?;
+    let links = Links::new(ctx, server, accepted.session);
+    register(ctx, server, &mut link, &links, &services).await?;
     Ok(Up {
         link,
         links,
@@ -216,6 +178,7 @@ async fn connect<T: Transport>(ctx: &Arc<Context<T>>) -> Result<Up<T>, SessionEn
 /// flight drained).
 async fn serve<T: Transport>(
     ctx: &Context<T>,
+    server: &Upstream<T>,
     up: Up<T>,
     shutdown: &Signal,
     retiring: &TaskSet,
@@ -230,15 +193,15 @@ async fn serve<T: Transport>(
     let heartbeat = smol::spawn(crate::wire::heartbeats(tx.clone(), up.interval));
     let links = up.links;
     let end = async {
-        ctx.attach(tx.clone(), up.asked).await;
-        control_loop(ctx, reader, &links, timeout).await
+        ctx.attach(server, tx.clone(), up.asked).await;
+        control_loop(ctx, server, reader, &links, timeout).await
     }
     .or(async {
         shutdown.wait().await;
         SessionEnd::Shutdown
     })
     .await;
-    ctx.detach().await;
+    ctx.detach(server).await;
     drop(heartbeat);
     if matches!(end, SessionEnd::Shutdown) {
         let _ = tx.try_send(Frame::Goodbye {
@@ -254,11 +217,14 @@ async fn serve<T: Transport>(
     let drain = ctx.live().drain_timeout;
     match end {
         SessionEnd::Shutdown => {
-            let busy = ctx.counters.active();
-            info!(
-                "draining: {busy} visitors in flight get up to {} to finish",
-                Rounded(drain)
-            );
+            // Said once for the client: the count is over every server.
+            if !ctx.drain_announced.swap(true, Ordering::Relaxed) {
+                let busy = ctx.counters.active();
+                info!(
+                    "draining: {busy} visitors in flight get up to {} to finish",
+                    Rounded(drain)
+                );
+            }
             links.drain(drain).await;
         }
         SessionEnd::Draining => retiring.spawn(links.drain(drain)),
@@ -286,6 +252,7 @@ fn unexpected(frame: Frame) -> SessionEnd {
 /// Registers every service and waits for every answer.
 async fn register<T: Transport>(
     ctx: &Context<T>,
+    server: &Upstream<T>,
     link: &mut T::Stream,
     links: &Links<T>,
     services: &[ServiceSettings],
@@ -303,7 +270,7 @@ async fn register<T: Transport>(
         match frame.map_err(lost)? {
             Frame::Heartbeat => {}
             Frame::OpenData { count } => links.open(count),
-            frame => tally.answer(ctx, frame)?,
+            frame => tally.answer(ctx, server, frame)?,
         }
     }
     tally.verdict()
@@ -319,8 +286,13 @@ struct Tally {
 
 impl Tally {
     /// Counts (and reports) one answer; any other frame ends the session.
-    fn answer<T: Transport>(&mut self, ctx: &Context<T>, frame: Frame) -> Result<(), SessionEnd> {
-        match answered(ctx, frame)? {
+    fn answer<T: Transport>(
+        &mut self,
+        ctx: &Context<T>,
+        server: &Upstream<T>,
+        frame: Frame,
+    ) -> Result<(), SessionEnd> {
+        match answered(ctx, server, frame)? {
             Answer::Registered => self.registered += 1,
             Answer::Refused(code) => self.port_in_use |= code == ErrorCode::PortInUse,
             Answer::Unregistered => return Ok(()),
@@ -350,13 +322,24 @@ enum Answer {
 
 /// Reports (logs, events) the server's answer about a service; any other
 /// frame ends the session.
-fn answered<T: Transport>(ctx: &Context<T>, frame: Frame) -> Result<Answer, SessionEnd> {
+fn answered<T: Transport>(
+    ctx: &Context<T>,
+    server: &Upstream<T>,
+    frame: Frame,
+) -> Result<Answer, SessionEnd> {
+    let address = server.address.clone();
     match frame {
         Frame::Registered { name, port } => {
-            let public = format!("{}:{port}", ctx.server_host());
+            let public = format!("{}:{port}", server.host());
             let local = ctx.local_of(&name).unwrap_or_else(|| "?".to_owned());
-            info!("service {name} is public at {public} -> {local}");
-            ctx.emit(Event::Registered { name, port, public });
+            info!("service {name} is public at {public} -> {local} (server {server})");
+            let event = Event::Registered {
+                server: address,
+                name,
+                port,
+                public,
+            };
+            ctx.emit(server, event);
             Ok(Answer::Registered)
         }
         Frame::RegisterFailed {
@@ -365,15 +348,24 @@ fn answered<T: Transport>(ctx: &Context<T>, frame: Frame) -> Result<Answer, Sess
             message,
         } => {
             error!(
-                "service {name} refused by the server: {message}; {}",
+                "service {name} refused by {server}: {message}; {}",
                 refusal_fix(code)
             );
-            ctx.emit(Event::Refused { name, message });
+            let event = Event::Refused {
+                server: address,
+                name,
+                message,
+            };
+            ctx.emit(server, event);
             Ok(Answer::Refused(code))
         }
         Frame::Unregistered { name } => {
-            info!("service {name} closed at the server");
-            ctx.emit(Event::Unregistered { name });
+            info!("service {name} closed at {server}");
+            let event = Event::Unregistered {
+                server: address,
+                name,
+            };
+            ctx.emit(server, event);
             Ok(Answer::Unregistered)
         }
         other => Err(unexpected(other)),
@@ -401,6 +393,7 @@ fn refusal_fix(code: ErrorCode) -> &'static str {
 
 async fn control_loop<R: AsyncRead + Unpin, T: Transport>(
     ctx: &Context<T>,
+    server: &Upstream<T>,
     mut reader: R,
     links: &Links<T>,
     timeout: Duration,
@@ -423,12 +416,12 @@ async fn control_loop<R: AsyncRead + Unpin, T: Transport>(
             frame @ (Frame::Registered { .. }
             | Frame::RegisterFailed { .. }
             | Frame::Unregistered { .. }) => {
-                if let Err(end) = answered(ctx, frame) {
+                if let Err(end) = answered(ctx, server, frame) {
                     return end;
                 }
             }
             other => {
-                debug!("control link: {other:?}");
+                debug!("control link to {server}: {other:?}");
                 return unexpected(other);
             }
         }

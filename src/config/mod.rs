@@ -43,6 +43,13 @@ pub const MAX_POOL_SIZE: usize = 256;
 pub const MAX_MUX_LINKS: usize = 16;
 /// Longest service name; names appear in logs and on the wire, so keep them short.
 pub const MAX_SERVICE_NAME_LEN: usize = 64;
+/// Most servers one client keeps a session with (`server: [..]`). Each costs
+/// a control link with its heartbeats and a whole set of data links (up to
+/// [`MAX_POOL_SIZE`] sockets, held at the client and at that server), so this
+/// bounds what one config makes the client open (16 × 257 links at most) and
+/// keeps the `server` label of the client's metrics to a handful of values.
+/// More servers than this want more clients, not one client with more sessions.
+pub const MAX_SERVERS: usize = 16;
 /// Origin shown for configs built from command-line flags rather than a file.
 pub const COMMAND_LINE: &str = "<command line>";
 
@@ -233,7 +240,10 @@ fn default_max_streams() -> usize {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
-    pub server: String,
+    /// `"host:port"`, or a list of them: a session with each (see
+    /// `crate::client`).
+    #[serde(deserialize_with = "servers::one_or_more")]
+    pub server: Vec<String>,
     /// This client's id among the server's `clients`; absent: the shared token.
     #[serde(default)]
     pub id: Option<String>,
@@ -402,14 +412,20 @@ impl ServerSettings {
 /// Validated client settings.
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
-    /// Kept as text: it is resolved again on every reconnect, since DNS may move.
-    pub server: String,
+    /// Every server the client keeps a session with (1 to [`MAX_SERVERS`],
+    /// distinct), in config order. Kept as text: each is resolved again on
+    /// every reconnect, since DNS may move.
+    pub server: Vec<String>,
     /// This client's own id at the server (per-client credentials); `None`:
     /// it proves the server's shared token.
     pub id: Option<String>,
     pub token: Secret,
-    /// TLS material when the transport is TLS; `None` is plain TCP.
+    /// TLS material when the transport is TLS; `None` is plain TCP. Its
+    /// server name is `server_name`, else the host of the first server.
     pub tls: Option<TlsClient>,
+    /// TLS without a `server_name`: each server's certificate must carry that
+    /// server's own host ([`ClientSettings::tls_for`]).
+    pub tls_name_per_server: bool,
     pub data_links: DataLinks,
     pub services: Vec<ServiceSettings>,
     pub heartbeat_timeout: Duration,
@@ -499,6 +515,7 @@ mod duration;
 mod load;
 mod locate;
 mod proxy_protocol;
+mod servers;
 mod tls;
 mod validate;
 

@@ -300,3 +300,67 @@ fn proxy_protocol_settings_parse_and_errors_point_at_the_entry() {
         "{err}"
     );
 }
+
+/// A client file with `server` as written here, and one service.
+fn client_with_server(server: &str) -> Result<ClientSettings, ConfigError> {
+    let text = format!(
+        "(\n  server: {server},\n  token: \"t\",\n  services: [(name: \"web\", local: \"127.0.0.1:8080\")],\n)"
+    );
+    parse::<ClientConfig>(&text, Path::new("c.ron")).and_then(ClientConfig::validate)
+}
+
+#[test]
+fn server_is_one_address_or_a_list_of_them() {
+    let one = client_with_server("\"127.0.0.1:7000\"").expect("a string");
+    assert_eq!(one.server, ["127.0.0.1:7000"]);
+    let two = client_with_server("[\"127.0.0.1:7000\", \"[::1]:7001\"]").expect("a list");
+    assert_eq!(two.server, ["127.0.0.1:7000", "[::1]:7001"]);
+    let err = client_with_server("7000").expect_err("a number");
+    assert_eq!((err.line, err.column), (2, 11), "{err}");
+    assert!(err.to_string().contains("or a list of them"), "{err}");
+    let err = client_with_server("[\"127.0.0.1:7000\", 7001]").expect_err("a number in the list");
+    assert!(err.line == 2 && err.column > 11, "{err}");
+    assert!(
+        err.to_string().contains("a server address such as"),
+        "{err}"
+    );
+}
+
+#[test]
+fn server_list_errors_point_at_the_offending_entry() {
+    let err = client_with_server("[]").expect_err("empty");
+    assert_eq!((err.line, err.column), (2, 11), "{err}");
+    assert!(err.to_string().contains("server is an empty list"), "{err}");
+    let err = client_with_server("[\"127.0.0.1:7000\", \"127.0.0.1:7000\"]").expect_err("twice");
+    assert_eq!((err.line, err.column), (2, 30), "{err}");
+    assert!(err.to_string().contains("is given twice"), "{err}");
+    // Another name for the same address is the same server.
+    let err = client_with_server("[\"127.0.0.1:7000\", \"localhost:7000\"]").expect_err("alias");
+    assert!(
+        err.to_string().contains("both reach 127.0.0.1:7000"),
+        "{err}"
+    );
+    let err = client_with_server("[\"127.0.0.1:7000\", \"127.0.0.1\"]").expect_err("no port");
+    assert_eq!((err.line, err.column), (2, 30), "{err}");
+    let many: Vec<String> = (0..=MAX_SERVERS)
+        .map(|i| format!("\"127.0.0.1:{}\"", 7000 + i))
+        .collect();
+    let err = client_with_server(&format!("[{}]", many.join(", "))).expect_err("too many");
+    assert_eq!(err.line, 2, "{err}");
+    assert!(err.to_string().contains("at most 16"), "{err}");
+    // Set after parsing (as the flags are), the same checks.
+    let text = "(server: \"127.0.0.1:7000\", token: \"t\", services: [(name: \"web\", local: \"127.0.0.1:8080\")])";
+    let mut config = parse::<ClientConfig>(text, Path::new("c.ron")).expect("parses");
+    config.server = (0..=MAX_SERVERS)
+        .map(|i| format!("127.0.0.1:{}", 7000 + i))
+        .collect();
+    let err = config.clone().validate().expect_err("too many flags");
+    assert!(
+        err.to_string()
+            .contains("server: 17 servers given, at most 16"),
+        "{err}"
+    );
+    config.server.clear();
+    let err = config.validate().expect_err("none");
+    assert!(err.to_string().contains("empty list"), "{err}");
+}

@@ -13,6 +13,7 @@
 
 use super::*;
 use crate::transport::tls::{self, ClientFiles, ServerFiles, TlsClient, TlsServer};
+use rustls_pki_types::ServerName;
 
 /// Server transport. RON: `transport: Tcp` (default) or `Tls(cert: .., key: ..)`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -53,7 +54,8 @@ pub struct ClientTls {
     /// CA that signed the server's certificate; `None` trusts the system store.
     #[serde(default)]
     pub ca: Option<PathBuf>,
-    /// Name the server's certificate must carry; default: the host of `server`.
+    /// Name the server's certificate must carry; default: the host of each
+    /// `server`.
     #[serde(default)]
     pub server_name: Option<String>,
     /// Client certificate and key, for a server that demands them.
@@ -86,15 +88,36 @@ impl ServerTransport {
 }
 
 impl ClientTransport {
-    /// Loads the TLS material, if any; `server` supplies the default name.
-    pub(super) fn load(
+    /// Loads the TLS material, if any, named for the first of `servers`
+    /// unless `server_name` is given; with whether each server is then
+    /// expected to show its own host (no `server_name`: every host must be a
+    /// valid TLS name, checked here and placed at its entry).
+    pub(super) fn load_for(
         &self,
         at: &Locator,
-        server: &str,
-    ) -> Result<Option<TlsClient>, ConfigError> {
+        servers: &[String],
+    ) -> Result<(Option<TlsClient>, bool), ConfigError> {
         let ClientTransport::Tls(t) = self else {
-            return Ok(None);
+            return Ok((None, false));
         };
+        let first = servers.first().map_or("", String::as_str);
+        let loaded = Self::load(t, at, first)?;
+        if t.server_name.is_some() {
+            return Ok((Some(loaded), false));
+        }
+        for (i, server) in servers.iter().enumerate().skip(1) {
+            let name = host_of(server).to_owned();
+            if ServerName::try_from(name.clone()).is_err() {
+                let e = tls::TlsError::BadServerName { name };
+                let entry = format!("server[{i}]");
+                return Err(at.error(&[&entry, "transport"], format!("transport: {e}")));
+            }
+        }
+        Ok((Some(loaded), true))
+    }
+
+    /// Loads the TLS material; `server` supplies the default name.
+    fn load(t: &ClientTls, at: &Locator, server: &str) -> Result<TlsClient, ConfigError> {
         let host = host_of(server);
         let ca = t.ca.as_deref().map(|p| at.resolve(p));
         let cert = t.cert.as_deref().map(|p| at.resolve(p));
@@ -107,8 +130,23 @@ impl ClientTransport {
             allow_tls12: t.allow_tls12,
         };
         tls::load_client(&files)
-            .map(Some)
             .map_err(|msg| at.error(&["transport"], format!("transport: {msg}")))
+    }
+}
+
+impl ClientSettings {
+    /// The TLS material for a session with `server` (one of `self.server`):
+    /// `tls` as it is, or named for `server`'s own host when no
+    /// `server_name` was given ([`ClientSettings::tls_name_per_server`]).
+    pub fn tls_for(&self, server: &str) -> Option<TlsClient> {
+        let mut tls = self.tls.clone()?;
+        if self.tls_name_per_server {
+            // Checked at load time; a host that is no name keeps the first's.
+            if let Ok(name) = ServerName::try_from(host_of(server).to_owned()) {
+                tls.server_name = name;
+            }
+        }
+        Some(tls)
     }
 }
 

@@ -260,7 +260,7 @@ impl ClientConfig {
     /// A client config with every default and no services, as built from flags.
     pub fn new(server: impl Into<String>, token: Secret) -> Self {
         Self {
-            server: server.into(),
+            server: vec![server.into()],
             id: None,
             token: Some(token),
             token_file: None,
@@ -284,7 +284,7 @@ impl ClientConfig {
         }
     }
 
-    /// Checks every field; `server` and each `local` must resolve now. The
+    /// Checks every field; each `server` and each `local` must resolve now. The
     /// built-in proxy's rules are left to whoever starts the proxy (it parses
     /// them then); use [`validate_with`](Self::validate_with) to check them now.
     pub fn validate(self) -> Result<ClientSettings, ConfigError> {
@@ -300,7 +300,7 @@ impl ClientConfig {
         check_proxy: impl FnOnce(&TunnelProxyConfig) -> Result<(), E>,
     ) -> Result<ClientSettings, ConfigError> {
         let at = Locator::new(&self.source);
-        check_address(&at, &["server"], "server", &self.server, false)?;
+        super::servers::check(&at, &self.server)?;
         let token = credentials::client_token(&at, &self)?;
         match self.data_links {
             DataLinks::Pooled { size } if !(1..=MAX_POOL_SIZE).contains(&size) => {
@@ -329,11 +329,12 @@ impl ClientConfig {
                 "max_link_uses is 0: use at least 1 (1 closes every link after its visitor)",
             ));
         }
-        let tls = self.transport.load(&at, &self.server)?;
+        let (tls, tls_name_per_server) = self.transport.load_for(&at, &self.server)?;
         check_proxy(&self.http_proxy)
             .map_err(|e| at.error(&["http_proxy"], format!("http_proxy: {e}")))?;
         Ok(ClientSettings {
             tls,
+            tls_name_per_server,
             services: services(&at, self.services)?,
             server: self.server,
             id: self.id,

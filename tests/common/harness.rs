@@ -134,7 +134,9 @@ impl Client {
                     }) if got == name => {
                         return public.parse().expect("public address is ip:port");
                     }
-                    Ok(Event::Refused { name: got, message }) if got == name => {
+                    Ok(Event::Refused {
+                        name: got, message, ..
+                    }) if got == name => {
                         panic!("service {name} refused: {message}")
                     }
                     Ok(_) => {}
@@ -155,7 +157,7 @@ impl Client {
                     Ok(Event::Registered { name, public, .. }) => {
                         found.insert(name, public.parse().expect("public address is ip:port"));
                     }
-                    Ok(Event::Refused { name, message }) => {
+                    Ok(Event::Refused { name, message, .. }) => {
                         panic!("service {name} refused: {message}")
                     }
                     Ok(_) => {}

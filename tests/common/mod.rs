@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `deadline.rs` | [`run_test`] and [`within`]: a deadline on every wait |
 //! | `harness.rs` | in-process server and client, and [`TunnelBuilder`] |
+//! | `multi.rs` | one client with several servers, on listeners the test keeps |
 //! | `services.rs` | backends on `127.0.0.1:0` (echo, tagged echo, any handler) |
 //! | `admin.rs` | the admin endpoint: requests, samples, polling a value |
 //! | `assertions.rs` | payloads, round trips and the checks made on connections |
@@ -27,6 +28,7 @@ pub mod assertions;
 pub mod deadline;
 pub mod fixtures;
 pub mod harness;
+pub mod multi;
 pub mod peers;
 pub mod process;
 pub mod proxy;
@@ -38,6 +40,7 @@ pub mod tls;
 pub use assertions::*;
 pub use deadline::*;
 pub use harness::*;
+pub use multi::*;
 pub use raw::*;
 pub use services::*;
 pub use sockets::*;

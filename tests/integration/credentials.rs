@@ -81,11 +81,11 @@ async fn one_registered_one_refused(client: &Client, good: &str, bad: &str) -> S
     while !registered || refused.is_none() {
         match client.next_event(PROMPTLY).await {
             Event::Registered { name, .. } if name == good => registered = true,
-            Event::Refused { name, message } if name == bad => refused = Some(message),
+            Event::Refused { name, message, .. } if name == bad => refused = Some(message),
             Event::Registered { name, .. } if name == bad => {
                 panic!("{bad} registered, and should have been refused")
             }
-            Event::Refused { name, message } if name == good => {
+            Event::Refused { name, message, .. } if name == good => {
                 panic!("{good} refused: {message}")
             }
             _ => {}

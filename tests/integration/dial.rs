@@ -54,7 +54,9 @@ async fn registered_port(client: &Client, name: &str) -> u16 {
                 Ok(Event::Registered {
                     name: got, port, ..
                 }) if got == name => return port,
-                Ok(Event::Refused { name: got, message }) if got == name => {
+                Ok(Event::Refused {
+                    name: got, message, ..
+                }) if got == name => {
                     panic!("service {name} refused: {message}")
                 }
                 Ok(_) => {}

@@ -199,7 +199,7 @@ fn wrong_token_is_an_auth_error_while_a_good_client_is_served() {
         // It never got as far as registering anything.
         while let Ok(event) = bad.events.try_recv() {
             assert!(
-                !matches!(event, Event::Registered { .. } | Event::Connected),
+                !matches!(event, Event::Registered { .. } | Event::Connected { .. }),
                 "a client with the wrong token got {event:?}"
             );
         }
@@ -230,16 +230,17 @@ fn port_outside_allow_ports_is_refused_while_the_other_service_works() {
                     name,
                     public: p,
                     port,
+                    ..
                 } => {
                     assert_eq!(name, "good", "only the allowed service registers");
                     assert!((20000..=40000).contains(&port) || (50000..=60000).contains(&port));
                     public = Some(p.parse().expect("ip:port"));
                 }
-                Event::Refused { name, message } => {
+                Event::Refused { name, message, .. } => {
                     assert_eq!(name, "outside");
                     refusal = Some(message);
                 }
-                Event::Connected => {}
+                Event::Connected { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -281,11 +282,11 @@ fn port_already_in_use_is_refused_while_the_other_service_works() {
                     assert_eq!(name, "good", "only the free service registers");
                     public = Some(p.parse().expect("ip:port"));
                 }
-                Event::Refused { name, message } => {
+                Event::Refused { name, message, .. } => {
                     assert_eq!(name, "taken");
                     refusal = Some(message);
                 }
-                Event::Connected => {}
+                Event::Connected { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         }

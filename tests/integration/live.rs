@@ -200,7 +200,7 @@ fn a_reload_that_removes_a_service_lets_its_visitor_finish_and_refuses_new_ones(
     std::fs::write(&config, client_text(addr, &[("bulk", bulk)], "")).expect("write config");
     client.signal(SIGHUP);
     client.wait_for("config reloaded: service web removed", LINE);
-    client.wait_for("service web closed at the server", LINE);
+    client.wait_for(&format!("service web closed at {addr}"), LINE);
     let refused = TcpStream::connect(web).expect_err("the port is closed");
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     echo_once(&mut visitor, "after");

@@ -78,7 +78,9 @@ async fn registration(client: &Client, name: &str) -> Result<SocketAddr, String>
             Event::Registered {
                 name: got, public, ..
             } if got == name => return Ok(public.parse().expect("ip:port")),
-            Event::Refused { name: got, message } if got == name => return Err(message),
+            Event::Refused {
+                name: got, message, ..
+            } if got == name => return Err(message),
             _ => {}
         }
     }
@@ -109,7 +111,7 @@ async fn server_restart(graceful: bool) {
         drop(first);
     }
     match client.next_event(PROMPTLY).await {
-        Event::Disconnected { reason } => assert!(!reason.is_empty(), "a reason is given"),
+        Event::Disconnected { reason, .. } => assert!(!reason.is_empty(), "a reason is given"),
         other => panic!("expected Disconnected after the server stopped, got {other:?}"),
     }
 
@@ -238,7 +240,7 @@ fn client_notices_a_silent_server_within_its_heartbeat_timeout_and_reconnects() 
         client.registered("echo").await;
         let started = std::time::Instant::now();
         match client.next_event(Duration::from_secs(3)).await {
-            Event::Disconnected { reason } => {
+            Event::Disconnected { reason, .. } => {
                 assert!(reason.contains("heartbeat"), "reason: {reason}")
             }
             other => panic!("expected Disconnected, got {other:?}"),

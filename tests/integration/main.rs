@@ -1,7 +1,8 @@
 //! Every loopback integration test that can share a process, as one test binary
 //! (one link, and the compiler sees every helper in `tests/common/` used): the
 //! tunnel end to end, registration, misbehaving peers, liveness, pooled and
-//! multiplexed links, TLS, aborts, the relay engines, `porthole forward`, the
+//! multiplexed links, TLS, aborts, the relay engines, one client with several
+//! servers, `porthole forward`, the
 //! HTTP proxy, the admin endpoint of every role, the real binary with its
 //! config messages, `porthole status` and JSON logs, and where links dial and
 //! public ports bind.
@@ -38,6 +39,7 @@ mod pool;
 mod proxy_protocol;
 mod registration;
 mod relay;
+mod several_servers;
 mod status_cmd;
 mod tls;
 mod tunnel;

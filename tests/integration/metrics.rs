@@ -27,6 +27,8 @@ struct Tunnel {
     _client: Proc,
     server_admin: SocketAddr,
     client_admin: SocketAddr,
+    /// The server's control address: the client's `server` label.
+    server_addr: SocketAddr,
     public: SocketAddr,
     _pki: Pki,
 }
@@ -69,6 +71,7 @@ fn tunnel_in(pki: Pki, local: SocketAddr, (server_extra, client_extra): (&str, &
         _client: client,
         server_admin,
         client_admin,
+        server_addr: addr,
         public,
         _pki: pki,
     }
@@ -160,6 +163,8 @@ fn counters_equal_what_visitors_moved(pki: Pki, extra: (&str, &str)) {
             &[("result", "ok")]
         ) >= 2.0
     );
+    let server_label = t.server_addr.to_string();
+    let server_label = [("server", server_label.as_str())];
     until(LINE, || {
         let text = scrape(t.client_admin);
         let got = [
@@ -167,8 +172,8 @@ fn counters_equal_what_visitors_moved(pki: Pki, extra: (&str, &str)) {
             must(&text, "porthole_client_visitors_active", &echo),
             must(&text, "porthole_client_sent_bytes_total", &echo),
             must(&text, "porthole_client_received_bytes_total", &echo),
-            must(&text, "porthole_client_connected", &[]),
-            must(&text, "porthole_client_services_registered", &[]),
+            must(&text, "porthole_client_connected", &server_label),
+            must(&text, "porthole_client_services_registered", &server_label),
         ];
         (got == [n, 0.0, up, down, 1.0, 1.0])
             .then_some(())
@@ -324,15 +329,18 @@ fn a_clients_health_follows_its_server() {
         Err(why) => Ok(why),
     });
     assert!(down.starts_with("503 not connected to "), "{down}");
+    // The client knows its server by the address it dials: the switch.
+    let label = switch.addr.to_string();
+    let label = [("server", label.as_str())];
     let text = scrape(admin);
-    assert_eq!(must(&text, "porthole_client_connected", &[]), 0.0);
+    assert_eq!(must(&text, "porthole_client_connected", &label), 0.0);
     let (_second, addr, _) = server(&pki, "");
     switch.set(Some(addr));
     client.wait_for("is public at ", LINE);
     assert_eq!(until(LINE, || health(admin)), "ok\n");
     let text = scrape(admin);
-    assert_eq!(must(&text, "porthole_client_connected", &[]), 1.0);
-    assert_eq!(must(&text, "porthole_client_reconnects_total", &[]), 1.0);
+    assert_eq!(must(&text, "porthole_client_connected", &label), 1.0);
+    assert_eq!(must(&text, "porthole_client_reconnects_total", &label), 1.0);
 }
 
 #[test]

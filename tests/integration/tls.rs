@@ -83,7 +83,7 @@ fn assert_in_words(text: &str) {
 async fn refused(client: Client) -> Refusal {
     loop {
         match within(PROMPTLY, "client refusal", client.events.recv()).await {
-            Ok(Event::Disconnected { reason }) => {
+            Ok(Event::Disconnected { reason, .. }) => {
                 client.stop().await;
                 assert_in_words(&reason);
                 return Refusal::Retrying(reason);

@@ -245,6 +245,34 @@ fn tls_renders_absolute_paths_and_loads_back() {
 }
 
 #[test]
+fn several_servers_render_as_a_list_each_expecting_its_own_tls_name() {
+    let scratch = Scratch::new("servers");
+    let certs = scratch.0.join("certs");
+    crate::gencert::write_bundle(&certs, &["localhost".to_owned()], false, 30).expect("certs");
+    let client = scratch.0.join("client.ron");
+    let text = r#"(server: ["127.0.0.1:7000", "localhost:7001"], token: "t",
+        services: [(name: "a", local: "127.0.0.1:1")], transport: Tls(ca: Some("certs/ca.crt")))"#;
+    std::fs::write(&client, text).expect("write client config");
+    let rendered = round_trip(&client, &Scratch::new("servers-copies"));
+    assert!(
+        rendered.contains("    server: [\"127.0.0.1:7000\", \"localhost:7001\"],\n"),
+        "{rendered}"
+    );
+    // Unwritten, the name stays each server's own host when read back.
+    assert!(rendered.contains("server_name: None"), "{rendered}");
+    let Ok(AnyConfig::Client(settings)) = load_any(&client) else {
+        panic!("a client config");
+    };
+    let name = |server: &str| {
+        settings
+            .tls_for(server)
+            .map(|t| t.server_name.to_str().into_owned())
+    };
+    assert_eq!(name("127.0.0.1:7000").as_deref(), Some("127.0.0.1"));
+    assert_eq!(name("localhost:7001").as_deref(), Some("localhost"));
+}
+
+#[test]
 fn strings_are_ron_strings() {
     for text in [
         "plain",
