@@ -17,6 +17,7 @@
 mod common;
 
 mod aborts;
+mod balancer;
 mod check;
 mod cli;
 mod completions;
