@@ -38,7 +38,8 @@
 //! | [`mux`] | the stream multiplexer: codec, state machine, driver, stream type |
 //! | [`relay`] | joining two streams with half-close semantics: splice, chunked or copy |
 //! | [`wire`] | async frame I/O and deadlines |
-//! | [`protocol`] | pure frame and chunk codecs (fuzzed) |
+//! | [`protocol`] | pure frame and chunk codecs, and PROXY protocol headers (fuzzed) |
+//! | [`cidr`] | IP blocks: the HTTP proxy's rules and the server's trusted balancers |
 //! | [`auth`] | HMAC proofs and nonces |
 //! | [`runtime`] | the per-worker runtime: one epoll, run queue and timer map per worker thread; sockets registered once |
 //! | [`tasks`], [`shutdown`], [`logfold`], [`logging`] | owned task sets, the shutdown signal, folded warnings, log output (level, colour) |
@@ -63,11 +64,14 @@
 //!    worker its socket is registered with (`server/handshake.rs` →
 //!    `server/pool.rs`).
 //! 3. A visitor connects to a public port. Every worker has its own listener on
-//!    it (`SO_REUSEPORT`, `server/registry.rs`); the accepting worker takes an
+//!    it (`SO_REUSEPORT`, `server/registry.rs`). One from a trusted balancer
+//!    first gives its PROXY header, whose source is the visitor from then on
+//!    (`server/proxied.rs`). The accepting worker takes an
 //!    idle link from its own shard (stealing only when it is empty) and writes
 //!    `Start` (`server/visitor.rs`, `server/dispatch.rs`). With multiplexed
 //!    links the visitor becomes a stream instead (`server/muxed.rs`, [`mux`]).
 //! 4. The client reads `Start`, answers `Accept`, connects to the local service
+//!    (writing a PROXY header first when the service asks, `client/dialer.rs`)
 //!    and relays (`client/pool.rs` → [`relay`]); the server relays the visitor,
 //!    keeping a bounded copy of its first bytes until `Accept` so that a dead
 //!    link costs nothing but a retry on another link.
@@ -76,6 +80,9 @@
 //!
 //! A visitor's sockets, its link, its relay and its pipe all live on one
 //! worker thread from accept to close ([`runtime`]).
+//!
+//! A client with several servers runs all of this once per server
+//! (`client/upstream.rs`, `client/reconnect.rs`): the servers share nothing.
 //!
 //! ## Who owns which task
 //!
@@ -94,6 +101,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cidr;
 pub mod cli;
 pub mod client;
 pub mod config;

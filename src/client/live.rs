@@ -12,7 +12,8 @@
 //! what it asked that server for; [`Context::sync`] then sends each of them
 //! the difference between the services in force and those asked for: `Unregister` for a removed service,
 //! `Unregister` then `Register` for a new `remote_port`, `Register` for a new
-//! service. A changed `local` needs no message: the next visitor connects to
+//! service or one that turns PROXY headers on or off (applied in place by
+//! the server). A changed `local` needs no message: the next visitor connects to
 //! the new address. Untouched services, and every visitor in flight, are not
 //! disturbed. While no session is up with a server there is nothing to send
 //! it: the next one registers what is in force then.
@@ -234,12 +235,14 @@ impl<T: Transport> Context<T> {
 }
 
 /// The frames that take a session from `asked` to `want`: a service asked
-/// for differently (another port, or PROXY headers turned on or off) is
-/// unregistered and registered again.
+/// for at another port is unregistered and registered again; one that only
+/// turns PROXY headers on or off is registered again, which the server
+/// applies in place (same port, visitors undisturbed).
 fn frames_for(asked: &[Ask], want: &[Ask]) -> Vec<Frame> {
     let mut frames = Vec::new();
+    let same_port = |a: &Ask, b: &Ask| a.name == b.name && a.remote_port == b.remote_port;
     for ask in asked {
-        if !want.contains(ask) {
+        if !want.iter().any(|w| same_port(w, ask)) {
             frames.push(Frame::Unregister {
                 name: ask.name.clone(),
             });
@@ -294,12 +297,8 @@ fn service_changes(old: &[ServiceSettings], new: &[ServiceSettings]) -> Vec<Stri
                 Some(v) => format!("{v:?}"),
                 None => "off".to_owned(),
             };
-            let when = match was.proxy_protocol.is_some() == s.proxy_protocol.is_some() {
-                true => "for new visitors",
-                false => "registering again",
-            };
             lines.push(format!(
-                "service {}: proxy_protocol {} -> {} ({when})",
+                "service {}: proxy_protocol {} -> {} (for new visitors)",
                 s.name,
                 show(was.proxy_protocol),
                 show(s.proxy_protocol)
@@ -382,7 +381,6 @@ mod tests {
             [
                 unregister("web"),
                 unregister("ssh"),
-                unregister("smtp"),
                 ask("web", 10081, false).register(),
                 ask("dns", 0, false).register(),
                 ask("smtp", 10025, true).register(),
@@ -407,7 +405,7 @@ mod tests {
             [
                 "service ssh removed",
                 "service web: local 127.0.0.1:80 -> 127.0.0.1:81 (for new visitors)",
-                "service web: proxy_protocol off -> V2 (registering again)",
+                "service web: proxy_protocol off -> V2 (for new visitors)",
                 "service dns added (127.0.0.1:53 at port 10053)",
             ]
         );

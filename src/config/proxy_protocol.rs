@@ -3,7 +3,7 @@
 //! `accept_proxy_protocol` (trusted balancers write one on public ports).
 
 use super::*;
-use crate::http_proxy::rules::Cidr;
+use crate::cidr::Cidr;
 
 /// Which PROXY protocol header a service's local connections begin with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

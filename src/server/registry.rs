@@ -402,6 +402,31 @@ impl<T: Transport> Registry<T> {
         }
     }
 
+    /// `session`'s own service `name`, if it has one at `port` (or `port`
+    /// is 0) and its flag is not `public_address` yet: the flag set, its
+    /// port returned. Such a `Register` only changes how its visitors are
+    /// started; the port and the visitors in flight stay. One that changes
+    /// nothing is `None`: a duplicate, refused as before.
+    pub fn update(
+        &self,
+        session: &Session<T>,
+        (name, port, public_address): (&str, u16, bool),
+    ) -> Option<u16> {
+        let ports = lock(&self.ports);
+        let service = ports.values().find(|s| {
+            let st = lock(&s.state);
+            std::ptr::eq(st.owner.as_ptr(), session) && st.name == name
+        })?;
+        let same = service.public_address.load(Ordering::Relaxed) == public_address;
+        if same || (port != 0 && port != service.port) {
+            return None;
+        }
+        service
+            .public_address
+            .store(public_address, Ordering::Relaxed);
+        Some(service.port)
+    }
+
     /// Closes the port of `session`'s service `name` (the client
     /// unregistered it) and returns it once closed; its visitors in flight
     /// go on.

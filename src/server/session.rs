@@ -278,6 +278,12 @@ impl<T: Transport> Session<T> {
         {
             let services = lock(&self.services);
             if services.iter().any(|s| s == name) {
+                // The same service asking for PROXY headers, or no longer:
+                // updated in place (PROTOCOL.md section 7).
+                let update = (name, port, public_address);
+                if let Some(port) = self.shared.registry.update(self, update) {
+                    return Ok(port);
+                }
                 let name = name.to_owned();
                 return Err(Refusal::AlreadyRegistered { name });
             }

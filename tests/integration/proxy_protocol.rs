@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::common::peers;
 use crate::common::*;
+use porthole::cidr::Cidr;
 use porthole::config::{ProxyProtocol, ProxyTrust};
-use porthole::http_proxy::rules::Cidr;
 
 /// What each visitor sends before it half-closes.
 const PAYLOAD: &[u8] = b"the visitor's own bytes\n";
@@ -348,4 +348,50 @@ fn nginx_behind_the_tunnel_sees_the_visitors_address() {
     let log = std::fs::read_to_string(nginx.dir.path().join("access.log")).expect("access log");
     let line = format!("{}:{} 127.0.0.1", me.ip(), me.port());
     assert!(log.lines().any(|l| l == line), "{line:?} in {log:?}");
+}
+
+/// The real binaries: a reload turns `proxy_protocol` on for a registered
+/// service; its public port stays, and the next visitor comes with a header.
+#[test]
+fn a_reload_turns_headers_on_and_the_port_stays() {
+    use crate::common::process::{Proc, porthole as args};
+    use crate::common::tls::Pki;
+    const LINE: Duration = Duration::from_secs(10);
+    let (service, rx) = smol::block_on(recording_service());
+    let mut server = Proc::spawn(args(&[
+        "server",
+        "--bind",
+        "127.0.0.1:0",
+        "--token",
+        "reload-pp",
+    ]));
+    let control = server.address_after("listening for clients on ", LINE);
+    let pki = Pki::new("pp-reload");
+    let text = |extra: &str| {
+        format!(
+            r#"(server: "{control}", token: "reload-pp", services: [(name: "web", local: "{}"{extra})])"#,
+            service.addr
+        )
+    };
+    let config = pki.write("client.ron", &text(""));
+    let mut client = Proc::spawn(args(&["client", "-c", &config.to_string_lossy()]));
+    let public = client.address_after("service web is public at ", LINE);
+    run_test(async {
+        visit(public, b"").await;
+        assert_eq!(recorded(&rx).await, PAYLOAD, "no header yet");
+    });
+    pki.write("client.ron", &text(", proxy_protocol: V1"));
+    client.signal(nix::sys::signal::Signal::SIGHUP);
+    client.wait_for(
+        "service web: proxy_protocol off -> V1 (for new visitors)",
+        LINE,
+    );
+    let again = client.address_after("service web is public at ", LINE);
+    assert_eq!(again, public, "the port stays");
+    run_test(async {
+        let me = visit(public, b"").await;
+        let want = with_payload(expected(ProxyProtocol::V1, me, public));
+        assert_eq!(recorded(&rx).await, want);
+    });
+    drop(server);
 }

@@ -18,10 +18,20 @@ use porthole::wire::{read_frame, write_frame};
 
 /// Sends `Register` for `name` on a hand-driven control link and returns the answer.
 async fn register(link: &mut TcpStream, name: &str, remote_port: u16) -> Frame {
+    register_with(link, name, remote_port, false).await
+}
+
+/// [`register`], with its `public_address` flag.
+async fn register_with(
+    link: &mut TcpStream,
+    name: &str,
+    remote_port: u16,
+    public_address: bool,
+) -> Frame {
     let frame = Frame::Register {
         name: name.to_owned(),
         remote_port,
-        public_address: false,
+        public_address,
     };
     write_frame(link, &frame).await.expect("send register");
     within(PROMPTLY, "registration answer", async {
@@ -44,10 +54,10 @@ fn server_refuses_a_duplicate_name_a_bad_name_and_services_beyond_the_limit() {
         let server = start_server(settings).await.expect("server starts");
         let (mut link, _) = raw_control_handshake(server.addr, TOKEN).await;
 
-        assert!(matches!(
-            register(&mut link, "one", 0).await,
-            Frame::Registered { .. }
-        ));
+        let one = match register(&mut link, "one", 0).await {
+            Frame::Registered { port, .. } => port,
+            other => panic!("{other:?}"),
+        };
         match register(&mut link, "one", 0).await {
             Frame::RegisterFailed { code, message, .. } => {
                 assert_eq!(code, ErrorCode::BadService);
@@ -55,6 +65,19 @@ fn server_refuses_a_duplicate_name_a_bad_name_and_services_beyond_the_limit() {
             }
             other => panic!("duplicate name accepted: {other:?}"),
         }
+        // The same service asking for PROXY headers is no duplicate: its
+        // flag changes in place, at the port it has; asking again is.
+        match register_with(&mut link, "one", 0, true).await {
+            Frame::Registered { name, port } => assert_eq!((name.as_str(), port), ("one", one)),
+            other => panic!("flag change refused: {other:?}"),
+        }
+        assert!(matches!(
+            register_with(&mut link, "one", 0, true).await,
+            Frame::RegisterFailed {
+                code: ErrorCode::BadService,
+                ..
+            }
+        ));
         match register(&mut link, "bad name!", 0).await {
             Frame::RegisterFailed { code, .. } => assert_eq!(code, ErrorCode::BadService),
             other => panic!("invalid name accepted: {other:?}"),
