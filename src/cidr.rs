@@ -59,7 +59,7 @@ impl Cidr {
             };
         // An IPv4-mapped block (`::ffff:10.0.0.0/104`) is the IPv4 block it
         // maps (`10.0.0.0/8`); a wider IPv6 block stays IPv6.
-        let (addr, prefix) = match canonical(addr) {
+        let (addr, prefix) = match addr.to_canonical() {
             IpAddr::V4(v4) if addr.is_ipv6() && prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
             IpAddr::V4(_) if addr.is_ipv6() => (addr, prefix),
             canonical => (canonical, prefix),
@@ -73,7 +73,9 @@ impl Cidr {
             IpAddr::V6(v6) => (u128::from(v6), 128),
         };
         let (net, width) = bits(self.addr);
-        let (ip, ip_width) = bits(canonical(ip));
+        // IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is checked as the IPv4
+        // address it is.
+        let (ip, ip_width) = bits(ip.to_canonical());
         if width != ip_width {
             return false;
         }
@@ -87,14 +89,6 @@ impl Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is checked as the IPv4 address it is.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 pub use crate::cidr::Cidr;
-use crate::cidr::{CidrError, canonical};
+use crate::cidr::CidrError;
 use std::ops::RangeInclusive;
 
 /// Most rules per list: each destination is checked against every rule.
@@ -283,7 +283,7 @@ impl fmt::Display for PortsText<'_> {
 
 /// Whether `ip` is in one of [`LOCAL_RANGES`].
 pub fn is_local(ip: IpAddr) -> bool {
-    let ip = canonical(ip);
+    let ip = ip.to_canonical();
     match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.octets()[0] == 0,
         IpAddr::V6(v6) => {

@@ -57,15 +57,21 @@ pub(super) async fn read_header(
     })
 }
 
+/// First peek buffer: a v1 header (at most 107 bytes) or a v2 header with
+/// IPv6 addresses and a few TLVs fits, so the usual header costs 256 bytes
+/// while it is read, not `max_len`.
+const FIRST_PEEK_LEN: usize = 256;
+
 /// Peeks until the bytes at the start of the socket hold a whole header.
 async fn peek_header(visitor: &TcpStream, max_len: usize) -> io::Result<proxy_header::Header> {
-    let mut buf = vec![0u8; max_len];
+    let mut buf = vec![0u8; FIRST_PEEK_LEN.min(max_len)];
     let mut seen = 0;
     loop {
         let n = visitor
             .socket()
             .read_with(|s| match s.peek(&mut buf) {
                 // Nothing new since the last look: wait for the next edge.
+                // (Part of a header, then FIN, waits here for the deadline.)
                 Ok(n) if n == seen && n > 0 => Err(io::ErrorKind::WouldBlock.into()),
                 r => r,
             })
@@ -79,6 +85,9 @@ async fn peek_header(visitor: &TcpStream, max_len: usize) -> io::Result<proxy_he
         seen = n;
         match proxy_header::parse(&buf[..n], max_len) {
             Ok(Some(header)) => return Ok(header),
+            // A longer header (TLVs): room for all the cap allows. The
+            // parser decides by `max_len` bytes, so this happens once.
+            Ok(None) if n == buf.len() => buf.resize(max_len, 0),
             Ok(None) => {}
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
         }

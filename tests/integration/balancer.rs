@@ -87,7 +87,8 @@ fn server(dir: &Scratch, name: &str, ip: &str, fixed: Option<(&Server, u16)>) ->
     };
     let text = format!(
         r#"(bind: "{bind}", token: "{TOKEN}", admin: Some("{admin}"), allow_ports: {ports},
-           accept_proxy_protocol: (from: ["127.0.0.0/8"]), drain_timeout: "1s")"#
+           accept_proxy_protocol: (from: ["127.0.0.0/8"]), drain_timeout: "1s",
+           reconnect_grace: "0s")"#
     );
     let config = dir.path().join(format!("{name}.ron"));
     std::fs::write(&config, text).expect("server config");
@@ -113,7 +114,7 @@ fn haproxy_config(fd: i32, backends: &[(&str, SocketAddr, SocketAddr)]) -> Strin
          defaults\n    mode tcp\n    timeout connect 500ms\n    timeout client 30s\n    timeout server 30s\n\
          \x20   retries 3\n    option redispatch 1\n\
          frontend visitors\n    bind fd@{fd}\n    default_backend porthole\n\
-         backend porthole\n    balance roundrobin\n    option httpchk GET /healthz\n\
+         backend porthole\n    balance leastconn\n    option httpchk GET /healthz\n\
          \x20   default-server send-proxy-v2 inter 250ms fall 1 rise 1\n{servers}"
     )
 }

@@ -209,10 +209,17 @@ async fn balanced(from: &str) -> Balanced {
 /// A v2 header for a TCP4 connection from `src` to `dst`, plus a TLV the
 /// reader must skip.
 fn balancer_v2(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    balancer_v2_tlv(src, dst, b"abcd")
+}
+
+/// [`balancer_v2`] with a unique-id TLV (type 0x05) of `value`.
+fn balancer_v2_tlv(src: SocketAddr, dst: SocketAddr, value: &[u8]) -> Vec<u8> {
     let mut h = expected(ProxyProtocol::V2, src, dst);
-    // Address length 12 + a 7-byte TLV (type 0x05, unique id "abcd").
-    h[14..16].copy_from_slice(&19u16.to_be_bytes());
-    h.extend_from_slice(&[0x05, 0, 4, b'a', b'b', b'c', b'd']);
+    let tlv_len = u16::try_from(value.len()).expect("short TLV");
+    h[14..16].copy_from_slice(&(12 + 3 + tlv_len).to_be_bytes());
+    h.push(0x05);
+    h.extend_from_slice(&tlv_len.to_be_bytes());
+    h.extend_from_slice(value);
     h
 }
 
@@ -225,6 +232,10 @@ fn a_trusted_balancers_header_names_the_visitor_end_to_end() {
         let public = b.tunnel.publics["v1"];
         visit(public, &balancer_v2(src, dst)).await;
         let want = with_payload(expected(ProxyProtocol::V1, src, dst));
+        assert_eq!(recorded(&b.v1_rx).await, want);
+        // A header longer than the first peek (a 600-byte TLV; the cap is
+        // 1024) is read whole, and not a byte more.
+        visit(public, &balancer_v2_tlv(src, dst, &[b'x'; 600])).await;
         assert_eq!(recorded(&b.v1_rx).await, want);
         // A v1 header from the balancer works as well, on the other port,
         // and the service without headers gets only the visitor's bytes.
