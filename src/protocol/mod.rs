@@ -10,6 +10,7 @@
 
 pub mod chunk;
 mod codec;
+pub mod datagram;
 pub mod proxy_header;
 
 pub use codec::{DecodeError, EncodeError, check_len, decode, decode_body, encode, to_bytes};
