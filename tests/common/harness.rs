@@ -266,6 +266,17 @@ impl TunnelBuilder {
         self
     }
 
+    /// Exposes the UDP service at `local` as `name` (a server-picked public
+    /// UDP port).
+    pub fn udp_service(self, name: &str, local: SocketAddr) -> Self {
+        let udp = name.to_owned();
+        self.service(name, local).client(move |c| {
+            for service in c.services.iter_mut().filter(|s| s.name == udp) {
+                service.protocol = Protocol::Udp;
+            }
+        })
+    }
+
     /// Starts the server and the client, and waits until every service is
     /// registered.
     pub async fn start(self) -> Tunnel {

@@ -11,6 +11,7 @@
 //! | `sockets.rs` | loopback socket pairs, relay sockets, resets |
 //! | `raw.rs` | the client side of the wire protocol driven by hand |
 //! | `tls.rs` | TLS material generated at test time |
+//! | `udp.rs` | UDP responders (echo, DNS), visitors, resends, flow sockets |
 //! | `proxy.rs` | a proxy between client and server that hands out its links |
 //! | `process.rs` | the real `porthole` binary as a child process |
 //! | `peers.rs` | real programs as peers (nginx, haproxy) on inherited listeners |
@@ -36,6 +37,7 @@ pub mod raw;
 pub mod services;
 pub mod sockets;
 pub mod tls;
+pub mod udp;
 
 pub use assertions::*;
 pub use deadline::*;

@@ -4,8 +4,8 @@
 //! multiplexed links, TLS, aborts, the relay engines, one client with several
 //! servers, `porthole forward`, the
 //! HTTP proxy, the admin endpoint of every role, the real binary with its
-//! config messages, `porthole status` and JSON logs, and where links dial and
-//! public ports bind.
+//! config messages, `porthole status` and JSON logs, where links dial and
+//! public ports bind, and UDP services.
 //!
 //! Tests that need a process of their own stay in their own binaries:
 //! `relay_fds` and `held_visitors` count this process's descriptors,
@@ -44,3 +44,4 @@ mod several_servers;
 mod status_cmd;
 mod tls;
 mod tunnel;
+mod udp;

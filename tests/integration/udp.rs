@@ -1,0 +1,693 @@
+//! UDP services (`protocol: Udp`, `--expose udp:PORT`): each visitor source
+//! is a flow, with a socket of its own at the client. A thousand flows at
+//! once each get their own answers; datagrams from empty to 65,507 bytes
+//! arrive whole and in order over pooled, multiplexed and TLS links; an idle
+//! flow ends after `udp_idle_timeout` and its socket closes; a service holds
+//! at most `max_udp_flows` flows (a new source is dropped, and counted,
+//! until one ends); a flooded flow leaves other flows and TCP visitors
+//! served; a restarted client gets its UDP port back; and a real `dig`
+//! resolves a name through the tunnel.
+//!
+//! A datagram may be lost under load without any fault, so requests are
+//! sent again on a short timeout, a bounded number of times
+//! ([`ask`](crate::common::udp::ask)); the tests report how many resends
+//! they needed.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::admin::{must, scrape, until, value};
+use crate::common::peers::{Scratch, program};
+use crate::common::process::{Proc, porthole as args, run};
+use crate::common::udp::*;
+use crate::common::*;
+use porthole::client::Event;
+use porthole::config::Protocol;
+
+/// Deadline for one expected log line of a child, or a metric to settle.
+const LINE: Duration = Duration::from_secs(10);
+/// The token of the tests that run the real binaries.
+const BIN_TOKEN: &str = "udp-test-token";
+
+// ---------------------------------------------------------------- many flows
+
+/// Flows at once in [`a_thousand_flows_at_once`].
+const FLOWS: usize = 1_000;
+/// What the tagging service puts before each datagram it sends back.
+const TAG: &[u8] = b"answer to ";
+
+/// [`FLOWS`] visitors send at once, each its own request; each must get
+/// its own answer, from a source of its own at the service.
+fn a_thousand_flows_at_once(builder: TunnelBuilder) {
+    // A visitor socket per flow here, and at the in-process client and
+    // server a socket and a data link per flow: about 4,000 descriptors.
+    let limit = porthole::runtime::fds::raise_limit().expect("raise RLIMIT_NOFILE");
+    assert!(
+        limit >= 8 * FLOWS as u64,
+        "RLIMIT_NOFILE {limit} is too low"
+    );
+    run_test(async {
+        let service = udp_responder(|datagram| Some([TAG, datagram].concat())).await;
+        let t = builder.udp_service("udp", service.addr).start().await;
+        let public = t.public;
+        let flows: Vec<_> = (0..FLOWS)
+            .map(|i| smol::spawn(one_of_many(public, i)))
+            .collect();
+        let mut sends = Vec::with_capacity(FLOWS);
+        let mut unanswered = Vec::new();
+        for (i, flow) in flows.into_iter().enumerate() {
+            match flow.await {
+                Some(n) => sends.push(n),
+                None => unanswered.push(i),
+            }
+        }
+        assert!(
+            unanswered.is_empty(),
+            "{} of {FLOWS} flows got no answer in {MAX_SENDS} sends each (the service saw {} \
+             sources), e.g. flows {:?}",
+            unanswered.len(),
+            service.sources().len(),
+            &unanswered[..unanswered.len().min(5)]
+        );
+        let resent = sends.iter().filter(|&&s| s > 1).count();
+        let most = sends.iter().max().copied().unwrap_or_default();
+        eprintln!("{FLOWS} flows answered; {resent} needed a resend, the most sends {most}");
+        // Each flow reached the service from a socket of its own.
+        assert_eq!(service.sources().len(), FLOWS, "sources the service saw");
+        t.stop().await;
+    });
+}
+
+/// Flow `i` of many: its request, and its answer only. Returns the sends
+/// it took, `None` when [`MAX_SENDS`] got no answer.
+async fn one_of_many(public: SocketAddr, i: usize) -> Option<usize> {
+    let visitor = udp_visitor(public).await;
+    let request = format!("flow {i} of {FLOWS}").into_bytes();
+    let expected = [TAG, &request].concat();
+    let asked = ask_with(&visitor, &request, &expected, RESEND_AFTER, MAX_SENDS).await;
+    // A flow gets only copies of its own answer, which is the answer:
+    // anything else is another flow's.
+    let others = match &asked {
+        Ok(asked) => &asked.others,
+        Err(others) => others,
+    };
+    let strays: Vec<_> = others.iter().map(|d| String::from_utf8_lossy(d)).collect();
+    assert!(strays.is_empty(), "flow {i} was sent {strays:?}");
+    asked.ok().map(|a| a.sends)
+}
+
+#[test]
+fn a_thousand_flows_at_once_each_get_their_own_answers_over_pooled_links() {
+    a_thousand_flows_at_once(TunnelBuilder::new());
+}
+
+#[test]
+fn a_thousand_flows_at_once_each_get_their_own_answers_over_multiplexed_links() {
+    a_thousand_flows_at_once(TunnelBuilder::new().multiplexed(2));
+}
+
+// ---------------------------------------------------------------- sizes, order
+
+/// From empty to the largest IPv4 datagram, through an Ethernet MTU's worth
+/// (1,472) and several TCP segments' worth (8,192).
+const SIZES: [usize; 5] = [0, 1, 1_472, 8_192, MAX_DATAGRAM];
+
+/// Each of [`SIZES`] through an echo and back, as one datagram of exactly
+/// its length and bytes.
+async fn sizes_arrive_whole(builder: TunnelBuilder) {
+    let service = udp_echo_service().await;
+    let t = builder.udp_service("udp", service.addr).start().await;
+    let visitor = udp_visitor(t.public).await;
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for (i, &len) in SIZES.iter().enumerate() {
+        let datagram = payload(0x5126 + i as u64, len);
+        // `ask` only takes the exact datagram as the answer: a part of it,
+        // or two run together, would never be.
+        let asked = ask(&visitor, &datagram, &datagram).await;
+        assert_eq!(asked.answer.len(), len);
+        // Anything else must be a late copy of an earlier datagram, whole.
+        for other in &asked.others {
+            assert!(
+                sent.contains(other),
+                "while sending {len} bytes, {} bytes that were never sent arrived",
+                other.len()
+            );
+        }
+        sent.push(datagram);
+    }
+    assert_eq!(service.sources().len(), 1, "one visitor, one flow");
+    t.stop().await;
+}
+
+#[test]
+fn sizes_from_empty_to_65507_bytes_arrive_whole_over_pooled_links() {
+    run_test(sizes_arrive_whole(TunnelBuilder::new().pooled(2)));
+}
+
+#[test]
+fn sizes_from_empty_to_65507_bytes_arrive_whole_over_multiplexed_links() {
+    run_test(sizes_arrive_whole(TunnelBuilder::new().multiplexed(2)));
+}
+
+#[test]
+fn sizes_from_empty_to_65507_bytes_arrive_whole_over_tls_links() {
+    run_test(sizes_arrive_whole(TunnelBuilder::new().tls()));
+}
+
+/// Datagrams in one burst in [`datagrams_of_one_flow_keep_their_order`].
+const BURST: u32 = 200;
+
+#[test]
+fn datagrams_of_one_flow_keep_their_order() {
+    run_test(async {
+        let service = udp_echo_service().await;
+        let t = TunnelBuilder::new()
+            .udp_service("udp", service.addr)
+            .start()
+            .await;
+        let visitor = Arc::new(udp_visitor(t.public).await);
+        // The flow is up before the burst, which then tests the relay only.
+        ask(&visitor, b"hello", b"hello").await;
+        let sender = visitor.clone();
+        let burst = smol::spawn(async move {
+            for seq in 0..BURST {
+                let mut datagram = seq.to_be_bytes().to_vec();
+                datagram.resize(100, b'.');
+                send(&sender, &datagram).await;
+            }
+        });
+        let mut seqs = Vec::new();
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+        // Until every one came back, or a quiet second: the rest was lost.
+        while seqs.len() < BURST as usize {
+            let quiet = Instant::now() + Duration::from_secs(1);
+            let Some(got) = receive(&visitor, &mut buf, quiet).await else {
+                break;
+            };
+            assert_eq!(got.len(), 100, "a datagram of the burst, whole");
+            seqs.push(u32::from_be_bytes(got[..4].try_into().expect("4 bytes")));
+        }
+        burst.await;
+        eprintln!("{} of {BURST} came back", seqs.len());
+        // One link carries the flow: what arrives keeps the order it was
+        // sent in, with or without losses.
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "out of order: {seqs:?}"
+        );
+        assert!(
+            seqs.len() >= BURST as usize / 2,
+            "most of a burst on loopback comes back: {seqs:?}"
+        );
+        t.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------- idle flows
+
+#[test]
+fn an_idle_flow_ends_after_udp_idle_timeout_and_its_socket_closes() {
+    run_test(async {
+        const IDLE: Duration = Duration::from_millis(300);
+        let service = udp_echo_service().await;
+        let t = TunnelBuilder::new()
+            .server(|s| s.udp_idle_timeout = IDLE)
+            .udp_service("udp", service.addr)
+            .start()
+            .await;
+        let flow_sockets = || sockets_connected_to(service.addr);
+        assert_eq!(flow_sockets(), 0, "no flow before the first datagram");
+        let visitor = udp_visitor(t.public).await;
+        ask(&visitor, b"first", b"first").await;
+        assert_eq!(
+            flow_sockets(),
+            1,
+            "the client holds one socket for the flow"
+        );
+
+        // Busy for three idle timeouts: the flow stays, on the same socket.
+        let busy_until = Instant::now() + 3 * IDLE;
+        while Instant::now() < busy_until {
+            ask(&visitor, b"busy", b"busy").await;
+            assert_eq!(flow_sockets(), 1, "a busy flow keeps its socket");
+            smol::Timer::after(IDLE / 4).await; // ok-sleep: the pace of a busy flow
+        }
+        assert_eq!(service.sources().len(), 1, "one flow throughout");
+
+        // The last datagram of the flow was sent no earlier than this.
+        let last_sent = Instant::now();
+        ask(&visitor, b"last", b"last").await;
+        count_reaches(
+            "the idle flow's socket closes",
+            IDLE + PROMPTLY,
+            0,
+            flow_sockets,
+        )
+        .await;
+        let ended = last_sent.elapsed();
+        eprintln!("the flow ended {ended:?} after its last datagram (idle timeout {IDLE:?})");
+        assert!(
+            ended >= IDLE,
+            "ended after {ended:?}, before the idle timeout"
+        );
+
+        // The same visitor again: a new flow, on a new socket at the client.
+        ask(&visitor, b"again", b"again").await;
+        assert_eq!(flow_sockets(), 1, "the new flow has its socket");
+        t.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------- restart
+
+/// The first `Registered` (Ok, public address) or `Refused` (Err, message)
+/// for `name`.
+async fn registration(client: &Client, name: &str) -> Result<SocketAddr, String> {
+    loop {
+        match client.next_event(PROMPTLY).await {
+            Event::Registered {
+                name: got, public, ..
+            } if got == name => return Ok(public.parse().expect("ip:port")),
+            Event::Refused {
+                name: got, message, ..
+            } if got == name => return Err(message),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_restarted_client_gets_its_udp_port_back_and_is_answered_there() {
+    run_test(async {
+        // Hand-written: the client is restarted below, asking for the port
+        // the server picked at the first registration.
+        let server = start_server(server_settings())
+            .await
+            .expect("server starts");
+        let service = udp_echo_service().await;
+        let mut settings = client_settings(server.addr, TOKEN, &[("udp", service.addr, 0)]);
+        settings.services[0].protocol = Protocol::Udp;
+        let client = start_client(settings.clone());
+        let public = client.registered("udp").await;
+        settings.services[0].remote_port = public.port();
+        let visitor = udp_visitor(public).await;
+        ask(&visitor, b"before", b"before").await;
+
+        // Crash: no goodbye, so the port lingers for the client's return.
+        drop(client);
+        // The server may still be tearing the old session down when the new
+        // one registers, and answers that race "in use": a few attempts.
+        let mut attempts = 0;
+        let client = loop {
+            attempts += 1;
+            let client = start_client(settings.clone());
+            match registration(&client, "udp").await {
+                Ok(again) => {
+                    assert_eq!(again, public, "the same port after the restart");
+                    break client;
+                }
+                Err(message) if message.contains("in use") && attempts < 20 => continue,
+                Err(message) => panic!("restarted client refused after {attempts}: {message}"),
+            }
+        };
+        eprintln!("reclaimed on attempt {attempts}");
+        // The old visitor's flow ended with the old client: its next
+        // datagram starts a new one. A new visitor is served too.
+        ask(&visitor, b"after", b"after").await;
+        ask(&udp_visitor(public).await, b"new", b"new").await;
+        assert!(service.sources().len() >= 2, "a new flow after the restart");
+        client.stop().await;
+        server.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------- real binaries
+
+/// A real server and client with admin endpoints, in a scratch directory.
+struct Binaries {
+    /// Both killed on drop.
+    _server: Proc,
+    _client: Proc,
+    server_admin: SocketAddr,
+    client_admin: SocketAddr,
+    /// The public address of each service, in the order given.
+    publics: Vec<SocketAddr>,
+    _dir: Scratch,
+}
+
+/// Starts `porthole server` with `server_extra` config fields and `porthole
+/// client` exposing `services` (name, local address, protocol), both from
+/// RON files; waits until every service is public.
+fn binaries(test: &str, server_extra: &str, services: &[(&str, SocketAddr, Protocol)]) -> Binaries {
+    let dir = Scratch::new("udp", test);
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write a config");
+        path.to_string_lossy().into_owned()
+    };
+    let config = write(
+        "server.ron",
+        format!(
+            r#"(bind: "127.0.0.1:0", token: "{BIN_TOKEN}", admin: Some("127.0.0.1:0"), {server_extra})"#
+        ),
+    );
+    let mut server = Proc::spawn(args(&["server", "-c", &config]));
+    let server_admin = server.address_after("admin endpoint on http://", LINE);
+    let addr = server.address_after("listening for clients on ", LINE);
+    let list: Vec<String> = services
+        .iter()
+        .map(|(name, local, protocol)| {
+            format!(r#"(name: "{name}", local: "{local}", protocol: {protocol:?})"#)
+        })
+        .collect();
+    let config = write(
+        "client.ron",
+        format!(
+            r#"(server: "{addr}", token: "{BIN_TOKEN}", admin: Some("127.0.0.1:0"),
+                services: [{}])"#,
+            list.join(", ")
+        ),
+    );
+    let mut client = Proc::spawn(args(&["client", "-c", &config]));
+    let client_admin = client.address_after("admin endpoint on http://", LINE);
+    // One control link answers the registrations in the order they were sent.
+    let publics = services
+        .iter()
+        .map(|(name, ..)| client.address_after(&format!("service {name} is public at "), LINE))
+        .collect();
+    Binaries {
+        _server: server,
+        _client: client,
+        server_admin,
+        client_admin,
+        publics,
+        _dir: dir,
+    }
+}
+
+/// `name{labels}` in a scrape of `admin` once it is at least `least`.
+fn at_least(admin: SocketAddr, name: &str, labels: &[(&str, &str)], least: f64) -> f64 {
+    until(LINE, || {
+        let text = scrape(admin);
+        match value(&text, name, labels) {
+            Some(v) if v >= least => Ok(v),
+            got => Err(format!(
+                "{name}{labels:?} is {got:?}, not {least} or more:\n{text}"
+            )),
+        }
+    })
+}
+
+// ---------------------------------------------------------------- flow limit
+
+#[test]
+fn past_max_udp_flows_a_new_source_is_dropped_and_counted_until_a_flow_ends() {
+    run_test(async {
+        const IDLE: Duration = Duration::from_secs(2);
+        let service = udp_echo_service().await;
+        let b = binaries(
+            "flow-limit",
+            r#"max_udp_flows: 3, udp_idle_timeout: "2s""#,
+            &[("limited", service.addr, Protocol::Udp)],
+        );
+        let public = b.publics[0];
+        let mut flows = Vec::new();
+        for i in 0..3 {
+            let visitor = udp_visitor(public).await;
+            let hello = format!("flow {i}").into_bytes();
+            ask(&visitor, &hello, &hello).await;
+            flows.push((visitor, hello));
+        }
+        // While the three flows stay busy, the fourth source is dropped.
+        let fourth = udp_visitor(public).await;
+        let mut last_busy = Instant::now();
+        for round in 0..10 {
+            last_busy = Instant::now();
+            for (visitor, hello) in &flows {
+                ask(visitor, hello, hello).await;
+            }
+            send(&fourth, b"fourth").await;
+            let answered = anything_within(&fourth, Duration::from_millis(100)).await;
+            assert!(
+                !answered,
+                "a fourth flow was served in round {round}, past max_udp_flows 3"
+            );
+        }
+        assert_eq!(
+            service.sources().len(),
+            3,
+            "the fourth source never reached the service"
+        );
+        let flow_limit = [("reason", "udp_flow_limit")];
+        let refused = at_least(
+            b.server_admin,
+            "porthole_server_refusals_total",
+            &flow_limit,
+            1.0,
+        );
+        let limited = [("service", "limited")];
+        let text = scrape(b.server_admin);
+        assert_eq!(
+            must(&text, "porthole_server_visitors_total", &limited),
+            3.0,
+            "flows are visitors"
+        );
+
+        // Left alone, the three flows end, and the fourth source is served.
+        let sends = (IDLE + PROMPTLY).as_millis() / 250;
+        let asked = ask_with(
+            &fourth,
+            b"fourth",
+            b"fourth",
+            Duration::from_millis(250),
+            sends as usize,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the fourth source was never served"));
+        let waited = last_busy.elapsed();
+        eprintln!(
+            "{refused} refusals; the fourth flow served {waited:?} after the others' last datagram"
+        );
+        assert!(
+            waited >= IDLE,
+            "served after {waited:?}, before the others could end"
+        );
+        assert!(
+            asked.others.is_empty(),
+            "only its own answer: {:?}",
+            asked.others
+        );
+        assert_eq!(service.sources().len(), 4);
+        at_least(
+            b.server_admin,
+            "porthole_server_visitors_total",
+            &limited,
+            4.0,
+        );
+    });
+}
+
+// ---------------------------------------------------------------- flood
+
+/// Datagram size of the flood: about an Ethernet frame's worth.
+const FLOOD_DATAGRAM: usize = 1_400;
+/// How long the other flow's and the TCP visitors' exchanges may take under
+/// the flood, each.
+const UNDER_FLOOD: Duration = Duration::from_secs(5);
+/// Exchanges each of them makes.
+const EXCHANGES: usize = 50;
+
+/// Sends [`FLOOD_DATAGRAM`]s to `public` as fast as one thread can until
+/// `stop`, for at most `limit`; says once it is under way. Returns the
+/// datagrams sent and whether `stop` (not `limit`) ended it.
+fn flood(
+    public: SocketAddr,
+    stop: &AtomicBool,
+    started: smol::channel::Sender<()>,
+    limit: Duration,
+) -> (u64, bool) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the flood");
+    socket.connect(public).expect("connect the flood");
+    let datagram = payload(0xf100d, FLOOD_DATAGRAM);
+    let began = Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if began.elapsed() >= limit {
+            return (sent, false);
+        }
+        // A refusal (the ICMP of an earlier datagram) is one lost datagram.
+        if socket.send(&datagram).is_ok() {
+            sent += 1;
+        }
+        if sent == 1_000 {
+            let _ = started.try_send(());
+        }
+    }
+    (sent, true)
+}
+
+#[test]
+fn a_flooded_flow_leaves_another_flow_and_tcp_visitors_served() {
+    run_test(async {
+        let udp = udp_echo_service().await;
+        let tcp = echo_service().await;
+        let b = binaries(
+            "flood",
+            "",
+            &[
+                ("flooded", udp.addr, Protocol::Udp),
+                ("tcp", tcp.addr, Protocol::Tcp),
+            ],
+        );
+        let (public_udp, public_tcp) = (b.publics[0], b.publics[1]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = smol::channel::bounded(1);
+        let flooding = {
+            let stop = stop.clone();
+            // The flood outlasts the others' deadline: ending it is their
+            // finishing, not its own limit.
+            let limit = UNDER_FLOOD + PROMPTLY;
+            std::thread::spawn(move || flood(public_udp, &stop, started_tx, limit))
+        };
+        within(PROMPTLY, "the flood under way", started.recv())
+            .await
+            .expect("flood thread running");
+
+        let resends = AtomicU64::new(0);
+        let other_flow = within(UNDER_FLOOD, "request/responses of another flow", async {
+            let began = Instant::now();
+            let visitor = udp_visitor(public_udp).await;
+            let mut answered: Vec<Vec<u8>> = Vec::new();
+            for i in 0..EXCHANGES {
+                let request = format!("request {i}").into_bytes();
+                let pace = Duration::from_millis(100);
+                let asked = ask_with(&visitor, &request, &request, pace, 50)
+                    .await
+                    .unwrap_or_else(|_| panic!("request {i} of the other flow never answered"));
+                resends.fetch_add(asked.sends as u64 - 1, Ordering::Relaxed);
+                // Late copies of earlier answers only; never the flood's.
+                assert!(
+                    asked.others.iter().all(|d| answered.contains(d)),
+                    "request {i}: a stray datagram"
+                );
+                answered.push(request);
+            }
+            began.elapsed()
+        });
+        let tcp_visitors = within(UNDER_FLOOD, "TCP visitors of the same client", async {
+            let began = Instant::now();
+            for i in 0..EXCHANGES {
+                assert_echoes(public_tcp, 0x7c9 + i as u64, 1_000).await;
+            }
+            began.elapsed()
+        });
+        let (udp_took, tcp_took) = futures_lite::future::zip(other_flow, tcp_visitors).await;
+        stop.store(true, Ordering::Relaxed);
+        let (flooded, stopped) = flooding.join().expect("flood thread");
+        assert!(
+            stopped,
+            "the flood ended on its own before the others were done"
+        );
+        eprintln!(
+            "under a flood of {flooded} datagrams ({} reached the service): \
+             {EXCHANGES} request/responses of another flow in {udp_took:?} ({} resends), \
+             {EXCHANGES} TCP visitors in {tcp_took:?}",
+            udp.datagrams(),
+            resends.load(Ordering::Relaxed)
+        );
+
+        // Overload drops are counted, at both ends and in both directions.
+        let server = scrape(b.server_admin);
+        let client = scrape(b.client_admin);
+        let dropped = [
+            must(
+                &server,
+                "porthole_server_udp_dropped_total",
+                &[("direction", "to_client")],
+            ),
+            must(
+                &server,
+                "porthole_server_udp_dropped_total",
+                &[("direction", "to_visitor")],
+            ),
+            must(
+                &client,
+                "porthole_client_udp_dropped_total",
+                &[("service", "flooded"), ("direction", "to_service")],
+            ),
+            must(
+                &client,
+                "porthole_client_udp_dropped_total",
+                &[("service", "flooded"), ("direction", "to_server")],
+            ),
+        ];
+        eprintln!(
+            "dropped: server to client {}, to visitors {}; client to the service {}, to the server {}",
+            dropped[0], dropped[1], dropped[2], dropped[3]
+        );
+    });
+}
+
+// ---------------------------------------------------------------- dig
+
+/// What the test's DNS responder answers for `example.test`.
+const EXAMPLE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+
+#[test]
+fn dig_resolves_a_name_through_the_tunnel() {
+    let test = "dig_resolves_a_name_through_the_tunnel";
+    let Some(dig) = program("dig", test) else {
+        return;
+    };
+    run_test(async {
+        let dns = dns_responder("example.test", EXAMPLE_IP).await;
+        let port = dns.addr.port();
+        let mut server = Proc::spawn(args(&[
+            "server",
+            "--bind",
+            "127.0.0.1:0",
+            "--token",
+            BIN_TOKEN,
+        ]));
+        let addr = server.address_after("listening for clients on ", LINE);
+        // `udp:PORT`: a UDP service on 127.0.0.1:PORT, named `udp-PORT`.
+        let expose = format!("udp:{port}");
+        let mut client = Proc::spawn(args(&[
+            "client",
+            "--server",
+            &addr.to_string(),
+            "--token",
+            BIN_TOKEN,
+            "--expose",
+            &expose,
+        ]));
+        let public = client.address_after(&format!("service udp-{port} is public at "), LINE);
+        // dig tries once per run; a run whose datagram was lost is run
+        // again, a bounded number of times.
+        let mut outputs = Vec::new();
+        for _ in 0..3 {
+            let mut cmd = Command::new(&dig);
+            cmd.arg(format!("@{}", public.ip()))
+                .args(["-p", &public.port().to_string()])
+                .args(["example.test", "A", "+short", "+tries=1", "+time=2"]);
+            let out = smol::unblock(move || run(cmd)).await;
+            let answer = out.stdout.trim().to_owned();
+            outputs.push(format!("{answer:?} {}", out.stderr.trim()));
+            if answer == EXAMPLE_IP.to_string() {
+                break;
+            }
+        }
+        let last = outputs.last().expect("dig ran");
+        assert!(
+            last.starts_with(&format!("\"{EXAMPLE_IP}\"")),
+            "dig's answers: {outputs:?}"
+        );
+        // The query reached the responder from the client's flow socket.
+        assert!(dns.datagrams() >= 1);
+        assert!(dns.sources().iter().all(|s| s.ip().is_loopback()));
+        drop((client, server));
+    });
+}
