@@ -272,10 +272,7 @@ async fn carry<T: Transport>(
         if super::udp::is_udp(ctx, &start.0) {
             // A UDP flow has the link to itself until the server closes it.
             if write_chunk(&mut link, Chunk::Accept).await.is_ok() {
-                let flow = super::udp::serve(ctx, &mut link, &start.0, start.1);
-                if let Err(e) = flow.await {
-                    debug!("UDP flow {} of {} ended: {e}", start.1, start.0);
-                }
+                spawn_flow(weak, link, start);
             }
             return Retire::Done;
         }
@@ -303,6 +300,29 @@ async fn carry<T: Transport>(
         if write_chunk(&mut link, Chunk::Idle).await.is_err() {
             return Retire::Done;
         }
+    }
+}
+
+/// Serves a UDP flow on `link` in a task of its own in the pool's set (so
+/// it counts against `max_links`): an idle flow then holds only what the
+/// flow needs, not a link slot's whole state machine.
+fn spawn_flow<T: Transport>(
+    weak: &Weak<Inner<T>>,
+    mut link: T::Stream,
+    (service, visitor, _): (String, SocketAddr, Option<SocketAddr>),
+) {
+    let Some(inner) = weak.upgrade() else {
+        return;
+    };
+    let ctx = inner.ctx.clone();
+    let flow = async move {
+        if let Err(e) = super::udp::serve(&ctx, &mut link, &service, visitor).await {
+            debug!("UDP flow {visitor} of {service} ended: {e}");
+        }
+    };
+    match crate::runtime::current_worker() {
+        Some(worker) => inner.tasks.spawn_at(worker, flow),
+        None => inner.tasks.spawn_worker(flow),
     }
 }
 

@@ -332,7 +332,12 @@ fn answered<T: Transport>(
         Frame::Registered { name, port } => {
             let public = format!("{}:{port}", server.host());
             let local = ctx.local_of(&name).unwrap_or_else(|| "?".to_owned());
-            info!("service {name} is public at {public} -> {local} (server {server})");
+            let udp = if super::udp::is_udp(ctx, &name) {
+                " (UDP)"
+            } else {
+                ""
+            };
+            info!("service {name} is public at {public}{udp} -> {local} (server {server})");
             let event = Event::Registered {
                 server: address,
                 name,

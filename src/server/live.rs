@@ -89,7 +89,9 @@ fn changes(old: &ServerSettings, new: &ServerSettings) -> Vec<String> {
         drain_timeout,
         max_visitors_per_client,
         max_waiting_visitors,
-        max_streams_per_link
+        max_streams_per_link,
+        udp_idle_timeout,
+        max_udp_flows
     );
     let token = |s: &ServerSettings| s.token.as_ref().map(|t| t.expose().to_owned());
     match (token(old), token(new)) {

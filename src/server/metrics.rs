@@ -297,9 +297,7 @@ impl<T: Transport> Probe for Shared<T> {
                         "lingering"
                     }
                     .to_owned(),
-                    public: Some(
-                        std::net::SocketAddr::new(self.registry.public_ip(), s.port).to_string(),
-                    ),
+                    public: Some(public_name(self.registry.public_ip(), s)),
                     local: None,
                     client: owner.map(|o| super::credentials::who(&o)),
                     visitors: s.traffic.totals(),
@@ -307,6 +305,18 @@ impl<T: Transport> Probe for Shared<T> {
             })
             .collect();
         status
+    }
+}
+
+/// A service's public address: `/udp` after a UDP one's.
+fn public_name<T: Transport>(
+    ip: std::net::IpAddr,
+    service: &super::registry::Service<T>,
+) -> String {
+    let addr = std::net::SocketAddr::new(ip, service.port);
+    match service.protocol {
+        crate::config::Protocol::Tcp => addr.to_string(),
+        crate::config::Protocol::Udp => format!("{addr}/udp"),
     }
 }
 

@@ -12,7 +12,7 @@ use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -49,10 +49,10 @@ impl<T: Transport> Session<T> {
         let settings = self.shared.settings();
         let (max_flows, max_visitors) = (settings.max_udp_flows, settings.max_visitors_per_client);
         drop(settings);
-        let refusal = if service.flows.load(Ordering::Relaxed) >= max_flows {
-            Some(Reason::UdpFlowLimit)
-        } else if self.visitors.len() >= max_visitors {
+        let refusal = if self.visitors.len() >= max_visitors {
             Some(Reason::VisitorLimit)
+        } else if !reserve(&service.flows, max_flows) {
+            Some(Reason::UdpFlowLimit)
         } else {
             None
         };
@@ -90,13 +90,31 @@ impl<T: Transport> Session<T> {
     }
 
     /// Finds the flow a link that accepts it, then relays on that link.
+    /// The search is boxed: its state is freed before the long-lived relay,
+    /// so an idle flow holds little more than the relay itself.
     async fn serve_flow(
         &self,
         name: &str,
         guard: &FlowGuard<T>,
         ends: &Ends,
-        mut stream: Option<mux::Stream>,
+        stream: Option<mux::Stream>,
     ) -> io::Result<&'static str> {
+        let link = Box::pin(self.flow_link(name, guard, ends, stream)).await?;
+        match link {
+            None => Ok("port closed"),
+            Some(Link::Muxed(stream)) => self.relay_flow(stream, guard, ends).await,
+            Some(Link::Pooled(link)) => self.relay_flow(link, guard, ends).await,
+        }
+    }
+
+    /// A link that accepted the flow; `None` if the flow closed first.
+    async fn flow_link(
+        &self,
+        name: &str,
+        guard: &FlowGuard<T>,
+        ends: &Ends,
+        mut stream: Option<mux::Stream>,
+    ) -> io::Result<Option<Link<T::Stream>>> {
         let deadline = Instant::now() + self.shared.settings().visitor_timeout;
         let limit = self.shared.settings().handshake_timeout;
         let mut replay = Outbox::new();
@@ -115,11 +133,11 @@ impl<T: Transport> Session<T> {
                 ));
             }
             if !keep_replay(guard, &mut replay) {
-                return Ok("port closed");
+                return Ok(None);
             }
             if let Some(mut s) = stream.take() {
                 match offer(&mut s, &[], &replay, limit).await {
-                    Ok(()) => return self.relay_flow(s, guard, ends).await,
+                    Ok(()) => return Ok(Some(Link::Muxed(s))),
                     Err(Refused::Visitor(e)) => return Err(e),
                     Err(Refused::LinkLost(e)) => self.note_lost_link(&e),
                 }
@@ -128,7 +146,7 @@ impl<T: Transport> Session<T> {
             }
             let mut link = self.take_link(deadline).await?;
             match offer(&mut link, &start, &replay, limit).await {
-                Ok(()) => return self.relay_flow(link, guard, ends).await,
+                Ok(()) => return Ok(Some(Link::Pooled(link))),
                 Err(Refused::Visitor(e)) => return Err(e),
                 Err(Refused::LinkLost(e)) => self.note_lost_link(&e),
             }
@@ -167,6 +185,12 @@ fn who(addr: SocketAddr) -> proxied::Visitor {
     proxied::Visitor { addr, public: None }
 }
 
+/// The link a flow was accepted on.
+enum Link<S> {
+    Muxed(mux::Stream),
+    Pooled(S),
+}
+
 /// The flow's own addresses.
 struct Ends {
     visitor: SocketAddr,
@@ -183,9 +207,17 @@ struct FlowGuard<T: Transport> {
     born: Instant,
 }
 
+/// Takes one of `max` flow slots, exactly even when workers race.
+fn reserve(flows: &AtomicUsize, max: usize) -> bool {
+    let more = |n: usize| (n < max).then_some(n + 1);
+    flows
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, more)
+        .is_ok()
+}
+
 impl<T: Transport> FlowGuard<T> {
+    /// For a flow whose slot is reserved; gives the slot back on drop.
     fn new(service: Arc<Service<T>>, flow: Arc<Flow>) -> Self {
-        service.flows.fetch_add(1, Ordering::Relaxed);
         FlowGuard {
             service,
             flow,

@@ -3,6 +3,7 @@
 //! room, else on a pooled link; offered there until the client accepts it
 //! (see [`super::dispatch`]), then relayed. A visitor never served is reset.
 
+use futures_lite::FutureExt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,11 @@ use crate::runtime::{self, TcpStream};
 use crate::transport::Transport;
 use crate::wire::with_timeout;
 use smol::channel::Receiver;
+
+/// How often a visitor still waiting for a data link asks for one again.
+/// Links are dialled in a round trip or three, so an answered request has
+/// normally arrived by then; an extra link is only an idle link more.
+const LINK_REQUEST_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl<T: Transport> Session<T> {
     /// A visitor arrived at one of this session's public ports; it is served
@@ -309,14 +315,27 @@ impl<T: Transport> Session<T> {
                 ));
             }
         };
-        // Ask for one more link per waiting visitor; the client also refills on
-        // its own, so a lost request only costs latency.
+        // Ask for one more link per waiting visitor, again every
+        // `LINK_REQUEST_RETRY` while it waits: a request finds the control
+        // queue full in a burst (more visitors wait than the queue holds),
+        // and the client replaces only links that close, so a lost request
+        // would leave its visitor waiting out its deadline.
         let _ = self.control.try_send(Frame::OpenData { count: 1 });
         let left = deadline.saturating_duration_since(Instant::now());
         let got = with_timeout(left, "waiting for a data link", async {
-            rx.recv()
-                .await
-                .map_err(|_| io::Error::other("session ended"))
+            loop {
+                let retry = async {
+                    // ok-sleep: the period of a best-effort request, not a wait for an event
+                    runtime::sleep(LINK_REQUEST_RETRY).await;
+                    None
+                };
+                match async { Some(rx.recv().await) }.or(retry).await {
+                    Some(got) => return got.map_err(|_| io::Error::other("session ended")),
+                    None => {
+                        let _ = self.control.try_send(Frame::OpenData { count: 1 });
+                    }
+                }
+            }
         })
         .await;
         if got.is_err() {
