@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::client::{self, Event};
-use crate::config::{ClientConfig, Secret, ServerConfig, ServiceConfig};
+use crate::config::{ClientConfig, Protocol, Secret, ServerConfig, ServiceConfig};
 use crate::shutdown::{self, Signal};
 use crate::tasks::TaskSet;
 use crate::transport::TcpTransport;
@@ -51,6 +51,7 @@ pub async fn run(once: bool, stop: Signal) -> io::Result<()> {
         local: service_addr.to_string(),
         remote_port: 0,
         proxy_protocol: None,
+        protocol: Protocol::Tcp,
     });
     let client_settings = client_cfg.validate().map_err(io::Error::other)?;
     let (events_tx, events) = smol::channel::unbounded();

@@ -13,6 +13,9 @@
 //!
 //! `proxy_header/` files start with the cap (two bytes, big-endian); the check
 //! itself parses every prefix, so they are replayed once.
+//!
+//! `datagram/` files are fuzzer inputs (byte 0 picks the chunking, as for
+//! `control_frame`); the check decodes them whole and in chunks.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +23,7 @@ use porthole::http_proxy::framing::{Declared, Framing};
 use porthole::mux::frame::{FrameError, Kind, MAX_DATA_LEN};
 use porthole::protocol::DecodeError;
 use porthole::protocol::chunk::ChunkError;
+use porthole::protocol::datagram::{DatagramError, MAX_DATAGRAM_LEN};
 use porthole::protocol::proxy_header::{Addresses, Header, ProxyHeaderError, Version};
 
 #[path = "../fuzz/src/lib.rs"]
@@ -474,4 +478,44 @@ fn proxy_header_regressions_hold() {
         }
     }
     assert_eq!(hand_written, 12, "every hand-written fixture is replayed");
+}
+
+/// What a hand-written `datagram` fixture decodes to: the records, then how
+/// the stream ends.
+fn expected_datagrams(name: &str) -> Option<checks::Datagrams> {
+    use checks::DatagramEnd::{Error, Partial};
+    let too_large = |len| {
+        Error(DatagramError::TooLarge {
+            len,
+            max: MAX_DATAGRAM_LEN,
+        })
+    };
+    let (records, end): (&[&[u8]], _) = match name {
+        "empty-record" => (&[b""], Partial(0)),
+        "one-byte" => (&[b"A"], Partial(0)),
+        "max-length-header" => (&[], Partial(5)),
+        "oversize-header" => (&[], too_large(65_508)),
+        "oversize-ffff" => (&[], too_large(65_535)),
+        "truncated-header" => (&[], Partial(1)),
+        "truncated-payload" => (&[], Partial(4)),
+        "back-to-back-then-oversize" => (&[b"", b"x", b"abc"], too_large(65_508)),
+        _ => return None,
+    };
+    let records = records.iter().map(|r| r.to_vec()).collect();
+    Some(checks::Datagrams { records, end })
+}
+
+#[test]
+fn datagram_regressions_hold() {
+    let mut hand_written = 0;
+    for path in regressions("datagram") {
+        let data = std::fs::read(&path).expect("fixture readable");
+        eprintln!("replaying {}", path.display());
+        let got = checks::datagram(&data);
+        if let Some(expected) = expected_datagrams(name(&path)) {
+            assert_eq!(got, expected, "{}", path.display());
+            hand_written += 1;
+        }
+    }
+    assert_eq!(hand_written, 8, "every hand-written fixture is replayed");
 }

@@ -864,3 +864,162 @@ pub use handshake_property::{HandshakeRun, handshake};
 #[path = "proxy_header.rs"]
 mod proxy_header_property;
 pub use proxy_header_property::{ProxyParsed, proxy_header};
+
+// ---------------------------------------------------------------- datagram records
+
+use porthole::protocol::datagram::{
+    self, DatagramError, HEADER_LEN as DATAGRAM_HEADER_LEN, MAX_DATAGRAM_LEN,
+};
+
+/// How a UDP flow's stream of records ended for its reader.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DatagramEnd {
+    /// Every whole record decoded; this many bytes of an unfinished one are left.
+    Partial(usize),
+    /// A header over the cap; the link would be closed here.
+    Error(DatagramError),
+}
+
+/// What a stream of records decodes to: the datagrams, then how it ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Datagrams {
+    pub records: Vec<Vec<u8>>,
+    pub end: DatagramEnd,
+}
+
+/// The `datagram` target. Byte 0 is the mode `m`: the next `m % 8` bytes are
+/// chunk sizes (each value + 1, used in turn, cycling; none means one byte at a
+/// time), as for `control_frame`; the rest is the byte stream.
+///
+/// Checks: no panic; `need` agrees with `decode` at every step (0 exactly when
+/// a record is whole, the same error); every record re-encodes to exactly the
+/// bytes it used, and those bytes are the front of the stream; the stream ends
+/// in an error exactly when the header there says more than the cap, else with
+/// less than a whole record left; feeding it in chunks gives the same records
+/// and the same end. Returns the one-shot result.
+pub fn datagram(data: &[u8]) -> Datagrams {
+    let Some((&mode, rest)) = data.split_first() else {
+        return datagrams_whole(data);
+    };
+    let size_bytes = (usize::from(mode) % (MAX_SIZE_BYTES + 1)).min(rest.len());
+    let (sizes, stream) = rest.split_at(size_bytes);
+    let whole = datagrams_whole(stream);
+    let mut encoded = Vec::new();
+    for payload in &whole.records {
+        datagram::encode(payload, &mut encoded).expect("a decoded record encodes");
+    }
+    assert_eq!(
+        encoded,
+        stream[..encoded.len()],
+        "records are the stream's front"
+    );
+    datagram_end_agrees(&whole.end, &stream[encoded.len()..]);
+    let chunked = datagrams_chunked(stream, sizes);
+    assert_eq!(whole, chunked, "chunked decoding differs (sizes {sizes:?})");
+    whole
+}
+
+/// Decodes `stream` in one piece, record by record.
+fn datagrams_whole(stream: &[u8]) -> Datagrams {
+    let mut records = Vec::new();
+    let mut rest = stream;
+    loop {
+        match datagram_step(rest) {
+            Ok(Some((payload, used))) => {
+                records.push(payload);
+                rest = &rest[used..];
+            }
+            Ok(None) => {
+                let end = DatagramEnd::Partial(rest.len());
+                return Datagrams { records, end };
+            }
+            Err(e) => {
+                let end = DatagramEnd::Error(e);
+                return Datagrams { records, end };
+            }
+        }
+    }
+}
+
+/// Feeds `stream` to a growing buffer in chunks, decoding after every chunk and
+/// draining what was used, as a reader over a socket would.
+fn datagrams_chunked(stream: &[u8], sizes: &[u8]) -> Datagrams {
+    let mut buf = Vec::new();
+    let mut records = Vec::new();
+    let mut next_size = sizes.iter().map(|&s| usize::from(s) + 1).cycle();
+    let mut pos = 0;
+    while pos < stream.len() {
+        let size = next_size.next().unwrap_or(1);
+        let end = (pos + size).min(stream.len());
+        buf.extend_from_slice(&stream[pos..end]);
+        pos = end;
+        loop {
+            match datagram_step(&buf) {
+                Ok(Some((payload, used))) => {
+                    records.push(payload);
+                    buf.drain(..used);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let end = DatagramEnd::Error(e);
+                    return Datagrams { records, end };
+                }
+            }
+        }
+    }
+    let end = DatagramEnd::Partial(buf.len());
+    Datagrams { records, end }
+}
+
+/// One `decode` at the front of `buf`, checked against `need` and against
+/// re-encoding: the payload and the bytes it used.
+fn datagram_step(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, DatagramError> {
+    let needed = datagram::need(buf);
+    let decoded = datagram::decode(buf);
+    match &decoded {
+        Ok(Some(_)) => assert_eq!(needed, Ok(0), "need says a whole record is missing"),
+        Ok(None) => assert!(matches!(needed, Ok(n) if n > 0), "need {needed:?}"),
+        Err(e) => assert_eq!(needed.as_ref(), Err(e), "need and decode disagree"),
+    }
+    let Some((range, used)) = decoded? else {
+        return Ok(None);
+    };
+    assert!(
+        range.start == DATAGRAM_HEADER_LEN && range.end == used && used <= buf.len(),
+        "payload {range:?} of a {used}-byte record in {} bytes",
+        buf.len()
+    );
+    let payload = buf[range].to_vec();
+    let mut encoded = Vec::new();
+    datagram::encode(&payload, &mut encoded).expect("a decoded record encodes");
+    assert_eq!(encoded, buf[..used], "the record re-encodes differently");
+    Ok(Some((payload, used)))
+}
+
+/// What is left after the last record ends the stream as its header says: an
+/// error exactly for a length over the cap, else less than a whole record.
+fn datagram_end_agrees(end: &DatagramEnd, left: &[u8]) {
+    let announced = left
+        .first_chunk::<DATAGRAM_HEADER_LEN>()
+        .map(|&header| usize::from(u16::from_be_bytes(header)));
+    match (end, announced) {
+        (DatagramEnd::Error(e), Some(len)) => {
+            assert!(len > MAX_DATAGRAM_LEN, "refused a {len}-byte record");
+            assert_eq!(
+                e,
+                &DatagramError::TooLarge {
+                    len,
+                    max: MAX_DATAGRAM_LEN
+                }
+            );
+            assert_eq!(datagram::header(len), Err(e.clone()), "header agrees");
+        }
+        (DatagramEnd::Error(e), None) => panic!("{e} without a whole header"),
+        (DatagramEnd::Partial(n), announced) => {
+            assert_eq!(*n, left.len());
+            let whole = announced.map_or(DATAGRAM_HEADER_LEN, |len| DATAGRAM_HEADER_LEN + len);
+            assert!(announced.is_none_or(|len| len <= MAX_DATAGRAM_LEN));
+            assert!(left.len() < whole, "a whole record was left undecoded");
+        }
+    }
+}

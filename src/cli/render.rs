@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::AnyConfig;
-use crate::config::{ClientSettings, DataLinks, ServerSettings};
+use crate::config::{ClientSettings, DataLinks, Protocol, ServerSettings};
 use crate::forward::ForwardSettings;
 use crate::http_proxy::HttpProxySettings;
 use crate::http_proxy::rules::Rule;
@@ -97,6 +97,8 @@ fn server(s: &ServerSettings) -> String {
         )
     });
     doc.field("accept_proxy_protocol", option(accept));
+    doc.field("udp_idle_timeout", duration(s.udp_idle_timeout));
+    doc.field("max_udp_flows", s.max_udp_flows);
     doc.finish()
 }
 
@@ -148,8 +150,12 @@ fn client(c: &ClientSettings) -> String {
             Some(version) => format!(", proxy_protocol: {version:?}"),
             None => String::new(),
         };
+        let udp = match s.protocol {
+            Protocol::Udp => ", protocol: Udp",
+            Protocol::Tcp => "",
+        };
         format!(
-            "(name: {name}, local: {local}, remote_port: {}{proxy})",
+            "(name: {name}, local: {local}, remote_port: {}{proxy}{udp})",
             s.remote_port
         )
     });

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::{ClientArgs, ForwardArgs, HttpProxyArgs, ServerArgs};
 use crate::config::{
-    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Locator,
+    self, ClientConfig, ClientSettings, ClientTls, ClientTransport, ConfigError, Locator, Protocol,
     ProxyProtocol, Secret, ServerConfig, ServerSettings, ServerTls, ServerTransport, ServiceConfig,
 };
 use crate::forward::{ForwardConfig, ForwardRule, ForwardSettings};
@@ -296,12 +296,13 @@ fn parse_range(text: &str) -> Result<(u16, u16), ConfigError> {
 }
 
 /// `PORT`, `REMOTE:PORT` or `REMOTE:HOST:PORT` (HOST may be `[v6]`), each
-/// optionally after `NAME=` (the service name; `port-PORT` without it) and
-/// before options (`,proxy-protocol=v1` or `v2`).
+/// optionally after `udp:` (a UDP service), after `NAME=` (the service
+/// name; `port-PORT`, or `udp-PORT`, without it) and before options
+/// (`,proxy-protocol=v1` or `v2`).
 pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
     let bad = || {
         cli_error(&format!(
-            "--expose {spec:?}: expected [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT, then options such as ,proxy-protocol=v2; e.g. 8080, web=8080 or web=10080:8080,proxy-protocol=v2"
+            "--expose {spec:?}: expected [NAME=]PORT, [NAME=]REMOTE:PORT or [NAME=]REMOTE:HOST:PORT (with udp: before the port for a UDP service), then options such as ,proxy-protocol=v2; e.g. 8080, web=8080, web=10080:8080,proxy-protocol=v2 or dns=udp:10053:53"
         ))
     };
     let (address, options) = spec.split_once(',').unwrap_or((spec, ""));
@@ -318,6 +319,10 @@ pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
         Some((name, rest)) => (Some(name), rest),
         None => (None, address),
     };
+    let (protocol, rest) = match rest.strip_prefix("udp:") {
+        Some(rest) => (Protocol::Udp, rest),
+        None => (Protocol::Tcp, rest),
+    };
     let port = |s: &str| s.parse::<u16>().map_err(|_| bad());
     let (remote, local) = match rest.split_once(':') {
         None => (0, format!("127.0.0.1:{}", port(rest)?)),
@@ -327,11 +332,16 @@ pub fn parse_expose(spec: &str) -> Result<ServiceConfig, ConfigError> {
         Some((remote, rest)) => (port(remote)?, rest.to_owned()),
     };
     let local_port = local.rsplit_once(':').map(|(_, p)| p).unwrap_or_default();
+    let prefix = match protocol {
+        Protocol::Tcp => "port",
+        Protocol::Udp => "udp",
+    };
     Ok(ServiceConfig {
-        name: name.map_or_else(|| format!("port-{local_port}"), str::to_owned),
+        name: name.map_or_else(|| format!("{prefix}-{local_port}"), str::to_owned),
         local,
         remote_port: remote,
         proxy_protocol,
+        protocol,
     })
 }
 

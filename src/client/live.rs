@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::upstream::Upstream;
 use crate::auth::Key;
-use crate::config::{ClientSettings, HTTP_PROXY_LOCAL, Secret, ServiceSettings};
+use crate::config::{ClientSettings, HTTP_PROXY_LOCAL, Protocol, Secret, ServiceSettings};
 use crate::protocol::Frame;
 use crate::transport::Transport;
 
@@ -42,6 +42,8 @@ pub(super) struct Ask {
     pub remote_port: u16,
     /// The service writes PROXY headers, which name the public address.
     pub public_address: bool,
+    /// A UDP service.
+    pub udp: bool,
 }
 
 impl Ask {
@@ -50,6 +52,7 @@ impl Ask {
             name: service.name.clone(),
             remote_port: service.remote_port,
             public_address: service.proxy_protocol.is_some(),
+            udp: service.protocol == Protocol::Udp,
         }
     }
 
@@ -58,6 +61,7 @@ impl Ask {
             name: self.name.clone(),
             remote_port: self.remote_port,
             public_address: self.public_address,
+            udp: self.udp,
         }
     }
 }
@@ -235,12 +239,15 @@ impl<T: Transport> Context<T> {
 }
 
 /// The frames that take a session from `asked` to `want`: a service asked
-/// for at another port is unregistered and registered again; one that only
+/// for at another port (or with another protocol) is unregistered and
+/// registered again; one that only
 /// turns PROXY headers on or off is registered again, which the server
 /// applies in place (same port, visitors undisturbed).
 fn frames_for(asked: &[Ask], want: &[Ask]) -> Vec<Frame> {
     let mut frames = Vec::new();
-    let same_port = |a: &Ask, b: &Ask| a.name == b.name && a.remote_port == b.remote_port;
+    // Another protocol is another port: unregistered, registered anew.
+    let same_port =
+        |a: &Ask, b: &Ask| a.name == b.name && a.remote_port == b.remote_port && a.udp == b.udp;
     for ask in asked {
         if !want.iter().any(|w| same_port(w, ask)) {
             frames.push(Frame::Unregister {
@@ -351,6 +358,7 @@ mod tests {
             local: local.to_owned(),
             remote_port: port,
             proxy_protocol: None,
+            protocol: crate::config::Protocol::Tcp,
         }
     }
 
@@ -359,6 +367,7 @@ mod tests {
             name: name.to_owned(),
             remote_port,
             public_address,
+            udp: false,
         }
     }
 

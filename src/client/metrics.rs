@@ -32,12 +32,34 @@ pub(super) struct ServiceCounters {
     /// Visitors the server started here, and their bytes with the local
     /// service ("received": read from it).
     pub traffic: Sharded<Traffic>,
-    local_failures: Sharded<ByLabel<1>>,
+    /// Failed local connects, then UDP datagrams dropped toward the
+    /// service and toward the server.
+    events: Sharded<ByLabel<3>>,
+}
+
+const LOCAL_FAILED: usize = 0;
+const DROPPED_TO_SERVICE: usize = 1;
+const DROPPED_TO_SERVER: usize = 2;
+
+/// Where a UDP datagram was dropped (a queue or socket was full).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Dropped {
+    /// From the server, toward the local service.
+    ToService,
+    /// From the local service, toward the server's data link.
+    ToServer,
 }
 
 impl ServiceCounters {
     pub fn local_failed(&self) {
-        self.local_failures.bump(0);
+        self.events.bump(LOCAL_FAILED);
+    }
+
+    pub fn dropped(&self, direction: Dropped) {
+        self.events.bump(match direction {
+            Dropped::ToService => DROPPED_TO_SERVICE,
+            Dropped::ToServer => DROPPED_TO_SERVER,
+        });
     }
 }
 
@@ -45,6 +67,7 @@ impl ServiceCounters {
 struct ServiceRow {
     traffic: TrafficTotals,
     local_failures: u64,
+    dropped: [u64; 2],
 }
 
 /// The services' counters: a reload swaps the list, and a visitor keeps its
@@ -288,6 +311,18 @@ const SERVICE_FAMILIES: [Family<ServiceRow>; 5] = [
     ),
 ];
 
+/// `porthole_client_udp_dropped_total`, by service and direction.
+fn write_dropped(out: &mut Exposition, rows: &[(&str, &ServiceRow)]) {
+    let name = "porthole_client_udp_dropped_total";
+    let help = "UDP datagrams dropped because a flow's queue or socket was full.";
+    out.family(name, Kind::Counter, help);
+    for (service, row) in rows {
+        for (direction, n) in ["to_service", "to_server"].into_iter().zip(row.dropped) {
+            out.sample(name, &[("service", service), ("direction", direction)], n);
+        }
+    }
+}
+
 impl<T: Transport> Probe for Context<T> {
     fn metrics(&self, out: &mut Exposition) {
         crate::reload::write_metrics(out);
@@ -305,13 +340,18 @@ impl<T: Transport> Probe for Context<T> {
             .map(|(name, s)| {
                 let row = ServiceRow {
                     traffic: s.traffic.totals(),
-                    local_failures: s.local_failures.get(0),
+                    local_failures: s.events.get(LOCAL_FAILED),
+                    dropped: [
+                        s.events.get(DROPPED_TO_SERVICE),
+                        s.events.get(DROPPED_TO_SERVER),
+                    ],
                 };
                 (name.as_str(), row)
             })
             .collect();
         let rows: Vec<(&str, &ServiceRow)> = totals.iter().map(|(n, r)| (*n, r)).collect();
         out.by_label("service", &SERVICE_FAMILIES, &rows);
+        write_dropped(out, &rows);
         if let Some(proxy) = &self.builtin_proxy {
             proxy.stats().write_metrics(out);
         }

@@ -44,6 +44,7 @@ mod pool;
 mod reconnect;
 mod session;
 mod status;
+mod udp;
 mod upstream;
 
 use smol::channel::Sender;

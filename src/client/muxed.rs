@@ -103,6 +103,9 @@ async fn visitor<T: Transport>(
     let mut stream = stream;
     stream.write_all(&Chunk::Accept.encode()).await?;
     stream.flush().await?;
+    if super::udp::is_udp(ctx, &service) {
+        return super::udp::serve(ctx, &mut stream, &service, visitor).await;
+    }
     let counters = ctx.counters.service(&service);
     let counters = counters.as_deref();
     let open = counters.map(|c| c.traffic.open());

@@ -269,6 +269,16 @@ async fn carry<T: Transport>(
                 return Retire::Died;
             }
         };
+        if super::udp::is_udp(ctx, &start.0) {
+            // A UDP flow has the link to itself until the server closes it.
+            if write_chunk(&mut link, Chunk::Accept).await.is_ok() {
+                let flow = super::udp::serve(ctx, &mut link, &start.0, start.1);
+                if let Err(e) = flow.await {
+                    debug!("UDP flow {} of {} ended: {e}", start.1, start.0);
+                }
+            }
+            return Retire::Done;
+        }
         let Some(accepted) = accept::<T>(&mut link).await else {
             return Retire::Died;
         };

@@ -77,6 +77,16 @@ const MAX_LINKS: usize = 65_536;
 const MAX_VISITORS_PER_CLIENT: usize = 65_536;
 const MAX_WAITING_VISITORS: usize = 16_384;
 const MAX_STREAMS_PER_LINK: usize = 16_384;
+/// A UDP flow with no datagram either way for this long ends (its link
+/// closes, the client closes its local socket). DNS, game and VoIP flows
+/// talk far more often; NATs forget UDP mappings after 30 s to 5 min.
+const UDP_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Flows one UDP service holds at once; a new source past this is dropped
+/// and counted. Each flow holds a data link (or a mux stream) and a local
+/// socket at the client: this bounds what a spray of spoofed sources costs.
+const MAX_UDP_FLOWS: usize = 4096;
+/// Upper bound of `max_udp_flows`.
+pub const MAX_UDP_FLOWS_LIMIT: usize = 1_000_000;
 /// Upper bound of the per-client visitor settings: a million sockets is beyond
 /// any one machine here, and a typo of a few more zeros is caught.
 pub const MAX_VISITORS_LIMIT: usize = 1_000_000;
@@ -220,6 +230,15 @@ pub struct ServerConfig {
     /// Balancers in front of the public ports that send PROXY headers.
     #[serde(default)]
     pub accept_proxy_protocol: Option<AcceptProxyConfig>,
+    /// A UDP flow quiet both ways this long ends.
+    #[serde(
+        default = "secs::<UDP_IDLE_TIMEOUT_SECS>",
+        deserialize_with = "duration"
+    )]
+    pub udp_idle_timeout: Duration,
+    /// Flows per UDP service at once; datagrams from more sources are dropped.
+    #[serde(default = "default_max_udp_flows")]
+    pub max_udp_flows: usize,
     #[serde(skip)]
     source: Option<Source>,
 }
@@ -234,6 +253,10 @@ fn default_max_waiting() -> usize {
 
 fn default_max_streams() -> usize {
     MAX_STREAMS_PER_LINK
+}
+
+fn default_max_udp_flows() -> usize {
+    MAX_UDP_FLOWS
 }
 
 /// Raw file shape of `client.ron`.
@@ -356,6 +379,28 @@ pub struct ServiceConfig {
     /// Begin each local connection with a PROXY header naming the visitor.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// TCP (the default) or UDP: datagrams, one flow per visitor address.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// What a service carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+pub enum Protocol {
+    /// Connections, relayed byte for byte.
+    #[default]
+    Tcp,
+    /// Datagrams, each carried as one (see `crate::protocol::datagram`).
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
 }
 
 /// Validated server settings.
@@ -389,6 +434,8 @@ pub struct ServerSettings {
     pub admin: Option<SocketAddr>,
     /// Sources whose connections to public ports start with a PROXY header.
     pub accept_proxy_protocol: Option<ProxyTrust>,
+    pub udp_idle_timeout: Duration,
+    pub max_udp_flows: usize,
 }
 
 impl ServerSettings {
@@ -458,6 +505,7 @@ pub struct ServiceSettings {
     pub local: String,
     pub remote_port: u16,
     pub proxy_protocol: Option<ProxyProtocol>,
+    pub protocol: Protocol,
 }
 
 /// A config problem: where it is and what to change.

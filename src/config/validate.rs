@@ -32,6 +32,8 @@ impl ServerConfig {
             workers: None,
             admin: None,
             accept_proxy_protocol: None,
+            udp_idle_timeout: secs::<UDP_IDLE_TIMEOUT_SECS>(),
+            max_udp_flows: MAX_UDP_FLOWS,
             source: None,
         }
     }
@@ -60,6 +62,7 @@ impl ServerConfig {
             ("handshake_timeout", self.handshake_timeout),
             ("hello_timeout", self.hello_timeout),
             ("visitor_timeout", self.visitor_timeout),
+            ("udp_idle_timeout", self.udp_idle_timeout),
         ] {
             nonzero(&at, field, value)?;
         }
@@ -79,6 +82,7 @@ impl ServerConfig {
                 self.max_streams_per_link,
                 MAX_STREAMS_LIMIT,
             ),
+            ("max_udp_flows", self.max_udp_flows, MAX_UDP_FLOWS_LIMIT),
         ] {
             in_range(&at, field, value, max)?;
         }
@@ -110,6 +114,8 @@ impl ServerConfig {
             workers: workers(&at, self.workers)?,
             admin: admin(&at, self.admin.as_deref())?,
             accept_proxy_protocol: proxy_protocol::proxy_trust(&at, self.accept_proxy_protocol)?,
+            udp_idle_timeout: self.udp_idle_timeout,
+            max_udp_flows: self.max_udp_flows,
         })
     }
 }
@@ -373,7 +379,8 @@ fn services(
         return Err(at.error(&["services"], msg));
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
-    let mut ports: HashMap<u16, &str> = HashMap::new();
+    // A TCP and a UDP service may share a number: they are different ports.
+    let mut ports: HashMap<(Protocol, u16), &str> = HashMap::new();
     for (i, service) in services.iter().enumerate() {
         check_service(at, i, service)?;
         let name = service.name.as_str();
@@ -392,7 +399,7 @@ fn services(
         if port == 0 {
             continue;
         }
-        if let Some(first) = ports.insert(port, name) {
+        if let Some(first) = ports.insert((service.protocol, port), name) {
             let msg = format!(
                 "service {name:?}: remote_port {port} is already used by service {first:?}; give each service its own port (or 0 to let the server pick)"
             );
@@ -412,6 +419,7 @@ fn services(
             local: s.local,
             remote_port: s.remote_port,
             proxy_protocol: s.proxy_protocol,
+            protocol: s.protocol,
         })
         .collect())
 }
@@ -430,6 +438,25 @@ fn check_service(at: &Locator, i: usize, service: &ServiceConfig) -> Result<(), 
             &[&format!("services[{i}].name"), &format!("services[{i}]")],
             msg,
         ));
+    }
+    if service.protocol == Protocol::Udp {
+        let field = match (service.local == HTTP_PROXY_LOCAL, service.proxy_protocol) {
+            (true, _) => Some((
+                "local",
+                "the built-in HTTP proxy speaks TCP; drop protocol: Udp",
+            )),
+            (false, Some(_)) => Some((
+                "proxy_protocol",
+                "PROXY headers are for TCP services; drop proxy_protocol (the local service sees each visitor as its own UDP source)",
+            )),
+            (false, None) => None,
+        };
+        if let Some((field, why)) = field {
+            return Err(at.error(
+                &[&format!("services[{i}].{field}"), &format!("services[{i}]")],
+                format!("service {name:?}: {why}"),
+            ));
+        }
     }
     if service.local == HTTP_PROXY_LOCAL {
         if service.proxy_protocol.is_some() {

@@ -35,7 +35,11 @@ const LINK_NAMED_CONTROL: u8 = 3;
 const ADDR_V4: u8 = 4;
 const ADDR_V6: u8 = 6;
 /// `Register` flags byte: Starts for the service carry the public address.
-const REGISTER_PUBLIC_ADDRESS: u8 = 1;
+const REGISTER_PUBLIC_ADDRESS: u8 = 0x01;
+/// `Register` flag: a UDP service (PROTOCOL.md section 16).
+const REGISTER_UDP: u8 = 0x02;
+/// Every `Register` flag this version knows.
+const REGISTER_FLAGS: u8 = REGISTER_PUBLIC_ADDRESS | REGISTER_UDP;
 
 /// Why bytes are not a valid frame. Each variant carries the offending value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,17 +170,24 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
             mac: r.array()?,
             heartbeat_interval_ms: r.u32()?,
         },
-        tag::REGISTER => Frame::Register {
-            name: r.str8(MAX_NAME_LEN)?,
-            remote_port: r.u16()?,
-            public_address: match r.buf.is_empty() {
-                true => false,
+        tag::REGISTER => {
+            let name = r.str8(MAX_NAME_LEN)?;
+            let remote_port = r.u16()?;
+            // Absent means none, so `0x00` is not a spelling (canonical).
+            let flags = match r.buf.is_empty() {
+                true => 0,
                 false => match r.u8()? {
-                    REGISTER_PUBLIC_ADDRESS => true,
+                    f if f != 0 && f & !REGISTER_FLAGS == 0 => f,
                     other => return Err(DecodeError::BadFlags(other)),
                 },
-            },
-        },
+            };
+            Frame::Register {
+                name,
+                remote_port,
+                public_address: flags & REGISTER_PUBLIC_ADDRESS != 0,
+                udp: flags & REGISTER_UDP != 0,
+            }
+        }
         tag::REGISTERED => Frame::Registered {
             name: r.str8(MAX_NAME_LEN)?,
             port: r.u16()?,
@@ -313,12 +324,15 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             name,
             remote_port,
             public_address,
+            udp,
         } => {
             w.u8(tag::REGISTER);
             w.str8(name, MAX_NAME_LEN)?;
             w.u16(*remote_port);
-            if *public_address {
-                w.u8(REGISTER_PUBLIC_ADDRESS);
+            let flags = (u8::from(*public_address) * REGISTER_PUBLIC_ADDRESS)
+                | (u8::from(*udp) * REGISTER_UDP);
+            if flags != 0 {
+                w.u8(flags);
             }
         }
         Frame::Registered { name, port } => {

@@ -10,6 +10,7 @@
 
 pub mod chunk;
 mod codec;
+pub mod datagram;
 pub mod proxy_header;
 
 pub use codec::{DecodeError, EncodeError, check_len, decode, decode_body, encode, to_bytes};
@@ -139,10 +140,13 @@ pub enum Frame {
     /// C→S: expose a service; `remote_port` 0 lets the server pick.
     /// `public_address`: each `Start` for it also names the address the
     /// visitor connected to (the service wants PROXY protocol headers).
+    /// `udp`: a UDP service, whose public port is a UDP socket and whose
+    /// links carry datagram records ([`datagram`]).
     Register {
         name: String,
         remote_port: u16,
         public_address: bool,
+        udp: bool,
     },
     /// S→C: the service is listening on `port`.
     Registered { name: String, port: u16 },

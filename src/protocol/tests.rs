@@ -50,11 +50,13 @@ fn samples() -> Vec<Frame> {
             name: "web".into(),
             remote_port: 10080,
             public_address: false,
+            udp: false,
         },
         Frame::Register {
             name: "web".into(),
             remote_port: 0,
             public_address: true,
+            udp: false,
         },
         Frame::Registered {
             name: "web".into(),
@@ -129,6 +131,7 @@ fn register_flags_and_start_public_address_are_optional_and_canonical() {
         name: "a".into(),
         remote_port: 1,
         public_address: false,
+        udp: false,
     };
     let plain = to_bytes(&plain).expect("encodes");
     assert_eq!(plain, [0, 5, tag::REGISTER, 1, b'a', 0, 1], "as before");
@@ -145,7 +148,19 @@ fn register_flags_and_start_public_address_are_optional_and_canonical() {
             8
         )))
     ));
-    for bad in [0, 2, 0x81] {
+    for (flags, public, udp) in [(2, false, true), (3, true, true)] {
+        *flagged.last_mut().expect("flag") = flags;
+        let frame = decode(&flagged).expect("decodes").expect("whole").0;
+        let expected = Frame::Register {
+            name: "a".into(),
+            remote_port: 1,
+            public_address: public,
+            udp,
+        };
+        assert_eq!(frame, expected);
+        assert_eq!(to_bytes(&expected).expect("encodes"), flagged, "canonical");
+    }
+    for bad in [0, 4, 0x81] {
         *flagged.last_mut().expect("flag") = bad;
         assert_eq!(decode(&flagged), Err(DecodeError::BadFlags(bad)));
     }
@@ -222,6 +237,7 @@ fn over_long_strings_do_not_encode() {
         name: "x".repeat(MAX_NAME_LEN + 1),
         remote_port: 1,
         public_address: false,
+        udp: false,
     };
     assert!(matches!(
         to_bytes(&frame),

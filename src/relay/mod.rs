@@ -24,10 +24,14 @@
 //! an exact byte with an `End` chunk rather than a FIN, and the link can carry
 //! the next visitor. It splices when the link is raw TCP ([`chunked`]) and copies
 //! otherwise ([`chunked_copy`]).
+//!
+//! A UDP flow's link carries datagram records instead ([`datagrams`]): the
+//! server and client each poll it next to their UDP socket.
 
 mod chunked;
 mod chunked_copy;
 mod copy;
+pub mod datagrams;
 pub mod pipe;
 mod splice;
 

@@ -1,5 +1,6 @@
-//! The socket calls std does not offer: a non-blocking connect, a listener
-//! bound with `SO_REUSEPORT`, and `SO_LINGER` 0 (a close that resets).
+//! The socket calls std does not offer: a non-blocking connect, listeners
+//! and UDP sockets bound with `SO_REUSEPORT`, and `SO_LINGER` 0 (a close
+//! that resets).
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -17,6 +18,15 @@ fn stream_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
     };
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     Ok(socket(family, SockType::Stream, flags, None)?)
+}
+
+fn datagram_socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    Ok(socket(family, SockType::Datagram, flags, None)?)
 }
 
 fn with_sockaddr<R>(addr: SocketAddr, f: impl FnOnce(&dyn SockaddrLike) -> R) -> R {
@@ -101,6 +111,43 @@ pub fn listen_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::
         group.push(listen_reuseport(bound)?);
     }
     Ok(group)
+}
+
+/// Receive buffer asked for on public UDP sockets: a burst of datagrams
+/// waits here while the worker is busy. The kernel caps it at
+/// `net.core.rmem_max`.
+const UDP_RECV_BUF: usize = 4 << 20;
+
+/// `count` non-blocking UDP sockets sharing `addr` with `SO_REUSEPORT` (one
+/// per worker); the kernel hashes each source address to one of them, so a
+/// flow always arrives at the same worker. A fixed port is probed first, as
+/// in [`listen_group`], so the group never joins another process's.
+pub fn udp_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    if addr.port() != 0 {
+        let probe = datagram_socket(&addr)?;
+        with_sockaddr(addr, |a| bind(probe.as_raw_fd(), a))?;
+    }
+    let mut group: Vec<std::net::UdpSocket> = Vec::with_capacity(count.max(1));
+    let mut at = addr;
+    for _ in 0..count.max(1) {
+        let fd = datagram_socket(&at)?;
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
+        // Best effort: the default still works, with less room for bursts.
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &UDP_RECV_BUF);
+        with_sockaddr(at, |a| bind(fd.as_raw_fd(), a))?;
+        let socket = std::net::UdpSocket::from(fd);
+        at = socket.local_addr()?;
+        group.push(socket);
+    }
+    Ok(group)
+}
+
+/// A non-blocking UDP socket on an ephemeral port, connected to `addr`: it
+/// sends only there and receives only from there.
+pub fn udp_connected(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let fd = datagram_socket(&addr)?;
+    with_sockaddr(addr, |a| connect(fd.as_raw_fd(), a))?;
+    Ok(std::net::UdpSocket::from(fd))
 }
 
 // nix has no TCP_DEFER_ACCEPT; its own macro defines one the way nix defines

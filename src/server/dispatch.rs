@@ -162,18 +162,18 @@ async fn next_read<L: AsyncRead + Unpin>(
 
 /// A chunk header from the client, read in pieces.
 #[derive(Default)]
-struct Header {
+pub(super) struct Header {
     bytes: [u8; HEADER_LEN],
     have: usize,
 }
 
 impl Header {
-    fn rest(&mut self) -> &mut [u8] {
+    pub(super) fn rest(&mut self) -> &mut [u8] {
         &mut self.bytes[self.have..]
     }
 
     /// Takes one read from the link; `true` once a whole `Accept` arrived.
-    fn read(&mut self, read: io::Result<usize>) -> Result<bool, Refused> {
+    pub(super) fn read(&mut self, read: io::Result<usize>) -> Result<bool, Refused> {
         match read {
             Ok(0) => Err(Refused::LinkLost(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -86,9 +86,11 @@ pub(crate) enum Reason {
     /// A connection from an `accept_proxy_protocol` source without a valid
     /// PROXY header in time.
     ProxyHeader,
+    /// A datagram from a new source past a UDP service's `max_udp_flows`.
+    UdpFlowLimit,
 }
 
-const REASON_LABELS: [&str; 14] = [
+const REASON_LABELS: [&str; 15] = [
     "port_not_allowed",
     "port_in_use",
     "no_free_port",
@@ -103,7 +105,20 @@ const REASON_LABELS: [&str; 14] = [
     "unknown_session",
     "shed",
     "proxy_header",
+    "udp_flow_limit",
 ];
+
+/// Where a UDP datagram was dropped (its queue or socket was full), as the
+/// `direction` label says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// From a visitor, toward the client's data link.
+    ToClient,
+    /// From the client, toward the visitor (the public socket was full).
+    ToVisitor,
+}
+
+const DROPPED_LABELS: [&str; 2] = ["to_client", "to_visitor"];
 
 impl Reason {
     pub fn of(refusal: &Refusal) -> Reason {
@@ -126,6 +141,7 @@ pub(crate) struct Counters {
     refusals: Sharded<ByLabel<{ REASON_LABELS.len() }>>,
     /// From a visitor's accept until a data link (or stream) took it.
     pub link_wait: Sharded<Histogram>,
+    udp_dropped: Sharded<ByLabel<{ DROPPED_LABELS.len() }>>,
 }
 
 impl Counters {
@@ -135,6 +151,10 @@ impl Counters {
 
     pub fn refused(&self, reason: Reason) {
         self.refusals.bump(reason as usize);
+    }
+
+    pub fn dropped(&self, direction: Dropped) {
+        self.udp_dropped.bump(direction as usize);
     }
 
     fn write(&self, out: &mut Exposition) {
@@ -152,6 +172,14 @@ impl Counters {
             "Registrations, visitors and connections refused, by reason.",
         );
         out.indexed(refusals, "reason", &REASON_LABELS, |i| self.refusals.get(i));
+        let dropped = (
+            "porthole_server_udp_dropped_total",
+            Kind::Counter,
+            "UDP datagrams dropped because a flow's queue or the public socket was full.",
+        );
+        out.indexed(dropped, "direction", &DROPPED_LABELS, |i| {
+            self.udp_dropped.get(i)
+        });
         let name = "porthole_server_link_wait_seconds";
         out.family(
             name,

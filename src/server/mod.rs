@@ -27,6 +27,8 @@ mod proxied;
 mod refusal;
 mod registry;
 mod session;
+mod udp;
+mod udp_flow;
 mod visitor;
 
 use smol::net::TcpListener;

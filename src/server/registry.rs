@@ -12,15 +12,19 @@
 //! A public port is served by one listener per worker, all bound with
 //! `SO_REUSEPORT`: the kernel spreads visitors across them, and each worker
 //! accepts its own visitors and serves them where they arrived, so a visitor
-//! never crosses threads. Ports this process holds are claimed process-wide, so
-//! two servers in one process never join each other's listener group.
+//! never crosses threads. A UDP service's port is one UDP socket per worker
+//! in the same way (the kernel hashes each source to one socket, so a flow
+//! stays on its worker; see [`super::udp`]). A port is a protocol and a
+//! number: a TCP and a UDP service may hold the same number. Ports this
+//! process holds are claimed process-wide, so two servers in one process
+//! never join each other's group.
 
 use std::collections::HashSet;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tracing::{debug, info};
@@ -29,6 +33,8 @@ use super::credentials::Principal;
 use super::metrics::{Counters, Reason};
 use super::refusal::Refusal;
 use super::session::Session;
+use super::udp;
+use crate::config::Protocol;
 use crate::metrics::{Sharded, Traffic};
 use crate::protocol::{ClientId, SessionId};
 use crate::runtime::{self, Task};
@@ -52,7 +58,7 @@ pub(crate) struct Registry<T: Transport> {
     /// Where public ports bind (`public_bind`, else the control port's IP).
     public_ip: IpAddr,
     sessions: Mutex<HashMap<SessionId, Weak<Session<T>>>>,
-    ports: Mutex<HashMap<u16, Arc<Service<T>>>>,
+    ports: Mutex<HashMap<Port, Arc<Service<T>>>>,
     /// Grace-period timers of lingering services.
     reapers: TaskSet,
     epochs: AtomicU64,
@@ -61,8 +67,18 @@ pub(crate) struct Registry<T: Transport> {
     counters: Arc<Counters>,
 }
 
+/// A public port: TCP and UDP numbers are separate.
+pub(crate) type Port = (Protocol, u16);
+
+/// What a `Register` asks for: a name, a port number (0: the server picks),
+/// the public-address flag and the protocol.
+pub(crate) type Wanted<'a> = (&'a str, u16, bool, Protocol);
+
 pub(crate) struct Service<T: Transport> {
     pub port: u16,
+    pub protocol: Protocol,
+    /// A UDP service's flows now, bounded by `max_udp_flows`.
+    pub(super) flows: AtomicUsize,
     state: Mutex<ServiceState<T>>,
     /// The accept loops, one per worker; dropped (cancelled) with the service.
     /// Each holds the port's claim, so the port is claimed until the last of
@@ -77,15 +93,26 @@ pub(crate) struct Service<T: Transport> {
 }
 
 /// Public addresses this process listens on; see the module docs.
-static CLAIMED: LazyLock<Mutex<HashSet<SocketAddr>>> = LazyLock::new(Default::default);
+static CLAIMED: LazyLock<Mutex<HashSet<(Protocol, SocketAddr)>>> = LazyLock::new(Default::default);
 
 /// A claimed address, released on drop.
-struct Claim(SocketAddr);
+pub(super) struct Claim((Protocol, SocketAddr));
 
 impl Claim {
-    fn take(addr: SocketAddr) -> Option<Claim> {
-        lock(&CLAIMED).insert(addr).then_some(Claim(addr))
+    fn take(protocol: Protocol, addr: SocketAddr) -> Option<Claim> {
+        let key = (protocol, addr);
+        lock(&CLAIMED).insert(key).then_some(Claim(key))
     }
+
+    fn port(&self) -> u16 {
+        self.0.1.port()
+    }
+}
+
+/// A port's sockets, one per worker, before their loops start.
+enum Bound {
+    Tcp(Vec<std::net::TcpListener>),
+    Udp(Vec<std::net::UdpSocket>),
 }
 
 impl Drop for Claim {
@@ -207,14 +234,14 @@ impl<T: Transport> Registry<T> {
     }
 
     /// Binds (or reclaims) a public port for `name` owned by `session`;
-    /// `public_address` as in `Register`.
+    /// the flag and protocol as in `Register`.
     pub async fn register(
         self: &Arc<Self>,
         session: &Arc<Session<T>>,
-        (name, port, public_address): (&str, u16, bool),
+        wanted: Wanted<'_>,
         allowed: &(dyn Fn(u16) -> bool + Sync),
     ) -> Result<Arc<Service<T>>, Refusal> {
-        if let Some(service) = self.reclaim(session, name, port, public_address)? {
+        if let Some(service) = self.reclaim(session, wanted)? {
             return Ok(service);
         }
         if lock(&self.ports).len() >= MAX_PUBLIC_PORTS {
@@ -222,14 +249,17 @@ impl<T: Transport> Registry<T> {
                 max: MAX_PUBLIC_PORTS,
             });
         }
-        let (listeners, claim) = if port == 0 {
-            self.pick(allowed)?
+        let (name, port, public_address, protocol) = wanted;
+        let (bound, claim) = if port == 0 {
+            self.pick(protocol, allowed)?
         } else {
-            self.bind(port)?
+            self.bind(protocol, port)?
         };
-        let port = claim.0.port();
+        let port = claim.port();
         let service = Arc::new(Service {
             port,
+            protocol,
+            flows: AtomicUsize::new(0),
             state: Mutex::new(ServiceState {
                 name: name.to_owned(),
                 client_id: session.client_id,
@@ -244,20 +274,31 @@ impl<T: Transport> Registry<T> {
         let claim = Arc::new(claim);
         {
             let mut ports = lock(&self.ports);
-            if ports.contains_key(&port) {
+            if ports.contains_key(&(protocol, port)) {
                 return Err(Refusal::PortInUse { port });
             }
-            ports.insert(port, service.clone());
+            ports.insert((protocol, port), service.clone());
         }
-        let tasks = listeners
-            .into_iter()
-            .enumerate()
-            .map(|(worker, l)| {
-                let service = Arc::downgrade(&service);
-                let accept = accept_visitors(l, service, claim.clone(), self.counters.clone());
-                runtime::spawn_at(worker, accept)
-            })
-            .collect();
+        let weak = || Arc::downgrade(&service);
+        let counters = &self.counters;
+        let tasks = match bound {
+            Bound::Tcp(listeners) => listeners
+                .into_iter()
+                .enumerate()
+                .map(|(worker, l)| {
+                    let accept = accept_visitors(l, weak(), claim.clone(), counters.clone());
+                    runtime::spawn_at(worker, accept)
+                })
+                .collect(),
+            Bound::Udp(sockets) => sockets
+                .into_iter()
+                .enumerate()
+                .map(|(worker, socket)| {
+                    let receive = udp::receive(socket, weak(), claim.clone(), counters.clone());
+                    runtime::spawn_at(worker, receive)
+                })
+                .collect(),
+        };
         *lock(&service.listeners) = tasks;
         Ok(service)
     }
@@ -266,19 +307,18 @@ impl<T: Transport> Registry<T> {
     fn reclaim(
         &self,
         session: &Arc<Session<T>>,
-        name: &str,
-        port: u16,
-        public_address: bool,
+        (name, port, public_address, protocol): Wanted<'_>,
     ) -> Result<Option<Arc<Service<T>>>, Refusal> {
         let ports = lock(&self.ports);
         let found = if port != 0 {
-            ports.get(&port).cloned()
+            ports.get(&(protocol, port)).cloned()
         } else {
             ports
                 .values()
                 .find(|s| {
                     let st = lock(&s.state);
-                    st.owner.strong_count() == 0
+                    s.protocol == protocol
+                        && st.owner.strong_count() == 0
                         && st.client_id == session.client_id
                         && st.principal == session.credential.principal
                         && st.name == name
@@ -303,35 +343,42 @@ impl<T: Transport> Registry<T> {
         Ok(Some(service))
     }
 
-    /// One listener per worker on `port`, all with `SO_REUSEPORT`.
-    fn bind(&self, port: u16) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
+    /// One listener (or UDP socket) per worker on `port`, all with
+    /// `SO_REUSEPORT`.
+    fn bind(&self, protocol: Protocol, port: u16) -> Result<(Bound, Claim), Refusal> {
         let addr = SocketAddr::new(self.public_ip, port);
-        let claim = Claim::take(addr).ok_or(Refusal::PortInUse { port })?;
-        let listeners =
-            runtime::sys::listen_group(addr, runtime::workers()).map_err(|e| match e.kind() {
-                io::ErrorKind::AddrInUse => Refusal::PortInUse { port },
-                _ => Refusal::Bind(e),
-            })?;
-        Ok((listeners, claim))
+        let claim = Claim::take(protocol, addr).ok_or(Refusal::PortInUse { port })?;
+        let workers = runtime::workers();
+        let bound = match protocol {
+            Protocol::Tcp => runtime::sys::listen_group(addr, workers).map(Bound::Tcp),
+            Protocol::Udp => runtime::sys::udp_group(addr, workers).map(Bound::Udp),
+        };
+        let bound = bound.map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => Refusal::PortInUse { port },
+            _ => Refusal::Bind(e),
+        })?;
+        Ok((bound, claim))
     }
 
     fn pick(
         &self,
+        protocol: Protocol,
         allowed: &(dyn Fn(u16) -> bool + Sync),
-    ) -> Result<(Vec<std::net::TcpListener>, Claim), Refusal> {
+    ) -> Result<(Bound, Claim), Refusal> {
+        let taken = |port: u16| lock(&self.ports).contains_key(&(protocol, port));
         for _ in 0..PICK_ATTEMPTS {
             let port = fastrand::u16(1..=u16::MAX);
-            if !allowed(port) || lock(&self.ports).contains_key(&port) {
+            if !allowed(port) || taken(port) {
                 continue;
             }
-            if let Ok(bound) = self.bind(port) {
+            if let Ok(bound) = self.bind(protocol, port) {
                 return Ok(bound);
             }
         }
         // A small or crowded range: walk it once.
         for port in 1..=u16::MAX {
-            if allowed(port) && !lock(&self.ports).contains_key(&port) {
-                if let Ok(bound) = self.bind(port) {
+            if allowed(port) && !taken(port) {
+                if let Ok(bound) = self.bind(protocol, port) {
                     return Ok(bound);
                 }
             }
@@ -356,7 +403,7 @@ impl<T: Transport> Registry<T> {
                 return true;
             }
             if graceful {
-                info!("service {} on port {port} closed", st.name);
+                info!("service {} on port {} closed", st.name, port_name(port));
                 service.close();
                 return false;
             }
@@ -383,7 +430,7 @@ impl<T: Transport> Registry<T> {
         self.epochs.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    fn expire(&self, candidates: &[(u16, u64)]) {
+    fn expire(&self, candidates: &[(Port, u64)]) {
         let mut ports = lock(&self.ports);
         for (port, epoch) in candidates {
             let expired = ports.get(port).is_some_and(|s| {
@@ -394,8 +441,9 @@ impl<T: Transport> Registry<T> {
                 if let Some(service) = ports.remove(port) {
                     service.close();
                     info!(
-                        "client did not come back: service {} on port {port} closed",
-                        service.name()
+                        "client did not come back: service {} on port {} closed",
+                        service.name(),
+                        port_name(port)
                     );
                 }
             }
@@ -410,13 +458,16 @@ impl<T: Transport> Registry<T> {
     pub fn update(
         &self,
         session: &Session<T>,
-        (name, port, public_address): (&str, u16, bool),
+        (name, port, public_address, protocol): Wanted<'_>,
     ) -> Option<u16> {
         let ports = lock(&self.ports);
         let service = ports.values().find(|s| {
             let st = lock(&s.state);
             std::ptr::eq(st.owner.as_ptr(), session) && st.name == name
         })?;
+        if service.protocol != protocol {
+            return None;
+        }
         let same = service.public_address.load(Ordering::Relaxed) == public_address;
         if same || (port != 0 && port != service.port) {
             return None;
@@ -451,7 +502,7 @@ impl<T: Transport> Registry<T> {
     ) -> Vec<u16> {
         let released: Vec<Arc<Service<T>>> = {
             let mut ports = lock(&self.ports);
-            let chosen: Vec<u16> = ports
+            let chosen: Vec<Port> = ports
                 .iter()
                 .filter(|(_, s)| {
                     let st = lock(&s.state);
@@ -528,6 +579,14 @@ async fn accept_visitors<T: Transport>(
                 visitor.abort();
             }
         }
+    }
+}
+
+/// `10080` for a TCP port, `10053/udp` for a UDP one, in logs.
+pub(crate) fn port_name((protocol, port): &Port) -> String {
+    match protocol {
+        Protocol::Tcp => port.to_string(),
+        Protocol::Udp => format!("{port}/udp"),
     }
 }
 

@@ -21,6 +21,8 @@ use super::metrics::Reason;
 use super::muxed::MuxLinks;
 use super::pool::Pool;
 use super::refusal::Refusal;
+use super::registry::{Wanted, port_name};
+use crate::config::Protocol;
 use crate::protocol::{
     ClientId, ErrorCode, Farewell, Frame, MAX_NAME_LEN, SessionId, clamp_message,
 };
@@ -197,8 +199,11 @@ impl<T: Transport> Session<T> {
                     name,
                     remote_port,
                     public_address,
+                    udp,
                 } => {
-                    let reply = self.register(&name, remote_port, public_address).await;
+                    let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
+                    let wanted = (name.as_str(), remote_port, public_address, protocol);
+                    let reply = self.register(wanted).await;
                     if let Err(e) = self.reply(reply, timeout).await {
                         return End::Lost(e);
                     }
@@ -238,12 +243,14 @@ impl<T: Transport> Session<T> {
         .await
     }
 
-    async fn register(self: &Arc<Self>, name: &str, port: u16, public_address: bool) -> Frame {
-        match self.try_register(name, port, public_address).await {
+    async fn register(self: &Arc<Self>, wanted: Wanted<'_>) -> Frame {
+        let name = wanted.0;
+        match self.try_register(wanted).await {
             Ok(port) => {
                 info!(
-                    "client {}: service {name} registered at port {port}",
-                    who(self)
+                    "client {}: service {name} registered at port {}",
+                    who(self),
+                    port_name(&(wanted.3, port))
                 );
                 Frame::Registered {
                     name: name.to_owned(),
@@ -262,12 +269,8 @@ impl<T: Transport> Session<T> {
         }
     }
 
-    async fn try_register(
-        self: &Arc<Self>,
-        name: &str,
-        port: u16,
-        public_address: bool,
-    ) -> Result<u16, Refusal> {
+    async fn try_register(self: &Arc<Self>, wanted: Wanted<'_>) -> Result<u16, Refusal> {
+        let (name, port, ..) = wanted;
         let settings = Arc::clone(&self.shared.settings());
         // This session's principal's limits, as the settings say now.
         let limits = credentials::limits(&settings, &self.credential.principal);
@@ -280,8 +283,7 @@ impl<T: Transport> Session<T> {
             if services.iter().any(|s| s == name) {
                 // The same service asking for PROXY headers, or no longer:
                 // updated in place (PROTOCOL.md section 7).
-                let update = (name, port, public_address);
-                if let Some(port) = self.shared.registry.update(self, update) {
+                if let Some(port) = self.shared.registry.update(self, wanted) {
                     return Ok(port);
                 }
                 let name = name.to_owned();
@@ -300,7 +302,7 @@ impl<T: Transport> Session<T> {
         let service = self
             .shared
             .registry
-            .register(self, (name, port, public_address), &allowed)
+            .register(self, wanted, &allowed)
             .await?;
         lock(&self.services).push(name.to_owned());
         Ok(service.port)

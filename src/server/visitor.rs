@@ -241,7 +241,7 @@ impl<T: Transport> Session<T> {
     /// A link (or mux stream) failed before the client accepted a visitor,
     /// which goes to another: worth a (folded) warning, as links should not
     /// die while idle.
-    fn note_lost_link(&self, e: &io::Error) {
+    pub(super) fn note_lost_link(&self, e: &io::Error) {
         let cause =
             "data link lost before the client accepted a visitor; visitor moved to another link";
         if self.shared.visitor_log.note(cause, self.peer.ip()) {
@@ -285,7 +285,7 @@ impl<T: Transport> Session<T> {
 
     /// An idle data link for a visitor, waiting (bounded) for one if needed.
     /// Links found dead are closed and skipped, never given to the visitor.
-    async fn take_link(&self, deadline: Instant) -> io::Result<T::Stream> {
+    pub(super) async fn take_link(&self, deadline: Instant) -> io::Result<T::Stream> {
         loop {
             let mut link = self.next_link(deadline).await?;
             if !T::is_dead(&link) {

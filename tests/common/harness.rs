@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use porthole::client::{ClientError, Event};
 use porthole::config::{
-    ClientConfig, ClientSettings, DataLinks, Secret, ServerConfig, ServerSettings, ServiceConfig,
+    ClientConfig, ClientSettings, DataLinks, Protocol, Secret, ServerConfig, ServerSettings,
+    ServiceConfig,
 };
 use porthole::shutdown::{self, Trigger};
 
@@ -62,6 +63,7 @@ pub fn client_settings(
             local: local.to_string(),
             remote_port,
             proxy_protocol: None,
+            protocol: Protocol::Tcp,
         });
     }
     let mut settings = config.validate().expect("test client config is valid");

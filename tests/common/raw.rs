@@ -46,6 +46,7 @@ pub async fn raw_register(control: &mut TcpStream, name: &str) -> u16 {
         name: name.to_owned(),
         remote_port: 0,
         public_address: false,
+        udp: false,
     };
     write_frame(control, &register)
         .await

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use porthole::client::Event;
-use porthole::config::{ClientConfig, Secret, ServerConfig, ServiceConfig};
+use porthole::config::{ClientConfig, Protocol, Secret, ServerConfig, ServiceConfig};
 
 /// Whether `::1` can be bound on this machine (checked once per run).
 fn ipv6_loopback() -> bool {
@@ -92,6 +92,7 @@ fn a_client_given_localhost_reaches_a_server_and_a_service_on_ipv6_loopback_only
             local: format!("echo.localhost:{}", service.addr.port()),
             remote_port: 0,
             proxy_protocol: None,
+            protocol: Protocol::Tcp,
         });
         let client = start_client(client.validate().expect("valid client config"));
         let port = registered_port(&client, "echo").await;

@@ -32,6 +32,7 @@ async fn register_with(
         name: name.to_owned(),
         remote_port,
         public_address,
+        udp: false,
     };
     write_frame(link, &frame).await.expect("send register");
     within(PROMPTLY, "registration answer", async {

@@ -142,6 +142,8 @@ fn the_server_example_renders_every_field_with_its_default_resolved() {
     workers: Some({workers}),
     admin: Some("127.0.0.1:9090"),
     accept_proxy_protocol: None,
+    udp_idle_timeout: "1m",
+    max_udp_flows: 4096,
 )
 "#
     );

@@ -11,7 +11,8 @@ use ron::error::Position;
 
 use crate::config::locate::value_positions;
 use crate::config::{
-    MAX_MUX_LINKS, MAX_POOL_SIZE, MAX_SERVICES, MAX_STREAMS_LIMIT, MAX_VISITORS_LIMIT,
+    MAX_MUX_LINKS, MAX_POOL_SIZE, MAX_SERVICES, MAX_STREAMS_LIMIT, MAX_UDP_FLOWS_LIMIT,
+    MAX_VISITORS_LIMIT,
 };
 use crate::runtime::MAX_WORKERS;
 
@@ -116,6 +117,7 @@ fn range(field: Option<&str>, magnitude: Magnitude) -> String {
             count(MAX_VISITORS_LIMIT)
         }
         Some("max_streams_per_link") => count(MAX_STREAMS_LIMIT),
+        Some("max_udp_flows") => count(MAX_UDP_FLOWS_LIMIT),
         Some("data_links.size") => count(MAX_POOL_SIZE),
         Some("data_links.links") => count(MAX_MUX_LINKS),
         _ => match magnitude {
