@@ -54,16 +54,17 @@
 //!   and with all open), time to open, errors. `--only` takes these mode names.
 //! - `--udp`: instead of the phases above, UDP services (a UDP echo and a
 //!   counting UDP sink in this process) through each mode (`udp.rs`,
-//!   `udpload.rs`, `udpmodes.rs`): `direct` (the baseline), `tunnel` (pooled links) and
-//!   `tunnel-mux` (multiplexed), porthole exposing them with `protocol:
-//!   Udp`, and `rathole` (`type = "udp"`) when installed. Rows: 64 B round
-//!   trips on one flow (5,000, 1,000 with `--quick`, 1 s timeout each; p50,
-//!   p99, added p50 over direct, lost); at 64 B and 1,400 B, 10k, 20k, 40k,
-//!   80k and 160k datagrams/s offered from 4 flows to the sink, paced, 2 s
-//!   each (0.5 s with `--quick`): delivered datagrams/s and loss %, and the
-//!   sustained rate (the highest with loss ≤ 1 %); 2,000 idle flows, each
-//!   one echoed datagram: server and client RSS growth per flow (KB), time
-//!   to open, errors. `--only` takes these mode names.
+//!   `udpload.rs`, `udpmodes.rs`): `direct` (the baseline), `tunnel`
+//!   (pooled links) and `tunnel-mux` (multiplexed), porthole exposing them
+//!   with `protocol: Udp`, and `rathole` (`type = "udp"`) when installed.
+//!   Rows: 64 B round trips on one flow (5,000, 1,000 with `--quick`, 1 s
+//!   timeout each; p50, p99, added p50 over direct, lost); at 64 B and
+//!   1,400 B, 10k to 320k datagrams/s (doubling) offered from 4 flows to the
+//!   sink, paced, 2 s each (0.5 s with `--quick`): delivered datagrams/s and
+//!   loss %, and the sustained rate (the highest with loss ≤ 1 %); 2,000
+//!   idle flows, one echoed datagram each: time to open, errors, server and
+//!   client RSS growth per flow (KB). Notes under the table name any rate
+//!   the sender itself fell short of. `--only` takes these mode names.
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the

@@ -236,7 +236,7 @@ pub struct Delivery {
     /// Datagrams of the step that reached the sink with another length.
     pub wrong_len: u64,
     pub send_errors: u64,
-    /// How long sending took (the schedule's length, unless it fell behind).
+    /// The schedule's length, or how long sending took when it fell behind.
     pub send_secs: f64,
 }
 
@@ -297,7 +297,8 @@ pub fn offer(
             sent += 1;
         }
     }
-    let send_secs = start.elapsed().as_secs_f64();
+    // The last datagram is due 1/rate before the schedule ends.
+    let send_secs = start.elapsed().as_secs_f64().max(secs.as_secs_f64());
     let received = drain(svc);
     Delivery {
         sent,
