@@ -13,6 +13,8 @@
 //! cargo run --release --example bench -- --flood [--flood-from 127.0.0.2] [--only tunnel]
 //! cargo run --release --example bench -- --proxy [--runs 3] [--quick] [--baseline PATH]
 //!     [--only direct,http-proxy,http-proxy@base,squid,tinyproxy]
+//! cargo run --release --example bench -- --udp [--runs 3] [--quick]
+//!     [--only direct,tunnel,tunnel-mux,rathole]
 //! examples/bench/install-peers.sh   # iperf3 wrk nginx haproxy socat strace rathole
 //! ```
 //!
@@ -50,6 +52,19 @@
 //!   bench that holds connections silently, opened one after another, each
 //!   answered `200`: the proxy's RSS growth per tunnel in KB (VmRSS, before
 //!   and with all open), time to open, errors. `--only` takes these mode names.
+//! - `--udp`: instead of the phases above, UDP services (a UDP echo and a
+//!   counting UDP sink in this process) through each mode (`udp.rs`,
+//!   `udpload.rs`, `udpmodes.rs`): `direct` (the baseline), `tunnel`
+//!   (pooled links) and `tunnel-mux` (multiplexed), porthole exposing them
+//!   with `protocol: Udp`, and `rathole` (`type = "udp"`) when installed.
+//!   Rows: 64 B round trips on one flow (5,000, 1,000 with `--quick`, 1 s
+//!   timeout each; p50, p99, added p50 over direct, lost); at 64 B and
+//!   1,400 B, 10k to 320k datagrams/s (doubling) offered from 4 flows to the
+//!   sink, paced, 2 s each (0.5 s with `--quick`): delivered datagrams/s and
+//!   loss %, and the sustained rate (the highest with loss ≤ 1 %); 2,000
+//!   idle flows, one echoed datagram each: time to open, errors, server and
+//!   client RSS growth per flow (KB). Notes under the table name any rate
+//!   the sender itself fell short of. `--only` takes these mode names.
 //!
 //! With iperf3 installed, the bulk rows come from `iperf3 -c ... -J` through
 //! each mode to an `iperf3 -s` on loopback (`iperf.rs`), else from the
@@ -76,6 +91,9 @@ mod report;
 mod scrape;
 mod services;
 mod syscalls;
+mod udp;
+mod udpload;
+mod udpmodes;
 mod wrk;
 
 use argh::FromArgs;
@@ -126,6 +144,10 @@ struct Args {
     /// once a second: what metrics cost, against --baseline
     #[argh(switch)]
     admin: bool,
+    /// only the UDP phase: round trips, rate and loss, idle flows through
+    /// direct,tunnel,tunnel-mux,rathole (--only takes these)
+    #[argh(switch)]
+    udp: bool,
 }
 
 fn main() {
@@ -144,6 +166,9 @@ fn main() {
 fn run(args: &Args) -> Result<(), String> {
     raise_fd_limit();
     let porthole = porthole_path();
+    if args.udp {
+        return run_udp(args, &porthole);
+    }
     if args.proxy {
         return run_proxy(args, &porthole);
     }
@@ -328,6 +353,20 @@ fn run_proxy(args: &Args, porthole: &Path) -> Result<(), String> {
         println!("> start failure: {note}");
     }
     Ok(())
+}
+
+/// `--udp`: the UDP phase alone (`udp.rs`).
+fn run_udp(args: &Args, porthole: &Path) -> Result<(), String> {
+    let others = args.flood || args.proxy || args.admin || args.pin;
+    if others || args.syscalls.is_some() || args.baseline.is_some() {
+        return Err("--udp runs only the UDP phase; drop --flood, --proxy, --admin, --pin, --syscalls and --baseline".to_owned());
+    }
+    udp::run(&udp::Options {
+        only: args.only.as_deref(),
+        runs: args.runs.max(1),
+        quick: args.quick,
+        porthole,
+    })
 }
 
 /// Starts an optional service; a failure (or a missing tool) becomes a header note.

@@ -197,7 +197,7 @@ pub fn start(name: &str, targets: &[Target], porthole: &Path, dir: &Path) -> Res
 /// The environment of every porthole child.
 const PORTHOLE_ENV: [(&str, &str); 2] = [("PORTHOLE_LOG", "info"), ("NO_COLOR", "1")];
 
-fn porthole_cmd(porthole: &Path) -> Command {
+pub fn porthole_cmd(porthole: &Path) -> Command {
     let mut cmd = Command::new(porthole);
     cmd.envs(PORTHOLE_ENV);
     cmd

@@ -1,6 +1,7 @@
 //! Per-run results, medians over runs, and the markdown table.
 
 use crate::flood;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One run of one mode. `None`: not measured or not meaningful (e.g. idle KB for direct).
@@ -67,12 +68,35 @@ pub enum Metric {
     /// RSS growth of the proxy per idle CONNECT tunnel (KB).
     TunnelKb,
     TunnelErrors,
+    /// `--udp` (`udp.rs`): datagrams a second that reached the sink, per
+    /// datagram size (B) and offered rate (datagrams/s).
+    UdpDelivered {
+        size: u16,
+        rate: u32,
+    },
+    /// The share of those datagrams lost (%).
+    UdpLoss {
+        size: u16,
+        rate: u32,
+    },
+    /// The highest offered rate lost at most 1 % of, per size.
+    UdpSustained(u16),
+    UdpRttP50,
+    UdpRttP99,
+    UdpRttAdded,
+    UdpRttLost,
+    UdpFlowSecs,
+    /// RSS growth per idle flow (KB): all the mode's processes, then by role.
+    UdpFlowKb,
+    UdpFlowServerKb,
+    UdpFlowClientKb,
+    UdpFlowErrors,
 }
 
 /// How a row is printed.
-struct Row {
+pub struct Row {
     metric: Metric,
-    label: &'static str,
+    label: Cow<'static, str>,
     decimals: usize,
     /// Show "(ratio to direct)".
     ratio: bool,
@@ -311,10 +335,10 @@ const ROWS: &[Row] = &[
     row(Metric::LogWarnings, "warning/error log lines", 0, false),
 ];
 
-const fn row(metric: Metric, label: &'static str, decimals: usize, ratio: bool) -> Row {
+pub const fn row(metric: Metric, label: &'static str, decimals: usize, ratio: bool) -> Row {
     Row {
         metric,
-        label,
+        label: Cow::Borrowed(label),
         decimals,
         ratio,
         of: None,
@@ -332,11 +356,19 @@ const fn flood_row(
 ) -> Row {
     Row {
         metric,
-        label,
+        label: Cow::Borrowed(label),
         decimals,
         ratio: false,
         of,
         cap,
+    }
+}
+
+/// A row whose label is made at run time (`--udp`'s per-rate rows).
+pub fn owned_row(metric: Metric, label: String, decimals: usize, ratio: bool) -> Row {
+    Row {
+        label: Cow::Owned(label),
+        ..row(metric, "", decimals, ratio)
     }
 }
 
@@ -395,6 +427,11 @@ fn cell(row: &Row, v: f64, direct: Option<f64>, runs: &[RunResult]) -> String {
 /// The markdown table: rows = metrics, columns = modes (in run order). A row
 /// no mode measured (a phase that was not selected) is left out.
 pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
+    table_of(modes, ROWS)
+}
+
+/// [`table`] with other rows (`--udp`'s).
+pub fn table_of(modes: &[(String, Vec<RunResult>)], rows: &[Row]) -> String {
     let direct: Option<&Vec<RunResult>> = modes.iter().find(|m| m.0 == "direct").map(|m| &m.1);
     let mut out = String::from("| metric |");
     for (name, _) in modes {
@@ -403,7 +440,7 @@ pub fn table(modes: &[(String, Vec<RunResult>)]) -> String {
     out += "\n|---|";
     out += &"---|".repeat(modes.len());
     out += "\n";
-    for row in ROWS {
+    for row in rows {
         if modes
             .iter()
             .all(|m| metric_median(&m.1, row.metric).is_none())
