@@ -40,7 +40,7 @@ pub const FLOWS: usize = 4;
 /// Datagram sizes of the rate ladder (B).
 const SIZES: [u16; 2] = [64, 1400];
 /// Offered rates of the ladder, all flows together (datagrams/s).
-const RATES: [u32; 6] = [10_000, 20_000, 40_000, 80_000, 160_000, 320_000];
+const RATES: [u32; 7] = [10_000, 20_000, 40_000, 80_000, 160_000, 240_000, 320_000];
 /// A rate is sustained when at most this share of it is lost (%).
 const LOSS_OK_PCT: f64 = 1.0;
 /// A sender that offered less than this share of a rate is noted.

@@ -85,12 +85,13 @@ async fn visitor<T: Transport>(
     stream: mux::Stream,
     payload: &[u8],
 ) -> io::Result<()> {
-    let (service, visitor, public) = match decode_start(payload)? {
+    let (service, visitor, public, udp) = match decode_start(payload)? {
         Frame::Start {
             service,
             visitor,
             public,
-        } => (service, visitor, public),
+            udp,
+        } => (service, visitor, public, udp),
         other => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -103,7 +104,11 @@ async fn visitor<T: Transport>(
     let mut stream = stream;
     stream.write_all(&Chunk::Accept.encode()).await?;
     stream.flush().await?;
-    if super::udp::is_udp(ctx, &service) {
+    if !super::udp::agrees(ctx, &service, udp) {
+        // Dropped unfinished: the stream is reset, and the visitor with it.
+        return Ok(());
+    }
+    if udp {
         return super::udp::serve(ctx, &mut stream, &service, visitor).await;
     }
     let counters = ctx.counters.service(&service);

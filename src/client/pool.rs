@@ -262,16 +262,19 @@ async fn carry<T: Transport>(
             })
             .await;
         drop(idle);
-        let start = match start {
+        let (start, udp) = match start {
             Ok(start) => start,
             Err(e) => {
                 debug!("idle data link ended: {e}");
                 return Retire::Died;
             }
         };
-        if super::udp::is_udp(ctx, &start.0) {
-            // A UDP flow has the link to itself until the server closes it.
-            if write_chunk(&mut link, Chunk::Accept).await.is_ok() {
+        let agrees = super::udp::agrees(ctx, &start.0, udp);
+        if udp || !agrees {
+            // A UDP flow has the link to itself until the server closes it;
+            // a `Start` of the other protocol than the service's ends at once
+            // (accepted, so the server does not offer it elsewhere).
+            if write_chunk(&mut link, Chunk::Accept).await.is_ok() && agrees {
                 spawn_flow(weak, link, start);
             }
             return Retire::Done;
@@ -403,7 +406,7 @@ fn short_of_idle<T: Transport>(weak: &Weak<Inner<T>>) -> bool {
 async fn wait_for_start<S: AsyncRead + AsyncWrite + Unpin>(
     link: &mut S,
     probes: Duration,
-) -> io::Result<(String, SocketAddr, Option<SocketAddr>)> {
+) -> io::Result<((String, SocketAddr, Option<SocketAddr>), bool)> {
     let mut buf = [0u8; LEN_PREFIX + MAX_FRAME_LEN];
     let mut have = 0;
     loop {
@@ -431,7 +434,8 @@ async fn wait_for_start<S: AsyncRead + AsyncWrite + Unpin>(
             service,
             visitor,
             public,
-        }) => Ok((service, visitor, public)),
+            udp,
+        }) => Ok(((service, visitor, public), udp)),
         Some(Frame::Error { code, message }) => Err(io::Error::other(format!(
             "server refused data link ({code:?}): {message}"
         ))),

@@ -10,7 +10,7 @@
 //! server closes its link (the flow went idle, or the port closed); the
 //! local socket closes with it.
 
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use super::context::Context;
 use super::metrics::{Dropped, ServiceCounters};
-use crate::relay::datagrams::{Inbox, Outbox, Read, with_scratch};
+use crate::relay::datagrams::{CLOSE_LIMIT, Inbox, Outbox, Read, with_scratch};
 use crate::runtime::{self, Socket};
 use crate::transport::Transport;
 
@@ -32,6 +32,25 @@ pub(super) fn is_udp<T: Transport>(ctx: &Context<T>, service: &str) -> bool {
     ctx.live()
         .service(service)
         .is_some_and(|s| s.protocol == crate::config::Protocol::Udp)
+}
+
+/// Whether a `Start` (of a UDP flow when `udp`) fits `service` as this
+/// client has it now. Only a reload that changed the service's protocol,
+/// between the server starting the visitor and reading the new `Register`,
+/// makes them differ: that one visitor is closed (logged), never relayed
+/// in the wrong framing. An unknown service agrees; connecting to it fails
+/// as before.
+pub(super) fn agrees<T: Transport>(ctx: &Context<T>, service: &str, udp: bool) -> bool {
+    let live = ctx.live();
+    let Some(settings) = live.service(service) else {
+        return true;
+    };
+    let here = settings.protocol == crate::config::Protocol::Udp;
+    if here != udp {
+        let (was, now) = if udp { ("UDP", "TCP") } else { ("TCP", "UDP") };
+        warn!("server started a {was} visitor of service {service}, which is {now} now; closed");
+    }
+    here == udp
 }
 
 /// Serves one flow on an accepted `link` until the server ends it. A local
@@ -67,8 +86,14 @@ pub(super) async fn serve<T: Transport, L: AsyncRead + AsyncWrite + Unpin>(
         outbox: Outbox::new(),
     };
     let ended = poll_fn(|cx| relay.poll(cx, link)).await;
-    if let (Err(_), Some(open)) = (&ended, &open) {
-        open.failed();
+    match &ended {
+        // The server ended the flow: our side of the link ends cleanly too.
+        Ok(()) => drop(runtime::timeout(CLOSE_LIMIT, link.close()).await),
+        Err(_) => {
+            if let Some(open) = &open {
+                open.failed();
+            }
+        }
     }
     ended
 }
@@ -129,9 +154,11 @@ impl Relay<'_> {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => {}
         }
-        if !self.outbox.is_empty() {
-            if let Poll::Ready(Err(e)) = self.outbox.poll_send(cx, link) {
-                return Poll::Ready(Err(e));
+        if self.outbox.wants_send() {
+            match self.outbox.poll_send(cx, link) {
+                Poll::Ready(Ok(n)) => more |= n > 0,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
             }
         }
         if more {

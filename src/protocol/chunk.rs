@@ -398,6 +398,7 @@ mod tests {
             service: "web".into(),
             visitor: "127.0.0.1:9".parse().expect("addr"),
             public: None,
+            udp: false,
         })
         .expect("encodes");
         for role in [Role::Client, Role::Server] {

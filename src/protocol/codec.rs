@@ -24,6 +24,8 @@ pub(super) mod tag {
     pub const GOODBYE: u8 = 0x0c;
     pub const UNREGISTER: u8 = 0x0d;
     pub const UNREGISTERED: u8 = 0x0e;
+    /// `Start` of a UDP flow: datagram records follow, not chunks.
+    pub const START_FLOW: u8 = 0x0f;
 }
 
 const LINK_CONTROL: u8 = 0;
@@ -160,7 +162,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, DecodeError> {
 /// Decodes a frame body (type byte + fields) whose length was already checked.
 pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
     let mut r = Reader { buf: body };
-    let frame = match r.u8()? {
+    let tag = r.u8()?;
+    let frame = match tag {
         tag::HELLO => decode_hello(&mut r)?,
         tag::CHALLENGE => Frame::Challenge { nonce: r.array()? },
         tag::AUTH_RESPONSE => Frame::AuthResponse { mac: r.array()? },
@@ -199,13 +202,14 @@ pub fn decode_body(body: &[u8]) -> Result<Frame, DecodeError> {
         },
         tag::HEARTBEAT => Frame::Heartbeat,
         tag::OPEN_DATA => Frame::OpenData { count: r.u16()? },
-        tag::START => Frame::Start {
+        tag::START | tag::START_FLOW => Frame::Start {
             service: r.str8(MAX_NAME_LEN)?,
             visitor: r.addr()?,
             public: match r.buf.is_empty() {
                 true => None,
                 false => Some(r.addr()?),
             },
+            udp: tag == tag::START_FLOW,
         },
         tag::ERROR => Frame::Error {
             code: ErrorCode::from_u16(r.u16()?),
@@ -359,8 +363,9 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             service,
             visitor,
             public,
+            udp,
         } => {
-            w.u8(tag::START);
+            w.u8(if *udp { tag::START_FLOW } else { tag::START });
             w.str8(service, MAX_NAME_LEN)?;
             w.addr(visitor);
             if let Some(public) = public {

@@ -165,10 +165,13 @@ pub enum Frame {
     /// ([`chunk`]) until both directions end and the client says `Idle`.
     /// `public` is the address the visitor connected to, present when the
     /// service registered with `public_address`.
+    /// `udp`: a UDP flow's `Start` (type `0x0f`): datagram records
+    /// ([`datagram`]) follow instead of chunks.
     Start {
         service: String,
         visitor: SocketAddr,
         public: Option<SocketAddr>,
+        udp: bool,
     },
     /// Either way: fatal for this link; `message` says why.
     Error { code: ErrorCode, message: String },

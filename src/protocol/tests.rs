@@ -73,16 +73,19 @@ fn samples() -> Vec<Frame> {
             service: "web".into(),
             visitor: "[::1]:5555".parse().expect("literal"),
             public: None,
+            udp: false,
         },
         Frame::Start {
             service: "web".into(),
             visitor: "127.0.0.1:80".parse().expect("literal"),
             public: None,
+            udp: false,
         },
         Frame::Start {
             service: "web".into(),
             visitor: "192.0.2.7:40000".parse().expect("literal"),
             public: Some("[2001:db8::1]:443".parse().expect("literal")),
+            udp: false,
         },
         Frame::Error {
             code: ErrorCode::Other(999),
@@ -168,6 +171,7 @@ fn register_flags_and_start_public_address_are_optional_and_canonical() {
         service: "a".into(),
         visitor: "192.0.2.1:1".parse().expect("literal"),
         public: None,
+        udp: false,
     };
     let start = to_bytes(&start).expect("encodes");
     assert_eq!(start.len(), 2 + 1 + 2 + 7, "as before");
@@ -175,6 +179,15 @@ fn register_flags_and_start_public_address_are_optional_and_canonical() {
     truncated[1] += 3;
     truncated.extend_from_slice(&[4, 1, 2]);
     assert_eq!(decode(&truncated), Err(DecodeError::Truncated));
+    // A UDP flow's `Start` is the same body under type 0x0f.
+    let mut flow = start.clone();
+    flow[2] = 0x0f;
+    let decoded = decode(&flow).expect("decodes").expect("whole").0;
+    assert!(
+        matches!(decoded, Frame::Start { udp: true, .. }),
+        "{decoded:?}"
+    );
+    assert_eq!(to_bytes(&decoded).expect("encodes"), flow, "canonical");
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! the records of [`crate::protocol::datagram`]: one record per datagram,
 //! never split or merged.
 //!
-//! Both halves are polled by the one task that owns a flow, next to its UDP
-//! socket, and neither ever waits on the other: [`Outbox`] queues records for
+//! Both halves are polled by the one task that owns a flow's link (at the
+//! client, next to the flow's UDP socket), and neither ever waits on the
+//! other: [`Outbox`] queues records for
 //! the link up to [`MAX_QUEUED_LEN`] and refuses (the caller drops and counts)
 //! past it; [`Inbox`] hands each whole record to a callback that sends it
 //! without waiting. So a slow link or socket loses datagrams, as UDP may,
@@ -17,17 +18,26 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use crate::protocol::datagram::{self, HEADER_LEN, MAX_DATAGRAM_LEN};
 
-/// Records queued for one link; past this a datagram is dropped. 256 KiB
-/// is 180 datagrams of 1,400 bytes: far more than a link that keeps up ever
-/// holds, and small enough that a flooded flow costs a bounded amount.
-pub const MAX_QUEUED_LEN: usize = 256 * 1024;
+/// Records queued for one link; past this a datagram is dropped. 64 KiB is
+/// 46 datagrams of 1,400 bytes (one largest datagram fits): more than a
+/// link that keeps up holds between two turns of its task, and small
+/// enough that a flow cannot hoard memory: a flooded flow holds at most
+/// twice this (one queue being written, one filling), so 4,096 flows of a
+/// service whose link stalls hold at most 512 MiB, and only while it stalls.
+/// A power of two (see [`Outbox::push`]).
+pub const MAX_QUEUED_LEN: usize = 64 * 1024;
 /// The per-thread read buffer: one record of the largest size whole, and
-/// many small ones per read.
-pub const SCRATCH_LEN: usize = HEADER_LEN + MAX_DATAGRAM_LEN;
+/// many small ones per read; one byte more than that, so a received
+/// datagram too long to carry (IPv6 allows 65,527 bytes) shows as such
+/// instead of arriving cut.
+pub const SCRATCH_LEN: usize = HEADER_LEN + MAX_DATAGRAM_LEN + 1;
+/// How long the end of a flow may take to tell its link (FIN, TLS
+/// close_notify, mux `Fin`); then the link is dropped instead.
+pub const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Reads of one link per poll before other tasks of the thread get a turn.
 const READS_PER_POLL: usize = 8;
 /// A buffer emptied with more capacity than this is freed, so a burst of
@@ -56,6 +66,9 @@ pub struct Outbox {
     buf: Vec<u8>,
     /// Bytes of `buf` already written.
     sent: usize,
+    /// Written, but the link's flush is still pending (a TLS link keeps
+    /// what the socket did not take in its own buffer).
+    unflushed: bool,
 }
 
 impl Outbox {
@@ -63,18 +76,33 @@ impl Outbox {
         Outbox {
             buf: Vec::new(),
             sent: 0,
+            unflushed: false,
         }
     }
 
     /// Queues one datagram; `false` (the caller counts it dropped) when it
-    /// would pass [`MAX_QUEUED_LEN`].
+    /// would pass [`MAX_QUEUED_LEN`], or is longer than a UDP datagram over
+    /// IPv4 (only IPv6 carries longer ones).
     pub fn push(&mut self, payload: &[u8]) -> bool {
-        if self.buf.len() + HEADER_LEN + payload.len() > MAX_QUEUED_LEN {
+        let need = self.buf.len() + HEADER_LEN + payload.len();
+        if need > MAX_QUEUED_LEN || payload.len() > MAX_DATAGRAM_LEN {
             return false;
         }
-        // Over the cap only if the caller's socket returned more than UDP
-        // carries; nothing is queued then.
+        if need > self.buf.capacity() {
+            // Doubling, but never past the bound (a power of two), so a
+            // full queue holds at most MAX_QUEUED_LEN bytes of memory.
+            let cap = need
+                .next_power_of_two()
+                .clamp(KEEP_CAPACITY, MAX_QUEUED_LEN);
+            self.buf.reserve_exact(cap - self.buf.len());
+        }
         datagram::encode(payload, &mut self.buf).is_ok()
+    }
+
+    /// Whether [`Outbox::poll_send`] has anything to do: bytes to write, or
+    /// a flush to finish.
+    pub fn wants_send(&self) -> bool {
+        !self.is_empty() || self.unflushed
     }
 
     /// Queues the records `other` has not written yet.
@@ -96,8 +124,9 @@ impl Outbox {
         self.buf.len() - self.sent
     }
 
-    /// Writes what is queued and flushes the link: `Ready(Ok(n))` once all
-    /// of it left (`n` bytes this call), `Pending` while the link is full.
+    /// Writes what is queued and flushes the link: `Ready(Ok(n))` when it
+    /// wrote `n` bytes (`n` > 0; call again while [`Outbox::wants_send`]),
+    /// `Pending` when the link took nothing more (its waker is set).
     pub fn poll_send<W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
@@ -123,8 +152,15 @@ impl Outbox {
                 self.buf = Vec::new();
             }
         }
-        ready!(Pin::new(&mut *link).poll_flush(cx))?;
-        Poll::Ready(Ok(wrote))
+        match Pin::new(&mut *link).poll_flush(cx) {
+            Poll::Ready(Ok(())) => self.unflushed = false,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => self.unflushed = true,
+        }
+        match wrote {
+            0 if self.unflushed => Poll::Pending,
+            n => Poll::Ready(Ok(n)),
+        }
     }
 }
 
@@ -299,6 +335,54 @@ mod tests {
         let (got, end) = read_all(vec![0, 1, 9, 0, 5, 1], 4);
         assert_eq!(got, vec![vec![9]]);
         assert_eq!(end.expect_err("cut").kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A link like TLS: takes every write, flushes only on the second try.
+    #[derive(Default)]
+    struct SlowFlush {
+        flushes: usize,
+    }
+
+    impl AsyncWrite for SlowFlush {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.flushes += 1;
+            match self.flushes {
+                1 => Poll::Pending,
+                _ => Poll::Ready(Ok(())),
+            }
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_pending_flush_keeps_the_outbox_asking_to_send() {
+        let mut outbox = Outbox::new();
+        let mut link = SlowFlush::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(outbox.push(b"reply"));
+        let sent = outbox.poll_send(&mut cx, &mut link);
+        assert!(matches!(sent, Poll::Ready(Ok(7))), "{sent:?}");
+        assert!(
+            outbox.is_empty() && outbox.wants_send(),
+            "written, not flushed"
+        );
+        assert!(matches!(
+            outbox.poll_send(&mut cx, &mut link),
+            Poll::Ready(Ok(0))
+        ));
+        assert!(!outbox.wants_send());
+        assert_eq!(link.flushes, 2);
     }
 
     #[test]

@@ -64,11 +64,13 @@ impl MuxLinks {
     /// Opens a stream for a visitor (its `Open` carries the `Start` frame) on
     /// the next live link that has room, round-robin, with the worker its
     /// driver runs on (the visitor's relay should run there too). `None` when
-    /// no link has room: the visitor takes a pooled link instead.
+    /// no link has room: the visitor takes a pooled link instead. `udp`: a
+    /// UDP flow (its `Start` says so).
     pub fn open(
         &self,
         service: &str,
         visitor: super::proxied::Visitor,
+        udp: bool,
     ) -> Option<(mux::Stream, usize)> {
         let mut links = lock(&self.links);
         links.retain(|(l, _)| l.closed().is_none());
@@ -80,6 +82,7 @@ impl MuxLinks {
             service: service.to_owned(),
             visitor: visitor.addr,
             public: visitor.public,
+            udp,
         };
         let payload = crate::protocol::to_bytes(&start).ok()?;
         let first = self.next.fetch_add(1, Ordering::Relaxed);

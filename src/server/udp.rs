@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -24,6 +25,7 @@ use tracing::debug;
 
 use super::metrics::{Counters, Dropped, Reason};
 use super::registry::{Claim, Service};
+use crate::protocol::datagram::MAX_DATAGRAM_LEN;
 use crate::relay::datagrams::{Outbox, with_scratch};
 use crate::runtime::{self, Socket};
 use crate::tasks::lock;
@@ -119,6 +121,23 @@ impl Flow {
         Some(std::mem::take(&mut q.bytes))
     }
 
+    /// Moves the queued records into `into` if they fit in `room` bytes,
+    /// returning their payload bytes (0 when none moved), without waking
+    /// anyone later: while its link is sought the flow's task waits on the
+    /// link, and looks at the queue before each offer. `None`: closed.
+    pub fn take_within(&self, into: &mut Outbox, room: usize) -> Option<u64> {
+        let mut q = lock(&self.queue);
+        if q.closed {
+            return None;
+        }
+        if q.records.is_empty() || q.records.len() > room {
+            return Some(0);
+        }
+        into.extend_from(&q.records);
+        q.records = Outbox::new();
+        Some(std::mem::take(&mut q.bytes))
+    }
+
     /// Ends the flow: its task stops at its next poll, which this causes.
     pub fn close(&self) {
         let mut q = lock(&self.queue);
@@ -138,14 +157,41 @@ impl Flow {
 
 /// One socket's flows by source. Dropped with the socket's task: every
 /// flow is told to end.
-#[derive(Default)]
 struct Flows {
     by_source: HashMap<SocketAddr, Arc<Flow>>,
     /// Flows added since ended ones were last swept out.
     added: usize,
+    /// `max_udp_flows` as the last flow opened or refused saw it: while the
+    /// service holds that many, a new source is refused here, without a
+    /// lock (a spray of new sources costs one atomic load each).
+    limit: usize,
+    /// Refusals on that fast path; every [`RECHECK_LIMIT`]th takes the slow
+    /// path, which reads the limit again (a reload may have raised it).
+    fast_refusals: u32,
 }
 
+/// See [`Flows::fast_refusals`].
+const RECHECK_LIMIT: u32 = 1024;
+
 impl Flows {
+    fn new() -> Flows {
+        Flows {
+            by_source: HashMap::new(),
+            added: 0,
+            limit: usize::MAX,
+            fast_refusals: 0,
+        }
+    }
+
+    /// Whether a new source is refused without asking the session.
+    fn full<T: Transport>(&mut self, service: &Service<T>) -> bool {
+        if service.flows.load(Ordering::Relaxed) < self.limit {
+            return false;
+        }
+        self.fast_refusals = self.fast_refusals.wrapping_add(1);
+        self.fast_refusals % RECHECK_LIMIT != 0
+    }
+
     /// Sweeps out ended flows once as many were added as the table holds
     /// (amortised O(1) per flow; the table stays within twice the live
     /// flows plus a constant).
@@ -182,7 +228,7 @@ pub(super) async fn receive<T: Transport>(
         }),
         Err(e) => return debug!("public UDP socket not registered: {e}"),
     };
-    let mut flows = Flows::default();
+    let mut flows = Flows::new();
     loop {
         let turn = public.socket.read_with(|s| {
             with_scratch(|buf| {
@@ -216,6 +262,11 @@ fn arrive<T: Transport>(
     public: &Arc<Public>,
     counters: &Counters,
 ) {
+    if payload.len() > MAX_DATAGRAM_LEN {
+        // Longer than any datagram over IPv4 (only IPv6 carries such, and
+        // the scratch buffer cut it): not carried.
+        return counters.dropped(Dropped::ToClient);
+    }
     if let Some(flow) = flows.by_source.get(&source) {
         match flow.push(payload) {
             Push::Queued => return,
@@ -226,13 +277,18 @@ fn arrive<T: Transport>(
     let Some(service) = service.upgrade() else {
         return;
     };
+    if flows.full(&service) {
+        return counters.refused(Reason::UdpFlowLimit);
+    }
     let Some(session) = service.owner() else {
         // Its client is gone (the port lingers for its return).
         return counters.refused(Reason::NoClient);
     };
     let flow = Arc::new(Flow::default());
     flow.push(payload);
-    if session.open_flow(&service, flow.clone(), source, Arc::downgrade(public)) {
+    let (opened, limit) = session.open_flow(&service, flow.clone(), source, Arc::downgrade(public));
+    flows.limit = limit;
+    if opened {
         flows.insert(source, flow);
     }
 }

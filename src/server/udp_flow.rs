@@ -26,7 +26,7 @@ use super::session::Session;
 use super::udp::{Flow, Public};
 use crate::mux;
 use crate::protocol::Frame;
-use crate::relay::datagrams::{Inbox, Outbox, Read};
+use crate::relay::datagrams::{CLOSE_LIMIT, Inbox, Outbox, Read};
 use crate::runtime;
 use crate::transport::Transport;
 use crate::wire::with_timeout;
@@ -37,25 +37,16 @@ const MAX_REPLAY_LEN: usize = 64 * 1024;
 
 impl<T: Transport> Session<T> {
     /// A datagram from a new source of `service`: opens its flow, served
-    /// on this worker (a pooled link) or a mux link's. `false` when a limit
-    /// refused it (counted).
+    /// on this worker (a pooled link) or a mux link's. Returns whether it
+    /// opened (a limit refused it, counted, if not) and `max_udp_flows`.
     pub(super) fn open_flow(
         self: &Arc<Self>,
         service: &Arc<Service<T>>,
         flow: Arc<Flow>,
         visitor: SocketAddr,
         public: Weak<Public>,
-    ) -> bool {
-        let settings = self.shared.settings();
-        let (max_flows, max_visitors) = (settings.max_udp_flows, settings.max_visitors_per_client);
-        drop(settings);
-        let refusal = if self.visitors.len() >= max_visitors {
-            Some(Reason::VisitorLimit)
-        } else if !reserve(&service.flows, max_flows) {
-            Some(Reason::UdpFlowLimit)
-        } else {
-            None
-        };
+    ) -> (bool, usize) {
+        let (max_flows, refusal) = self.admit_flow(service);
         if let Some(reason) = refusal {
             self.shared.counters.refused(reason);
             let log = &self.shared.visitor_log;
@@ -65,10 +56,10 @@ impl<T: Transport> Session<T> {
                     service.name()
                 );
             }
-            return false;
+            return (false, max_flows);
         }
         let name = service.name();
-        let (worker, stream) = match self.muxes.open(&name, who(visitor)) {
+        let (worker, stream) = match self.muxes.open(&name, who(visitor), true) {
             Some((stream, worker)) => (worker, Some(stream)),
             None => (runtime::this_or_next_worker(), None),
         };
@@ -86,7 +77,24 @@ impl<T: Transport> Session<T> {
                 }
             }
         });
-        true
+        (true, max_flows)
+    }
+
+    /// Takes a flow slot of `service` unless a limit says no: its own
+    /// `max_udp_flows` first (exact, lock-free), then the session's
+    /// visitors. Returns `max_udp_flows` too.
+    fn admit_flow(&self, service: &Service<T>) -> (usize, Option<Reason>) {
+        let settings = self.shared.settings();
+        let (max_flows, max_visitors) = (settings.max_udp_flows, settings.max_visitors_per_client);
+        drop(settings);
+        if !reserve(&service.flows, max_flows) {
+            return (max_flows, Some(Reason::UdpFlowLimit));
+        }
+        if self.visitors.len() >= max_visitors {
+            service.flows.fetch_sub(1, Ordering::Relaxed);
+            return (max_flows, Some(Reason::VisitorLimit));
+        }
+        (max_flows, None)
     }
 
     /// Finds the flow a link that accepts it, then relays on that link.
@@ -122,6 +130,7 @@ impl<T: Transport> Session<T> {
             service: name.to_owned(),
             visitor: ends.visitor,
             public: None,
+            udp: true,
         })
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         loop {
@@ -141,10 +150,15 @@ impl<T: Transport> Session<T> {
                     Err(Refused::Visitor(e)) => return Err(e),
                     Err(Refused::LinkLost(e)) => self.note_lost_link(&e),
                 }
-                stream = self.muxes.open(name, who(ends.visitor)).map(|(s, _)| s);
+                stream = self
+                    .muxes
+                    .open(name, who(ends.visitor), true)
+                    .map(|(s, _)| s);
                 continue;
             }
-            let mut link = self.take_link(deadline).await?;
+            let link = self.take_link(deadline).await;
+            let mut link =
+                link.inspect_err(|_| self.shared.counters.refused(Reason::NoDataLink))?;
             match offer(&mut link, &start, &replay, limit).await {
                 Ok(()) => return Ok(Some(Link::Pooled(link))),
                 Err(Refused::Visitor(e)) => return Err(e),
@@ -175,7 +189,11 @@ impl<T: Transport> Session<T> {
             last: Instant::now(),
             timer: runtime::sleep(idle),
         };
-        poll_fn(|cx| relay.poll(cx)).await
+        let why = poll_fn(|cx| relay.poll(cx)).await?;
+        // A clean end the client reads as one: FIN, a TLS close_notify, a
+        // mux `Fin` (bounded: a stalled link is simply dropped).
+        let _ = runtime::timeout(CLOSE_LIMIT, link.close()).await;
+        Ok(why)
     }
 }
 
@@ -233,19 +251,15 @@ impl<T: Transport> Drop for FlowGuard<T> {
     }
 }
 
-/// Moves queued datagrams into `replay` while it has room (they are sent
-/// with the next offer and kept until `Accept`). `false`: the flow closed.
+/// Moves queued datagrams into `replay` if they fit in [`MAX_REPLAY_LEN`]
+/// (they go out with the next offer and are kept until `Accept`; the rest
+/// wait in the queue). `false`: the flow closed.
 fn keep_replay<T: Transport>(guard: &FlowGuard<T>, replay: &mut Outbox) -> bool {
-    if replay.len() >= MAX_REPLAY_LEN {
-        return true;
-    }
-    let mut more = Outbox::new();
-    let waker = std::task::Waker::noop();
-    match guard.flow.take(&mut more, &Context::from_waker(waker)) {
+    let room = MAX_REPLAY_LEN.saturating_sub(replay.len());
+    match guard.flow.take_within(replay, room) {
         None => false,
         Some(bytes) => {
             guard.service.traffic.meter().a_to_b().add(bytes);
-            replay.extend_from(&more);
             true
         }
     }
@@ -314,9 +328,9 @@ impl<L: AsyncRead + AsyncWrite + Unpin, T: Transport> FlowRelay<'_, L, T> {
                 Some(bytes) => self.service.traffic.meter().a_to_b().add(bytes),
             }
         }
-        if !self.sending.is_empty() {
+        if self.sending.wants_send() {
             match self.sending.poll_send(cx, self.link) {
-                Poll::Ready(Ok(_)) => moved = true,
+                Poll::Ready(Ok(n)) => moved |= n > 0,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => {}
             }

@@ -25,10 +25,13 @@ use crate::transport::Transport;
 use crate::wire::with_timeout;
 use smol::channel::Receiver;
 
-/// How often a visitor still waiting for a data link asks for one again.
-/// Links are dialled in a round trip or three, so an answered request has
-/// normally arrived by then; an extra link is only an idle link more.
+/// How soon a visitor waiting for a data link asks again when its request
+/// found the control queue full.
 const LINK_REQUEST_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Every this many retries (2 s) a waiting visitor asks again even though
+/// its request went out: the client may have failed to dial it. Links take
+/// a round trip or three, so this rarely dials a link too many.
+const LINK_REQUEST_REPEAT: u32 = 8;
 
 impl<T: Transport> Session<T> {
     /// A visitor arrived at one of this session's public ports; it is served
@@ -98,7 +101,7 @@ impl<T: Transport> Session<T> {
         let name = service.name();
         // A stream on a multiplexed link (no connection, no handshake) is
         // relayed on the link driver's worker; a pooled link is taken here.
-        let (worker, stream) = match self.muxes.open(&name, who) {
+        let (worker, stream) = match self.muxes.open(&name, who, false) {
             Some((stream, worker)) => (worker, Some(stream)),
             None => (runtime::this_or_next_worker(), None),
         };
@@ -175,7 +178,7 @@ impl<T: Transport> Session<T> {
                 Err(dispatch::Refused::Visitor(e)) => return Err(e),
                 Err(dispatch::Refused::LinkLost(e)) => self.note_lost_link(&e),
             }
-            match self.muxes.open(visit.name, visit.who) {
+            match self.muxes.open(visit.name, visit.who, false) {
                 Some((next, _)) => stream = next,
                 None => {
                     let link = self.start_visitor(visit, &visitor, replay);
@@ -207,6 +210,7 @@ impl<T: Transport> Session<T> {
             service: service.to_owned(),
             visitor: addr,
             public: visit.who.public,
+            udp: false,
         };
         let start = crate::protocol::to_bytes(&start)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -315,15 +319,16 @@ impl<T: Transport> Session<T> {
                 ));
             }
         };
-        // Ask for one more link per waiting visitor, again every
-        // `LINK_REQUEST_RETRY` while it waits: a request finds the control
-        // queue full in a burst (more visitors wait than the queue holds),
-        // and the client replaces only links that close, so a lost request
-        // would leave its visitor waiting out its deadline.
-        let _ = self.control.try_send(Frame::OpenData { count: 1 });
+        // Ask for one more link per waiting visitor. In a burst a request
+        // can find the control queue full, and the client replaces only
+        // links that close, so a request lost that way is made again at the
+        // next `LINK_REQUEST_RETRY`; one that went out is repeated only
+        // every `LINK_REQUEST_REPEAT` retries (its dial may have failed).
+        let ask = || self.control.try_send(Frame::OpenData { count: 1 }).is_ok();
+        let mut asked = ask();
         let left = deadline.saturating_duration_since(Instant::now());
         let got = with_timeout(left, "waiting for a data link", async {
-            loop {
+            for tick in 1u32.. {
                 let retry = async {
                     // ok-sleep: the period of a best-effort request, not a wait for an event
                     runtime::sleep(LINK_REQUEST_RETRY).await;
@@ -331,11 +336,11 @@ impl<T: Transport> Session<T> {
                 };
                 match async { Some(rx.recv().await) }.or(retry).await {
                     Some(got) => return got.map_err(|_| io::Error::other("session ended")),
-                    None => {
-                        let _ = self.control.try_send(Frame::OpenData { count: 1 });
-                    }
+                    None if !asked || tick % LINK_REQUEST_REPEAT == 0 => asked = ask(),
+                    None => {}
                 }
             }
+            Err(io::Error::other("waited for a data link too long"))
         })
         .await;
         if got.is_err() {
