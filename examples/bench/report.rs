@@ -85,6 +85,8 @@ pub enum Metric {
     UdpRttP99,
     UdpRttAdded,
     UdpRttLost,
+    UdpRttPinnedP50,
+    UdpRttPinnedAdded,
     UdpFlowSecs,
     /// RSS growth per idle flow (KB): all the mode's processes, then by role.
     UdpFlowKb,

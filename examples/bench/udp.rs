@@ -89,7 +89,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         selected.iter().map(|n| (n.clone(), Vec::new())).collect();
     let mut notes = Vec::new();
     for run in 1..=o.runs {
-        let mut direct_p50 = None;
+        let (mut direct_p50, mut direct_pinned) = (None, None);
         for (name, per_run) in results.iter_mut() {
             eprintln!("run {run}/{}: {name} (udp)", o.runs);
             let label = format!("{name}, run {run}");
@@ -99,11 +99,15 @@ pub fn run(o: &Options) -> Result<(), String> {
             };
             let mut r = measure(&mode, &svc, &plan, &label, &mut notes);
             let p50 = r.values.get(&Metric::UdpRttP50).copied();
+            let pinned = r.values.get(&Metric::UdpRttPinnedP50).copied();
             if name == "direct" {
-                direct_p50 = p50;
+                (direct_p50, direct_pinned) = (p50, pinned);
             }
             if let (Some(d), Some(p)) = (direct_p50, p50) {
                 r.values.insert(Metric::UdpRttAdded, p - d);
+            }
+            if let (Some(d), Some(p)) = (direct_pinned, pinned) {
+                r.values.insert(Metric::UdpRttPinnedAdded, p - d);
             }
             let samples = mode.logs.samples.lock().unwrap_or_else(|e| e.into_inner());
             for line in samples.iter() {
@@ -217,6 +221,7 @@ fn measure(
         }
         Err(e) => notes.push(format!("{label}: round trips: {e}")),
     }
+    pinned_round_trips(mode, &pids, plan, label, notes, &mut r);
     ladder(mode, svc, plan, label, notes, &mut r);
     idle_flows(mode, &mut r);
     let warnings = mode
@@ -225,6 +230,33 @@ fn measure(
         .load(std::sync::atomic::Ordering::Relaxed);
     r.values.insert(Metric::LogWarnings, warnings as f64);
     r
+}
+
+/// The round trip again with every thread of the mode's processes and of
+/// the bench (sender and echo) on one CPU, as the TCP phases' `--pin`: the
+/// path's own work and wake-ups, without cross-CPU scheduling, which on a
+/// VM swings unpinned figures between runs.
+fn pinned_round_trips(
+    mode: &UdpMode,
+    pids: &[u32],
+    plan: &Plan,
+    label: &str,
+    notes: &mut Vec<String>,
+    r: &mut RunResult,
+) {
+    let pinned = match crate::pin::pin_all(pids) {
+        Ok(p) => p,
+        Err(e) => return notes.push(format!("{label}: pinning: {e}")),
+    };
+    match udpload::round_trips(mode.echo, plan.rtt_count, RTT_TIMEOUT, RTT_MAX) {
+        Ok(rt) => {
+            if let Some(ns) = percentile(&rt.sorted_ns, 50.0) {
+                r.values.insert(Metric::UdpRttPinnedP50, ns as f64 / 1000.0);
+            }
+        }
+        Err(e) => notes.push(format!("{label}: pinned round trips: {e}")),
+    }
+    drop(pinned);
 }
 
 /// Every rate of the ladder at every size, from the same [`FLOWS`] flows.
@@ -313,6 +345,18 @@ fn rows(plan: &Plan) -> Vec<Row> {
         row(Metric::UdpRttP50, "64 B round trip p50 (µs)", 1, true),
         row(Metric::UdpRttP99, "64 B round trip p99 (µs)", 1, true),
         row(Metric::UdpRttAdded, "added p50 over direct (µs)", 1, false),
+        row(
+            Metric::UdpRttPinnedP50,
+            "64 B round trip p50, all on one CPU (µs)",
+            1,
+            true,
+        ),
+        row(
+            Metric::UdpRttPinnedAdded,
+            "added pinned p50 over direct (µs)",
+            1,
+            false,
+        ),
         owned_row(
             Metric::UdpRttLost,
             format!("round trips lost (of {})", plan.rtt_count),

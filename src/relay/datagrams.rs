@@ -40,9 +40,8 @@ pub const SCRATCH_LEN: usize = HEADER_LEN + MAX_DATAGRAM_LEN + 1;
 pub const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// Reads of one link per poll before other tasks of the thread get a turn.
 const READS_PER_POLL: usize = 8;
-/// A buffer emptied with more capacity than this is freed, so a burst of
-/// big datagrams leaves no memory behind in an idle flow.
-const KEEP_CAPACITY: usize = 4096;
+/// The smallest buffer an outbox allocates.
+const MIN_CAPACITY: usize = 256;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -91,9 +90,7 @@ impl Outbox {
         if need > self.buf.capacity() {
             // Doubling, but never past the bound (a power of two), so a
             // full queue holds at most MAX_QUEUED_LEN bytes of memory.
-            let cap = need
-                .next_power_of_two()
-                .clamp(KEEP_CAPACITY, MAX_QUEUED_LEN);
+            let cap = need.next_power_of_two().clamp(MIN_CAPACITY, MAX_QUEUED_LEN);
             self.buf.reserve_exact(cap - self.buf.len());
         }
         datagram::encode(payload, &mut self.buf).is_ok()
@@ -146,11 +143,10 @@ impl Outbox {
             }
         }
         if self.sent == self.buf.len() {
-            self.buf.clear();
+            // Freed, not kept: an idle flow holds no buffer (the next burst
+            // allocates one, a cost far below its system calls').
+            self.buf = Vec::new();
             self.sent = 0;
-            if self.buf.capacity() > KEEP_CAPACITY {
-                self.buf = Vec::new();
-            }
         }
         match Pin::new(&mut *link).poll_flush(cx) {
             Poll::Ready(Ok(())) => self.unflushed = false,
@@ -232,10 +228,8 @@ impl Inbox {
             data = &data[take..];
             if let Some((payload, _)) = datagram::decode(&self.partial).map_err(invalid)? {
                 deliver(&self.partial[payload]);
-                self.partial.clear();
-                if self.partial.capacity() > KEEP_CAPACITY {
-                    self.partial = Vec::new();
-                }
+                // Freed: an idle flow holds no buffer.
+                self.partial = Vec::new();
             }
         }
         while let Some((payload, used)) = datagram::decode(data).map_err(invalid)? {

@@ -397,6 +397,7 @@ fn a_client_that_sends_a_frame_where_a_chunk_is_due_loses_its_link() {
         service: "svc".into(),
         visitor: SocketAddr::from(([127, 0, 0, 1], 9)),
         public: None,
+        udp: false,
     };
     let frame = porthole::protocol::to_bytes(&start).expect("encodes");
     run_test(misbehave(&frame, PROMPTLY));
