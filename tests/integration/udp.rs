@@ -5,8 +5,9 @@
 //! flow ends after `udp_idle_timeout` and its socket closes; a service holds
 //! at most `max_udp_flows` flows (a new source is dropped, and counted,
 //! until one ends); a flooded flow leaves other flows and TCP visitors
-//! served; a restarted client gets its UDP port back; and a real `dig`
-//! resolves a name through the tunnel.
+//! served; a restarted client gets its UDP port back; a TCP and a UDP
+//! service hold the same port number; and a real `dig` resolves a name
+//! through the tunnel.
 //!
 //! A datagram may be lost under load without any fault, so requests are
 //! sent again on a short timeout, a bounded number of times
@@ -204,6 +205,42 @@ fn datagrams_of_one_flow_keep_their_order() {
             seqs.len() >= BURST as usize / 2,
             "most of a burst on loopback comes back: {seqs:?}"
         );
+        t.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------- one number, two ports
+
+/// Public ports this test's server picks from: below Linux's ephemeral
+/// range (32768 and up), so no socket another test binds to port 0 can
+/// hold the number the TCP service gets when the UDP service asks for it.
+const SHARED_RANGE: (u16, u16) = (20_000, 30_000);
+
+#[test]
+fn a_tcp_and_a_udp_service_share_one_port_number() {
+    run_test(async {
+        let udp_echo = udp_echo_service().await;
+        let t = TunnelBuilder::new()
+            .server(|s| s.allow_ports = vec![SHARED_RANGE.0..=SHARED_RANGE.1])
+            .start()
+            .await;
+        let tcp_public = t.public;
+        let mut settings = client_settings(
+            t.server.addr,
+            TOKEN,
+            &[("dns", udp_echo.addr, tcp_public.port())],
+        );
+        settings.services[0].protocol = Protocol::Udp;
+        let second = start_client(settings);
+        let udp_public = second.registered("dns").await;
+        assert_eq!(
+            udp_public, tcp_public,
+            "the UDP service got the TCP one's number"
+        );
+        let visitor = udp_visitor(udp_public).await;
+        ask(&visitor, b"over udp", b"over udp").await;
+        assert_echoes(tcp_public, 0x5ea7, 10_000).await;
+        second.stop().await;
         t.stop().await;
     });
 }
