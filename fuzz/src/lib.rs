@@ -30,6 +30,13 @@ pub struct Decoded {
     pub end: End,
 }
 
+/// A chunked target's input after its mode byte `mode`: the next `mode % 8`
+/// bytes are chunk sizes, the rest is the byte stream.
+fn sizes_and_stream(mode: u8, rest: &[u8]) -> (&[u8], &[u8]) {
+    let size_bytes = (usize::from(mode) % (MAX_SIZE_BYTES + 1)).min(rest.len());
+    rest.split_at(size_bytes)
+}
+
 /// The `control_frame` target. Byte 0 is the mode `m`: the next `m % 8` bytes are
 /// chunk sizes (each value + 1, used in turn, cycling; none means one byte at a
 /// time), and the rest is the byte stream.
@@ -42,8 +49,7 @@ pub fn control_frame(data: &[u8]) -> Decoded {
     let Some((&mode, rest)) = data.split_first() else {
         return decode_all(data);
     };
-    let size_bytes = (usize::from(mode) % (MAX_SIZE_BYTES + 1)).min(rest.len());
-    let (sizes, stream) = rest.split_at(size_bytes);
+    let (sizes, stream) = sizes_and_stream(mode, rest);
     let whole = decode_all(stream);
     let chunked = decode_chunked(stream, sizes);
     assert_eq!(whole, chunked, "chunked decoding differs (sizes {sizes:?})");
@@ -901,8 +907,7 @@ pub fn datagram(data: &[u8]) -> Datagrams {
     let Some((&mode, rest)) = data.split_first() else {
         return datagrams_whole(data);
     };
-    let size_bytes = (usize::from(mode) % (MAX_SIZE_BYTES + 1)).min(rest.len());
-    let (sizes, stream) = rest.split_at(size_bytes);
+    let (sizes, stream) = sizes_and_stream(mode, rest);
     let whole = datagrams_whole(stream);
     let mut encoded = Vec::new();
     for payload in &whole.records {

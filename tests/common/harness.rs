@@ -149,6 +149,22 @@ impl Client {
         .await
     }
 
+    /// The first `Registered` (Ok, public address) or `Refused` (Err, its
+    /// message) for `name`, for tests where a refusal is an outcome.
+    pub async fn registration(&self, name: &str) -> Result<SocketAddr, String> {
+        loop {
+            match self.next_event(PROMPTLY).await {
+                Event::Registered {
+                    name: got, public, ..
+                } if got == name => return Ok(public.parse().expect("ip:port")),
+                Event::Refused {
+                    name: got, message, ..
+                } if got == name => return Err(message),
+                _ => {}
+            }
+        }
+    }
+
     /// Waits until every one of `names` is registered; returns their public
     /// addresses by name. A `Refused` for any of them fails the test.
     pub async fn registered_all(&self, names: &[&str]) -> HashMap<String, SocketAddr> {

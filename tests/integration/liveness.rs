@@ -5,7 +5,6 @@
 use crate::common::*;
 use futures_lite::AsyncWriteExt;
 use smol::net::{TcpListener, TcpStream};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use porthole::auth::Key;
@@ -55,7 +54,7 @@ fn crashed_client_closes_its_visitors_and_a_restarted_client_reclaims_its_port()
         let client = loop {
             attempts += 1;
             let client = start_client(settings.clone());
-            match registration(&client, "web").await {
+            match client.registration("web").await {
                 Ok(public) => {
                     assert_eq!(public.port(), remote_port, "same port after restart");
                     eprintln!("reclaimed on attempt {attempts}");
@@ -69,21 +68,6 @@ fn crashed_client_closes_its_visitors_and_a_restarted_client_reclaims_its_port()
         client.stop().await;
         server.stop().await;
     });
-}
-
-/// The first `Registered` (Ok, public address) or `Refused` (Err, message) for `name`.
-async fn registration(client: &Client, name: &str) -> Result<SocketAddr, String> {
-    loop {
-        match client.next_event(PROMPTLY).await {
-            Event::Registered {
-                name: got, public, ..
-            } if got == name => return Ok(public.parse().expect("ip:port")),
-            Event::Refused {
-                name: got, message, ..
-            } if got == name => return Err(message),
-            _ => {}
-        }
-    }
 }
 
 #[test]

@@ -25,7 +25,6 @@ use crate::common::peers::{Scratch, program};
 use crate::common::process::{Proc, porthole as args, run};
 use crate::common::udp::*;
 use crate::common::*;
-use porthole::client::Event;
 use porthole::config::Protocol;
 
 mod binary;
@@ -302,22 +301,6 @@ fn an_idle_flow_ends_after_udp_idle_timeout_and_its_socket_closes() {
 
 // ---------------------------------------------------------------- restart
 
-/// The first `Registered` (Ok, public address) or `Refused` (Err, message)
-/// for `name`.
-async fn registration(client: &Client, name: &str) -> Result<SocketAddr, String> {
-    loop {
-        match client.next_event(PROMPTLY).await {
-            Event::Registered {
-                name: got, public, ..
-            } if got == name => return Ok(public.parse().expect("ip:port")),
-            Event::Refused {
-                name: got, message, ..
-            } if got == name => return Err(message),
-            _ => {}
-        }
-    }
-}
-
 #[test]
 fn a_restarted_client_gets_its_udp_port_back_and_is_answered_there() {
     run_test(async {
@@ -343,7 +326,7 @@ fn a_restarted_client_gets_its_udp_port_back_and_is_answered_there() {
         let client = loop {
             attempts += 1;
             let client = start_client(settings.clone());
-            match registration(&client, "udp").await {
+            match client.registration("udp").await {
                 Ok(again) => {
                     assert_eq!(again, public, "the same port after the restart");
                     break client;
