@@ -87,8 +87,28 @@ pub fn decode_all(stream: &[u8]) -> Decoded {
 /// Feeds `stream` to a growing buffer in chunks, decoding after every chunk and
 /// draining what was consumed, as a reader over a socket would.
 fn decode_chunked(stream: &[u8], sizes: &[u8]) -> Decoded {
+    let (frames, end) = feed_chunked(stream, sizes, |buf| {
+        let decoded = protocol::decode(buf);
+        if let Ok(Some((frame, used))) = &decoded {
+            check_round_trip(frame, *used, buf);
+        }
+        decoded
+    });
+    let end = end.map_or_else(End::Error, End::NeedMore);
+    Decoded { frames, end }
+}
+
+/// Feeds `stream` to `step` through a growing buffer, `sizes` bytes at a time
+/// (each value + 1, cycling; none: one byte at a time), taking every whole item
+/// after each chunk and draining the bytes it used. Returns the items, then the
+/// bytes left over or the first error.
+fn feed_chunked<T, E>(
+    stream: &[u8],
+    sizes: &[u8],
+    mut step: impl FnMut(&[u8]) -> Result<Option<(T, usize)>, E>,
+) -> (Vec<T>, Result<usize, E>) {
     let mut buf = Vec::new();
-    let mut frames = Vec::new();
+    let mut items = Vec::new();
     let mut next_size = sizes.iter().map(|&s| usize::from(s) + 1).cycle();
     let mut pos = 0;
     while pos < stream.len() {
@@ -97,26 +117,18 @@ fn decode_chunked(stream: &[u8], sizes: &[u8]) -> Decoded {
         buf.extend_from_slice(&stream[pos..end]);
         pos = end;
         loop {
-            match protocol::decode(&buf) {
-                Ok(Some((frame, used))) => {
-                    check_round_trip(&frame, used, &buf);
-                    frames.push(frame);
+            match step(&buf) {
+                Ok(Some((item, used))) => {
+                    items.push(item);
                     buf.drain(..used);
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    return Decoded {
-                        frames,
-                        end: End::Error(e),
-                    };
-                }
+                Err(e) => return (items, Err(e)),
             }
         }
     }
-    Decoded {
-        frames,
-        end: End::NeedMore(buf.len()),
-    }
+    let left = buf.len();
+    (items, Ok(left))
 }
 
 fn check_round_trip(frame: &Frame, used: usize, input: &[u8]) {
@@ -946,33 +958,10 @@ fn datagrams_whole(stream: &[u8]) -> Datagrams {
     }
 }
 
-/// Feeds `stream` to a growing buffer in chunks, decoding after every chunk and
-/// draining what was used, as a reader over a socket would.
+/// Feeds `stream` in chunks, as a reader over a socket would.
 fn datagrams_chunked(stream: &[u8], sizes: &[u8]) -> Datagrams {
-    let mut buf = Vec::new();
-    let mut records = Vec::new();
-    let mut next_size = sizes.iter().map(|&s| usize::from(s) + 1).cycle();
-    let mut pos = 0;
-    while pos < stream.len() {
-        let size = next_size.next().unwrap_or(1);
-        let end = (pos + size).min(stream.len());
-        buf.extend_from_slice(&stream[pos..end]);
-        pos = end;
-        loop {
-            match datagram_step(&buf) {
-                Ok(Some((payload, used))) => {
-                    records.push(payload);
-                    buf.drain(..used);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let end = DatagramEnd::Error(e);
-                    return Datagrams { records, end };
-                }
-            }
-        }
-    }
-    let end = DatagramEnd::Partial(buf.len());
+    let (records, end) = feed_chunked(stream, sizes, datagram_step);
+    let end = end.map_or_else(DatagramEnd::Error, DatagramEnd::Partial);
     Datagrams { records, end }
 }
 
