@@ -90,13 +90,16 @@ fn status_shows_each_server_of_a_client_given_several_and_follows_each() {
 
     let connected = |s: &str| (s.to_owned(), "connected".to_owned());
     let want = vec![connected(&a_text), connected(&b_text)];
+    // The log line of a registration comes just before the status takes
+    // it in: wait for the service's state as well as the links'.
     let all_up = until(LINE, || {
         let st = status(admin);
         let got = states(&st);
-        if got == want {
+        let service = st.services.first().map(|s| s.state.clone());
+        if got == want && service.as_deref() == Some("serving") {
             Ok(st)
         } else {
-            Err(format!("{got:?}"))
+            Err(format!("{got:?}, service {service:?}"))
         }
     });
     assert_eq!(all_up.upstream, Some(format!("{a_text}, {b_text}")));
